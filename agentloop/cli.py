@@ -1,0 +1,122 @@
+"""The ``agentloop`` command line (Typer + rich).
+
+Core commands live here (``envs``, ``plugins``); every other command lives in a module of
+``agentloop.commands`` that defines ``register(app)``, so subsystems add commands without touching
+this file. Heavy imports happen inside commands: ``agentloop --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import pkgutil
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from agentloop import commands
+from agentloop.errors import AgentLoopError
+
+app = typer.Typer(help="agentloop: language-model agents that improve from their environments' feedback.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+envs_app = typer.Typer(help="List, inspect and check registered environments.", no_args_is_help=True)
+app.add_typer(envs_app, name="envs")
+console = Console()
+err_console = Console(stderr=True)
+
+
+@envs_app.command("list")
+def envs_list(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """Every registered environment (built-ins and plugins)."""
+    from agentloop.registry import envs
+
+    specs = envs.list()
+    if as_json:
+        console.print_json(json.dumps([{"id": s.id, "source": s.source, "description": s.description} for s in specs]))
+        return
+    table = Table(title=f"{len(specs)} environments")
+    for col in ("id", "attempts", "feedback", "source", "description"):
+        table.add_column(col)
+    for s in specs:
+        table.add_row(s.id, str(s.max_attempts), s.feedback if s.max_attempts > 1 else "-", s.source or "code",
+                      s.description)
+    console.print(table)
+
+
+@envs_app.command("show")
+def envs_show(env_id: str) -> None:
+    """The registration of one environment and the first observation of seed 0."""
+    from agentloop.registry import envs, make
+
+    s = envs.spec(env_id)
+    console.print_json(s.model_dump_json(exclude={"entry_point"}) if callable(s.entry_point) else s.model_dump_json())
+    env = make(env_id)
+    obs, info = env.reset(seed=0)
+    console.rule("reset(seed=0)")
+    for m in obs:
+        console.print(f"[bold]{m.role}[/bold]: {m.content}")
+    console.print(f"info: {info}")
+    env.close()
+
+
+@envs_app.command("check")
+def envs_check(env_id: str = typer.Argument(None, help="Environment id; omit with --all."),
+               all_: bool = typer.Option(False, "--all", help="Check every registered environment.")) -> None:
+    """Run the conformance check (agentloop.check_env) on one or all environments."""
+    from agentloop.checker import check_env
+    from agentloop.registry import envs, make
+
+    if not env_id and not all_:
+        raise typer.BadParameter("give an environment id or --all")
+    ids = envs.ids() if all_ else [env_id]
+    failed = 0
+    for i in ids:
+        try:
+            check_env(make(i))
+            console.print(f"[green]ok[/green]   {i}")
+        except Exception as e:
+            failed += 1
+            console.print(f"[red]FAIL[/red] {i}: {type(e).__name__}: {e}")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("plugins")
+def plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
+    """Which plugins loaded, from which distribution, and what failed and why."""
+    from agentloop.registry import all_plugins
+
+    infos = all_plugins()
+    if as_json:
+        console.print_json(json.dumps([p.model_dump() for p in infos]))
+        return
+    table = Table(title="plugins")
+    for col in ("group", "name", "distribution", "version", "status", "registered / error"):
+        table.add_column(col)
+    for p in infos:
+        status = {"loaded": "[green]loaded[/green]", "failed": "[red]failed[/red]"}.get(p.status, p.status)
+        detail = ", ".join(p.registered) if p.status == "loaded" else p.error.splitlines()[0] if p.error else ""
+        table.add_row(p.group.split(".")[-1], p.name, p.distribution, p.version, status, detail)
+    console.print(table)
+
+
+def _register_command_modules() -> None:
+    for mod in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{commands.__name__}.{mod.name}")
+        module.register(app)
+
+
+_register_command_modules()
+
+
+def main() -> None:
+    try:
+        app()
+    except AgentLoopError as e:
+        err_console.print(f"[red]error:[/red] {e}")
+        raise SystemExit(2) from e
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,370 @@
+"""Registries of environments, policies and critics, filled through entry points.
+
+Ids of environments look like ``namespace/Name-vN`` (``math/gsm8k-v0``); policies and critics may use
+plain names (``hf``, ``openai``, ``llm``). A registration stores a frozen spec; ``make`` builds the
+object, validating keyword arguments against the factory's signature, and (for environments) stacks
+the wrappers the spec asks for.
+
+Plugins are distributions that declare an entry point in the group ``agentloop.environments``,
+``agentloop.critics`` or ``agentloop.policies``. The entry point names a callable that receives the
+registry's ``register`` function::
+
+    # pyproject.toml of a plugin
+    [project.entry-points."agentloop.environments"]
+    countdown = "agentloop_countdown:register"
+
+    # agentloop_countdown/__init__.py
+    def register(register):
+        register("countdown/Countdown-v0", entry_point="agentloop_countdown.env:CountdownEnv")
+
+Plugins load lazily, on the first ``make``/``spec``/``list`` call, never at ``import agentloop``.
+``AGENTLOOP_PLUGINS=a,b`` (entry-point or distribution names) limits which third-party plugins
+load; built-ins (distribution ``agentloop``) always load. A plugin that fails to import is reported
+with a warning naming the distribution and the exception, and the others still load.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.metadata as md
+import inspect
+import os
+import re
+import threading
+import traceback
+import typing
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from agentloop.errors import ConfigError, PluginError, RegistryError
+from agentloop.types import FeedbackMode
+
+ENV_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+-v\d+$")
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)?(-v\d+)?$")
+PLUGINS_ENV_VAR = "AGENTLOOP_PLUGINS"
+
+Kind = Literal["environments", "policies", "critics"]
+
+
+class Spec(BaseModel):
+    """A registered factory: where it lives and the default keyword arguments."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    id: str
+    entry_point: str | Callable[..., Any] = Field(description="'module:attr' or a callable.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Default keyword arguments.")
+    description: str = ""
+    source: str = Field(default="", description="Distribution that registered it ('' when registered in code).")
+
+    def load(self) -> Callable[..., Any]:
+        """Import and return the factory named by ``entry_point``."""
+        if callable(self.entry_point):
+            return self.entry_point
+        module_name, _, attr = self.entry_point.partition(":")
+        if not attr:
+            raise ConfigError(f"{self.id}: entry_point {self.entry_point!r} must look like 'package.module:Name'.")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as e:
+            raise RegistryError(
+                f"{self.id}: cannot import {module_name!r} ({e}). Install the package that provides it"
+                + (f" (registered by {self.source})" if self.source else "")
+                + "."
+            ) from e
+        try:
+            obj = module
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+        except AttributeError as e:
+            raise RegistryError(f"{self.id}: {module_name!r} has no attribute {attr!r}.") from e
+        return obj
+
+
+class EnvSpec(Spec):
+    """An environment registration, with the wrappers ``make`` stacks by default."""
+
+    max_attempts: int = Field(default=1, ge=1, description="K > 1 wraps the env in MultiAttempt(k=K).")
+    feedback: FeedbackMode = Field(default="env", description="MultiAttempt feedback mode when max_attempts > 1.")
+    stop_on_success: bool = True
+    max_turns: int | None = Field(default=None, ge=1, description="Wrap in TurnLimit(max_turns) when set.")
+
+
+class PluginInfo(BaseModel):
+    """What happened to one entry point during discovery (shown by ``agentloop plugins``)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    group: str
+    name: str
+    value: str
+    distribution: str
+    version: str = ""
+    status: Literal["loaded", "failed", "skipped"]
+    error: str = ""
+    registered: tuple[str, ...] = ()
+
+
+S = TypeVar("S", bound=Spec)
+
+
+def _validate_kwargs(owner: str, factory: Callable[..., Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Check keyword arguments against the factory's signature and annotations.
+
+    Raises ConfigError naming the offending field (unknown name or wrong type).
+    """
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    try:
+        sig = inspect.signature(target)
+    except (TypeError, ValueError):
+        return kwargs
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:
+        hints = {}
+    fields: dict[str, Any] = {}
+    accepts_any = False
+    for name, p in sig.parameters.items():
+        if name == "self" or p.kind is p.VAR_POSITIONAL:
+            continue
+        if p.kind is p.VAR_KEYWORD:
+            accepts_any = True
+            continue
+        ann = hints.get(name, Any)
+        fields[name] = (ann, ... if p.default is p.empty else p.default)
+    model = create_model(  # type: ignore[call-overload]
+        f"{owner.replace('/', '_').replace('-', '_')}_kwargs",
+        __config__=ConfigDict(extra="allow" if accepts_any else "forbid", arbitrary_types_allowed=True),
+        **fields,
+    )
+    try:
+        validated = model.model_validate(kwargs)
+    except ValidationError as e:
+        problems = []
+        for err in e.errors():
+            field = ".".join(str(x) for x in err["loc"]) or "?"
+            if err["type"] == "extra_forbidden":
+                near = difflib.get_close_matches(field, list(fields), n=1)
+                hint = f" (did you mean {near[0]!r}?)" if near else ""
+                problems.append(f"unknown field {field!r}{hint}")
+            elif err["type"] == "missing":
+                problems.append(f"field {field!r} is required")
+            else:
+                problems.append(f"field {field!r}: {err['msg']} (got {err.get('input')!r})")
+        raise ConfigError(
+            f"Invalid arguments for {owner!r}: " + "; ".join(problems) + f". Accepted fields: {', '.join(fields) or 'none'}."
+        ) from e
+    return {k: getattr(validated, k, v) for k, v in kwargs.items()}
+
+
+class Registry(Generic[S]):
+    """Id -> spec mapping for one kind of component, filled from code and from entry points."""
+
+    def __init__(self, kind: Kind, spec_cls: type[S], id_re: re.Pattern[str] = NAME_RE):
+        self.kind = kind
+        self.group = f"agentloop.{kind}"
+        self.spec_cls = spec_cls
+        self.id_re = id_re
+        self._specs: dict[str, S] = {}
+        self._plugins: list[PluginInfo] = []
+        self._loaded = False
+        self._loading_source = ""
+        self._lock = threading.RLock()
+
+    # -- registration ---------------------------------------------------------------------------
+    def register(self, id: str, entry_point: str | Callable[..., Any], kwargs: dict[str, Any] | None = None,
+                 *, override: bool = False, **spec_fields: Any) -> S:
+        """Register ``id``. Re-registering an id raises unless ``override=True``."""
+        if not self.id_re.match(id):
+            form = "namespace/Name-vN (e.g. 'math/gsm8k-v0')" if self.id_re is ENV_ID_RE else "name or namespace/Name-vN"
+            raise RegistryError(f"Invalid {self.kind[:-1]} id {id!r}: ids look like {form}.")
+        with self._lock:
+            if id in self._specs and not override:
+                raise RegistryError(
+                    f"{self.kind[:-1].capitalize()} {id!r} is already registered (by {self._specs[id].source or 'code'}); "
+                    "pass override=True to replace it or choose another id."
+                )
+            try:
+                spec = self.spec_cls(id=id, entry_point=entry_point, kwargs=dict(kwargs or {}),
+                                     source=spec_fields.pop("source", self._loading_source), **spec_fields)
+            except ValidationError as e:
+                raise ConfigError(f"Invalid registration of {id!r}: {e}") from e
+            self._specs[id] = spec
+            return spec
+
+    def unregister(self, id: str) -> None:
+        with self._lock:
+            self._specs.pop(id, None)
+
+    @contextmanager
+    def registered(self, id: str, entry_point: str | Callable[..., Any], **kw: Any) -> Iterator[S]:
+        """Register for the duration of a ``with`` block (handy in tests)."""
+        spec = self.register(id, entry_point, override=True, **kw)
+        try:
+            yield spec
+        finally:
+            self.unregister(id)
+
+    # -- discovery ------------------------------------------------------------------------------
+    def load_plugins(self, force: bool = False) -> list[PluginInfo]:
+        """Discover entry points once (or again with ``force``); returns what happened to each."""
+        with self._lock:
+            if self._loaded and not force:
+                return list(self._plugins)
+            self._loaded = True
+            self._plugins = []
+            allowed = os.environ.get(PLUGINS_ENV_VAR)
+            allow = None if allowed is None else {a.strip() for a in allowed.split(",") if a.strip()}
+            eps = list(md.entry_points(group=self.group))
+            if not any(_dist_name(ep) == "agentloop" for ep in eps):
+                # Running from a source tree that was never installed: load built-ins directly.
+                eps.insert(0, md.EntryPoint(name="builtin", value=f"agentloop.{self.kind}:register", group=self.group))
+            for ep in eps:
+                self._plugins.append(self._load_entry_point(ep, allow))
+            return list(self._plugins)
+
+    def _load_entry_point(self, ep: md.EntryPoint, allow: set[str] | None) -> PluginInfo:
+        dist = _dist_name(ep) or "agentloop"
+        version = ep.dist.version if getattr(ep, "dist", None) is not None else ""
+        base = dict(group=self.group, name=ep.name, value=ep.value, distribution=dist, version=version)
+        if dist != "agentloop" and allow is not None and ep.name not in allow and dist not in allow:
+            return PluginInfo(**base, status="skipped", error=f"not listed in {PLUGINS_ENV_VAR}")
+        before = set(self._specs)
+        self._loading_source = dist
+        try:
+            obj = ep.load()
+            if callable(obj):
+                obj(self.register)
+        except Exception as e:  # a broken plugin must not take the others down
+            err = f"{type(e).__name__}: {e}"
+            warnings.warn(
+                f"agentloop: plugin {ep.name!r} from distribution {dist!r} ({self.group}) failed to load: {err}. "
+                f"Other plugins still load; run 'agentloop plugins' for details.",
+                RuntimeWarning, stacklevel=3,
+            )
+            return PluginInfo(**base, status="failed", error=err + "\n" + traceback.format_exc(limit=3))
+        finally:
+            self._loading_source = ""
+        return PluginInfo(**base, status="loaded", registered=tuple(sorted(set(self._specs) - before)))
+
+    @property
+    def plugins(self) -> list[PluginInfo]:
+        return self.load_plugins()
+
+    # -- lookup ---------------------------------------------------------------------------------
+    def spec(self, id: str) -> S:
+        self.load_plugins()
+        try:
+            return self._specs[id]
+        except KeyError:
+            raise RegistryError(self._unknown_message(id)) from None
+
+    def _unknown_message(self, id: str) -> str:
+        ids = sorted(self._specs)
+        near = difflib.get_close_matches(id, ids, n=3, cutoff=0.5)
+        if not near:
+            stem = id.split("/")[-1].split("-v")[0].lower()
+            near = [i for i in ids if stem and stem in i.lower()][:3]
+        msg = f"No {self.kind[:-1]} registered with id {id!r}."
+        if near:
+            msg += f" Did you mean: {', '.join(near)}?"
+        failed = [p for p in self._plugins if p.status == "failed"]
+        if failed:
+            msg += f" Note: {len(failed)} plugin(s) failed to load ({', '.join(p.distribution for p in failed)})."
+        cmd = "agentloop envs list" if self.kind == "environments" else "agentloop plugins"
+        msg += f" Run '{cmd}' to see everything registered; is the package that registers it installed?"
+        return msg
+
+    def list(self) -> list[S]:
+        self.load_plugins()
+        return [self._specs[k] for k in sorted(self._specs)]
+
+    def ids(self) -> list[str]:
+        return [s.id for s in self.list()]
+
+    def make(self, id: str, **kwargs: Any) -> Any:
+        """Build the component registered as ``id`` with its default kwargs updated by ``kwargs``."""
+        spec = self.spec(id)
+        factory = spec.load()
+        merged = _validate_kwargs(id, factory, {**spec.kwargs, **kwargs})
+        return factory(**merged)
+
+
+def _dist_name(ep: md.EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return dist.name if dist is not None else ""
+
+
+class EnvRegistry(Registry[EnvSpec]):
+    """The environment registry: ``make`` also stacks MultiAttempt and TurnLimit from the spec."""
+
+    def __init__(self) -> None:
+        super().__init__("environments", EnvSpec, ENV_ID_RE)
+
+    def make(self, id: str, *, max_attempts: int | None = None, feedback: FeedbackMode | None = None,
+             stop_on_success: bool | None = None, max_turns: int | None = None, critic: Any = None,
+             **kwargs: Any) -> Any:
+        from agentloop.wrappers import MultiAttempt, TurnLimit
+
+        spec = self.spec(id)
+        env = super().make(id, **kwargs)
+        env.unwrapped.agentloop_spec = spec
+        k = spec.max_attempts if max_attempts is None else max_attempts
+        if k > 1:
+            env = MultiAttempt(
+                env, k=k, feedback=feedback or spec.feedback, critic=critic,
+                stop_on_success=spec.stop_on_success if stop_on_success is None else stop_on_success,
+            )
+        elif feedback is not None and feedback != spec.feedback:
+            raise ConfigError(f"feedback={feedback!r} needs max_attempts > 1 (got {k}); feedback is given between attempts.")
+        turns = spec.max_turns if max_turns is None else max_turns
+        if turns is not None:
+            env = TurnLimit(env, max_turns=turns)
+        return env
+
+
+envs = EnvRegistry()
+policies: Registry[Spec] = Registry("policies", Spec)
+critics: Registry[Spec] = Registry("critics", Spec)
+
+
+def register(id: str, entry_point: str | Callable[..., Any], kwargs: dict[str, Any] | None = None, **spec_fields: Any) -> EnvSpec:
+    """Register an environment: ``register("ns/Name-v0", entry_point="pkg.mod:Cls", kwargs={...}, max_attempts=2)``."""
+    return envs.register(id, entry_point, kwargs, **spec_fields)
+
+
+def make(id: str, **overrides: Any) -> Any:
+    """Build a registered environment; ``overrides`` update its kwargs or its wrappers (max_attempts, feedback, max_turns, critic)."""
+    return envs.make(id, **overrides)
+
+
+def spec(id: str) -> EnvSpec:
+    return envs.spec(id)
+
+
+def list_envs() -> list[str]:
+    return envs.ids()
+
+
+def make_policy(id: str, **kwargs: Any) -> Any:
+    return policies.make(id, **kwargs)
+
+
+def make_critic(id: str, **kwargs: Any) -> Any:
+    return critics.make(id, **kwargs)
+
+
+def all_plugins() -> list[PluginInfo]:
+    """Discovery results for every group."""
+    return [*envs.plugins, *policies.plugins, *critics.plugins]
+
+
+__all__ = [
+    "EnvRegistry", "EnvSpec", "PluginError", "PluginInfo", "Registry", "Spec", "all_plugins", "critics", "envs",
+    "list_envs", "make", "make_critic", "make_policy", "policies", "register", "spec",
+]
