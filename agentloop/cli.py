@@ -36,7 +36,8 @@ def envs_list(as_json: bool = typer.Option(False, "--json", help="Print JSON ins
         console.print_json(json.dumps([{"id": s.id, "source": s.source, "description": s.description} for s in specs]))
         return
     table = Table(title=f"{len(specs)} environments")
-    for col in ("id", "attempts", "feedback", "source", "description"):
+    table.add_column("id", no_wrap=True)
+    for col in ("attempts", "feedback", "source", "description"):
         table.add_column(col)
     for s in specs:
         table.add_row(s.id, str(s.max_attempts), s.feedback if s.max_attempts > 1 else "-", s.source or "code",

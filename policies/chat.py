@@ -1,0 +1,60 @@
+"""Turning conversations into prompt token ids, shared by the ``hf`` and ``vllm`` policies.
+
+Covered: the tokenizer's own chat template (with a plain ``role: content`` fallback for tokenizers
+that have none), stop-string cutting, and the context-overflow rule.
+
+Context overflow: a prompt longer than ``context_len - max_new_tokens`` tokens is **truncated from
+the left** (the oldest tokens go, the generation prompt at the end is kept) and the returned warning
+is recorded on the :class:`~agentloop.types.Completion` (and from there on the turn's
+``info["policy_warning"]``). We truncate rather than fail because in multi-attempt episodes the
+latest attempt and feedback, which sit at the end, matter most. Not covered: truncating at message
+boundaries (the cut may land inside the system prompt or the chat template's markers).
+
+Only the tokenizer is needed here: this module never imports torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from agentloop.types import Message
+
+
+def render_chat(tokenizer: Any, conversation: Sequence[Message]) -> str:
+    """The prompt text for ``conversation``, ending with the assistant's generation prompt."""
+    messages = [m.to_openai() for m in conversation]
+    if getattr(tokenizer, "chat_template", None):
+        return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+    # Tokenizers of base models have no template; a plain transcript keeps them usable for smoke tests.
+    return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
+
+
+def fit_context(ids: list[int], context_len: int, max_new_tokens: int) -> tuple[list[int], str | None]:
+    """Left-truncate ``ids`` so that ``len(ids) + max_new_tokens <= context_len``; returns (ids, warning)."""
+    budget = max(context_len - max_new_tokens, 1)
+    if len(ids) <= budget:
+        return ids, None
+    warning = (f"prompt of {len(ids)} tokens truncated from the left to {budget} tokens to fit the context of "
+               f"{context_len} tokens with max_new_tokens={max_new_tokens}")
+    return ids[-budget:], warning
+
+
+def encode_chat(tokenizer: Any, conversation: Sequence[Message], context_len: int | None,
+                max_new_tokens: int) -> tuple[list[int], str | None]:
+    """Prompt token ids of ``conversation`` (chat template applied, left-truncated to fit); returns (ids, warning)."""
+    text = render_chat(tokenizer, conversation)
+    # The template already wrote the special tokens (BOS, role markers); do not add them twice.
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    if context_len is None:
+        return ids, None
+    return fit_context(ids, context_len, max_new_tokens)
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """``text`` cut before the earliest stop string; returns (text, whether a stop string was found)."""
+    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+__all__ = ["cut_at_stop", "encode_chat", "fit_context", "render_chat"]
