@@ -1,0 +1,74 @@
+"""Records and settings shared by every sandbox backend: `ExecResult`, `SandboxConfig`, the `Sandbox` protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ExecStatus = Literal["ok", "error", "timeout", "killed", "sandbox_error"]
+
+
+class ExecResult(BaseModel):
+    """What happened to one program.
+
+    ``status``: ``ok`` (exit code 0), ``error`` (non-zero exit, e.g. an uncaught exception: the
+    traceback is in ``stderr``), ``timeout`` (wall-clock or CPU limit), ``killed`` (ended by a
+    signal, e.g. a memory limit hit inside C code), ``sandbox_error`` (the sandbox itself failed;
+    the program may not have run).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    status: ExecStatus
+    exit_code: int | None = Field(default=None, description="Exit code; -N when ended by signal N; None on timeout.")
+    stdout: str = ""
+    stderr: str = ""
+    duration_s: float = Field(default=0.0, description="Wall-clock time of the program.")
+    output_truncated: bool = Field(default=False, description="stdout or stderr exceeded the output cap.")
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+class SandboxConfig(BaseModel):
+    """Limits applied to every program, whatever the backend."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    workers: int | None = Field(default=None, ge=1, le=256,
+                                description="Pre-started workers (parallel programs); default: the number of CPUs.")
+    memory_mb: int = Field(default=1024, ge=64, description="Address-space limit per program (RLIMIT_AS), MiB.")
+    file_size_mb: int = Field(default=16, ge=1, description="Largest file a program may write (RLIMIT_FSIZE), MiB.")
+    tmp_size_mb: int = Field(default=64, ge=4, description="Size of each worker's private temp filesystem, MiB.")
+    max_processes: int = Field(default=32, ge=1, description="Processes and threads per program's uid (RLIMIT_NPROC).")
+    max_open_files: int = Field(default=64, ge=16, description="Open file descriptors per program (RLIMIT_NOFILE).")
+    output_kb: int = Field(default=64, ge=1, description="Captured stdout and stderr, each, KiB; the rest is dropped.")
+    uid: int = Field(default=61000, ge=1, description="First unprivileged uid; worker i runs programs as uid + i "
+                     "(only when the sandbox is started as root).")
+    python: str | None = Field(default=None, description="Interpreter that runs programs; default: this Python's base "
+                               "interpreter (never a virtualenv, so that no project files are needed inside).")
+    start_timeout_s: float = Field(default=30.0, gt=0, description="How long a worker may take to start.")
+
+    @field_validator("uid")
+    @classmethod
+    def _not_root(cls, v: int) -> int:
+        if v == 0:
+            raise ValueError("uid must not be 0: programs must run as an unprivileged user.")
+        return v
+
+
+@runtime_checkable
+class Sandbox(Protocol):
+    """Runs untrusted Python programs. ``run_many`` runs them in parallel, results in input order."""
+
+    def run(self, code: str, *, timeout_s: float = 5.0, stdin: str = "") -> ExecResult: ...
+
+    def run_many(self, codes: Sequence[str], *, timeout_s: float = 5.0) -> list[ExecResult]: ...
+
+    def close(self) -> None: ...
+
+
+__all__ = ["ExecResult", "ExecStatus", "Sandbox", "SandboxConfig"]

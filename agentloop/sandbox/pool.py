@@ -1,0 +1,207 @@
+"""A pool of pre-started sandbox workers (see ``_worker.py``), shared by the local and process backends.
+
+Each worker is one long-lived interpreter started by the backend's command (bubblewrap, or a plain
+process); it forks a limited child per program, so a run costs a fork, not an interpreter start.
+Runs are dispatched to idle workers from a thread pool; a worker that dies or stops answering is
+killed and restarted, and that run is reported as ``sandbox_error`` (the batch carries on).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import select
+import struct
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from agentloop.errors import SandboxError
+from agentloop.sandbox.base import ExecResult, SandboxConfig
+
+WORKER_SOURCE = Path(__file__).with_name("_worker.py")
+# Extra seconds the host waits beyond a run's own timeout before declaring its worker stuck.
+HOST_GRACE_S = 10.0
+
+
+class _Worker:
+    """One running worker process and its message pipes."""
+
+    def __init__(self, slot: int, argv: list[str], env: dict[str, str], start_timeout_s: float):
+        self.slot = slot
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env=env, close_fds=True, start_new_session=True)
+        hello = self.receive(start_timeout_s)
+        if hello is None or not hello.get("ready"):
+            err = self._stderr_tail()
+            self.kill()
+            raise SandboxError(f"sandbox worker {slot} did not start: {err or 'no output'}. Command: {' '.join(argv[:6])} ...")
+
+    def send(self, obj: dict) -> None:
+        body = json.dumps(obj).encode()
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(struct.pack(">I", len(body)) + body)
+        self.proc.stdin.flush()
+
+    def receive(self, timeout_s: float) -> dict | None:
+        head = self._read(4, timeout_s)
+        if head is None:
+            return None
+        body = self._read(struct.unpack(">I", head)[0], timeout_s)
+        return None if body is None else json.loads(body)
+
+    def _read(self, n: int, timeout_s: float) -> bytes | None:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout_s
+        buf = bytearray()
+        while len(buf) < n:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+                return None
+            chunk = os.read(fd, n - len(buf))
+            if not chunk:
+                return None
+            buf += chunk
+        return bytes(buf)
+
+    def _stderr_tail(self) -> str:
+        try:
+            self.proc.kill()
+            _, err = self.proc.communicate(timeout=5)
+            return err.decode("utf-8", "replace").strip()[-2000:]
+        except Exception:  # diagnostics only
+            return ""
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.proc.pid, 9)
+        except OSError:
+            pass
+        try:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
+        except Exception:
+            pass
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                if f is not None:
+                    f.close()
+            except OSError:
+                pass
+
+
+class WorkerPool:
+    """``n`` workers started with ``argv_for(slot)``; thread-safe ``run`` and parallel ``run_many``."""
+
+    def __init__(self, config: SandboxConfig, argv_for: Callable[[int], list[str]], env: dict[str, str]):
+        self.config = config
+        self.size = config.workers or os.cpu_count() or 1
+        self._argv_for = argv_for
+        self._env = env
+        self._idle: queue.Queue[_Worker] = queue.Queue()
+        self._lock = threading.Lock()
+        self._workers: dict[int, _Worker] = {}
+        self._closed = False
+        with ThreadPoolExecutor(self.size) as ex:
+            started = list(ex.map(self._try_start, range(self.size)))
+        errors = [w for w in started if isinstance(w, Exception)]
+        if errors:
+            self.close()
+            raise errors[0]
+        for w in started:
+            self._idle.put(w)
+        self._executor = ThreadPoolExecutor(self.size, thread_name_prefix="agentloop-sandbox")
+
+    def _try_start(self, slot: int) -> _Worker | Exception:
+        try:
+            return self._start(slot)
+        except Exception as e:
+            return e
+
+    def _start(self, slot: int) -> _Worker:
+        w = _Worker(slot, self._argv_for(slot), self._env, self.config.start_timeout_s)
+        with self._lock:
+            self._workers[slot] = w
+        return w
+
+    def run(self, code: str, *, timeout_s: float = 5.0, stdin: str = "") -> ExecResult:
+        if self._closed:
+            raise SandboxError("This sandbox is closed; create a new one with get_sandbox().")
+        if not timeout_s > 0:
+            raise SandboxError(f"timeout_s must be > 0, got {timeout_s}.")
+        w = self._idle.get()
+        try:
+            w.send({"code": code, "stdin": stdin, "timeout_s": float(timeout_s)})
+            res = w.receive(timeout_s + HOST_GRACE_S)
+        except (OSError, ValueError) as e:
+            res, err = None, f"{type(e).__name__}: {e}"
+        else:
+            err = "the worker died or stopped answering"
+        if res is None:
+            w = self._replace(w)
+            self._idle.put(w) if w is not None else None
+            return ExecResult(status="sandbox_error", stderr=f"agentloop sandbox: {err}; it was restarted.")
+        self._idle.put(w)
+        return ExecResult.model_validate(res)
+
+    def _replace(self, w: _Worker) -> _Worker | None:
+        w.kill()
+        if self._closed:
+            return None
+        try:
+            return self._start(w.slot)
+        except SandboxError:
+            return None  # the slot is lost; the remaining workers carry on
+
+    def run_many(self, codes: Sequence[str], *, timeout_s: float = 5.0) -> list[ExecResult]:
+        if self._closed:
+            raise SandboxError("This sandbox is closed; create a new one with get_sandbox().")
+        return list(self._executor.map(lambda c: self.run(c, timeout_s=timeout_s), codes))
+
+    def close(self) -> None:
+        self._closed = True
+        ex = getattr(self, "_executor", None)
+        if ex is not None:
+            ex.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            workers, self._workers = list(self._workers.values()), {}
+        for w in workers:
+            w.kill()
+
+
+def worker_config(config: SandboxConfig, *, uid: int | None, tmp_root: str, pid_namespace: bool) -> dict:
+    """The JSON the worker reads from argv (see ``_worker.py``)."""
+    return {
+        "uid": uid, "gid": uid, "tmp_root": tmp_root, "pid_namespace": pid_namespace,
+        "memory_bytes": config.memory_mb << 20, "file_size_bytes": config.file_size_mb << 20,
+        "max_open_files": config.max_open_files, "max_processes": config.max_processes,
+        "output_bytes": config.output_kb << 10,
+        "env": {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": tmp_root, "LANG": "C.UTF-8",
+                "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8"},
+    }
+
+
+def minimal_env() -> dict[str, str]:
+    """The environment workers start with: nothing from the host (no tokens, keys or paths)."""
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+
+def interpreter(config: SandboxConfig) -> str:
+    """The Python that runs programs: the configured one, else this Python's base interpreter (not a venv)."""
+    import sys
+
+    if config.python:
+        return config.python
+    base = getattr(sys, "_base_executable", None) or sys.executable
+    return os.path.realpath(base)
+
+
+__all__ = ["WorkerPool", "interpreter", "minimal_env", "worker_config"]

@@ -1,0 +1,34 @@
+import json
+
+from typer.testing import CliRunner
+
+from agentloop.cli import app
+
+runner = CliRunner()
+
+
+def test_envs_list_shows_the_example_plugin():
+    result = runner.invoke(app, ["envs", "list", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["id"]: r for r in json.loads(result.output)}
+    assert rows["countdown/Countdown-v0"]["source"] == "agentloop-countdown"
+
+
+def test_envs_show_and_check():
+    shown = runner.invoke(app, ["envs", "show", "countdown/Countdown-v0"])
+    assert shown.exit_code == 0 and "Use the numbers" in shown.output
+    checked = runner.invoke(app, ["envs", "check", "countdown/Countdown-2attempts-v0"])
+    assert checked.exit_code == 0 and "ok" in checked.output
+
+
+def test_envs_check_unknown_id_fails_with_a_hint():
+    result = runner.invoke(app, ["envs", "check", "countdown/Countdwn-v0"])
+    assert result.exit_code == 1 and "countdown/Countdown-v0" in result.output
+
+
+def test_plugins_lists_distributions():
+    result = runner.invoke(app, ["plugins", "--json"])
+    assert result.exit_code == 0
+    infos = json.loads(result.output)
+    assert any(p["distribution"] == "agentloop-countdown" and p["status"] == "loaded" for p in infos)
+    assert {p["group"] for p in infos} == {"agentloop.environments", "agentloop.policies", "agentloop.critics"}
