@@ -8,3 +8,9 @@ from collections.abc import Callable
 def register(register: Callable[..., object]) -> None:
     register("scripted", "agentloop.policies.scripted:ScriptedPolicy",
              description="Replies from a script (list by turn, dict by prompt, or a function); tests and demos.")
+    register("hf", "agentloop.policies.hf:HFPolicy",
+             description="transformers causal LM (the embedded default model when no model is named); LoRA via peft.")
+    register("openai", "agentloop.policies.openai_compat:OpenAIPolicy",
+             description="Any OpenAI-compatible server (agentloop serve, vLLM, llama.cpp, hosted APIs).")
+    register("vllm", "agentloop.policies.vllm:VLLMPolicy",
+             description="In-process vLLM engine (GPU); one LoRARequest per adapter; needs agentloop[vllm].")

@@ -12,10 +12,13 @@ def test_good_envs_pass():
 
 
 class Nondeterministic(EchoEnv):
-    def reset(self, *, seed=None, options=None):
-        import random
+    """Ignores the seed: every reset moves to the next task."""
 
-        return super().reset(seed=random.randrange(10**6), options={"index": random.randrange(5)})
+    calls = 0
+
+    def reset(self, *, seed=None, options=None):
+        self.calls += 1
+        return super().reset(seed=seed, options={"index": self.calls})
 
 
 class NonFiniteReward(EchoEnv):

@@ -1,0 +1,132 @@
+"""The ``local`` backend: bubblewrap namespaces around a pool of pre-started workers; no Docker engine.
+
+Each worker runs inside its own ``bwrap`` sandbox:
+
+* new pid, network, ipc, uts (and, where possible, cgroup) namespaces: no network at all (only a
+  private loopback), no view of host processes;
+* a filesystem built from nothing: read-only ``/usr`` (and the ``/bin``, ``/lib`` links), a few
+  read-only files from ``/etc``, the interpreter's own prefix read-only, the worker script, fresh
+  ``/proc`` and ``/dev``, and a size-limited private tmpfs at ``/tmp``. The repository, ``/root``,
+  ``/home``, ``/var``, ``/run`` and sockets are simply absent;
+* ``PR_SET_NO_NEW_PRIVS`` (bwrap always sets it) and a cleared environment;
+* started as root, the worker keeps only CAP_SETUID, CAP_SETGID and CAP_KILL, and every program runs
+  as an unprivileged uid of its own (``uid + slot``) with no capabilities, so that the
+  process-count limit applies and the program cannot signal its worker. Started as an ordinary
+  user, bwrap uses a user namespace and the program keeps the worker's uid; then the worker kills
+  every other process in its pid namespace after each run, and a worker a program kills is restarted.
+
+When bubblewrap is missing or cannot create namespaces here, :class:`LocalSandbox` refuses with a
+message saying how to get it; it never silently runs without isolation.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+from agentloop.errors import SandboxError
+from agentloop.sandbox.base import SandboxConfig
+from agentloop.sandbox.pool import WORKER_SOURCE, WorkerPool, interpreter, minimal_env, worker_config
+
+WORKER_PATH = "/opt/agentloop/worker.py"
+ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "passwd", "group", "nsswitch.conf",
+             "mime.types", "hosts")
+HOW_TO_FIX = (
+    "Install bubblewrap ('apt-get install bubblewrap util-linux', or run scripts/install-sandbox-deps.sh) on a "
+    "system that allows namespaces (as root, or with unprivileged user namespaces enabled: "
+    "sysctl kernel.unprivileged_userns_clone=1). Alternatives: get_sandbox('docker') where a Docker engine is "
+    "reachable, or get_sandbox('process') explicitly, which applies resource limits and a uid drop but no "
+    "filesystem or network isolation."
+)
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def bwrap_argv(config: SandboxConfig, slot: int, python: str) -> list[str]:
+    """The full command that starts worker ``slot`` inside bubblewrap."""
+    root = _is_root()
+    argv = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net", "--unshare-ipc",
+            "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox"]
+    # As root, a user namespace would map only uid 0 and make the uid drop impossible; as a user it is required.
+    argv += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_KILL"] \
+        if root else ["--unshare-user", "--disable-userns"]
+    argv += ["--ro-bind", "/usr", "/usr"]
+    for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = f"/{top}"
+        if os.path.islink(path):
+            argv += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            argv += ["--ro-bind", path, path]
+    for name in ETC_FILES:
+        argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    prefix = os.path.realpath(sys.base_prefix) if not config.python else os.path.dirname(os.path.dirname(python))
+    if not prefix.startswith("/usr/"):
+        argv += ["--ro-bind", prefix, prefix]
+    argv += ["--ro-bind", str(WORKER_SOURCE), WORKER_PATH, "--proc", "/proc", "--dev", "/dev",
+             "--size", str(config.tmp_size_mb << 20), "--tmpfs", "/tmp", "--chdir", "/tmp", "--clearenv"]
+    for k, v in minimal_env().items():
+        argv += ["--setenv", k, v]
+    cfg = worker_config(config, uid=config.uid + slot if root else None, tmp_root="/tmp/runs", pid_namespace=True)
+    return [*argv, python, "-I", "-B", WORKER_PATH, json.dumps(cfg)]
+
+
+@functools.lru_cache(maxsize=4)
+def bwrap_status(python: str | None = None) -> tuple[bool, str]:
+    """Whether bubblewrap can start a sandbox here, and why not (cached per interpreter)."""
+    if shutil.which("bwrap") is None:
+        return False, "bubblewrap ('bwrap') is not installed."
+    argv = bwrap_argv(SandboxConfig(python=python), 0, interpreter(SandboxConfig(python=python)))
+    probe = [*argv[:-4], "-I", "-c", "print('ok')"]  # the worker's command line up to the interpreter
+    try:
+        out = subprocess.run(probe, capture_output=True, text=True, timeout=30, env=minimal_env())
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return False, f"bwrap failed to run: {e}"
+    if out.returncode != 0 or out.stdout.strip() != "ok":
+        return False, f"bwrap cannot create a sandbox here: {out.stderr.strip()[-500:] or out.returncode}"
+    return True, ""
+
+
+class LocalSandbox:
+    """Bubblewrap-isolated pool of workers. ``LocalSandbox(workers=2, memory_mb=512)``.
+
+    Example::
+
+        sb = LocalSandbox()
+        sb.run("print(1 + 1)").stdout   # '2\\n'
+        sb.close()
+    """
+
+    backend = "local"
+
+    def __init__(self, config: SandboxConfig | None = None, **kwargs: object):
+        self.config = config or SandboxConfig(**kwargs)  # type: ignore[arg-type]
+        python = interpreter(self.config)
+        ok, why = bwrap_status(self.config.python)
+        if not ok:
+            raise SandboxError(f"The local sandbox is unavailable: {why} {HOW_TO_FIX}")
+        self.uid_isolated = _is_root()
+        self._pool = WorkerPool(self.config, lambda slot: bwrap_argv(self.config, slot, python), minimal_env())
+
+    def run(self, code: str, *, timeout_s: float = 5.0, stdin: str = ""):
+        return self._pool.run(code, timeout_s=timeout_s, stdin=stdin)
+
+    def run_many(self, codes, *, timeout_s: float = 5.0):
+        return self._pool.run_many(codes, timeout_s=timeout_s)
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> LocalSandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["HOW_TO_FIX", "LocalSandbox", "bwrap_argv", "bwrap_status"]
