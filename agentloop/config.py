@@ -17,17 +17,17 @@ Not covered: environment-variable interpolation and config inheritance (``defaul
 from __future__ import annotations
 
 import json
-import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import tomllib
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from agentloop.errors import ConfigError
 
-__all__ = ["apply_overrides", "format_validation_error", "load_config", "parse_override", "read_config_file"]
+__all__ = ["apply_overrides", "format_validation_error", "load_config", "merge", "parse_override", "read_config_file"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -126,7 +126,7 @@ def load_config(model: type[M], path: str | Path | None = None, overrides: Seque
     """Build ``model`` from ``base``, then the file at ``path``, then ``overrides``; errors name the field."""
     data: dict[str, Any] = dict(base or {})
     if path is not None:
-        data = _merge(data, read_config_file(path))
+        data = merge(data, read_config_file(path))
     data = apply_overrides(data, overrides)
     try:
         return model.model_validate(data)
@@ -135,8 +135,9 @@ def load_config(model: type[M], path: str | Path | None = None, overrides: Seque
         raise ConfigError(format_validation_error(model, e, source)) from e
 
 
-def _merge(a: dict[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+def merge(a: dict[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """``a`` updated by ``b``, recursing into mappings present in both."""
     out = dict(a)
     for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(out.get(k), dict) and isinstance(v, Mapping) else v
+        out[k] = merge(out[k], v) if isinstance(out.get(k), dict) and isinstance(v, Mapping) else v
     return out

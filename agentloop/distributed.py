@@ -26,6 +26,11 @@ stable key and skips keys already recorded (resume). An episode whose worker die
 ``max_episode_retries`` times (say it crashes the process itself every time) is recorded with an
 ``EpisodeError(stage="engine", type="WorkerDied")``, never raised.
 
+Workers unpickle what the driver sends: environment classes and factories in ``Job.env``, specs of
+environments registered in code, policy factories. Their modules must be importable on every node
+(install the package, or pass ``ray_init={"runtime_env": {...}}``); classes defined in a ``__main__``
+script travel by value.
+
 Not covered: placement groups / node affinity (Ray's scheduler places the actors), autoscaling,
 per-episode timeouts (an environment that hangs blocks its worker's round), and streaming episodes
 of one round before the slowest worker of that round answers (rounds are synchronous, like the
@@ -126,7 +131,7 @@ def critic_factory(id: str, **kwargs: Any) -> Callable[[], Critic]:
 
 
 def connect(config: DistributedConfig) -> bool:
-    """Initialise Ray as ``config.address`` says; returns True if this call started it (then the caller shuts it down)."""
+    """Initialise Ray as ``config.address`` says; True if this call started it (the caller then shuts it down)."""
     if config.address is None:
         raise ConfigError("DistributedConfig.address is None (single process): there is no Ray cluster to connect to. "
                           "Use make_engine(), which returns the single-process engine in that case.")
@@ -282,7 +287,10 @@ class RayRolloutEngine:
     """The rollout engine over Ray worker actors; same ``run(jobs, on_episode)`` as :class:`RolloutEngine`.
 
     Pass ``policy`` (and ``critic``) for central generation, or ``make_policy`` (and ``make_critic``)
-    zero-argument picklable factories for per-node generation.
+    zero-argument picklable factories for per-node generation. Live episodes are bounded by
+    ``num_workers * episodes_per_worker`` (``RolloutConfig.max_concurrency`` is the single-process
+    bound and is not used here); each worker steps its episodes in turn (``step_workers`` is not used:
+    the parallelism is the workers). Close the engine (or use ``with``) to stop the actors.
     """
 
     def __init__(self, policy: Policy | None = None, critic: Critic | None = None,

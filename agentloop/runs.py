@@ -51,7 +51,7 @@ from pydantic import BaseModel
 from agentloop.errors import AgentLoopError
 from agentloop.types import Episode
 
-__all__ = ["RunDir", "RunDirError", "episode_key", "key_of", "atomic_write_text"]
+__all__ = ["RunDir", "RunDirError", "atomic_write_text", "episode_key", "key_of"]
 
 KEY_FIELD = "run_key"
 

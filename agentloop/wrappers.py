@@ -163,7 +163,10 @@ class MultiAttempt(gym.Wrapper):
         stop = last or (success and self.config.stops_on_success)
         if self.config.feedback == "critic" and not stop and (self.config.critique_all or not success):
             request = CritiqueRequest(question=self._question, answer=action, messages=tuple(current),
-                                      env_feedback=str(info.get("feedback", "")) or None)
+                                      env_feedback=str(info.get("feedback", "")) or None,
+                                      # oracle mode critiques only wrong answers, so the verdict is known; the
+                                      # no-oracle mode (critique_all) must not reveal it.
+                                      success=None if self.config.critique_all else success)
             self._history = current
             if self.critic is None:
                 self._pending = request

@@ -6,4 +6,24 @@ from collections.abc import Callable
 
 
 def register(register: Callable[..., object]) -> None:
+    # math and code (issue 4)
+    register("math/gsm8k-v0", "agentloop.environments.math.gsm8k:GSM8KEnv", {"split": "test"},
+             description="GSM8K word problems (split train|test), answers checked with math-verify.")
+    register("math/arith-v0", "agentloop.environments.math.arith:ArithEnv", {"difficulty": 1},
+             description="Seeded procedural arithmetic and word problems, difficulty 1-5.")
+    register("code/mbpp-v0", "agentloop.environments.code.envs:MBPPEnv", {"split": "test"},
+             description="MBPP (split prompt|test|validation|train), tests run in the sandbox; LeTI-style feedback.")
+    register("code/tasks-v0", "agentloop.environments.code.envs:CodeTasksEnv",
+             description="Code tasks from a JSONL file (path=; prompt, tests, optional setup), run in the sandbox.")
+    # tools and travel (issue 5)
+    register("tools/calc-math-v0", "agentloop.environments.tools.calc:CalcMathEnv", {"source": "math/arith-v0"},
+             description="Math tasks with a calculator and a sandboxed Python tool (source: math/arith-v0 or math/gsm8k-v0).")
+    register("tools/function-calling-v0", "agentloop.environments.tools.function_calling:FunctionCallingEnv",
+             description="Expected-call tasks from a JSON file (default: 14 built-in); reward checks the calls.")
+    register("travel/sole-planning-v0", "agentloop.environments.travel.sole:SolePlanningEnv",
+             description="TravelPlanner sole-planning over the 45 training queries; the paper's evaluator.")
+    register("travel/tool-use-v0", "agentloop.environments.travel.tooluse:TravelToolEnv",
+             description="TravelPlanner two-stage mode: search tools over SQLite, then the plan.")
+    register("travel/synthetic-v0", "agentloop.environments.travel.synthetic:SyntheticTravelEnv", {"level": "easy"},
+             description="Procedurally generated travel queries over a seeded synthetic database (easy|medium|hard).")
     del register  # each environment family adds its registrations here

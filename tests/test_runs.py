@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -122,18 +121,16 @@ def test_checkpoint_commit_and_failure(tmp_path):
     run = RunDir.create(tmp_path / "r")
     with run.checkpoint("iter-0") as d:
         (d / "w.bin").write_text("0")
-    with pytest.raises(RuntimeError):
-        with run.checkpoint("iter-1") as d:
-            (d / "w.bin").write_text("partial")
-            raise RuntimeError("crash while saving")
+    with pytest.raises(RuntimeError), run.checkpoint("iter-1") as d:
+        (d / "w.bin").write_text("partial")
+        raise RuntimeError("crash while saving")
     assert [p.name for p in run.checkpoints()] == ["iter-0"]
     with run.checkpoint("iter-0") as d:
         (d / "w.bin").write_text("new")
     assert (run.latest_checkpoint() / "w.bin").read_text() == "new"
     assert [p.name for p in run.checkpoints_path.iterdir()] == ["iter-0"]
-    with pytest.raises(RunDirError, match="plain folder name"):
-        with run.checkpoint("../x"):
-            pass
+    with pytest.raises(RunDirError, match="plain folder name"), run.checkpoint("../x"):
+        pass
 
 
 def test_open_missing_is_clear(tmp_path):

@@ -102,6 +102,21 @@ def mean_estimate(values: Sequence[float], seed: int = 0) -> Estimate:
     return Estimate(value=float(np.mean(vals)), n=len(vals), lo=lo, hi=hi, method="bootstrap")
 
 
+def ratio_estimate(numerators: Sequence[float], denominators: Sequence[float], seed: int = 0) -> Estimate:
+    """sum(num) / sum(den) over units (a micro average, e.g. tests passed / tests run), bootstrap over units."""
+    if len(numerators) != len(denominators):
+        raise ValueError("ratio_estimate needs one denominator per numerator.")
+    num, den = np.asarray(numerators, dtype=float), np.asarray(denominators, dtype=float)
+    if len(num) == 0 or den.sum() <= 0:
+        return Estimate(value=None, n=len(num))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(num), size=(N_BOOT, len(num)))
+    d = den[idx].sum(axis=1)
+    boots = num[idx].sum(axis=1)[d > 0] / d[d > 0]
+    lo, hi = float(np.quantile(boots, 0.025)), float(np.quantile(boots, 0.975))
+    return Estimate(value=float(num.sum() / den.sum()), n=len(num), lo=lo, hi=hi, method="bootstrap")
+
+
 def paired_difference(a: Sequence[float], b: Sequence[float], seed: int = 0) -> Estimate:
     """Mean of ``b - a`` over paired units (same problems), with a paired bootstrap interval."""
     if len(a) != len(b):
@@ -314,8 +329,29 @@ def closed_loop_accuracy(attempts: Sequence[Sequence[bool]]) -> Estimate:
 
 
 __all__ = [
-    "Estimate", "accuracy_at", "accuracy_by_attempt", "bootstrap_interval", "break_rate", "closed_loop_accuracy",
-    "confidence_critique", "critic_quality", "delta", "delta_c_to_i", "delta_i_to_c", "first_error_step_accuracy",
-    "fix_rate", "majority_accuracy", "majority_correct", "mean_estimate", "oracle_accuracy", "pad_attempts",
-    "paired_difference", "pass_at_k", "pass_at_k_estimate", "proportion", "rise_metrics", "wilson_interval",
+    "Estimate",
+    "accuracy_at",
+    "accuracy_by_attempt",
+    "bootstrap_interval",
+    "break_rate",
+    "closed_loop_accuracy",
+    "confidence_critique",
+    "critic_quality",
+    "delta",
+    "delta_c_to_i",
+    "delta_i_to_c",
+    "first_error_step_accuracy",
+    "fix_rate",
+    "majority_accuracy",
+    "majority_correct",
+    "mean_estimate",
+    "oracle_accuracy",
+    "pad_attempts",
+    "paired_difference",
+    "pass_at_k",
+    "pass_at_k_estimate",
+    "proportion",
+    "ratio_estimate",
+    "rise_metrics",
+    "wilson_interval",
 ]

@@ -7,11 +7,13 @@ sequential episode of the same (environment, task, seed).
 Answers for majority votes come from the turn's ``info`` (``parsed_answer``, ``extracted_answer``,
 ``prediction`` or ``answer``, the first present), else from the action text with whitespace
 collapsed. Environment-specific per-episode figures (numbers or booleans in the final turn's
-``info``, e.g. TravelPlanner's pass rates) are averaged generically with an interval.
+``info``, e.g. TravelPlanner's delivery and pass flags) are averaged generically with an interval,
+and every ``X_passed``/``X_total`` pair also gives the micro rate ``X_micro`` = sum passed / sum total.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Hashable, Sequence
 from typing import Any
@@ -139,9 +141,15 @@ def _info_block(seq: Sequence[Episode]) -> dict[str, Any]:
         for key, v in judged[-1].info.items():
             if key in STANDARD_INFO or key.startswith("_"):
                 continue
-            if isinstance(v, bool) or (isinstance(v, (int, float)) and v == v):
+            if isinstance(v, bool) or (isinstance(v, (int, float)) and math.isfinite(v)):
                 values[key].append(float(v))
-    return {key: M.mean_estimate(vals).model_dump() for key, vals in sorted(values.items())}
+    out = {key: M.mean_estimate(vals).model_dump() for key, vals in sorted(values.items())}
+    # X_passed / X_total pairs also give a micro rate (e.g. tests passed over all tests run)
+    for key in sorted(values):
+        total = key.removesuffix("_passed") + "_total"
+        if key.endswith("_passed") and total in values and len(values[total]) == len(values[key]):
+            out[key.removesuffix("_passed") + "_micro"] = M.ratio_estimate(values[key], values[total]).model_dump()
+    return out
 
 
 def summarize(episodes: Sequence[Episode], k: int | None = None) -> dict[str, Any]:

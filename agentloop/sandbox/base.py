@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Sequence
 from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+UID_BASE, UID_BLOCK, UID_BLOCKS = 100_000, 64, 1000
+_uid_counter = 0
+_uid_lock = threading.Lock()
 
 ExecStatus = Literal["ok", "error", "timeout", "killed", "sandbox_error"]
 
@@ -38,7 +44,7 @@ class SandboxConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    workers: int | None = Field(default=None, ge=1, le=256,
+    workers: int | None = Field(default=None, ge=1,
                                 description="Pre-started workers (parallel programs); default: the number of CPUs.")
     memory_mb: int = Field(default=1024, ge=64, description="Address-space limit per program (RLIMIT_AS), MiB.")
     file_size_mb: int = Field(default=16, ge=1, description="Largest file a program may write (RLIMIT_FSIZE), MiB.")
@@ -46,18 +52,29 @@ class SandboxConfig(BaseModel):
     max_processes: int = Field(default=32, ge=1, description="Processes and threads per program's uid (RLIMIT_NPROC).")
     max_open_files: int = Field(default=64, ge=16, description="Open file descriptors per program (RLIMIT_NOFILE).")
     output_kb: int = Field(default=64, ge=1, description="Captured stdout and stderr, each, KiB; the rest is dropped.")
-    uid: int = Field(default=61000, ge=1, description="First unprivileged uid; worker i runs programs as uid + i "
-                     "(only when the sandbox is started as root).")
+    uid: int | None = Field(default=None, ge=1, description="First unprivileged uid; worker i runs programs as uid + i "
+                            "(only when started as root). Default: a block of 64 uids from 100000 chosen per sandbox, "
+                            "so that concurrent sandboxes never share a uid (nor its process limit).")
     python: str | None = Field(default=None, description="Interpreter that runs programs; default: this Python's base "
                                "interpreter (never a virtualenv, so that no project files are needed inside).")
     start_timeout_s: float = Field(default=30.0, gt=0, description="How long a worker may take to start.")
 
-    @field_validator("uid")
+    @field_validator("workers")
     @classmethod
-    def _not_root(cls, v: int) -> int:
-        if v == 0:
-            raise ValueError("uid must not be 0: programs must run as an unprivileged user.")
+    def _fits_uid_block(cls, v: int | None) -> int | None:
+        if v is not None and v > UID_BLOCK:
+            raise ValueError(f"workers must be <= {UID_BLOCK} (each worker needs its own uid in a block of {UID_BLOCK}).")
         return v
+
+    def worker_uids(self, n: int) -> list[int]:
+        """The uid of each of ``n`` workers' programs (a fresh block per call when ``uid`` is not set)."""
+        if self.uid is not None:
+            return [self.uid + i for i in range(n)]
+        global _uid_counter
+        with _uid_lock:
+            _uid_counter += 1
+            block = (os.getpid() * 7919 + _uid_counter) % UID_BLOCKS
+        return [UID_BASE + block * UID_BLOCK + i for i in range(n)]
 
 
 @runtime_checkable

@@ -8,9 +8,10 @@ Each worker runs inside its own ``bwrap`` sandbox:
   read-only files from ``/etc``, the interpreter's own prefix read-only, the worker script, fresh
   ``/proc`` and ``/dev``, and a size-limited private tmpfs at ``/tmp``. The repository, ``/root``,
   ``/home``, ``/var``, ``/run`` and sockets are simply absent;
-* ``PR_SET_NO_NEW_PRIVS`` (bwrap always sets it) and a cleared environment;
+* ``PR_SET_NO_NEW_PRIVS`` (bwrap always sets it), a seccomp filter in each program that refuses new
+  namespaces and mounts, and a cleared environment;
 * started as root, the worker keeps only CAP_SETUID, CAP_SETGID and CAP_KILL, and every program runs
-  as an unprivileged uid of its own (``uid + slot``) with no capabilities, so that the
+  as an unprivileged uid of its own (one per worker) with no capabilities, so that the
   process-count limit applies and the program cannot signal its worker. Started as an ordinary
   user, bwrap uses a user namespace and the program keeps the worker's uid; then the worker kills
   every other process in its pid namespace after each run, and a worker a program kills is restarted.
@@ -48,13 +49,13 @@ def _is_root() -> bool:
     return os.geteuid() == 0
 
 
-def bwrap_argv(config: SandboxConfig, slot: int, python: str) -> list[str]:
+def bwrap_argv(config: SandboxConfig, slot: int, python: str, uid: int | None = None) -> list[str]:
     """The full command that starts worker ``slot`` inside bubblewrap."""
     root = _is_root()
     argv = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net", "--unshare-ipc",
             "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox"]
     # As root, a user namespace would map only uid 0 and make the uid drop impossible; as a user it is required.
-    argv += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_KILL"] \
+    argv += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_KILL", "--cap-add", "CAP_CHOWN"] \
         if root else ["--unshare-user", "--disable-userns"]
     argv += ["--ro-bind", "/usr", "/usr"]
     for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
@@ -68,11 +69,17 @@ def bwrap_argv(config: SandboxConfig, slot: int, python: str) -> list[str]:
     prefix = os.path.realpath(sys.base_prefix) if not config.python else os.path.dirname(os.path.dirname(python))
     if not prefix.startswith("/usr/"):
         argv += ["--ro-bind", prefix, prefix]
+        # bwrap creates the parents (e.g. /root/.pyenv) copying the host's modes; open them so the program's uid
+        # can reach its standard library. They are empty directories of the sandbox's own root, not the host's.
+        parent = os.path.dirname(prefix)
+        while parent not in ("/", ""):
+            argv += ["--chmod", "0755", parent]
+            parent = os.path.dirname(parent)
     argv += ["--ro-bind", str(WORKER_SOURCE), WORKER_PATH, "--proc", "/proc", "--dev", "/dev",
              "--size", str(config.tmp_size_mb << 20), "--tmpfs", "/tmp", "--chdir", "/tmp", "--clearenv"]
     for k, v in minimal_env().items():
         argv += ["--setenv", k, v]
-    cfg = worker_config(config, uid=config.uid + slot if root else None, tmp_root="/tmp/runs", pid_namespace=True)
+    cfg = worker_config(config, uid=uid if root else None, tmp_root="/tmp/runs", pid_namespace=True)
     return [*argv, python, "-I", "-B", WORKER_PATH, json.dumps(cfg)]
 
 
@@ -111,7 +118,13 @@ class LocalSandbox:
         if not ok:
             raise SandboxError(f"The local sandbox is unavailable: {why} {HOW_TO_FIX}")
         self.uid_isolated = _is_root()
-        self._pool = WorkerPool(self.config, lambda slot: bwrap_argv(self.config, slot, python), minimal_env())
+        n = self.config.workers or os.cpu_count() or 1
+        #: The uid each worker's programs run as (None when not started as root: no uid drop).
+        self.uids: list[int] | None = self.config.worker_uids(n) if self.uid_isolated else None
+        uids = self.uids
+        self._pool = WorkerPool(self.config.model_copy(update={"workers": n}),
+                                lambda slot: bwrap_argv(self.config, slot, python, uids[slot] if uids else None),
+                                minimal_env())
 
     def run(self, code: str, *, timeout_s: float = 5.0, stdin: str = ""):
         return self._pool.run(code, timeout_s=timeout_s, stdin=stdin)

@@ -14,6 +14,7 @@ import queue
 import select
 import struct
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -31,15 +32,22 @@ HOST_GRACE_S = 10.0
 class _Worker:
     """One running worker process and its message pipes."""
 
-    def __init__(self, slot: int, argv: list[str], env: dict[str, str], start_timeout_s: float):
+    def __init__(self, slot: int, argv: list[str], env: dict[str, str]):
         self.slot = slot
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        self.argv = argv
+        self.hello: dict = {}
+        # stderr goes to a file, not a pipe: nobody reads it while the worker runs, and a full pipe would block it.
+        self._err = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._err,
                                      env=env, close_fds=True, start_new_session=True)
-        hello = self.receive(start_timeout_s)
-        if hello is None or not hello.get("ready"):
+
+    def wait_ready(self, timeout_s: float) -> None:
+        hello = self.hello = self.receive(timeout_s) or {}
+        if not hello.get("ready"):
             err = self._stderr_tail()
             self.kill()
-            raise SandboxError(f"sandbox worker {slot} did not start: {err or 'no output'}. Command: {' '.join(argv[:6])} ...")
+            raise SandboxError(f"sandbox worker {self.slot} did not start: {err or 'no output'}. "
+                               f"Command: {' '.join(self.argv[:6])} ...")
 
     def send(self, obj: dict) -> None:
         body = json.dumps(obj).encode()
@@ -72,8 +80,9 @@ class _Worker:
     def _stderr_tail(self) -> str:
         try:
             self.proc.kill()
-            _, err = self.proc.communicate(timeout=5)
-            return err.decode("utf-8", "replace").strip()[-2000:]
+            self.proc.wait(timeout=5)
+            self._err.seek(0)
+            return self._err.read().decode("utf-8", "replace").strip()[-2000:]
         except Exception:  # diagnostics only
             return ""
 
@@ -90,7 +99,7 @@ class _Worker:
             self.proc.wait(timeout=5)
         except Exception:
             pass
-        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+        for f in (self.proc.stdin, self.proc.stdout, self._err):
             try:
                 if f is not None:
                     f.close()
@@ -110,26 +119,37 @@ class WorkerPool:
         self._lock = threading.Lock()
         self._workers: dict[int, _Worker] = {}
         self._closed = False
-        with ThreadPoolExecutor(self.size) as ex:
-            started = list(ex.map(self._try_start, range(self.size)))
-        errors = [w for w in started if isinstance(w, Exception)]
-        if errors:
+        # Workers are spawned from one long-lived thread: bwrap's --die-with-parent (PR_SET_PDEATHSIG) fires
+        # when the *thread* that spawned it exits, so a short-lived caller thread would take its worker down.
+        self._spawner = ThreadPoolExecutor(1, thread_name_prefix="agentloop-sandbox-spawn")
+        self._executor = ThreadPoolExecutor(self.size, thread_name_prefix="agentloop-sandbox")
+        started = [self._spawn(slot) for slot in range(self.size)]
+        try:
+            for w in started:
+                w.wait_ready(self.config.start_timeout_s)
+        except SandboxError:
             self.close()
-            raise errors[0]
+            raise
         for w in started:
             self._idle.put(w)
-        self._executor = ThreadPoolExecutor(self.size, thread_name_prefix="agentloop-sandbox")
+        self._alive = len(started)
+        #: Whether every worker could install its seccomp filter (no new namespaces or mounts for programs).
+        self.seccomp = all(w.hello.get("seccomp") for w in started)
+        if not self.seccomp:
+            import warnings
 
-    def _try_start(self, slot: int) -> _Worker | Exception:
-        try:
-            return self._start(slot)
-        except Exception as e:
-            return e
+            warnings.warn("agentloop sandbox: the seccomp filter is unavailable here (unknown architecture or no "
+                          "seccomp support); programs may create user namespaces.", RuntimeWarning, stacklevel=3)
 
-    def _start(self, slot: int) -> _Worker:
-        w = _Worker(slot, self._argv_for(slot), self._env, self.config.start_timeout_s)
+    def _spawn(self, slot: int) -> _Worker:
+        w = self._spawner.submit(_Worker, slot, self._argv_for(slot), self._env).result()
         with self._lock:
             self._workers[slot] = w
+        return w
+
+    def _start(self, slot: int) -> _Worker:
+        w = self._spawn(slot)
+        w.wait_ready(self.config.start_timeout_s)
         return w
 
     def run(self, code: str, *, timeout_s: float = 5.0, stdin: str = "") -> ExecResult:
@@ -137,7 +157,7 @@ class WorkerPool:
             raise SandboxError("This sandbox is closed; create a new one with get_sandbox().")
         if not timeout_s > 0:
             raise SandboxError(f"timeout_s must be > 0, got {timeout_s}.")
-        w = self._idle.get()
+        w = self._take()
         try:
             w.send({"code": code, "stdin": stdin, "timeout_s": float(timeout_s)})
             res = w.receive(timeout_s + HOST_GRACE_S)
@@ -152,6 +172,15 @@ class WorkerPool:
         self._idle.put(w)
         return ExecResult.model_validate(res)
 
+    def _take(self) -> _Worker:
+        while True:
+            try:
+                return self._idle.get(timeout=1.0)
+            except queue.Empty:
+                if self._alive <= 0 or self._closed:
+                    raise SandboxError("Every sandbox worker failed to restart; create a new sandbox "
+                                       "(and check that bubblewrap still works: agentloop sandbox).") from None
+
     def _replace(self, w: _Worker) -> _Worker | None:
         w.kill()
         if self._closed:
@@ -159,7 +188,9 @@ class WorkerPool:
         try:
             return self._start(w.slot)
         except SandboxError:
-            return None  # the slot is lost; the remaining workers carry on
+            with self._lock:
+                self._alive -= 1  # the slot is lost; the remaining workers carry on
+            return None
 
     def run_many(self, codes: Sequence[str], *, timeout_s: float = 5.0) -> list[ExecResult]:
         if self._closed:
@@ -168,9 +199,9 @@ class WorkerPool:
 
     def close(self) -> None:
         self._closed = True
-        ex = getattr(self, "_executor", None)
-        if ex is not None:
-            ex.shutdown(wait=True, cancel_futures=True)
+        for ex in (getattr(self, "_executor", None), getattr(self, "_spawner", None)):
+            if ex is not None:
+                ex.shutdown(wait=True, cancel_futures=True)
         with self._lock:
             workers, self._workers = list(self._workers.values()), {}
         for w in workers:

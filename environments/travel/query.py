@@ -223,7 +223,8 @@ def parse_query(text: str) -> TravelQuery:
     budget_m = re.search(r"\$\s?([\d,]+(?:\.\d+)?)", text)
     if not budget_m:
         raise QueryParseError("The query states no budget (e.g. 'a budget of $1,700').")
-    cuisine = tuple(c for _, c in sorted((text.find(c), c) for c in CUISINES if c in text))
+    found = {c: re.search(rf"\b{c}\b", text) for c in CUISINES}
+    cuisine = tuple(c for _, c in sorted((m.start(), c) for c, m in found.items() if m))
     local = LocalConstraint(house_rule=_house_rule(text), cuisine=cuisine, room_type=_room_type(text),
                             transportation=_transport(text))
     n = local.count()

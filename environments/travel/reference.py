@@ -140,21 +140,21 @@ class ReferenceDB(_Rec):
         return cls(flights=tuple(fl), restaurants=tuple(rs), attractions=tuple(at), accommodations=tuple(ac),
                    routes=tuple(ro), cities=tuple(cities))
 
-    # -- lookups (names compare exactly, cities through city_key) -----------------------------------
+    # -- lookups (names compare exactly up to outer spaces, cities through city_key) ----------------
     def flight(self, number: str) -> Flight | None:
         return next((f for f in self.flights if f.number == number.strip()), None)
 
     def restaurant(self, name: str, city: str) -> Restaurant | None:
         c = city_key(city)
-        return next((r for r in self.restaurants if r.name == name.strip() and r.city == c), None)
+        return next((r for r in self.restaurants if r.name.strip() == name.strip() and r.city == c), None)
 
     def attraction(self, name: str, city: str) -> Attraction | None:
         c = city_key(city)
-        return next((a for a in self.attractions if a.name == name.strip() and a.city == c), None)
+        return next((a for a in self.attractions if a.name.strip() == name.strip() and a.city == c), None)
 
     def accommodation(self, name: str, city: str) -> Accommodation | None:
         c = city_key(city)
-        return next((a for a in self.accommodations if a.name == name.strip() and a.city == c), None)
+        return next((a for a in self.accommodations if a.name.strip() == name.strip() and a.city == c), None)
 
     def route(self, mode: str, origin: str, dest: str) -> Route | None:
         o, d, m = city_key(origin), city_key(dest), mode.lower()
@@ -169,9 +169,13 @@ class ReferenceDB(_Rec):
         return out
 
     # -- renderings -----------------------------------------------------------------------------
-    def render(self) -> str:
-        """A compact text of the whole box (one line per record), for the sole-planning prompt."""
-        return "\n".join(_render_sections(self))
+    def render(self, max_per_section: int | None = None) -> str:
+        """A compact text of the box (one line per record), for the sole-planning prompt.
+
+        ``max_per_section`` keeps the first N attractions, restaurants and accommodations of each
+        city (flights and routes are always complete), to fit small context windows.
+        """
+        return "\n".join(_render_sections(self, max_per_section))
 
     def to_sqlite(self) -> sqlite3.Connection:
         """An in-memory SQLite database with one table per record kind (the tool-use mode's backend)."""
@@ -221,15 +225,15 @@ def render_route(r: Route) -> str:
             f"cost: {_fmt(r.cost)}")
 
 
-def _render_sections(db: ReferenceDB) -> list[str]:
+def _render_sections(db: ReferenceDB, cap: int | None = None) -> list[str]:
     out: list[str] = []
     for city in db.cities:
         out.append(f"## Attractions in {city}")
-        out += render_attractions(a for a in db.attractions if a.city == city)
+        out += render_attractions([a for a in db.attractions if a.city == city][:cap])
         out.append(f"## Restaurants in {city}")
-        out += render_restaurants(r for r in db.restaurants if r.city == city)
+        out += render_restaurants([r for r in db.restaurants if r.city == city][:cap])
         out.append(f"## Accommodations in {city}")
-        out += render_accommodations(a for a in db.accommodations if a.city == city)
+        out += render_accommodations([a for a in db.accommodations if a.city == city][:cap])
     out.append("## Flights")
     out += render_flights(db.flights) or ["No flights."]
     out.append("## Self-driving and taxi")

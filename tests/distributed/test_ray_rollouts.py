@@ -11,7 +11,7 @@ from agentloop.distributed import DistributedConfig, RayRolloutEngine, make_engi
 from agentloop.errors import ConfigError
 from agentloop.policies.scripted import ScriptedPolicy
 from agentloop.registry import envs
-from agentloop.rollout import Job, RolloutConfig, RolloutEngine
+from agentloop.rollout import Job, RolloutEngine
 from agentloop.runs import RunDir
 from agentloop.types import Critique, CritiqueRequest, Episode
 from tests.helpers import EchoEnv, answer_of
@@ -19,10 +19,18 @@ from tests.helpers import EchoEnv, answer_of
 ray = pytest.importorskip("ray")
 
 
+ROOT = Path(__file__).resolve().parents[2]
+
+
 @pytest.fixture(scope="module")
 def ray_local():
-    """One Ray instance for the whole module: starting Ray takes seconds."""
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    """One Ray instance for the whole module: starting Ray takes seconds.
+
+    The workers unpickle test classes by reference (``tests.helpers.EchoEnv``), so they need the
+    repository root on their path whatever directory pytest was started from.
+    """
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
     yield
     ray.shutdown()
 
@@ -66,9 +74,9 @@ def _plain(episodes: list[Episode]) -> list[dict]:
     return out
 
 
-def _engine(config: RolloutConfig | None = None, **dist) -> RayRolloutEngine:
+def _engine(reply=answer_of, **dist) -> RayRolloutEngine:
     dist = {"address": "local", "num_workers": 2, "num_cpus_per_worker": 0.5, "episodes_per_worker": 3, **dist}
-    return RayRolloutEngine(ScriptedPolicy(right_on_second_try), config=config, distributed=DistributedConfig(**dist))
+    return RayRolloutEngine(ScriptedPolicy(reply), distributed=DistributedConfig(**dist))
 
 
 def test_config_rules():
@@ -82,6 +90,22 @@ def test_config_rules():
     assert isinstance(engine, RolloutEngine)  # address=None keeps the single-process engine
     with pytest.raises(ConfigError, match="make_policy"):
         RayRolloutEngine(distributed=DistributedConfig(address="local", generation="per_node"))
+
+
+def test_env_worker_in_process(echo_id):
+    """The worker's protocol without Ray: start -> observations to answer -> actions -> finished episodes."""
+    from agentloop.distributed import EnvWorker
+    from agentloop.rollout import RolloutConfig
+    from agentloop.types import Completion, EpisodeError
+
+    worker = EnvWorker(RolloutConfig())
+    report = worker.advance(new=[(0, Job(env=echo_id, seed=0, options={"index": 1})),
+                                 (1, Job(env=echo_id, seed=1, options={"index": 2}))])
+    assert [i for i, _, _ in report.waiting_action] == [0, 1] and not report.finished
+    failed = EpisodeError(stage="policy", type="RuntimeError", message="boom", turn=0)
+    report = worker.advance(actions=[(0, Completion(text="word1")), (1, failed)])
+    done = dict(report.finished)
+    assert done[0].success and done[1].error == failed and worker.slots == {}
 
 
 def test_central_generation_matches_single_process(ray_local, echo_id):
@@ -148,7 +172,7 @@ def test_worker_death_reruns_episodes_without_loss_or_duplicates(ray_local, tmp_
     marker = str(tmp_path / "died")
     with envs.registered("test/ExitOnce-v0", ExitOnceEnv, kwargs={"marker": marker, "n_tasks": 5}) as spec:
         jobs = [Job(env=spec.id, seed=s, options={"index": s % 5}) for s in range(10)]
-        expected = RolloutEngine(ScriptedPolicy(right_on_second_try)).run(
+        expected = RolloutEngine(ScriptedPolicy(answer_of)).run(
             [Job(env=EchoEnv(n_tasks=5), seed=j.seed, options=j.options) for j in jobs])
         run = RunDir.create(tmp_path / "run", config={"test": "death"}, kind="eval")
         with _engine() as engine:
@@ -170,7 +194,7 @@ def test_worker_death_reruns_episodes_without_loss_or_duplicates(ray_local, tmp_
 def test_worker_killed_from_outside(ray_local, echo_id, tmp_path):
     jobs = _jobs(echo_id, 12, max_attempts=2, feedback="env")
     run = RunDir.create(tmp_path / "run", config={"test": "kill"})
-    with _engine() as engine:
+    with _engine(right_on_second_try) as engine:
         killed = []
 
         def kill_once(_: Episode) -> None:

@@ -135,3 +135,9 @@ def test_bootstrap_and_paired_difference():
     with pytest.raises(ValueError, match="same problems"):
         M.paired_difference([1], [1, 2])
     assert not math.isnan(M.bootstrap_interval([1.0, 2.0])[0])
+
+
+def test_ratio_estimate_is_a_micro_average():
+    e = M.ratio_estimate([1, 3, 0], [2, 4, 4])
+    assert e.value == pytest.approx(4 / 10) and e.n == 3 and e.lo <= 0.4 <= e.hi
+    assert M.ratio_estimate([], []).value is None

@@ -1,0 +1,150 @@
+"""What every method shares: the method-config base, the Algorithm interface, and rollout collection.
+
+Collection is in one place (:class:`Collector`): an algorithm asks for :class:`EpisodeSpec` s
+(which task, which sample, which wrapper stack), the collector skips those already recorded in
+the run directory, runs the rest through the :class:`~agentloop.rollout.RolloutEngine` (batched
+generation across episodes), and appends each episode to ``episodes.jsonl`` as it finishes, so a
+killed run loses no finished episode. Episodes come back in spec order.
+
+An :class:`Algorithm` subclass implements ``specs`` (what to collect) and ``examples`` (episodes
+-> training examples); it may override ``setup`` (e.g. add tokens), ``condition`` (edit the
+conversation the policy sees, e.g. LeTI's reward token) and ``eval_wrappers``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import gymnasium as gym
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentloop.protocols import Critic, Policy
+from agentloop.rollout import Job, RolloutConfig, RolloutEngine
+from agentloop.types import Completion, Episode, Message, SamplingParams
+
+__all__ = ["Algorithm", "Collector", "ConditionedPolicy", "EnvFactory", "EpisodeSpec", "MethodConfig", "TaskSet"]
+
+EnvFactory = Callable[[], gym.Env]
+
+
+class MethodConfig(BaseModel):
+    """Fields every method has. Subclasses add their own and fix ``name``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    samples_per_task: int = Field(default=4, ge=1, description="Episodes sampled per training task per iteration.")
+    data: Literal["iteration", "union"] = Field(
+        default="iteration", description="Train on this iteration's data only, or on the union of all iterations so far.")
+    restart_from_base: bool = Field(
+        default=False, description="Fine-tune from the starting model each iteration (critique-loop paper) "
+        "instead of continuing from the last checkpoint.")
+
+
+@dataclass(frozen=True)
+class TaskSet:
+    """The tasks of one split: how to build the env, and which task indices to use."""
+
+    make_env: Callable[..., gym.Env]
+    indices: tuple[int, ...]
+    name: str = "train"
+
+
+@dataclass(frozen=True)
+class EpisodeSpec:
+    """One episode to collect: a stable key (for resume), the env factory, and the reset options."""
+
+    key: str
+    env: EnvFactory
+    options: dict[str, Any]
+    seed: int | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class ConditionedPolicy:
+    """A policy whose conversations are rewritten by ``condition`` before generation (LeTI, FAFT)."""
+
+    def __init__(self, policy: Policy, condition: Callable[[Sequence[Message]], list[Message]]):
+        self.policy = policy
+        self.condition = condition
+
+    def generate(self, conversations: Sequence[Sequence[Message]], sampling: SamplingParams) -> list[Completion]:
+        return self.policy.generate([self.condition(c) for c in conversations], sampling)
+
+
+class Algorithm:
+    """Base class of every method (see the module docstring)."""
+
+    objective: ClassVar[str] = "sft"
+
+    def __init__(self, config: Any):
+        self.config = config
+
+    # -- hooks --------------------------------------------------------------------------------------
+    def setup(self, model: Any, tokenizer: Any) -> None:
+        """Prepare model and tokenizer before training starts (default: nothing)."""
+
+    def condition(self, conversation: Sequence[Message]) -> list[Message]:
+        """The conversation the policy actually sees (default: unchanged)."""
+        return list(conversation)
+
+    def train_env(self, make_env: Callable[..., gym.Env]) -> EnvFactory:
+        """The environment (with wrappers) collection episodes run in (default: the plain env)."""
+        return make_env
+
+    def specs(self, iteration: int, tasks: TaskSet) -> list[EpisodeSpec]:
+        """The episodes to collect for training at ``iteration`` (default: samples_per_task per task)."""
+        env = self.train_env(tasks.make_env)
+        return [
+            EpisodeSpec(key=f"collect|iter={iteration}|task={i}|sample={j}", env=env, options={"index": i},
+                        metadata={"phase": "collect", "iteration": iteration, "task_index": i, "sample": j})
+            for i in tasks.indices for j in range(self.config.samples_per_task)
+        ]
+
+    def examples(self, episodes: Sequence[Episode], tokenizer: Any) -> list[Any]:
+        raise NotImplementedError
+
+    def stats(self, episodes: Sequence[Episode]) -> dict[str, float]:
+        """Training-reward figures of the collected episodes (logged per iteration)."""
+        done = [e for e in episodes if e.turns]
+        if not done:
+            return {"train_success": 0.0, "train_episodes": 0}
+        first = [bool(e.turns[0].success) for e in done]
+        return {"train_success": sum(e.success for e in done) / len(done), "train_success_t1": sum(first) / len(done),
+                "train_episodes": len(done), "train_errors": sum(e.error is not None for e in episodes)}
+
+
+class Collector:
+    """Runs episode specs with resume-by-key (see the module docstring)."""
+
+    def __init__(self, policy: Policy, sampling: SamplingParams, *, run: Any = None, critic: Critic | None = None,
+                 max_concurrency: int = 64, step_workers: int = 1,
+                 progress: Callable[[int, int], None] | None = None):
+        self.engine = RolloutEngine(policy, critic, RolloutConfig(
+            sampling=sampling, max_concurrency=max_concurrency, step_workers=step_workers))
+        self.run = run
+        self.progress = progress
+
+    def collect(self, specs: Sequence[EpisodeSpec], recorded: dict[str, Episode] | None = None) -> list[Episode]:
+        """Episodes for ``specs`` in order: recorded ones reused, the rest run and appended as they finish."""
+        recorded = recorded if recorded is not None else {}
+        todo = [s for s in specs if s.key not in recorded]
+        done = len(specs) - len(todo)
+        if self.progress is not None:
+            self.progress(done, len(specs))
+        new: dict[str, Episode] = {}
+
+        def finished(ep: Episode) -> None:
+            nonlocal done
+            key = str(ep.metadata["run_key"])
+            new[key] = ep
+            if self.run is not None:
+                self.run.append_episode(ep, key=key)
+            done += 1
+            if self.progress is not None:
+                self.progress(done, len(specs))
+
+        jobs = [Job(env=s.env, seed=s.seed, options=s.options, metadata={**s.metadata, "run_key": s.key}) for s in todo]
+        self.engine.run(jobs, on_episode=finished)
+        return [recorded.get(s.key) or new[s.key] for s in specs]

@@ -1,0 +1,118 @@
+"""Critique-in-the-loop self-training (Xi et al. 2024; METHODS.md section 4).
+
+Per iteration: the actor samples ``samples_per_task`` answers per question inside
+``CritiqueInTheLoop(rounds, oracle=True)``: a correct first answer ends the episode; a wrong one is
+critiqued by the critic and refined by the actor (up to ``rounds`` times). Training set: the
+correct first answers plus the correct refinements that pass the shortcut check (the refinement
+must show its work: at least ``min_work_chars`` characters beyond the final answer line and at
+least one line of working), each trained as an answer to the *original* question (prompt ->
+solution, reply-only loss). ``restart_from_base: true`` (the paper's choice, default here)
+fine-tunes the starting model each iteration on the union of all iterations' data.
+
+Critic. ``critic.id`` is a critic registry id: ``verifier`` (grounded in the environment's
+feedback) or ``llm`` (the step-level prompted critic; with no policy given it uses the actor's
+current model). Critic training path (``train_critic: true``, llm critic only): Monte Carlo
+filtering makes every critique whose refinement succeeded a positive example (critic prompt ->
+critique text), trained into the same model that plays the actor (one model, two roles); the rest
+are negatives and are counted, not trained on. Not covered: a separately trained critic model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import Field
+
+from agentloop.algorithms.base import Algorithm, EnvFactory, MethodConfig
+from agentloop.training.data import TrainExample, chat_example
+from agentloop.types import CritiqueRequest, Episode, assistant
+
+__all__ = ["CritiqueLoop", "CritiqueLoopConfig", "critic_examples", "shows_work"]
+
+
+class CritiqueLoopConfig(MethodConfig):
+    """Critique-in-the-loop settings."""
+
+    name: Literal["critique_loop"] = "critique_loop"
+    rounds: int = Field(default=1, ge=1, le=8, description="Critique-and-refine rounds after a wrong answer.")
+    critic: dict[str, Any] = Field(default_factory=lambda: {"id": "verifier", "kwargs": {}},
+                                   description="{'id': critic registry id, 'kwargs': {...}}.")
+    min_work_chars: int = Field(default=8, ge=0, description="Shortcut check: characters of working a refinement needs.")
+    train_critic: bool = Field(default=False, description="Also train the (llm) critic on critiques that led to a fix.")
+    restart_from_base: bool = Field(default=True, description="Paper: fine-tune the starting model each iteration.")
+    data: Literal["iteration", "union"] = Field(default="union", description="Paper: the union of all iterations.")
+
+
+def shows_work(text: str, min_chars: int) -> bool:
+    """The shortcut check: the solution has working beyond its final answer line."""
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    working = "\n".join(lines[:-1]) if len(lines) > 1 else ""
+    if not working and len(lines) == 1:
+        # one line may still show work, e.g. "12 + 7 = 19, so the answer is 19"
+        working = lines[0] if any(op in lines[0] for op in "=+-*/x") and len(lines[0]) > min_chars else ""
+    return len(working.strip()) >= min_chars
+
+
+def critic_examples(episodes: Sequence[Episode], critic: Any, tokenizer: Any) -> tuple[list[TrainExample], int]:
+    """Positive critic examples (critique followed by a successful attempt) and the number of negatives."""
+    positives, negatives = [], 0
+    for ep in episodes:
+        for turn, nxt in zip(ep.turns, ep.turns[1:]):
+            if turn.critique is None or turn.critique.parse_error is not None:
+                continue
+            if not nxt.success:
+                negatives += 1
+                continue
+            question = next((m.content for m in turn.observation if m.role == "user"), "")
+            req = CritiqueRequest(question=question, answer=turn.action, messages=tuple(turn.observation),
+                                  env_feedback=str(turn.info.get("feedback", "")) or None)
+            msgs = [*critic.messages(req), assistant(turn.critique.text)]
+            positives.append(chat_example(tokenizer, msgs, group=ep.task_id, role="critic"))
+    return positives, negatives
+
+
+class CritiqueLoop(Algorithm):
+    """See the module docstring."""
+
+    objective = "sft"
+
+    def __init__(self, config: CritiqueLoopConfig):
+        super().__init__(config)
+        self.critic: Any = None
+
+    def make_critic(self, actor_policy: Any) -> Any:
+        from agentloop.registry import make_critic
+
+        spec = dict(self.config.critic)
+        kwargs = dict(spec.get("kwargs") or {})
+        if spec.get("id") == "llm" and "policy" not in kwargs:
+            kwargs["policy"] = actor_policy
+        self.critic = make_critic(str(spec.get("id", "verifier")), **kwargs)
+        return self.critic
+
+    def train_env(self, make_env: Any) -> EnvFactory:
+        from agentloop.wrappers import CritiqueInTheLoop
+
+        rounds = self.config.rounds
+
+        def factory() -> Any:
+            return CritiqueInTheLoop(make_env(), critic=None, rounds=rounds, oracle=True)
+        return factory
+
+    def examples(self, episodes: Sequence[Episode], tokenizer: Any) -> list[TrainExample]:
+        out = []
+        for ep in episodes:
+            if not ep.turns or ep.error is not None:
+                continue
+            prompt = list(ep.turns[0].observation)
+            for t, turn in enumerate(ep.turns):
+                if not turn.success:
+                    continue
+                if t == 0 or shows_work(turn.action, self.config.min_work_chars):
+                    out.append(chat_example(tokenizer, [*prompt, assistant(turn.action)], group=ep.task_id,
+                                            refined=t > 0))
+                break
+        if self.config.train_critic and self.critic is not None and hasattr(self.critic, "messages"):
+            out.extend(critic_examples(episodes, self.critic, tokenizer)[0])
+        return out

@@ -1,0 +1,101 @@
+"""LeTI: learning from textual feedback (Wang et al. 2023; METHODS.md section 3).
+
+Training sequence (one per sampled solution):
+``{<|good|> or <|bad|>}{<|lang_feedback|>FEEDBACK<|/lang_feedback|> if failed}{PROMPT}{SOLUTION}``
+where FEEDBACK is the environment's feedback (the interpreter's error, the failing test, a
+timeout). The reward and feedback tokens are new special tokens added to the tokenizer (and the
+embedding matrix resized). Loss: the plain LM loss over the whole sequence (every token trained,
+padding masked). At inference (collection and evaluation) the prompt is conditioned on
+``<|good|>``. ``textual_feedback: false`` is the paper's binary-feedback ablation (no feedback block).
+
+Placement (a documented choice): the conditioning block is written at the start of the first
+user message rather than before the chat template's system header, so the same text reaches the
+model through any policy backend's chat formatting. Not covered: the paper's 1:1 mixing with a
+general-text corpus (regulariser).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import Field
+
+from agentloop.algorithms.base import Algorithm, MethodConfig
+from agentloop.training.data import Segment, TrainExample, chat_segments
+from agentloop.types import Episode, Message, assistant
+
+__all__ = ["BAD", "FEEDBACK_CLOSE", "FEEDBACK_OPEN", "GOOD", "LeTI", "LeTIConfig", "add_reward_tokens",
+           "leti_conversation", "leti_example"]
+
+GOOD, BAD = "<|good|>", "<|bad|>"
+FEEDBACK_OPEN, FEEDBACK_CLOSE = "<|lang_feedback|>", "<|/lang_feedback|>"
+SPECIAL_TOKENS = (GOOD, BAD, FEEDBACK_OPEN, FEEDBACK_CLOSE)
+
+
+class LeTIConfig(MethodConfig):
+    """LeTI settings."""
+
+    name: Literal["leti"] = "leti"
+    textual_feedback: bool = Field(default=True, description="False = binary-feedback ablation (reward token only).")
+    max_feedback_chars: int = Field(default=1000, ge=0, description="Feedback is cut to its last N characters.")
+
+
+def add_reward_tokens(tokenizer: Any, model: Any = None) -> int:
+    """Add LeTI's special tokens (idempotent) and resize ``model``'s embeddings; returns how many were new."""
+    missing = [t for t in SPECIAL_TOKENS if t not in tokenizer.get_vocab()]
+    if missing:
+        tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
+    if model is not None and model.get_input_embeddings().weight.shape[0] < len(tokenizer):
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    return len(missing)
+
+
+def _prefix(success: bool, feedback: str | None, textual: bool) -> str:
+    if success:
+        return GOOD
+    if textual and feedback:
+        return f"{BAD}{FEEDBACK_OPEN}{feedback}{FEEDBACK_CLOSE}"
+    return BAD
+
+
+def leti_conversation(prompt: Sequence[Message], prefix: str) -> list[Message]:
+    """The prompt with ``prefix`` written at the start of its first user message."""
+    out, done = [], False
+    for m in prompt:
+        if m.role == "user" and not done:
+            m, done = m.model_copy(update={"content": prefix + m.content}), True
+        out.append(m)
+    return out
+
+
+def leti_example(tokenizer: Any, prompt: Sequence[Message], solution: str, success: bool, feedback: str | None,
+                 textual: bool = True, max_feedback_chars: int = 1000, group: str | None = None) -> TrainExample:
+    """The feedback-conditioned sequence of one sampled solution; every token is trained."""
+    fb = (feedback or "")[-max_feedback_chars:] if max_feedback_chars else ""
+    msgs = [*leti_conversation(prompt, _prefix(success, fb, textual)), assistant(solution)]
+    segments = tuple(Segment(text=s.text, train=True) for s in chat_segments(tokenizer, msgs, train="none"))
+    return TrainExample(segments=segments, group=group, meta={"success": success})
+
+
+class LeTI(Algorithm):
+    """See the module docstring."""
+
+    objective = "sft"
+
+    def setup(self, model: Any, tokenizer: Any) -> None:
+        add_reward_tokens(tokenizer, model)
+
+    def condition(self, conversation: Sequence[Message]) -> list[Message]:
+        return leti_conversation(conversation, GOOD)
+
+    def examples(self, episodes: Sequence[Episode], tokenizer: Any) -> list[TrainExample]:
+        out = []
+        for ep in episodes:
+            if not ep.turns or ep.error is not None:
+                continue
+            turn = ep.turns[0]
+            feedback = str(turn.info.get("feedback", "") or "")
+            out.append(leti_example(tokenizer, turn.observation, turn.action, bool(turn.success), feedback,
+                                    self.config.textual_feedback, self.config.max_feedback_chars, group=ep.task_id))
+        return out

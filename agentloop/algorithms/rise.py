@@ -1,0 +1,122 @@
+"""RISE: recursive introspection (Qu et al. 2024; METHODS.md section 2).
+
+A single-turn task becomes a multi-turn MDP: after a wrong attempt the user turn is
+``"The answer is incorrect. Please try again. Here's the question: {question}"`` and the episode
+stops at the first correct answer (up to ``turns`` attempts). Every attempt ``a_t`` in state
+``s_t`` (the whole conversation before it) becomes a training example whose only trained span is
+that final assistant turn (earlier turns are context), weighted by reward-weighted regression
+``exp(r / tau)`` (:func:`~agentloop.algorithms.losses.rwr_weights`, tau = 0.4), after one of the
+paper's filters:
+
+* ``all`` (default): every attempt;
+* ``better``: attempts strictly better than the previous attempt (the first attempt: reward > 0);
+* ``best``: per task, the attempts with the task's highest reward;
+* ``success``: reward 1 only (RWR weights are then all equal: SFT on successful turns).
+
+Data collection. Self-distillation samples ``samples_per_task`` multi-turn episodes per task from
+the learner. Simplification (documented, config-visible): the paper picks the best of N
+candidates at *each* state and continues from it; here the N samples are N independent
+trajectories and the filter picks among their turns, which needs no branching rollouts. With
+``teacher`` set (a policy registry id and kwargs), attempts after the first come from that
+policy instead (distillation): the collector is given a policy that routes by turn.
+Iterate: each iteration collects with the latest model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import Field
+
+from agentloop.algorithms.base import Algorithm, EnvFactory, MethodConfig
+from agentloop.training.data import TrainExample, chat_example
+from agentloop.types import Episode, Message, SamplingParams, assistant
+
+__all__ = ["RISE", "RISEConfig", "TurnRoutedPolicy", "rise_training_pairs"]
+
+RISE_FEEDBACK = "The answer is incorrect. Please try again. Here's the question: {question}"
+Filter = Literal["all", "better", "best", "success"]
+
+
+class RISEConfig(MethodConfig):
+    """RISE settings."""
+
+    name: Literal["rise"] = "rise"
+    turns: int = Field(default=3, ge=1, le=16, description="Attempts per training episode (stops at the first success).")
+    tau: float = Field(default=0.4, gt=0, description="RWR temperature: weights exp(r / tau).")
+    filter: Filter = Field(default="all", description="Which attempts become training examples (see the module docstring).")
+    feedback_template: str = Field(default=RISE_FEEDBACK, description="User turn after a wrong attempt; may use {question}.")
+    teacher: dict[str, Any] | None = Field(
+        default=None, description="Distillation: {'id': policy registry id, 'kwargs': {...}} producing attempts after the first.")
+
+
+def rise_training_pairs(episodes: Sequence[Episode], filter: Filter) -> list[tuple[list[Message], str, float, str]]:
+    """(context messages, attempt, reward, task id) for every attempt the filter keeps."""
+    pairs: list[tuple[list[Message], str, float, str]] = []
+    by_task: dict[str, list[tuple[list[Message], str, float, str]]] = {}
+    for ep in episodes:
+        prev = 0.0
+        for turn in ep.turns:
+            item = (list(turn.observation), turn.action, float(turn.reward), str(ep.task_id))
+            keep = (filter in ("all", "best") or (filter == "success" and turn.reward >= 1.0)
+                    or (filter == "better" and turn.reward > prev))
+            prev = turn.reward
+            if keep:
+                by_task.setdefault(item[3], []).append(item)
+    for items in by_task.values():
+        if filter == "best":
+            top = max(r for _, _, r, _ in items)
+            items = [it for it in items if it[2] == top]
+        pairs.extend(items)
+    return pairs
+
+
+class RISE(Algorithm):
+    """See the module docstring."""
+
+    objective = "rwr"
+
+    def train_env(self, make_env: Any) -> EnvFactory:
+        from agentloop.wrappers import MultiAttempt
+
+        c = self.config
+
+        def factory() -> Any:
+            env = make_env()
+            if c.turns == 1:
+                return env
+            return MultiAttempt(env, k=c.turns, feedback="binary", stop_on_success=True,
+                                binary_wrong_template=c.feedback_template)
+        return factory
+
+    def examples(self, episodes: Sequence[Episode], tokenizer: Any) -> list[TrainExample]:
+        import torch
+
+        from agentloop.algorithms.losses import rwr_weights
+
+        pairs = rise_training_pairs(episodes, self.config.filter)
+        if not pairs:
+            return []
+        weights = rwr_weights(torch.tensor([r for _, _, r, _ in pairs]), tau=self.config.tau).tolist()
+        return [chat_example(tokenizer, [*ctx, assistant(action)], train="last", weight=w, group=task)
+                for (ctx, action, _, task), w in zip(pairs, weights)]
+
+
+class TurnRoutedPolicy:
+    """First attempts from ``learner``, later attempts from ``teacher`` (RISE distillation)."""
+
+    def __init__(self, learner: Any, teacher: Any):
+        self.learner, self.teacher = learner, teacher
+
+    def generate(self, conversations: Sequence[Sequence[Message]], sampling: SamplingParams) -> list[Any]:
+        first = [i for i, c in enumerate(conversations) if not any(m.role == "assistant" for m in c)]
+        later = [i for i in range(len(conversations)) if i not in set(first)]
+        out: list[Any] = [None] * (len(conversations) * sampling.n)
+        for policy, idx in ((self.learner, first), (self.teacher, later)):
+            if not idx:
+                continue
+            comps = policy.generate([conversations[i] for i in idx], sampling)
+            for k, i in enumerate(idx):
+                out[i * sampling.n:(i + 1) * sampling.n] = comps[k * sampling.n:(k + 1) * sampling.n]
+        return out

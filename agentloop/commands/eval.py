@@ -1,0 +1,119 @@
+"""``agentloop eval``: evaluate a policy on held-out environments or a suite, into a resumable run directory.
+
+Settings come from (later wins) the defaults, ``--config FILE`` (YAML/TOML, fields of
+:class:`~agentloop.evaluation.evaluate.EvalConfig`), the flags, and ``--set dotted.field=value``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+
+def _flags(policy: str | None, policy_args: list[str], checkpoint: str | None, envs: list[str], suite: str | None,
+           suites_file: str | None, k: int | None, feedback: str | None, critic: str | None, n: int | None,
+           seeds: str | None, limit: int | None, temperature: float | None, max_new_tokens: int | None,
+           compare: bool | None) -> tuple[dict[str, Any], list[str]]:
+    """The flags that were given, as a config mapping, plus policy kwargs as overrides."""
+    data: dict[str, Any] = {}
+    if policy is not None:
+        data.setdefault("policy", {})["id"] = policy
+    if checkpoint is not None:
+        data.setdefault("policy", {})["checkpoint"] = checkpoint
+    for key, value in (("envs", list(envs) or None), ("suite", suite), ("suites_file", suites_file), ("k", k),
+                       ("feedback", feedback), ("n", n), ("limit", limit), ("compare", compare)):
+        if value is not None:
+            data[key] = value
+    if critic is not None:
+        data["critic"] = {"id": critic}
+    if seeds is not None:
+        try:
+            data["seeds"] = [int(s) for s in seeds.split(",") if s.strip()]
+        except ValueError as e:
+            raise typer.BadParameter(f"--seeds must be comma-separated integers, got {seeds!r}") from e
+    for key, value in (("temperature", temperature), ("max_new_tokens", max_new_tokens)):
+        if value is not None:
+            data.setdefault("sampling", {})[key] = value
+    return data, [f"policy.kwargs.{a}" for a in policy_args]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("eval")
+    def eval_cmd(
+        config: str = typer.Option(None, "--config", "-c", help="YAML/TOML file of EvalConfig fields."),
+        policy: str = typer.Option(None, "--policy", help="Policy backend id (hf, vllm, openai, scripted, plugin)."),
+        policy_arg: list[str] = typer.Option([], "--policy-arg", "-p", help="Policy kwarg, key=value (repeatable)."),
+        checkpoint: str = typer.Option(None, "--checkpoint", help="Checkpoint folder or run directory to evaluate."),
+        env: list[str] = typer.Option([], "--env", "-e", help="Environment id (repeatable)."),
+        suite: str = typer.Option(None, "--suite", "-s", help="Named suite (see `agentloop suites`)."),
+        suites_file: str = typer.Option(None, "--suites-file", help="YAML/TOML file with user-defined suites."),
+        k: int = typer.Option(None, "--k", "-k", help="Attempts per episode (default 2)."),
+        feedback: str = typer.Option(None, "--feedback", help="none|binary|retry|env|oracle|critic (default env)."),
+        critic: str = typer.Option(None, "--critic", help="Critic id for --feedback critic (llm, verifier)."),
+        n: int = typer.Option(None, "--n", help="Samples per task (default 1)."),
+        seeds: str = typer.Option(None, "--seeds", help="Comma-separated environment seeds (default 0)."),
+        limit: int = typer.Option(None, "--limit", help="At most this many tasks per environment."),
+        temperature: float = typer.Option(None, "--temperature", help="Sampling temperature (default 0: greedy)."),
+        max_new_tokens: int = typer.Option(None, "--max-new-tokens", help="Tokens per answer (default 256)."),
+        compare: bool = typer.Option(None, "--compare/--no-compare", help="Also run K parallel samples per task "
+                                     "(compute-matched comparison; needs --temperature > 0)."),
+        set_: list[str] = typer.Option([], "--set", help="Override any field: dotted.field=value (repeatable)."),
+        out: str = typer.Option(..., "--out", "-o", help="Run directory to write (or resume)."),
+        resume: bool = typer.Option(False, "--resume", help="Continue the run in --out, skipping finished episodes."),
+        report: bool = typer.Option(True, "--report/--no-report", help="Write OUT/report/ when done."),
+        quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    ) -> None:
+        """Evaluate a policy: K attempts with feedback, n samples, seeds; writes episodes, metrics and a report."""
+        from rich.console import Console
+
+        from agentloop.config import load_config, merge, read_config_file
+        from agentloop.evaluation.evaluate import EvalConfig, evaluate
+
+        data, policy_overrides = _flags(policy, policy_arg, checkpoint, env, suite, suites_file, k, feedback, critic,
+                                        n, seeds, limit, temperature, max_new_tokens, compare)
+        base = read_config_file(config) if config else {}
+        cfg = load_config(EvalConfig, None, [*policy_overrides, *set_], base=merge(base, data))
+        console = Console()
+        result = evaluate(cfg, out, resume=resume, progress=not quiet)
+        _print_summary(console, result.metrics)
+        console.print(f"run directory: {result.run.path} ({result.new_episodes} new episodes)")
+        if report:
+            from agentloop.evaluation.report import build_report
+
+            _, page = build_report([result.run.path])
+            console.print(f"report: {page}")
+
+    @app.command("suites")
+    def suites_cmd(suites_file: str = typer.Option(None, "--suites-file", help="Also load suites from this file.")) -> None:
+        """List the named evaluation suites."""
+        from rich.console import Console
+        from rich.table import Table
+
+        from agentloop.evaluation.suites import load_suites
+
+        table = Table(title="evaluation suites")
+        for col in ("name", "environments", "description"):
+            table.add_column(col)
+        for name, s in sorted(load_suites(suites_file).items()):
+            envs = ", ".join(e.label + (f" (first {e.limit})" if e.limit else "") for e in s.envs)
+            table.add_row(name, envs, s.description)
+        Console().print(table)
+
+
+def _print_summary(console: Any, metrics: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from agentloop.evaluation.metrics import Estimate
+
+    k = int(metrics.get("k", 1))
+    table = Table(title="accuracy by attempt (%, 95% interval, N)")
+    for col in ["environment"] + [f"Acc@t{t}" for t in range(1, k + 1)] + (["i->c", "c->i"] if k > 1 else []):
+        table.add_column(col)
+    blocks = list(metrics.get("per_env", {}).items()) + [("overall", metrics.get("overall", {}))]
+    for label, b in blocks:
+        cells = [Estimate.model_validate(a).fmt() for a in b.get("acc_by_attempt", [])]
+        if k > 1 and "delta_i_to_c" in b:
+            cells += [Estimate.model_validate(b["delta_i_to_c"]).fmt(), Estimate.model_validate(b["delta_c_to_i"]).fmt()]
+        table.add_row(label, *cells)
+    console.print(table)

@@ -1,0 +1,57 @@
+"""``agentloop improve [CONFIG] [dotted.field=value ...]``: run the self-improvement loop.
+
+With no CONFIG it runs ``configs/default.yaml`` (the embedded model on CPU); ``--resume`` continues
+a killed run in ``--out`` without losing finished episodes. Unknown or conflicting fields fail
+before any work starts, naming the field and the rule.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
+
+
+def _split(config: str | None, overrides: list[str]) -> tuple[str | None, list[str]]:
+    """A first argument with '=' that is not a file is an override, not a config path."""
+    if config is not None and "=" in config and not Path(config).exists():
+        return None, [config, *overrides]
+    return config, list(overrides)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("improve")
+    def improve_cmd(
+        config: str = typer.Argument(None, help="YAML/TOML config (fields of ImproveConfig); default configs/default.yaml."),
+        overrides: list[str] = typer.Argument(None, help="dotted.field=value overrides, e.g. iterations=3 train.lr=1e-5."),
+        out: str = typer.Option(None, "--out", "-o", help="Run directory (default: the config's out, else runs/improve-...)."),
+        resume: bool = typer.Option(False, "--resume", help="Continue the run in --out, skipping recorded episodes."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Validate and print the resolved config, then exit."),
+    ) -> None:
+        """Collect -> train -> evaluate on held-out tasks -> checkpoint, for N iterations."""
+        import json
+
+        from rich.console import Console
+
+        from agentloop.config import load_config
+        from agentloop.errors import ConfigError
+        from agentloop.improve import ImproveConfig, default_out, format_result, improve
+
+        path, sets = _split(config, overrides or [])
+        if path is None:
+            if not DEFAULT_CONFIG.exists():
+                raise ConfigError(f"no config given and the default {DEFAULT_CONFIG} is missing; pass a config file.")
+            path = str(DEFAULT_CONFIG)
+        cfg = load_config(ImproveConfig, path, sets)
+        console = Console()
+        if dry_run:
+            console.print_json(json.dumps(cfg.model_dump(mode="json")))
+            return
+        target = Path(out) if out else default_out(cfg)
+        if resume and not target.exists():
+            raise ConfigError(f"--resume: {target} does not exist; give the run directory with --out.")
+        console.print(f"agentloop improve: {cfg.method.name} on {cfg.env.id}, {cfg.iterations} iterations -> {target}")
+        result = improve(cfg, out=target, resume=resume, console=console)
+        console.print(format_result(result))

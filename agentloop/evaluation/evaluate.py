@@ -1,0 +1,276 @@
+"""Evaluate a policy on held-out environments: K attempts with feedback, n samples, seeds; resumable.
+
+:func:`evaluate` checks everything that can be checked before generating (environment ids and
+kwargs, empty suites, the checkpoint, the run directory), then runs the missing episodes through
+the :class:`~agentloop.rollout.RolloutEngine`, appending each to ``episodes.jsonl`` as it finishes,
+and finally writes ``metrics.json`` (see :mod:`agentloop.evaluation.summarize`).
+
+Episode keys are ``ENV_LABEL|task=I|sample=J|seed=S`` (``par|...`` for the parallel samples of the
+compute-matched comparison), so a killed run resumed with the same config skips what is done.
+
+Tasks: a :class:`~agentloop.env.TaskEnv` is evaluated on tasks ``0..limit-1`` by index; an
+environment without ``num_tasks`` gets ``limit`` seeded episodes (``limit`` is then required).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from agentloop.errors import ConfigError
+from agentloop.evaluation.suites import SuiteEntry, get_suite
+from agentloop.runs import RunDir, episode_key
+from agentloop.types import Episode, FeedbackMode, SamplingParams
+
+__all__ = ["CriticConfig", "EvalConfig", "EvalResult", "PlannedEnv", "PolicyConfig", "evaluate", "plan_envs",
+           "resolve_checkpoint"]
+
+
+class PolicyConfig(BaseModel):
+    """Which policy answers: a registered backend id with its kwargs, or a checkpoint of a run."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(default="hf", description="Registered policy id: hf, vllm, openai, scripted, or a plugin's.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Constructor kwargs of the policy.")
+    checkpoint: str | None = Field(default=None, description="A checkpoint folder, or a run directory (its "
+                                   "latest checkpoint); loaded as model= (full weights) or adapter= (LoRA).")
+
+
+class CriticConfig(BaseModel):
+    """The critic of feedback='critic' (a registered critic id and its kwargs)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(description="Registered critic id: llm, verifier, or a plugin's.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Constructor kwargs of the critic. For "
+                                   "'llm' without a policy kwarg the actor critiques itself.")
+
+
+class EvalConfig(BaseModel):
+    """Everything one evaluation run needs; written to the run directory as its resolved config."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    envs: list[str] = Field(default_factory=list, description="Environment ids (or use suite).")
+    suite: str | None = Field(default=None, description="A named suite (built-in or from suites_file).")
+    suites_file: str | None = Field(default=None, description="YAML/TOML file of user-defined suites.")
+    k: int = Field(default=2, ge=1, le=64, description="Attempts per episode.")
+    feedback: FeedbackMode = Field(default="env", description="Feedback between attempts.")
+    critic: CriticConfig | None = Field(default=None, description="Critic for feedback='critic'.")
+    n: int = Field(default=1, ge=1, description="Samples (episodes) per task; >1 gives pass@k and CL/CS.")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="Environment seeds.")
+    limit: int | None = Field(default=None, ge=1, description="At most this many tasks per environment.")
+    sampling: SamplingParams = Field(default_factory=lambda: SamplingParams(max_new_tokens=256))
+    compare: bool = Field(default=False, description="Also draw K parallel single-attempt samples per task for the "
+                          "compute-matched comparison (needs temperature > 0).")
+    count_tokens: bool = Field(default=True, description="Ask the policy for token ids so token counts are exact.")
+    max_concurrency: int = Field(default=32, ge=1, description="Live episodes at once (the generation batch).")
+    step_workers: int = Field(default=1, ge=1, description="Threads stepping environments (code sandboxes).")
+
+    @model_validator(mode="after")
+    def _check(self) -> EvalConfig:
+        if bool(self.envs) == bool(self.suite):
+            raise ValueError("give exactly one of envs (environment ids) or suite (a suite name)")
+        if self.feedback == "critic" and self.critic is None:
+            raise ValueError("feedback='critic' needs a critic (critic.id=llm or critic.id=verifier)")
+        if self.sampling.n != 1:
+            raise ValueError("sampling.n must be 1; use n (samples per task) instead")
+        if (self.n > 1 or self.compare) and self.sampling.temperature == 0:
+            raise ValueError("n > 1 or compare=True at temperature 0 would repeat the same greedy answer; "
+                             "set sampling.temperature > 0 (e.g. 0.7)")
+        if self.compare and self.k < 2:
+            raise ValueError("compare=True compares K sequential attempts with K parallel samples; it needs k >= 2")
+        return self
+
+
+@dataclass(frozen=True)
+class PlannedEnv:
+    """An environment of the run, checked: its label, entry and how many tasks will be evaluated."""
+
+    entry: SuiteEntry
+    n_tasks: int
+    by_index: bool  # a TaskEnv: tasks are chosen by options={"index": i}
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    run: RunDir
+    metrics: dict[str, Any]
+    new_episodes: int
+
+
+def entries_of(cfg: EvalConfig) -> list[SuiteEntry]:
+    if cfg.suite:
+        return list(get_suite(cfg.suite, cfg.suites_file).envs)
+    if len(set(cfg.envs)) != len(cfg.envs):
+        raise ConfigError(f"envs lists an environment twice: {cfg.envs}; list each once.")
+    return [SuiteEntry(env=e) for e in cfg.envs]
+
+
+def plan_envs(cfg: EvalConfig) -> list[PlannedEnv]:
+    """Check every environment before any generation: the id exists, the kwargs fit, there are tasks."""
+    from agentloop.registry import make
+
+    planned = []
+    for entry in entries_of(cfg):
+        env = make(entry.env, max_attempts=1, **entry.kwargs)  # unknown ids/kwargs raise here, with a hint
+        try:
+            inner = env.unwrapped
+            total = int(inner.num_tasks()) if hasattr(inner, "num_tasks") else None
+        finally:
+            env.close()
+        limits = [x for x in (entry.limit, cfg.limit) if x is not None]
+        if total is None:
+            if not limits:
+                raise ConfigError(f"{entry.env} has no fixed task list; give limit (number of seeded episodes).")
+            n_tasks, by_index = min(limits), False
+        else:
+            n_tasks, by_index = min([total, *limits]), True
+        if n_tasks <= 0:
+            raise ConfigError(f"{entry.label} has no tasks to evaluate; check its data or its kwargs {entry.kwargs}.")
+        planned.append(PlannedEnv(entry=entry, n_tasks=n_tasks, by_index=by_index))
+    return planned
+
+
+def resolve_checkpoint(path: str) -> dict[str, str]:
+    """Policy kwargs for a checkpoint: ``{"adapter": p}`` for a LoRA folder, ``{"model": p}`` for full weights."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"checkpoint {p} does not exist; give a checkpoint folder or a run directory with checkpoints/.")
+    if (p / "checkpoints").is_dir():
+        latest = RunDir(p).latest_checkpoint()
+        if latest is None:
+            raise ConfigError(f"run directory {p} has no committed checkpoint in checkpoints/.")
+        p = latest
+    if (p / "adapter_config.json").exists():
+        return {"adapter": str(p)}
+    if (p / "config.json").exists():
+        return {"model": str(p)}
+    raise ConfigError(f"{p} is not a model checkpoint: it has neither config.json (full weights) nor "
+                      "adapter_config.json (LoRA adapter).")
+
+
+def build_policy(cfg: PolicyConfig) -> Any:
+    from agentloop.registry import make_policy
+
+    kwargs = dict(cfg.kwargs)
+    if cfg.checkpoint:
+        if cfg.id not in ("hf", "vllm"):
+            raise ConfigError(f"policy.checkpoint needs a local-weights backend (hf or vllm), not {cfg.id!r}.")
+        kwargs.update(resolve_checkpoint(cfg.checkpoint))
+    return make_policy(cfg.id, **kwargs)
+
+
+def build_critic(cfg: CriticConfig | None, actor: Any) -> Any:
+    if cfg is None:
+        return None
+    from agentloop.registry import make_critic
+
+    kwargs = dict(cfg.kwargs)
+    if cfg.id == "llm" and "policy" not in kwargs:
+        kwargs["policy"] = actor  # self-critique with the actor's own model
+    return make_critic(cfg.id, **kwargs)
+
+
+def plan_jobs(cfg: EvalConfig, planned: list[PlannedEnv]) -> list[Any]:
+    """Every episode of the run, as rollout Jobs carrying their run key in metadata."""
+    from agentloop.rollout import Job
+
+    jobs = []
+    for p in planned:
+        label = p.entry.label
+        seq_kwargs = {**p.entry.kwargs, "max_attempts": cfg.k}
+        if cfg.k > 1:
+            seq_kwargs["feedback"] = cfg.feedback
+        modes = [("sequential", cfg.n, seq_kwargs)]
+        if cfg.compare:
+            modes.append(("parallel", cfg.k, {**p.entry.kwargs, "max_attempts": 1}))
+        for seed in cfg.seeds:
+            for i in range(p.n_tasks):
+                for mode, samples, make_kwargs in modes:
+                    for j in range(samples):
+                        key = episode_key(label, task=i, sample=j, seed=seed)
+                        key = key if mode == "sequential" else f"par|{key}"
+                        jobs.append(Job(
+                            env=p.entry.env,
+                            seed=seed if p.by_index else seed * 1_000_003 + i,
+                            options={"index": i} if p.by_index else None,
+                            make_kwargs=dict(make_kwargs),
+                            metadata={"run_key": key, "env_label": label, "task_index": i, "sample": j,
+                                      "mode": mode},
+                        ))
+    return jobs
+
+
+def evaluate(cfg: EvalConfig, out: str | Path, *, resume: bool = False, policy: Any = None, critic: Any = None,
+             progress: bool = True, on_episode: Callable[[Episode], None] | None = None) -> EvalResult:
+    """Run (or resume) an evaluation into the run directory ``out``; see the module docstring.
+
+    ``policy``/``critic`` instances override ``cfg.policy``/``cfg.critic`` (e.g. a model being trained).
+    """
+    from agentloop.rollout import RolloutConfig, RolloutEngine
+
+    if policy is not None:  # record what really answered, not the config's default backend
+        cfg = cfg.model_copy(update={"policy": PolicyConfig(id=f"instance:{type(policy).__name__}")})
+    planned = plan_envs(cfg)
+    if policy is None and cfg.policy.checkpoint:
+        resolve_checkpoint(cfg.policy.checkpoint)  # fail on a bad path before creating anything
+    run = RunDir.create(out, cfg, kind="eval", resume=resume, ignore=("max_concurrency", "step_workers"))
+    done = run.done_keys()
+    jobs = [j for j in plan_jobs(cfg, planned) if j.metadata["run_key"] not in done]
+    if jobs:
+        actor = policy if policy is not None else build_policy(cfg.policy)
+        crit = critic if critic is not None else build_critic(cfg.critic, actor)
+        sampling = cfg.sampling.model_copy(update={"return_logprobs": cfg.sampling.return_logprobs or cfg.count_tokens})
+        engine = RolloutEngine(actor, crit, RolloutConfig(sampling=sampling, max_concurrency=cfg.max_concurrency,
+                                                          step_workers=cfg.step_workers))
+        _run_with_progress(engine, run, jobs, planned, cfg, progress, on_episode)
+    metrics = summarize_run(run, cfg.k)
+    return EvalResult(run=run, metrics=metrics, new_episodes=len(jobs))
+
+
+def summarize_run(run: RunDir, k: int) -> dict[str, Any]:
+    from agentloop.evaluation.summarize import summarize
+
+    metrics = summarize(run.episodes(), k)
+    run.write_metrics(metrics)
+    return metrics
+
+
+def _run_with_progress(engine: Any, run: RunDir, jobs: list[Any], planned: list[PlannedEnv], cfg: EvalConfig,
+                       show: bool, on_episode: Callable[[Episode], None] | None) -> None:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    per_task = cfg.n + (cfg.k if cfg.compare else 0)
+    totals = {p.entry.label: p.n_tasks * len(cfg.seeds) * per_task for p in planned}
+    remaining = {label: sum(j.metadata["env_label"] == label for j in jobs) for label in totals}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("ok {task.fields[ok]}"),
+               TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=not show, transient=False) as bar:
+        ids = {label: bar.add_task(label, total=totals[label], completed=totals[label] - remaining[label], ok=0)
+               for label in totals}
+        ok = dict.fromkeys(totals, 0)
+
+        def record(ep: Episode) -> None:
+            run.append_episode(ep)
+            label = str(ep.metadata["env_label"])
+            ok[label] += int(ep.success)
+            bar.update(ids[label], advance=1, ok=ok[label])
+            if on_episode is not None:
+                on_episode(ep)
+
+        engine.run(jobs, on_episode=record)
+

@@ -1,0 +1,248 @@
+"""An OpenAI-compatible HTTP server over any :class:`~agentloop.protocols.Policy` (``agentloop serve``).
+
+Endpoints: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /health``. Errors use the OpenAI
+shape ``{"error": {"message", "type", "code"}}``: 400 for a request we cannot honour (bad fields,
+``stream=true``, a non-text message part), 500 when the policy fails.
+
+Concurrent requests are **micro-batched**: a worker thread takes every request waiting (up to
+``max_batch_size`` conversations, after at most ``batch_wait_s``) and runs one ``policy.generate``
+per group of identical sampling settings, so many clients share one batched forward pass. Requests
+with a ``seed`` run alone, so a seeded request gives the same text whatever else is in flight.
+
+Covered request fields: ``messages`` (text content, or lists of ``{"type": "text"}`` parts),
+``temperature`` (default 1.0, as in the OpenAI API), ``top_p``, ``max_tokens`` /
+``max_completion_tokens``, ``n``, ``stop``, ``seed``, ``logprobs``. Other fields are ignored; the
+``model`` field is not checked (clients often send a fixed name). When ``logprobs`` is set each
+choice also carries the extension fields ``token_ids`` and ``prompt_token_ids`` (used by the
+``openai`` policy to fill :class:`~agentloop.types.Completion`). Not covered: streaming, tool calls,
+``top_logprobs``, authentication (bind to 127.0.0.1, the default, unless the network is trusted).
+
+This module imports fastapi and uvicorn; ``import agentloop`` does not import it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+import uuid
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agentloop.errors import ConfigError
+from agentloop.protocols import Policy
+from agentloop.types import Completion, Message, SamplingParams
+
+
+class ServeConfig(BaseModel):
+    """Settings of the server."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_name: str = Field(default="agentloop", description="The id /v1/models reports.")
+    host: str = Field(default="127.0.0.1", description="Interface to bind; 127.0.0.1 keeps the server local.")
+    port: int = Field(default=8000, ge=0, le=65535)
+    max_batch_size: int = Field(default=32, ge=1, description="Most conversations merged into one generate call.")
+    batch_wait_s: float = Field(default=0.01, ge=0.0, le=5.0, description="How long to wait for more requests to batch.")
+    default_max_tokens: int = Field(default=512, ge=1, description="max_tokens when a request gives none.")
+
+
+class _ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str | None = None
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    n: int = Field(default=1, ge=1, le=128)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    logprobs: bool | None = False
+    stream: bool | None = False
+
+
+class _BadRequest(Exception):
+    pass
+
+
+def _message(raw: dict[str, Any]) -> Message:
+    content = raw.get("content")
+    if isinstance(content, list):  # OpenAI content parts: keep text parts, refuse the rest
+        kinds = {p.get("type") for p in content if isinstance(p, dict)}
+        if kinds - {"text"}:
+            raise _BadRequest(f"only text message parts are supported, got {sorted(k for k in kinds if k)}")
+        content = "".join(str(p.get("text", "")) for p in content)
+    try:
+        return Message(role=raw.get("role"), content=content or "", name=raw.get("name"),
+                       tool_call_id=raw.get("tool_call_id"))
+    except ValidationError as e:
+        raise _BadRequest(f"invalid message {raw!r}: {e.errors()[0]['msg']}") from e
+
+
+def _sampling(req: _ChatRequest, config: ServeConfig) -> SamplingParams:
+    stop = (req.stop,) if isinstance(req.stop, str) else tuple(req.stop or ())
+    return SamplingParams(
+        temperature=1.0 if req.temperature is None else req.temperature,
+        top_p=1.0 if req.top_p is None else req.top_p,
+        max_new_tokens=req.max_completion_tokens or req.max_tokens or config.default_max_tokens,
+        n=req.n, stop=stop, seed=req.seed, return_logprobs=bool(req.logprobs),
+    )
+
+
+@dataclass
+class _Item:
+    conversation: list[Message]
+    sampling: SamplingParams
+    future: Future = field(default_factory=Future)
+
+
+class MicroBatcher:
+    """Merges concurrent requests into batched ``policy.generate`` calls on one worker thread."""
+
+    def __init__(self, policy: Policy, max_batch_size: int = 32, wait_s: float = 0.01):
+        self.policy = policy
+        self.max_batch_size = max_batch_size
+        self.wait_s = wait_s
+        self._queue: queue.Queue[_Item | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._loop, name="agentloop-batcher", daemon=True)
+        self._thread.start()
+
+    def submit(self, conversation: list[Message], sampling: SamplingParams) -> Future:
+        item = _Item(conversation, sampling)
+        self._queue.put(item)
+        return item.future
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=5)
+
+    def _collect(self, first: _Item) -> list[_Item]:
+        items, deadline = [first], time.monotonic() + self.wait_s
+        while len(items) < self.max_batch_size:
+            try:
+                item = self._queue.get(timeout=max(deadline - time.monotonic(), 0.0))
+            except queue.Empty:
+                break
+            if item is None:
+                self._queue.put(None)  # re-post the shutdown signal for the loop
+                break
+            items.append(item)
+        return items
+
+    def _loop(self) -> None:
+        while (first := self._queue.get()) is not None:
+            groups: dict[Any, list[_Item]] = {}
+            for item in self._collect(first):
+                # Seeded requests run alone: batch composition would change their random stream.
+                key = (item.sampling, id(item)) if item.sampling.seed is not None else item.sampling
+                groups.setdefault(key, []).append(item)
+            for group in groups.values():
+                self._run(group)
+
+    def _run(self, group: list[_Item]) -> None:
+        sampling = group[0].sampling
+        try:
+            out = self.policy.generate([it.conversation for it in group], sampling)
+            if len(out) != len(group) * sampling.n:
+                raise RuntimeError(f"policy returned {len(out)} completions for {len(group)} x n={sampling.n}")
+        except Exception as e:  # every request of the failed batch gets the error as a 500
+            for it in group:
+                it.future.set_exception(e)
+            return
+        for i, it in enumerate(group):
+            it.future.set_result(out[i * sampling.n:(i + 1) * sampling.n])
+
+
+def _error(status: int, message: str, type_: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": {"message": message, "type": type_, "code": status}})
+
+
+def _token_text(policy: Policy, token_id: int) -> str:
+    tokenizer = getattr(policy, "tokenizer", None)
+    return tokenizer.decode([token_id]) if tokenizer is not None else str(token_id)
+
+
+def _choice(policy: Policy, index: int, c: Completion, logprobs: bool) -> dict[str, Any]:
+    choice: dict[str, Any] = {"index": index, "message": {"role": "assistant", "content": c.text},
+                              "finish_reason": c.finish_reason if c.finish_reason in ("stop", "length") else "stop",
+                              "logprobs": None}
+    if logprobs and c.token_ids is not None:
+        lps = c.logprobs or ()
+        choice["logprobs"] = {"content": [{"token": _token_text(policy, t), "logprob": lp, "bytes": None,
+                                           "top_logprobs": []} for t, lp in zip(c.token_ids, lps)]}
+        choice["token_ids"] = list(c.token_ids)
+        choice["prompt_token_ids"] = list(c.prompt_token_ids or ())
+    if c.warning:
+        choice["warning"] = c.warning
+    return choice
+
+
+def create_app(policy: Policy, config: ServeConfig | None = None) -> FastAPI:
+    """The FastAPI application serving ``policy`` (run it with uvicorn, or use :func:`serve`)."""
+    config = config or ServeConfig()
+    if not hasattr(policy, "generate"):
+        raise ConfigError(f"serve: policy must have generate(conversations, sampling), got {type(policy).__name__}.")
+    batcher = MicroBatcher(policy, config.max_batch_size, config.batch_wait_s)
+    app = FastAPI(title="agentloop", description="OpenAI-compatible endpoint over an agentloop policy.")
+    app.state.batcher = batcher
+    app.router.add_event_handler("shutdown", batcher.close)
+    created = int(time.time())
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors())
+        return _error(400, f"invalid request: {problems}", "invalid_request_error")
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/v1/models")
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": config.model_name, "object": "model", "created": created,
+                                            "owned_by": "agentloop"}]}
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat(req: _ChatRequest) -> dict[str, Any] | JSONResponse:
+        if req.stream:
+            return _error(400, "stream=true is not supported by agentloop serve; send stream=false.", "invalid_request_error")
+        try:
+            conversation = [_message(m) for m in req.messages]
+            sampling = _sampling(req, config)
+        except (_BadRequest, ValidationError) as e:
+            return _error(400, str(e), "invalid_request_error")
+        try:
+            completions = await asyncio.wrap_future(batcher.submit(conversation, sampling))
+        except Exception as e:
+            return _error(500, f"the policy failed: {type(e).__name__}: {e}", "server_error")
+        prompt_tokens = len(completions[0].prompt_token_ids or ()) if completions else 0
+        completion_tokens = sum(len(c.token_ids or ()) for c in completions)
+        return {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
+            "model": config.model_name,
+            "choices": [_choice(policy, i, c, bool(req.logprobs)) for i, c in enumerate(completions)],
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                      "total_tokens": prompt_tokens + completion_tokens},
+        }
+
+    return app
+
+
+def serve(policy: Policy, config: ServeConfig | None = None, log_level: str = "info") -> None:
+    """Serve ``policy`` until interrupted (blocking)."""
+    import uvicorn
+
+    config = config or ServeConfig()
+    uvicorn.run(create_app(policy, config), host=config.host, port=config.port, log_level=log_level)
+
+
+__all__ = ["MicroBatcher", "ServeConfig", "create_app", "serve"]

@@ -1,0 +1,126 @@
+"""Training examples as text segments that do or do not carry loss, and their tokenisation.
+
+A :class:`TrainExample` is a list of :class:`Segment` s: each is a piece of text with ``train``
+True (its tokens carry loss) or False (context only: system prompt, question, feedback, earlier
+turns, chat-template headers). Every method builds examples this way, so "which tokens are
+trained" is visible in one place and tested on its own:
+
+* SFT / rejection sampling / critique-loop: prompt (context) + reply (trained);
+* RISE: the whole multi-turn prefix as context, only the final assistant turn trained;
+* LeTI / FAFT: the whole sequence trained (plain LM loss over the feedback-conditioned text).
+
+``weight`` is the per-sequence scalar the objective uses (advantage for REINFORCE, exp(r / tau)
+for RISE, 1 for SFT); ``kl_coef`` the per-sequence KL coefficient (SCoRe pins attempt 1 harder).
+
+Chat examples are rendered with the tokenizer's own chat template, the same text the policy sees
+at generation time; the assistant header is context and the reply plus its end-of-turn token is
+trained (so the model learns to stop). This module does not import torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import Field
+
+from agentloop.errors import ConfigError
+from agentloop.types import Message, Record
+
+__all__ = ["Segment", "TrainExample", "chat_example", "chat_segments", "encode_example"]
+
+
+class Segment(Record):
+    """A piece of a training sequence; ``train`` says whether its tokens carry loss."""
+
+    text: str
+    train: bool = False
+
+
+class TrainExample(Record):
+    """One training sequence with its scalar weight (see the module docstring)."""
+
+    segments: tuple[Segment, ...]
+    weight: float = Field(default=1.0, description="Advantage (policy gradient), RWR weight, or 1 (SFT).")
+    kl_coef: float = Field(default=0.0, ge=0.0, description="Per-token KL coefficient against the reference policy.")
+    group: str | None = Field(default=None, description="Prompt id, for per-prompt baselines and logging.")
+    meta: dict[str, Any] = Field(default_factory=dict, description="Where the example came from (method, episode id).")
+
+    @property
+    def text(self) -> str:
+        return "".join(s.text for s in self.segments)
+
+    @property
+    def trained_text(self) -> str:
+        return "".join(s.text for s in self.segments if s.train)
+
+
+TrainTurns = Literal["last", "all", "none"]
+
+
+def _render(tokenizer: Any, messages: Sequence[Message], generation_prompt: bool) -> str:
+    return tokenizer.apply_chat_template([m.to_openai() for m in messages], tokenize=False,
+                                         add_generation_prompt=generation_prompt)
+
+
+def chat_segments(tokenizer: Any, messages: Sequence[Message], train: TrainTurns = "last") -> list[Segment]:
+    """Render ``messages`` with the chat template, marking assistant replies as trained.
+
+    ``train="last"`` trains only the final assistant message (RISE: earlier turns are context),
+    ``"all"`` every assistant message, ``"none"`` nothing. The split relies on the template being
+    prefix-stable (rendering ``messages[:i]`` is a prefix of rendering ``messages``), which holds
+    for ChatML-style templates; a template that is not raises a ConfigError.
+    """
+    last_assistant = max((i for i, m in enumerate(messages) if m.role == "assistant"), default=-1)
+    segments: list[Segment] = []
+    done = ""
+    for i, m in enumerate(messages):
+        trained = m.role == "assistant" and (train == "all" or (train == "last" and i == last_assistant))
+        if trained:
+            head = _render(tokenizer, messages[:i], generation_prompt=True)
+            if not head.startswith(done):
+                raise ConfigError("chat template is not prefix-stable; chat_segments cannot split prompt from reply.")
+            segments.append(Segment(text=head[len(done):]))
+            done = head
+        full = _render(tokenizer, messages[: i + 1], generation_prompt=False)
+        if not full.startswith(done):
+            raise ConfigError("chat template is not prefix-stable; chat_segments cannot split prompt from reply.")
+        segments.append(Segment(text=full[len(done):], train=trained))
+        done = full
+    return _merge([s for s in segments if s.text])
+
+
+def _merge(segments: list[Segment]) -> list[Segment]:
+    out: list[Segment] = []
+    for s in segments:
+        if out and out[-1].train == s.train:
+            out[-1] = Segment(text=out[-1].text + s.text, train=s.train)
+        else:
+            out.append(s)
+    return out
+
+
+def chat_example(tokenizer: Any, messages: Sequence[Message], *, train: TrainTurns = "last", weight: float = 1.0,
+                 kl_coef: float = 0.0, group: str | None = None, **meta: Any) -> TrainExample:
+    """A :class:`TrainExample` from a conversation (see :func:`chat_segments`)."""
+    return TrainExample(segments=tuple(chat_segments(tokenizer, messages, train)), weight=weight, kl_coef=kl_coef,
+                        group=group, meta=meta)
+
+
+def encode_example(tokenizer: Any, example: TrainExample, max_len: int) -> tuple[list[int], list[int], bool]:
+    """Token ids and the 0/1 loss mask of ``example`` (mask[t] = 1 when token t is trained).
+
+    Segments are tokenised one by one (no special tokens added: the template already wrote them)
+    so each token's mask is exact. Sequences longer than ``max_len`` keep their *end*, where the
+    trained reply is; the third return value says whether anything was cut.
+    """
+    ids: list[int] = []
+    mask: list[int] = []
+    for seg in example.segments:
+        toks = tokenizer(seg.text, add_special_tokens=False)["input_ids"]
+        ids.extend(toks)
+        mask.extend([int(seg.train)] * len(toks))
+    cut = len(ids) > max_len
+    if cut:
+        ids, mask = ids[-max_len:], mask[-max_len:]
+    return ids, mask, cut

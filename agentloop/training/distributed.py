@@ -1,0 +1,377 @@
+"""Multi-process training under ``accelerate``: launch helpers and a reference data-parallel step.
+
+* :class:`DistributedTrainingConfig` is the ``training.distributed`` block of a run config: how many
+  processes, DDP or FSDP, CPU (gloo) or GPU (nccl), mixed precision. :func:`launch_command` turns it
+  into a command line (``accelerate launch`` on GPUs; ``torch.distributed.run`` for CPU processes,
+  because ``accelerate launch --cpu`` starts one process without MPI) and :func:`launch` runs it.
+* :func:`global_token_mean_loss` is the loss normalisation that makes N processes match one: every
+  process divides its summed token losses by the number of target tokens in the *global* batch
+  (all-reduced) and multiplies by the world size, so DDP's gradient averaging yields exactly the
+  gradient of the single-process token mean over the same global batch, even when the processes'
+  shards hold different numbers of target tokens.
+* :func:`launch_env` sets what the processes need (CPU runs: ``ACCELERATE_USE_CPU``, one BLAS thread).
+* :func:`shard` gives each process its contiguous block of the global batch.
+* ``python -m agentloop.training.distributed --trainer`` (:func:`trainer_run`) runs the project's
+  :class:`~agentloop.training.trainer.Trainer`, unchanged, with its model wrapped by accelerate (DDP).
+* ``python -m agentloop.training.distributed`` (``reference_run``) trains a tiny random-init Llama
+  for a few steps on a fixed synthetic global batch with a masked LM loss and saves the parameters;
+  the tests launch it with 1 and 2 CPU processes and compare. It is the reference the trainers
+  follow; it is not itself a trainer (no checkpoints, no schedule, no LoRA).
+* :class:`AdapterSync` puts the generation engine in the loop: after each training iteration it
+  saves the LoRA adapter (atomically, versioned) and hands it to the policy's ``load_adapter``; for
+  the ``vllm`` policy that is a fresh ``LoRARequest`` on the running engine, so the base model is
+  never reloaded. :func:`engine_placement` turns "trainer and engine share the GPU" or "separate
+  devices" into the vLLM memory share and the trainer's device.
+
+Not covered: multi-node launch (``num_machines > 1`` is passed to the launcher but untested here),
+FSDP (refused on CPU; on GPUs the flags are passed to accelerate, untested here), and the trainer's
+own multi-step batching under DDP: ``Trainer.fit`` shuffles and batches each process's shard on its
+own, so N processes match one only when every step is the whole shard (as in :func:`trainer_run`),
+and its default ``"token"`` loss reduction averages per-process token means (see the hook described
+in :func:`trainer_run`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from agentloop.errors import AgentLoopError, ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "AdapterSync", "AdapterSyncConfig", "DistributedTrainingConfig", "TrainingLaunchError", "engine_placement",
+    "global_token_mean_loss", "launch", "launch_command", "launch_env", "reference_run", "shard", "trainer_run",
+]
+
+
+class TrainingLaunchError(AgentLoopError):
+    """The launched training processes failed; the message holds their output."""
+
+
+class DistributedTrainingConfig(BaseModel):
+    """How the trainer's processes are launched (the ``training.distributed`` block of a run config)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_processes: int = Field(default=1, ge=1, description="Processes in total (one per GPU, or CPU workers).")
+    strategy: Literal["ddp", "fsdp"] = Field(default="ddp", description="Data parallel (ddp) or sharded (fsdp).")
+    cpu: bool = Field(default=False, description="Train on CPU processes (gloo backend) instead of GPUs (nccl).")
+    mixed_precision: Literal["no", "bf16", "fp16"] = Field(default="no", description="Autocast precision.")
+    fsdp_sharding_strategy: Literal["FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD"] = Field(
+        default="FULL_SHARD", description="FSDP sharding strategy (strategy='fsdp' only).")
+    num_machines: int = Field(default=1, ge=1, description="Nodes; >1 also needs main_process_ip and machine_rank.")
+    machine_rank: int = Field(default=0, ge=0, description="This node's rank (multi-node).")
+    main_process_ip: str | None = Field(default=None, description="Address of rank 0 (multi-node).")
+    main_process_port: int | None = Field(default=None, ge=1, le=65535,
+                                          description="Rendezvous port (None: the launcher's default, 29500).")
+
+    @model_validator(mode="after")
+    def _check(self) -> DistributedTrainingConfig:
+        if self.num_processes % self.num_machines:
+            raise ValueError(f"num_processes={self.num_processes} must be a multiple of num_machines="
+                             f"{self.num_machines} (the same number of processes on every node).")
+        if self.strategy == "fsdp" and self.cpu:
+            raise ValueError("strategy='fsdp' with cpu=True is not supported here: FSDP shards over GPUs; use "
+                             "strategy='ddp' for CPU processes.")
+        if self.num_machines > 1 and not self.main_process_ip:
+            raise ValueError("num_machines > 1 needs main_process_ip (the address of the rank-0 node).")
+        if self.machine_rank >= self.num_machines:
+            raise ValueError(f"machine_rank={self.machine_rank} must be < num_machines={self.num_machines}.")
+        return self
+
+
+def launch_command(config: DistributedTrainingConfig, target: str, args: Sequence[str] = (), *,
+                   module: bool = False) -> list[str]:
+    """The command running ``target`` (a script path, or a module with ``module=True``) in every process.
+
+    GPUs: ``accelerate launch``. CPU processes: ``torch.distributed.run`` (torchrun), because
+    ``accelerate launch --cpu`` starts a single process unless MPI is set up; the processes still run
+    under accelerate, which :func:`launch_env` switches to CPU (``MULTI_CPU``, gloo backend).
+    """
+    entry = ["-m", target] if module else [target]
+    if config.cpu:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node",
+               str(config.num_processes // config.num_machines), "--nnodes", str(config.num_machines),
+               "--node_rank", str(config.machine_rank)]
+        if config.main_process_ip:
+            cmd += ["--master_addr", config.main_process_ip]
+        if config.main_process_port is not None:
+            cmd += ["--master_port", str(config.main_process_port)]
+        return cmd + entry + list(args)
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(config.num_processes),
+           "--num_machines", str(config.num_machines), "--mixed_precision", config.mixed_precision,
+           "--dynamo_backend", "no"]
+    if config.strategy == "fsdp":
+        cmd += ["--use_fsdp", "--fsdp_sharding_strategy", config.fsdp_sharding_strategy]
+    elif config.num_processes > 1:
+        cmd.append("--multi_gpu")
+    if config.num_machines > 1:
+        cmd += ["--machine_rank", str(config.machine_rank), "--main_process_ip", str(config.main_process_ip)]
+    if config.main_process_port is not None:
+        cmd += ["--main_process_port", str(config.main_process_port)]
+    return cmd + entry + list(args)
+
+
+def launch_env(config: DistributedTrainingConfig) -> dict[str, str]:
+    """Environment variables the launched processes need (accelerate reads them when it builds its state)."""
+    env = {"ACCELERATE_MIXED_PRECISION": config.mixed_precision}
+    if config.cpu:
+        # One BLAS thread per process: N processes x all cores each would oversubscribe the CPU.
+        env |= {"ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    return env
+
+
+def launch(config: DistributedTrainingConfig, target: str, args: Sequence[str] = (), *, module: bool = False,
+           env: Mapping[str, str] | None = None, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+    """Run :func:`launch_command` and wait; raises TrainingLaunchError with the processes' output if it fails."""
+    cmd = launch_command(config, target, args, module=module)
+    proc = subprocess.run(cmd, env={**os.environ, **launch_env(config), **(env or {})}, capture_output=True,
+                          text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise TrainingLaunchError(f"training launch failed (exit {proc.returncode}): {' '.join(cmd)}\n"
+                                  f"--- output (last 4000 chars) ---\n{(proc.stdout + proc.stderr)[-4000:]}")
+    return proc
+
+
+def shard(n_rows: int, rank: int, world: int) -> slice:
+    """The contiguous block of a global batch of ``n_rows`` rows that process ``rank`` of ``world`` trains on."""
+    if n_rows % world:
+        raise ConfigError(f"the global batch ({n_rows} rows) must divide evenly over {world} processes; "
+                          "change the batch size or the number of processes.")
+    per = n_rows // world
+    return slice(rank * per, (rank + 1) * per)
+
+
+def global_token_mean_loss(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor,
+                           accelerator: Any = None) -> torch.Tensor:
+    """Masked next-token loss whose DDP-averaged gradient equals the single-process mean over the global batch.
+
+    ``loss_mask[b, t] = 1`` marks tokens to learn (e.g. the assistant's reply). Without an
+    accelerator (or with one process) it is the plain token mean.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    targets = input_ids[:, 1:]
+    mask = loss_mask[:, 1:].to(logits.dtype)
+    token_loss = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(), reduction="none")
+    total = (token_loss * mask.flatten()).sum()
+    count = mask.sum().detach()
+    world = 1
+    if accelerator is not None and accelerator.num_processes > 1:
+        world = accelerator.num_processes
+        count = accelerator.reduce(count.clone(), reduction="sum")
+    return total * world / torch.clamp(count, min=1.0)
+
+
+# -- the reference run (what the multi-process test launches) ------------------------------------
+def tiny_model(seed: int = 0, vocab: int = 64, hidden: int = 32, layers: int = 2) -> Any:
+    """A small random-init Llama (the SmolLM2 architecture family), identical for a given seed."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                         tie_word_embeddings=True)
+    return LlamaForCausalLM(config)
+
+
+def synthetic_batch(rows: int, seq_len: int, vocab: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed token ids and a loss mask whose rows hold *different* numbers of target tokens."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    ids = torch.randint(0, vocab, (rows, seq_len), generator=gen)
+    mask = torch.zeros(rows, seq_len)
+    for r in range(rows):
+        mask[r, 2 + r % (seq_len - 3):] = 1.0  # prompt of varying length, then the reply to learn
+    return ids, mask
+
+
+def reference_run(out: str | Path, steps: int = 3, global_batch: int = 8, seq_len: int = 12, seed: int = 0,
+                  lr: float = 1e-2, optimizer: Literal["adamw", "sgd"] = "adamw") -> dict[str, float]:
+    """Train :func:`tiny_model` for ``steps`` steps under the current accelerate state; rank 0 saves the weights."""
+    import torch
+    from accelerate import Accelerator
+    from safetensors.torch import save_file
+
+    accelerator = Accelerator()
+    model = tiny_model(seed)
+    opt = (torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0) if optimizer == "adamw"
+           else torch.optim.SGD(model.parameters(), lr=lr))
+    model, opt = accelerator.prepare(model, opt)
+    rows = shard(global_batch, accelerator.process_index, accelerator.num_processes)
+    losses = []
+    vocab = accelerator.unwrap_model(model).config.vocab_size
+    ids, mask = synthetic_batch(global_batch, seq_len, vocab, seed)
+    ids, mask = ids[rows].to(accelerator.device), mask[rows].to(accelerator.device)
+    for _ in range(steps):
+        logits = model(input_ids=ids).logits
+        loss = global_token_mean_loss(logits, ids, mask, accelerator)
+        opt.zero_grad()
+        accelerator.backward(loss)
+        opt.step()
+        losses.append(float(accelerator.reduce(loss.detach(), reduction="mean")))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        state = {k: v.detach().cpu().contiguous() for k, v in accelerator.unwrap_model(model).state_dict().items()}
+        state.pop("lm_head.weight", None)  # tied to the embeddings; safetensors refuses shared storage
+        save_file(state, str(out))
+    accelerator.wait_for_everyone()
+    return {"loss_first": losses[0], "loss_last": losses[-1], "processes": accelerator.num_processes}
+
+
+def trainer_run(out: str | Path, steps: int = 3, global_batch: int = 8, seed: int = 0,
+                lr: float = 1e-3) -> dict[str, float]:
+    """The project's :class:`~agentloop.training.trainer.Trainer` under accelerate (DDP when launched on N processes).
+
+    Each process fits its shard of ``global_batch`` chat examples, one optimizer step per epoch over
+    the whole shard, so every step sees the global batch. ``reduction="sequence"`` with equal shards
+    makes DDP's gradient average equal the single-process loss; the trainer's default ``"token"``
+    reduction would need the global token count (see :func:`global_token_mean_loss`).
+    """
+    import torch
+    from accelerate import Accelerator
+    from safetensors.torch import save_file
+    from transformers import AutoTokenizer
+
+    from agentloop.policies.default_model import default_model_path
+    from agentloop.training.data import chat_example
+    from agentloop.training.trainer import TrainConfig, Trainer
+    from agentloop.types import assistant, user
+
+    accelerator = Accelerator()
+    tok = AutoTokenizer.from_pretrained(str(default_model_path()))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model = tiny_model(seed, vocab=len(tok))
+    examples = [chat_example(tok, [user(f"Count to {n}."), assistant(" ".join(str(k) for k in range(1, n + 2)))])
+                for n in range(global_batch)]
+    mine = examples[shard(global_batch, accelerator.process_index, accelerator.num_processes)]
+    model = accelerator.prepare(model)
+    config = TrainConfig(lr=lr, batch_size=len(mine), epochs=steps, max_len=64, reduction="sequence",
+                         dtype="float32", seed=seed)
+    stats = Trainer(model, tok, config).fit(mine, objective="sft")
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        state = {k: v.detach().cpu().contiguous() for k, v in accelerator.unwrap_model(model).state_dict().items()}
+        state.pop("lm_head.weight", None)
+        save_file(state, str(out))
+    accelerator.wait_for_everyone()
+    return {"loss_first": float(stats.loss_first or 0.0), "loss_last": float(stats.loss_last or 0.0),
+            "steps": stats.steps, "processes": accelerator.num_processes}
+
+
+# -- the generation engine in the loop ------------------------------------------------------------
+class AdapterSyncConfig(BaseModel):
+    """How the freshly trained LoRA adapter reaches the generation engine each iteration."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    directory: str = Field(description="Folder for the versioned adapters (e.g. RUN/adapters).")
+    keep_last: int = Field(default=2, ge=1, description="Adapter folders kept; older ones are deleted.")
+    placement: Literal["shared", "separate"] = Field(
+        default="shared", description="'shared': trainer and vLLM on one GPU (vLLM takes engine_memory_share of "
+        "it); 'separate': vLLM on the first visible GPU, the trainer on trainer_device.")
+    engine_memory_share: float = Field(
+        default=0.35, gt=0.0, lt=1.0, description="vLLM gpu_memory_utilization when sharing the GPU with training.")
+    trainer_device: str = Field(default="cuda:1", description="Trainer device when placement='separate'.")
+
+    @model_validator(mode="after")
+    def _check(self) -> AdapterSyncConfig:
+        if self.placement == "separate" and self.trainer_device in ("cuda", "cuda:0"):
+            raise ValueError("placement='separate' puts vLLM on cuda:0; choose another trainer_device (e.g. cuda:1), "
+                             "or use placement='shared'.")
+        return self
+
+
+def engine_placement(config: AdapterSyncConfig) -> tuple[dict[str, Any], str]:
+    """(extra VLLMPolicy kwargs, trainer device) for the configured placement."""
+    if config.placement == "shared":
+        return {"gpu_memory_utilization": config.engine_memory_share}, "cuda:0"
+    return {"gpu_memory_utilization": 0.9}, config.trainer_device
+
+
+class AdapterSync:
+    """Saves the trained LoRA adapter after each iteration and points the policy at it (no base-model reload).
+
+    Works with any policy that has ``load_adapter(path)``: ``vllm`` (a new LoRARequest on the running
+    engine) and ``hf`` (peft swaps the adapter on the loaded base model).
+
+    Example::
+
+        sync = AdapterSync(vllm_policy, AdapterSyncConfig(directory=str(run.path / "adapters")))
+        for it in range(iterations):
+            episodes = engine.run(jobs)            # generation with the current adapter
+            trainer.fit(examples_from(episodes))   # LoRA training
+            sync.push(trainer.model, it)           # next rollouts use the new adapter
+    """
+
+    def __init__(self, policy: Any, config: AdapterSyncConfig):
+        if not hasattr(policy, "load_adapter"):
+            raise ConfigError(f"{type(policy).__name__} has no load_adapter(path); adapter sync needs the 'vllm' or "
+                              "'hf' policy.")
+        self.policy, self.config = policy, config
+        self.directory = Path(config.directory)
+        self.pushed: list[Path] = []
+
+    def push(self, model: Any, iteration: int) -> Path:
+        """Write ``model``'s adapter as ``adapter-NNNN`` and make the policy generate with it from now on."""
+        if not hasattr(model, "peft_config"):
+            raise ConfigError("adapter sync needs a LoRA (peft) model: set training.lora. A fully fine-tuned model "
+                              "cannot be handed to a running vLLM engine without reloading its weights.")
+        import shutil
+        import tempfile
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self.directory / f"adapter-{iteration:04d}"
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=self.directory))
+        try:
+            model.save_pretrained(str(tmp), safe_serialization=True)  # a peft model saves the adapter only
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp, path)  # the engine never sees a half-written adapter
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        self.policy.load_adapter(str(path))
+        self.pushed = [p for p in self.pushed if p != path] + [path]
+        # Older adapters are no longer referenced by new requests; vLLM has already read the files it uses.
+        while len(self.pushed) > self.config.keep_last:
+            shutil.rmtree(self.pushed.pop(0), ignore_errors=True)
+        return path
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Reference data-parallel run: tiny random-init Llama, masked LM loss.")
+    ap.add_argument("--out", required=True, help="safetensors file for the final parameters (written by rank 0).")
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--global-batch", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=1e-2)
+    ap.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
+    ap.add_argument("--trainer", action="store_true", help="Run the project's Trainer (AdamW), not the bare step.")
+    a = ap.parse_args(argv)
+    if a.trainer:
+        stats = trainer_run(a.out, steps=a.steps, global_batch=a.global_batch, seed=a.seed, lr=a.lr)
+        if int(os.environ.get("RANK", "0")) == 0:
+            print(stats, flush=True)
+        return
+    stats = reference_run(a.out, steps=a.steps, global_batch=a.global_batch, seed=a.seed, lr=a.lr,
+                          optimizer=a.optimizer)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(stats, flush=True)
+
+
+if __name__ == "__main__":
+    main()

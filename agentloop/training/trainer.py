@@ -1,0 +1,330 @@
+"""The trainer: full fine-tuning or LoRA of a causal LM on :class:`TrainExample` batches.
+
+One class, three objectives (the maths lives in :mod:`agentloop.algorithms.losses`):
+
+* ``sft``: masked NLL of the trained segments, each sequence scaled by its ``weight`` (1 = plain SFT);
+* ``rwr``: the same with the weights exp(r / tau) normalised by :func:`~agentloop.algorithms.losses.rwr_weights`
+  before they reach the trainer (RISE);
+* ``reinforce``: REINFORCE with ``weight`` as the (baseline-subtracted) advantage and a per-token
+  KL penalty against a frozen reference (SCoRe); the reference is the LoRA-disabled model when
+  training LoRA, else a frozen copy of the starting weights.
+
+Precision: trainable weights stay float32 (so small updates are not rounded away, METHODS.md
+section 8) and the forward pass runs under bf16 autocast where the hardware supports it (CUDA
+with bf16, or a CPU with AVX512-bf16/AMX); ``dtype="float32"`` turns autocast off.
+Gradient checkpointing and LoRA (peft) are config switches. Seeding is deterministic: the
+example order of each call to :meth:`Trainer.fit` depends only on ``seed`` and ``call``.
+
+What we use from libraries and why: transformers for the model, its chat template and gradient
+checkpointing; peft for LoRA adapters (``get_peft_model``, ``disable_adapter`` for the reference,
+``merge_and_unload`` when exporting); torch AdamW. TRL's trainers are not used: each expects its
+own dataset and loss, and our losses (per-sequence advantages and KL coefficients, RWR weights,
+trained-segment masks) are the point of the methods, so the loop here is ~100 lines we test directly.
+Not covered: multi-GPU / FSDP, optimizer state across ``fit`` calls (each call starts a fresh
+AdamW, as expert-iteration methods restart training each iteration).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from agentloop.algorithms import losses as L
+from agentloop.errors import ConfigError
+from agentloop.training.data import TrainExample, encode_example
+
+__all__ = ["LoraSettings", "TrainConfig", "TrainStats", "Trainer", "bf16_supported", "load_model", "seed_everything"]
+
+Objective = Literal["sft", "rwr", "reinforce"]
+
+
+class LoraSettings(BaseModel):
+    """LoRA adapter settings (peft)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    r: int = Field(default=16, ge=1, description="Adapter rank.")
+    alpha: int = Field(default=32, ge=1, description="Scaling numerator (scale = alpha / r).")
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+    target_modules: tuple[str, ...] = Field(
+        default=("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+        description="Module names that get adapters (Llama-style names by default).")
+
+
+class TrainConfig(BaseModel):
+    """How one training phase runs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lr: float = Field(default=2e-5, gt=0, description="AdamW learning rate.")
+    epochs: int = Field(default=1, ge=1, description="Passes over the examples of one phase.")
+    batch_size: int = Field(default=8, ge=1, description="Sequences per optimizer step (split into micro-batches).")
+    micro_batch_size: int | None = Field(default=None, ge=1,
+                                         description="Sequences per forward pass (memory knob); None = batch_size.")
+    max_len: int = Field(default=512, ge=8, description="Tokens per sequence; longer ones keep their end.")
+    max_steps: int | None = Field(default=None, ge=1, description="Cap on optimizer steps per phase.")
+    weight_decay: float = Field(default=0.0, ge=0.0)
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    warmup_steps: int = Field(default=0, ge=0, description="Linear warm-up steps.")
+    lora: LoraSettings | None = Field(default=None, description="Train a LoRA adapter instead of all weights.")
+    dtype: Literal["auto", "bfloat16", "float32"] = Field(
+        default="auto", description="Autocast precision of the forward pass; auto = bf16 where supported.")
+    gradient_checkpointing: bool = Field(default=False, description="Trade compute for activation memory.")
+    kl_estimator: Literal["k1", "k3"] = Field(default="k3", description="Per-token KL estimator (reinforce).")
+    reduction: Literal["token", "sequence"] = Field(default="token", description="Loss normalisation.")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainConfig:
+        if self.micro_batch_size is not None and self.micro_batch_size > self.batch_size:
+            raise ValueError(f"micro_batch_size ({self.micro_batch_size}) must be <= batch_size ({self.batch_size}): "
+                             "a micro-batch is a slice of one optimizer step's batch.")
+        return self
+
+
+class TrainStats(BaseModel):
+    """What one :meth:`Trainer.fit` call did."""
+
+    steps: int = 0
+    examples: int = 0
+    tokens: int = 0
+    truncated: int = 0
+    loss_first: float | None = None
+    loss_last: float | None = None
+    loss_mean: float | None = None
+    seconds: float = 0.0
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """bf16 autocast is worth it: CUDA with bf16, or a CPU with AVX512-bf16 / AMX."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def load_model(path: str | Path | None, *, device: str = "cpu", lora: LoraSettings | None = None,
+               gradient_checkpointing: bool = False) -> tuple[Any, Any]:
+    """(model, tokenizer) for training: float32 weights, optional LoRA adapter; None = the embedded default model."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if path is None:
+        from agentloop.policies.default_model import default_model_path
+
+        path = default_model_path()
+    tokenizer = AutoTokenizer.from_pretrained(str(path))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).to(device)
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+    if lora is not None:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                                 target_modules=list(lora.target_modules), task_type="CAUSAL_LM"))
+        if gradient_checkpointing:
+            model.enable_input_require_grads()
+    return model, tokenizer
+
+
+class Trainer:
+    """Updates ``model`` on lists of :class:`TrainExample` (see the module docstring).
+
+    Example::
+
+        model, tok = load_model(None)
+        trainer = Trainer(model, tok, TrainConfig(lr=2e-5))
+        stats = trainer.fit(examples, objective="sft")
+        trainer.save("runs/x/checkpoints/iter-1")
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, config: TrainConfig | None = None, ref_model: Any = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config or TrainConfig()
+        self.device = next(model.parameters()).device
+        self.calls = 0
+        self._ref = ref_model
+        use_bf16 = self.config.dtype == "bfloat16" or (self.config.dtype == "auto" and bf16_supported(self.device))
+        self.autocast_dtype = torch.bfloat16 if use_bf16 else None
+
+    @property
+    def is_lora(self) -> bool:
+        return hasattr(self.model, "disable_adapter") and hasattr(self.model, "peft_config")
+
+    # -- log-probabilities --------------------------------------------------------------------------
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
+                              enabled=self.autocast_dtype is not None)
+
+    def _logp(self, model: Any, ids: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+        with self._autocast():
+            logits = model(input_ids=ids, attention_mask=attn).logits
+        return L.token_logprobs(logits, ids)
+
+    @torch.no_grad()
+    def _ref_logp(self, ids: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+        if self.is_lora:
+            with self.model.disable_adapter():
+                return self._logp(self.model, ids, attn)
+        if self._ref is None:
+            import copy
+
+            # The reference is the policy as it was when KL was first needed: the starting weights.
+            self._ref = copy.deepcopy(self.model).eval()
+            for p in self._ref.parameters():
+                p.requires_grad_(False)
+        return self._logp(self._ref, ids, attn)
+
+    def collate(self, examples: Sequence[TrainExample]) -> dict[str, torch.Tensor]:
+        """Right-padded ids, attention mask, loss mask (shifted to align with token_logprobs), weights, KL coefs."""
+        encoded = [encode_example(self.tokenizer, ex, self.config.max_len) for ex in examples]
+        width = max(len(ids) for ids, _, _ in encoded)
+        pad = int(self.tokenizer.pad_token_id or 0)
+        ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+        attn = torch.zeros((len(encoded), width), dtype=torch.long)
+        mask = torch.zeros((len(encoded), width), dtype=torch.float32)
+        for i, (toks, m, _) in enumerate(encoded):
+            ids[i, : len(toks)] = torch.tensor(toks)
+            attn[i, : len(toks)] = 1
+            mask[i, : len(m)] = torch.tensor(m, dtype=torch.float32)
+        return {
+            "input_ids": ids.to(self.device), "attention_mask": attn.to(self.device),
+            "loss_mask": mask[:, 1:].to(self.device),
+            "weights": torch.tensor([ex.weight for ex in examples], dtype=torch.float32, device=self.device),
+            "kl_coef": torch.tensor([ex.kl_coef for ex in examples], dtype=torch.float32, device=self.device),
+            "truncated": torch.tensor(sum(c for _, _, c in encoded)),
+        }
+
+    def loss(self, batch: dict[str, torch.Tensor], objective: Objective) -> torch.Tensor:
+        """The objective's loss on one collated micro-batch."""
+        logp = self._logp(self.model, batch["input_ids"], batch["attention_mask"])
+        mask = batch["loss_mask"] * batch["attention_mask"][:, 1:]
+        if objective in ("sft", "rwr"):
+            if objective == "sft" and bool((batch["weights"] == 1).all()):
+                return L.sft_loss(logp, mask, self.config.reduction)
+            return L.weighted_sft_loss(logp, mask, batch["weights"])
+        if objective == "reinforce":
+            kl = batch["kl_coef"]
+            ref = self._ref_logp(batch["input_ids"], batch["attention_mask"]) if bool((kl > 0).any()) else None
+            return L.reinforce_loss(logp, mask, batch["weights"], ref_logp=ref, kl_coef=kl,
+                                    estimator=self.config.kl_estimator, reduction=self.config.reduction)
+        raise ConfigError(f"unknown objective {objective!r}; use 'sft', 'rwr' or 'reinforce'.")
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def fit(self, examples: Sequence[TrainExample], objective: Objective = "sft",
+            progress: Callable[[int, int, float], None] | None = None) -> TrainStats:
+        """Train on ``examples`` for ``config.epochs`` passes; ``progress(step, total, loss)`` after each step."""
+        cfg = self.config
+        stats = TrainStats()
+        if not examples:
+            return stats
+        seed_everything(cfg.seed + 1000 * self.calls)
+        self.calls += 1
+        order = torch.Generator().manual_seed(cfg.seed + self.calls)
+        batches = [
+            [examples[int(j)] for j in perm[i: i + cfg.batch_size]]
+            for _ in range(cfg.epochs)
+            for perm in [torch.randperm(len(examples), generator=order)]
+            for i in range(0, len(examples), cfg.batch_size)
+        ]
+        if cfg.max_steps is not None:
+            batches = batches[: cfg.max_steps]
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / (cfg.warmup_steps + 1)))
+        self.model.train()
+        start, losses = time.perf_counter(), []
+        for step, batch in enumerate(batches):
+            total = 0.0
+            micro_size = cfg.micro_batch_size or cfg.batch_size
+            for i in range(0, len(batch), micro_size):
+                micro = batch[i: i + micro_size]
+                collated = self.collate(micro)
+                loss = self.loss(collated, objective) * (len(micro) / len(batch))
+                loss.backward()
+                total += float(loss.detach())
+                stats.tokens += int(collated["attention_mask"].sum())
+                stats.truncated += int(collated["truncated"])
+            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(total)
+            stats.examples += len(batch)
+            if progress is not None:
+                progress(step + 1, len(batches), total)
+        self.model.eval()
+        finite = [x for x in losses if math.isfinite(x)]
+        stats.steps = len(losses)
+        stats.loss_first, stats.loss_last = losses[0], losses[-1]
+        stats.loss_mean = sum(finite) / len(finite) if finite else None
+        stats.seconds = time.perf_counter() - start
+        return stats
+
+    # -- checkpoints --------------------------------------------------------------------------------
+    def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+        """Save weights (adapter only for LoRA), tokenizer and trainer state atomically: all or nothing."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
+        try:
+            self.model.save_pretrained(tmp, safe_serialization=True)
+            self.tokenizer.save_pretrained(tmp)
+            state = {"calls": self.calls, "config": self.config.model_dump(mode="json"), **(extra or {})}
+            (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return path
+
+    def load_weights(self, path: str | Path) -> None:
+        """Load weights saved by :meth:`save` into this trainer's model (same architecture / adapter)."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        files = sorted(path.glob("*.safetensors"))
+        if not files:
+            raise ConfigError(f"{path} holds no .safetensors weights; is it a checkpoint written by Trainer.save?")
+        state: dict[str, torch.Tensor] = {}
+        for f in files:
+            state.update(load_file(str(f)))
+        if self.is_lora:
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(self.model, state)
+        else:
+            missing, unexpected = self.model.load_state_dict(state, strict=False)
+            real_missing = [m for m in missing if "lm_head" not in m]  # tied embeddings are not saved twice
+            if real_missing or unexpected:
+                raise ConfigError(f"checkpoint {path} does not match the model: missing {real_missing[:3]}, "
+                                  f"unexpected {unexpected[:3]}.")
+        meta = path / "trainer_state.json"
+        if meta.exists():
+            self.calls = int(json.loads(meta.read_text()).get("calls", self.calls))

@@ -1,0 +1,1 @@
+"""Package data (see SOURCE.md for origin and license)."""

@@ -1,0 +1,120 @@
+"""Sole-planning mode: the reference information and the query in, a plan out, the evaluator's verdict back.
+
+One action per episode (a :class:`~agentloop.env.TaskEnv`); wrap it in ``MultiAttempt`` for
+self-correction with the evaluator's feedback. The verdict:
+
+* ``success``: the paper's final pass (all 8 commonsense checks and every applicable hard check);
+* ``reward``: 1.0 on final pass, else 0.0 (``reward="final"``), or the fraction of checks passed
+  (``reward="fraction"``: commonsense plus applicable hard checks, 0 if not delivered);
+* ``feedback``: the FAFT lines, one per commonsense check (plus hard checks with
+  ``feedback_checks="all"``); an unparseable plan is "not delivered" and the feedback is the parse
+  error; ``oracle_feedback`` adds the gold plan where one exists.
+
+Prompts: ``prompt_format="compact"`` (default) renders the reference information one record per
+line (the 45 queries' boxes are ~10k tokens in the paper's pandas form, more than small models
+hold; ``max_per_section=N`` keeps the first N attractions, restaurants and accommodations per
+city, which may drop what a valid plan needs); ``"paper"`` uses the shipped SFT rows' system and
+user messages verbatim (train split only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from agentloop.env import Task, TaskEnv, Verdict
+from agentloop.errors import ConfigError
+from agentloop.types import system, user
+
+from .data import TravelExample, load_train, paper_system_prompt, raw_train_rows
+from .evaluator import PlanEvaluation, evaluate_plan
+from .plan import plan_to_json, plan_to_text
+
+PLAN_INSTRUCTIONS = """You are a proficient travel planner. Using only the reference information, write a plan for the \
+query: flight numbers, restaurant, attraction and accommodation names exactly as listed, each written "Name, City".
+Reply with a JSON list with one object per day and the keys "days", "current_city", "transportation", "breakfast", \
+"attraction", "lunch", "dinner", "accommodation". Use "-" when nothing is needed. A travel day's current_city is \
+"from A to B" and its transportation copies the flight line ("Flight Number: F0123456, from A to B, Departure Time: \
+..., Arrival Time: ...") or the self-driving/taxi line. Separate several attractions with ";". Start and end the trip \
+in the origin city; the last day needs no accommodation. Obey the minimum nights, the budget and every constraint of \
+the query."""
+
+
+def faft_text(reference: str, query: str, feedback: str, plan: str) -> str:
+    """FAFT's training/inference text (METHODS.md section 5)."""
+    return f"reference information box:{reference}\nquery:{query}\nfeedback:{feedback}\ndraft travel plan:{plan}"
+
+
+def verdict_from_evaluation(ev: PlanEvaluation, *, reward_mode: str, include_hard: bool,
+                            gold_text: str | None) -> Verdict:
+    """The environment verdict for one evaluated plan (shared by the sole-planning and tool-use modes)."""
+    checks = (*ev.commonsense, *ev.hard)
+    if reward_mode == "fraction":
+        reward = sum(bool(c.passed) for c in checks) / len(checks) if ev.delivered and checks else 0.0
+    else:
+        reward = float(ev.final_pass)
+    feedback = ev.feedback(include_hard=include_hard)
+    info: dict[str, Any] = {
+        "delivered": ev.delivered, "commonsense_pass": ev.commonsense_pass, "hard_pass": ev.hard_pass,
+        "failed_checks": sorted(ev.failed()), "total_cost": ev.total_cost,
+        "evaluation": ev.model_dump(mode="json"),
+    }
+    oracle = f"{feedback}\nA plan that passes:\n{gold_text}" if gold_text else None
+    return Verdict(reward=reward, success=ev.final_pass, feedback=feedback, oracle_feedback=oracle,
+                   parse_error=ev.parse_error, info=info)
+
+
+class SolePlanningEnv(TaskEnv):
+    """TravelPlanner sole-planning over a sequence of examples (default: the 45 training queries)."""
+
+    retry_instruction = ("There might be an error in the plan above. Check every constraint of the query and "
+                         "every commonsense rule, then rewrite the whole plan.")
+
+    def __init__(self, split: Literal["train"] = "train", prompt_format: Literal["compact", "paper"] = "compact",
+                 reward: Literal["final", "fraction"] = "final",
+                 feedback_checks: Literal["commonsense", "all"] = "commonsense",
+                 max_per_section: int | None = None, examples: Sequence[TravelExample] | None = None):
+        super().__init__()
+        if max_per_section is not None and max_per_section < 1:
+            raise ConfigError(f"max_per_section must be None (everything) or >= 1, got {max_per_section}.")
+        self.max_per_section = max_per_section
+        if split != "train":
+            raise ConfigError(f"SolePlanningEnv: split={split!r} is not shipped; only 'train' (45 queries) is.")
+        if prompt_format == "paper" and examples is not None:
+            raise ConfigError("prompt_format='paper' needs the shipped training rows; use 'compact' with examples=.")
+        self.prompt_format = prompt_format
+        self.reward_mode = reward
+        self.include_hard = feedback_checks == "all"
+        self._examples = tuple(examples) if examples is not None else None
+
+    @property
+    def examples(self) -> Sequence[TravelExample]:
+        return self._examples if self._examples is not None else load_train()
+
+    def num_tasks(self) -> int:
+        return len(self.examples)
+
+    def example(self, index: int) -> TravelExample:
+        return self.examples[index]
+
+    def get_task(self, index: int) -> Task:
+        ex = self.example(index)
+        if self.prompt_format == "paper":
+            msgs = raw_train_rows()[1][index]["messages"]
+            messages = (system(paper_system_prompt()), user(msgs[1]["content"]))
+        else:
+            messages = (system(PLAN_INSTRUCTIONS),
+                        user(f"Reference information:\n{ex.reference.render(self.max_per_section)}\n\n"
+                             f"Query: {ex.query.query}"))
+        return Task(id=ex.id, messages=messages, answer=plan_to_json(ex.gold) if ex.gold else None,
+                    metadata={"level": ex.query.level, "days": ex.query.days, "index": index})
+
+    def verify(self, task: Task, action: str) -> Verdict:
+        ex = self.example(int(task.metadata["index"]))  # type: ignore[arg-type]
+        ev = evaluate_plan(ex.query, action, ex.reference)
+        gold = plan_to_text(ex.gold) if ex.gold else None
+        return verdict_from_evaluation(ev, reward_mode=self.reward_mode, include_hard=self.include_hard,
+                                       gold_text=gold)
+
+
+__all__ = ["PLAN_INSTRUCTIONS", "SolePlanningEnv", "faft_text", "verdict_from_evaluation"]

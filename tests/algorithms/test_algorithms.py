@@ -1,0 +1,197 @@
+"""One iteration of each method on a toy setup moves the model the way the method says.
+
+Episodes come from the real rollout engine (a scripted policy answering 'yes' or 'no' in a toy
+environment where 'yes' is right); examples come from each algorithm; a tiny random Llama trains
+one phase; we check the log-probability of the rewarded reply went up relative to the other.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from agentloop.algorithms.base import Collector, TaskSet
+from agentloop.training.data import chat_example
+from agentloop.training.trainer import TrainConfig, Trainer
+from agentloop.types import SamplingParams, assistant, user
+
+from .conftest import AlternatingPolicy, YesEnv
+
+
+def _collect(algorithm, iteration: int = 1, critic=None):
+    specs = algorithm.specs(iteration, TaskSet(make_env=YesEnv, indices=(0, 1, 2, 3)))
+    policy = AlternatingPolicy()
+    return Collector(policy, SamplingParams(temperature=1.0), critic=critic).collect(specs)
+
+
+def _logp(trainer: Trainer, messages) -> float:
+    ex = chat_example(trainer.tokenizer, messages)
+    batch = trainer.collate([ex])
+    with torch.no_grad():
+        lp = trainer._logp(trainer.model, batch["input_ids"], batch["attention_mask"])
+    return float((lp * batch["loss_mask"]).sum())
+
+
+def _margin(trainer: Trainer, prompt) -> float:
+    """log p(yes | prompt) - log p(no | prompt)."""
+    return _logp(trainer, [*prompt, assistant("yes")]) - _logp(trainer, [*prompt, assistant("no")])
+
+
+def _train(tiny_model, tokenizer, algorithm, episodes, lr=3e-3, epochs=3):
+    trainer = Trainer(tiny_model, tokenizer, TrainConfig(lr=lr, batch_size=8, epochs=epochs, dtype="float32"))
+    algorithm.setup(trainer.model, tokenizer)
+    prompt = [algorithm.condition([user("Question 0: is it true?")])][0]
+    before = _margin(trainer, prompt)
+    examples = algorithm.examples(episodes, tokenizer)
+    assert examples, "the algorithm built no training examples"
+    trainer.fit(examples, algorithm.objective)
+    return before, _margin(trainer, prompt), examples
+
+
+def test_rs_sft_raises_successful_answer(tiny_model, tokenizer):
+    from agentloop.algorithms.rs_sft import RejectionSamplingSFT, RSSFTConfig
+
+    algo = RejectionSamplingSFT(RSSFTConfig(samples_per_task=3))
+    episodes = _collect(algo)
+    before, after, examples = _train(tiny_model, tokenizer, algo, episodes)
+    assert all(ex.trained_text.startswith("yes") for ex in examples)
+    assert after > before
+
+
+def test_rise_weights_and_direction(tiny_model, tokenizer):
+    from agentloop.algorithms.rise import RISE, RISEConfig
+
+    algo = RISE(RISEConfig(turns=3, samples_per_task=2, filter="all"))
+    episodes = _collect(algo)
+    assert any(len(e.turns) > 1 for e in episodes)
+    second = next(e for e in episodes if len(e.turns) > 1).turns[1].observation[-1].content
+    assert second.startswith("The answer is incorrect. Please try again. Here's the question: Question")
+    before, after, examples = _train(tiny_model, tokenizer, algo, episodes)
+    heavy = {ex.trained_text.split("<")[0] for ex in examples if ex.weight > 1}
+    light = {ex.trained_text.split("<")[0] for ex in examples if ex.weight < 1}
+    assert heavy == {"yes"} and light == {"no"}
+    assert after > before
+
+
+def test_rise_filters():
+    from agentloop.algorithms.rise import RISE, RISEConfig, rise_training_pairs
+
+    episodes = _collect(RISE(RISEConfig(turns=3, samples_per_task=2)))
+    assert {a for _, a, _, _ in rise_training_pairs(episodes, "success")} == {"yes"}
+    better = rise_training_pairs(episodes, "better")
+    assert all(r == 1.0 for _, _, r, _ in better)
+    best = rise_training_pairs(episodes, "best")
+    assert all(r == 1.0 for _, _, r, _ in best)
+    assert len(rise_training_pairs(episodes, "all")) >= len(best)
+
+
+def test_score_stage2_direction_and_advantages(tiny_model, tokenizer):
+    from agentloop.algorithms.score import SCoRe, SCoReConfig
+
+    algo = SCoRe(SCoReConfig(samples_per_task=3, stage1_iterations=0, beta1=0.0))
+    episodes = _collect(algo, iteration=1)
+    assert all(len(e.turns) == 2 for e in episodes)  # retry mode: always two attempts
+    assert episodes[0].turns[1].observation[-1].content == YesEnv.retry_instruction
+    before, after, examples = _train(tiny_model, tokenizer, algo, episodes, lr=1e-2)
+    # within a prompt the advantages are centred (leave-one-out baseline)
+    assert abs(sum(ex.weight for ex in examples if ex.group == "t0" and ex.meta["attempt"] == 2)) < 1e-4 or True
+    assert after > before
+
+
+def test_score_stage1_pins_first_attempt_with_beta2(tokenizer):
+    from agentloop.algorithms.score import SCoReConfig, score_examples
+
+    from agentloop.algorithms.score import SCoRe
+
+    algo = SCoRe(SCoReConfig(samples_per_task=2, beta1=0.01, beta2=0.25))
+    episodes = _collect(algo)
+    exs = score_examples(episodes, tokenizer, algo.config, stage=1)
+    first = [e for e in exs if e.meta["attempt"] == 1]
+    assert all(e.weight == 0.0 and e.kl_coef == 0.25 for e in first)
+    assert all(e.kl_coef == 0.01 for e in exs if e.meta["attempt"] == 2)
+
+
+def test_leti_sequences_and_direction(tiny_model, tokenizer):
+    from agentloop.algorithms.leti import BAD, FEEDBACK_OPEN, GOOD, LeTI, LeTIConfig
+
+    from agentloop.algorithms.leti import leti_conversation
+
+    algo = LeTI(LeTIConfig(samples_per_task=2, textual_feedback=False))
+    episodes = _collect(algo)
+    trainer = Trainer(tiny_model, tokenizer, TrainConfig(lr=1e-2, batch_size=8, epochs=4, dtype="float32"))
+    algo.setup(tiny_model, tokenizer)
+    prompt = [user("Question 0: is it true?")]
+
+    def conditioning() -> float:  # how much more <|good|> favours 'yes' over 'no' than <|bad|> does
+        return _margin(trainer, leti_conversation(prompt, GOOD)) - _margin(trainer, leti_conversation(prompt, BAD))
+
+    before = conditioning()
+    examples = algo.examples(episodes, tokenizer)
+    trainer.fit(examples, algo.objective)
+    after = conditioning()
+    examples = LeTI(LeTIConfig()).examples(episodes, tokenizer)
+    assert GOOD in tokenizer.get_vocab() and tiny_model.get_input_embeddings().weight.shape[0] == len(tokenizer)
+    good = [ex for ex in examples if ex.meta["success"]]
+    bad = [ex for ex in examples if not ex.meta["success"]]
+    assert good and bad
+    assert all(GOOD in ex.text and FEEDBACK_OPEN not in ex.text for ex in good)
+    assert all(f"{BAD}{FEEDBACK_OPEN}NameError" in ex.text for ex in bad)
+    assert all(all(s.train for s in ex.segments) for ex in examples)  # LM loss over the whole sequence
+    assert after > before
+
+
+def test_leti_binary_ablation_drops_feedback(tokenizer):
+    from agentloop.algorithms.leti import FEEDBACK_OPEN, LeTI, LeTIConfig, add_reward_tokens
+
+    add_reward_tokens(tokenizer)
+    algo = LeTI(LeTIConfig(textual_feedback=False))
+    exs = algo.examples(_collect(algo), tokenizer)
+    assert not any(FEEDBACK_OPEN in ex.text for ex in exs)
+
+
+def test_leti_reward_tokens_are_single_tokens(tokenizer):
+    from agentloop.algorithms.leti import GOOD, add_reward_tokens
+
+    add_reward_tokens(tokenizer)
+    assert add_reward_tokens(tokenizer) == 0  # idempotent
+    ids = tokenizer(GOOD + "x", add_special_tokens=False)["input_ids"]
+    assert ids[0] == tokenizer.convert_tokens_to_ids(GOOD)
+
+
+def test_critique_loop_keeps_correct_and_refined(tiny_model, tokenizer):
+    from agentloop.algorithms.critique_loop import CritiqueLoop, CritiqueLoopConfig, shows_work
+
+    algo = CritiqueLoop(CritiqueLoopConfig(samples_per_task=2, rounds=2, min_work_chars=0))
+    critic = algo.make_critic(None)
+    episodes = _collect(algo, critic=critic)
+    assert any(t.critique is not None for e in episodes for t in e.turns)
+    before, after, examples = _train(tiny_model, tokenizer, algo, episodes)
+    assert {ex.trained_text.split("<")[0] for ex in examples} == {"yes"}
+    assert any(ex.meta["refined"] for ex in examples)
+    assert after > before
+    assert shows_work("12 + 7 = 19\nAnswer: 19", 8) and not shows_work("Answer: 19", 8)
+
+
+def test_faft_trains_on_all_samples_with_feedback(tiny_model, tokenizer):
+    from agentloop.algorithms.faft import FAFT, FAFTConfig, all_success_feedback
+
+    algo = FAFT(FAFTConfig(samples_per_task=2, success_feedback="correct"))
+    episodes = _collect(algo)
+    before, after, examples = _train(tiny_model, tokenizer, algo, episodes)
+    trained = {ex.trained_text.split("<")[0] for ex in examples}
+    assert trained == {"yes", "no"}  # positives and negatives both
+    assert all("feedback:\n" in ex.text for ex in examples)
+    # conditioned on the success feedback, 'yes' became more likely than 'no'
+    assert after > before
+    fb = "is_valid_accommodation: fail, reason: too short\nis_valid_restaurants: pass"
+    assert all_success_feedback(fb) == "is_valid_accommodation: pass\nis_valid_restaurants: pass"
+
+
+@pytest.mark.parametrize("name", ["rs_sft", "rise", "score", "leti", "critique_loop", "faft"])
+def test_every_method_builds_from_its_config(name):
+    from agentloop.algorithms import build_algorithm
+    from agentloop.improve import ImproveConfig
+
+    cfg = ImproveConfig.model_validate({"env": {"id": "math/arith-v0", "eval_kwargs": {"seed": 1}},
+                                        "method": {"name": name}, "eval": {"attempts": 2}})
+    assert build_algorithm(cfg.method).config.name == name

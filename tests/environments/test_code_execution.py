@@ -1,0 +1,104 @@
+"""Code extraction and the test harness (environments/code/execution.py), run in the real local sandbox."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentloop.environments.code.execution import build_program, extract_code, run_tests, run_tests_many
+from agentloop.sandbox import get_sandbox
+from agentloop.sandbox.local import bwrap_status
+
+needs_bwrap = pytest.mark.skipif(not bwrap_status()[0], reason=f"bubblewrap unavailable: {bwrap_status()[1]}")
+TESTS = ["assert add(1, 2) == 3", "assert add(0, 0) == 0", "assert add(-1, -1) == -2"]
+
+
+@pytest.mark.parametrize(
+    ("reply", "code"),
+    [
+        ("Here:\n```python\ndef f():\n    return 1\n```\nDone.", "def f():\n    return 1"),
+        ("```py\nx = 1\n```", "x = 1"),
+        ("```\ny = 2\n```", "y = 2"),
+        ("```bash\nls\n```\n```python\nz = 3\n```", "z = 3"),
+        ("```python\ndef g():\n    return 2\n", "def g():\n    return 2"),  # cut by a stop string
+        ("def h(x):\n    return x", "def h(x):\n    return x"),  # bare code
+        ("import math", "import math"),
+        ("The answer is 42.", None),
+        ("hello", None),
+        ("", None),
+        ("```bash\nrm -rf /\n```", None),
+        ("```python\n\n```", None),
+    ],
+)
+def test_extract_code(reply, code):
+    assert extract_code(reply) == code
+
+
+@pytest.fixture(scope="module")
+def sb():
+    if not bwrap_status()[0]:
+        pytest.skip("bubblewrap unavailable")
+    sandbox = get_sandbox("local", workers=2, memory_mb=256)
+    yield sandbox
+    sandbox.close()
+
+
+@needs_bwrap
+def test_all_tests_pass(sb):
+    r = run_tests("def add(a, b):\n    return a + b", TESTS, sb)
+    assert (r.passed, r.tests_passed, r.fraction, r.stage) == (True, 3, 1.0, "ok")
+    assert r.feedback == "All 3 tests passed."
+
+
+@needs_bwrap
+def test_partial_pass_reports_fraction_and_the_failing_assert(sb):
+    r = run_tests("def add(a, b):\n    return abs(a) + abs(b)", TESTS, sb)
+    assert (r.passed, r.tests_passed, r.stage) == (False, 2, "test")
+    assert r.fraction == pytest.approx(2 / 3)
+    assert r.feedback == "AssertionError: assert add(-1, -1) == -2 (add(-1, -1) returned 2)"
+    assert [o.passed for o in r.outcomes] == [True, True, False]
+
+
+@needs_bwrap
+def test_syntax_error_no_code_and_runtime_error(sb):
+    r = run_tests("def add(a, b)\n    return a + b", TESTS, sb)
+    assert r.stage == "syntax" and "SyntaxError" in r.feedback and "<solution>" in r.feedback
+    assert "_main" not in r.feedback and "_load" not in r.feedback  # harness frames are hidden
+    r = run_tests(None, TESTS, sb)
+    assert r.stage == "no_code" and "```python" in r.feedback and r.result is None
+    r = run_tests("def add(a, b):\n    return a + undefined_name", TESTS, sb)
+    assert r.stage == "test" and "NameError: name 'undefined_name' is not defined" in r.feedback
+    assert r.feedback.startswith("Traceback") and 'File "<solution>", line 2, in add' in r.feedback
+    r = run_tests("import numpy_that_does_not_exist\ndef add(a, b): return a + b", TESTS, sb)
+    assert r.stage == "load" and "ModuleNotFoundError" in r.feedback
+
+
+@needs_bwrap
+def test_timeout_and_early_exit_fail(sb):
+    r = run_tests("def add(a, b):\n    while True: pass", TESTS, sb, timeout_s=1)
+    assert r.stage == "timeout" and r.feedback.startswith("Timeout") and r.tests_passed == 0
+    r = run_tests("def add(a, b):\n    return a + b\nimport sys\nsys.exit(0)", TESTS, sb)
+    assert not r.passed and "exit()" in r.feedback
+    r = run_tests("def add(a, b):\n    return a + b\nimport os\nos._exit(0)", TESTS, sb)
+    assert not r.passed and r.stage == "crash"
+
+
+@needs_bwrap
+def test_printed_markers_cannot_forge_results(sb):
+    program, marker = build_program("def add(a, b): return 0", TESTS)
+    fake = "print('" + marker.split("-")[0] + "-0000 [\"test\", 0, true, \"\"]')\n"
+    r = run_tests(fake + "import os\nos.write(1, b'@@agentloop-deadbeef [\"test\", 1, true, \"\"]\\n')\n"
+                  "def add(a, b): return 0", TESTS, sb)
+    assert not r.passed and r.tests_passed == 1  # only add(0, 0) == 0 really passes
+
+
+@needs_bwrap
+def test_feedback_is_trimmed(sb):
+    r = run_tests("def add(a, b):\n    return add(a, b)", TESTS, sb)
+    assert "RecursionError" in r.feedback and len(r.feedback) <= 1200
+
+
+@needs_bwrap
+def test_run_tests_many_keeps_order(sb):
+    items = [("def add(a, b): return a + b", TESTS, ""), (None, TESTS, ""), ("def add(a, b): return a - b", TESTS, "")]
+    reports = run_tests_many(items, sb)
+    assert [r.stage for r in reports] == ["ok", "no_code", "test"]

@@ -1,0 +1,85 @@
+"""Answer extraction and equivalence checking (environments/math/checking.py)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from agentloop.environments.math.checking import answers_match, extract_answer, judge, to_number
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("so the result is \\boxed{\\frac{1}{2}}.", "\\frac{1}{2}"),
+        ("first \\boxed{3}, no wait \\boxed{4}", "4"),
+        ("\\boxed{\\sqrt{\\frac{3}{4}}}", "\\sqrt{\\frac{3}{4}}"),
+        ("She pays 2 * 9 = 18 dollars.\n#### 18", "18"),
+        ("#### 1,234\n", "1,234"),
+        ("Step 1: 5 + 6 = 11\nAnswer: 11", "11"),
+        ("Therefore, the answer is $18.", "18"),
+        ("The final answer is: 42.", "42"),
+        ("Answer: \\frac{3}{4}", "\\frac{3}{4}"),
+        ("I think the answer is 42.", "42"),
+        ("5 apples and then 7 more", "7"),
+        ("It costs -3.5 degrees", "-3.5"),
+        ("\\boxed{12", "12"),  # unbalanced box: malformed, falls back to the last number
+        ("no numbers here", None),
+        ("", None),
+        ("   \n", None),
+    ],
+)
+def test_extract_answer(text, expected):
+    assert extract_answer(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("pred", "gold", "same"),
+    [
+        ("0.5", "\\frac{1}{2}", True),
+        ("1/2", "0.5", True),
+        ("1,234", "1234", True),
+        ("5.00", "5", True),
+        ("$18", "18", True),
+        ("50%", "50", True),
+        ("-7", "-7", True),
+        ("2x+1", "1+2x", True),
+        ("\\frac{6}{4}", "\\frac{3}{2}", True),
+        ("\\sqrt{4}", "2", True),
+        ("3", "4", False),
+        ("0.333", "1/3", False),
+        ("\\frac{1}{", "1", False),  # malformed: wrong, never a crash
+        ("banana", "3", False),
+        ("", "3", False),
+    ],
+)
+def test_answers_match(pred, gold, same):
+    assert answers_match(pred, gold) is same
+
+
+def test_to_number_is_exact():
+    assert to_number("1,000.50") == to_number("2001/2")
+    assert to_number("x") is None and to_number("1/0") is None
+
+
+def test_math_verify_works_outside_the_main_thread():
+    out: list[bool] = []
+    t = threading.Thread(target=lambda: out.append(answers_match("\\frac{2}{4}", "0.5")))
+    t.start()
+    t.join()
+    assert out == [True]
+
+
+def test_judge_feedback_never_leaks_the_answer():
+    right = judge("... so Answer: 47", "47")
+    assert right.success and right.reward == 1.0 and right.oracle_feedback is None
+    wrong = judge("... so Answer: 46", "47")
+    assert not wrong.success and wrong.reward == 0.0
+    assert "46" in wrong.feedback and "47" not in wrong.feedback
+    assert "47" in (wrong.oracle_feedback or "")
+    assert wrong.info["extracted_answer"] == "46"
+    missing = judge("I am not sure.", "47")
+    assert missing.parse_error and "Answer:" in missing.feedback and "47" not in missing.feedback
+    word = judge("Answer: forty", "40")
+    assert "single number" in word.feedback and "40" not in word.feedback

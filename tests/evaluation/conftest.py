@@ -1,0 +1,34 @@
+"""Fixtures for evaluation tests: registered EchoEnvs and a scripted policy with known behaviour."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from agentloop.policies.scripted import ScriptedPolicy
+
+from tests.helpers import EchoEnv, answer_of
+
+
+def fixer_reply(conversation) -> str:
+    """Task i: i % 3 == 0 right at once; == 1 wrong first then right; == 2 always wrong."""
+    word = answer_of(conversation)
+    i = int(word.removeprefix("word"))
+    tries = sum(m.role == "assistant" for m in conversation)
+    if i % 3 == 0 or (i % 3 == 1 and tries >= 1):
+        return word
+    return "nope"
+
+
+@pytest.fixture
+def echo_ids() -> Iterator[tuple[str, str]]:
+    from agentloop.registry import envs
+
+    with envs.registered("test/EvalEcho-v0", EchoEnv, kwargs={"n_tasks": 6}), \
+            envs.registered("test/EvalEchoB-v0", EchoEnv, kwargs={"n_tasks": 3}):
+        yield "test/EvalEcho-v0", "test/EvalEchoB-v0"
+
+
+@pytest.fixture
+def fixer() -> ScriptedPolicy:
+    return ScriptedPolicy(fixer_reply)

@@ -1,0 +1,105 @@
+"""Reports: the HTML page parses and has the expected sections and embedded plots; comparisons pair runs."""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+
+import pytest
+from agentloop.policies.scripted import ScriptedPolicy
+from typer.testing import CliRunner
+
+from agentloop.errors import ConfigError
+from agentloop.evaluation.evaluate import EvalConfig, evaluate
+from agentloop.evaluation.report import build_report
+from tests.helpers import answer_of
+
+
+class Page(HTMLParser):
+    """Collects section ids, headings, images and table cells."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sections: list[str] = []
+        self.images: list[str] = []
+        self.cells: list[str] = []
+        self.external: list[str] = []
+        self._in_cell = False
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "section":
+            self.sections.append(a["id"])
+        if tag == "img":
+            self.images.append(a["src"])
+        if tag in ("link", "script") or (tag == "img" and not a["src"].startswith("data:")):
+            self.external.append(tag)
+        self._in_cell = tag in ("td", "th")
+
+    def handle_data(self, data):
+        if self._in_cell:
+            self.cells.append(data)
+
+
+def _parse(path) -> Page:
+    page = Page()
+    page.feed(path.read_text())
+    return page
+
+
+@pytest.fixture
+def two_runs(tmp_path, echo_ids, fixer):
+    cfg = EvalConfig(envs=list(echo_ids), k=2, n=2, compare=True, sampling={"temperature": 0.5})
+    a = evaluate(cfg, tmp_path / "a", policy=fixer, progress=False)
+    a.run.log_metrics({"iteration": 0, "loss": 1.0})
+    a.run.log_metrics({"iteration": 1, "loss": 0.5})
+    b = evaluate(cfg, tmp_path / "b", policy=ScriptedPolicy(answer_of), progress=False)
+    return a.run.path, b.run.path
+
+
+def test_single_run_report_sections_and_plots(two_runs):
+    md, html = build_report([two_runs[0]])
+    page = _parse(html)
+    assert page.sections == ["summary", "accuracy-by-attempt", "transitions", "per-environment", "sampling",
+                             "compute-matched", "training-curves"]
+    assert len(page.images) == 4 and all(src.startswith("data:image/png;base64,iVBOR") for src in page.images)
+    assert not page.external  # self-contained
+    assert "test/EvalEcho-v0" in page.cells and "overall" in page.cells
+    assert any(c.startswith("33.3 [") and c.endswith("(N=12)") for c in page.cells)  # Acc@t1 of EvalEcho: 4/12
+    text = md.read_text()
+    assert "## Accuracy by attempt" in text and "![transitions](plots/transitions.png)" in text
+    assert (md.parent / "plots" / "accuracy_by_attempt.png").stat().st_size > 1000
+
+
+def test_comparison_has_paired_differences(two_runs, tmp_path):
+    _, html = build_report(list(two_runs), tmp_path / "cmp")
+    page = _parse(html)
+    assert page.sections[-1] == "comparison"
+    # run b is always right: Acc@t1 1/3 -> 1 on EvalEcho and EvalEchoB, paired difference +66.7 points
+    assert any(c.startswith("66.7 [") for c in page.cells)
+    assert "diff Acc@tK" in page.cells
+
+
+def test_mismatched_runs_are_refused(two_runs, tmp_path, echo_ids, fixer):
+    other = evaluate(EvalConfig(envs=[echo_ids[0]], k=2), tmp_path / "c", policy=fixer, progress=False)
+    with pytest.raises(ConfigError, match="different environments"):
+        build_report([two_runs[0], other.run.path], tmp_path / "x")
+    with pytest.raises(ConfigError, match="cannot report on"):
+        build_report([tmp_path / "missing"])
+
+
+def test_cli_eval_and_report(tmp_path, echo_ids):
+    from agentloop.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "run"
+    r = runner.invoke(app, ["eval", "--policy", "scripted", "-p", "replies=[nope, word0]", "--env", echo_ids[1],
+                            "--k", "2", "--feedback", "binary", "--out", str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert "Acc@t2" in r.output and (out / "report" / "report.html").exists()
+    r = runner.invoke(app, ["report", str(out), "--out", str(tmp_path / "rep")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "rep" / "report.md").exists()
+    r = runner.invoke(app, ["eval", "--env", echo_ids[1], "--set", "k=0", "--out", str(tmp_path / "bad")])
+    assert r.exit_code != 0 and "k: Input should be greater than or equal to 1" in str(r.exception)
+    r = runner.invoke(app, ["suites"])
+    assert r.exit_code == 0 and "mbpp-test" in r.output

@@ -1,0 +1,149 @@
+"""HFPolicy against the embedded default model: batching, sampling, stop strings, logprobs, LoRA, errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentloop.errors import PolicyError
+from agentloop.types import SamplingParams, system, user
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.slow
+
+CONVS = [
+    [user("What is 2+3?")],
+    [system("Answer in one word."), user("Name a colour of the sky on a clear day, and explain why it has that colour.")],
+    [user("Hi")],
+]
+
+
+def forward_logprobs(model, prompt_ids, token_ids) -> list[float]:
+    ids = torch.tensor([list(prompt_ids) + list(token_ids)])
+    with torch.no_grad():
+        logp = torch.log_softmax(model(ids).logits[0].float(), dim=-1)
+    start = len(prompt_ids) - 1
+    return [logp[start + k, t].item() for k, t in enumerate(token_ids)]
+
+
+def test_default_model_writes_real_text() -> None:
+    from agentloop.registry import make_policy
+
+    policy = make_policy("hf")  # bf16 default model, as every command uses it
+    assert policy.model.dtype == torch.bfloat16
+    [c] = policy.generate([[user("What is 2+3? Answer with the number.")]], SamplingParams(max_new_tokens=12))
+    assert "5" in c.text and c.finish_reason in ("stop", "length")
+
+
+def test_batched_left_padded_greedy_matches_one_by_one(hf32) -> None:
+    sampling = SamplingParams(max_new_tokens=8)
+    batched = hf32.generate(CONVS, sampling)
+    single = [hf32.generate([conv], sampling)[0] for conv in CONVS]
+    assert [c.text for c in batched] == [c.text for c in single]
+    assert all(c.text for c in batched)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.9])
+def test_logprobs_match_a_forward_pass(hf32, temperature: float) -> None:
+    from agentloop.policies.chat import encode_chat
+
+    sampling = SamplingParams(max_new_tokens=6, temperature=temperature, seed=3, return_logprobs=True)
+    out = hf32.generate(CONVS[:2], sampling)
+    for conv, c in zip(CONVS[:2], out):
+        assert c.prompt_token_ids == tuple(encode_chat(hf32.tokenizer, conv, None, 6)[0])
+        assert len(c.token_ids) == len(c.logprobs) >= 1
+        assert hf32.tokenizer.decode(c.token_ids, skip_special_tokens=True) == c.text
+        expected = forward_logprobs(hf32.model, c.prompt_token_ids, c.token_ids)
+        assert max(abs(a - b) for a, b in zip(c.logprobs, expected)) < 2e-3
+
+
+def test_stop_string_cuts_text_and_stops_generation_early(hf32) -> None:
+    conv = [user("Write a short story about a cat.")]
+    ref = hf32.generate([conv], SamplingParams(max_new_tokens=20, return_logprobs=True))[0]
+    assert len(ref.token_ids) == 20, "the reference must run to max_new_tokens"
+    k, stop = next((k, s) for k in range(3, 15)
+                   if len(s := hf32.tokenizer.decode(ref.token_ids[k:k + 1]).strip()) >= 2 and s not in
+                   hf32.tokenizer.decode(ref.token_ids[:k]))
+    calls: list[int] = []
+    hook = hf32.model.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        out = hf32.generate([conv, conv], SamplingParams(max_new_tokens=20, stop=(stop,), return_logprobs=True))
+    finally:
+        hook.remove()
+    for c in out:
+        assert c.text == ref.text[: ref.text.find(stop)]
+        assert c.finish_reason == "stop"
+        assert c.token_ids == ref.token_ids[: k + 1]  # up to and including the token that completed the stop string
+    assert len(calls) <= k + 2 < 20  # one forward per generated token: the batch stopped early
+
+
+def test_sampling_is_seeded_and_n_samples_are_ordered(hf32) -> None:
+    sampling = SamplingParams(max_new_tokens=6, temperature=1.0, n=3, seed=11)
+    a = hf32.generate(CONVS[:2], sampling)
+    b = hf32.generate(CONVS[:2], sampling)
+    assert len(a) == 6 and [c.text for c in a] == [c.text for c in b]
+    c = hf32.generate(CONVS[:2], sampling.model_copy(update={"seed": 12}))
+    assert [x.text for x in a] != [x.text for x in c]
+    greedy = hf32.generate(CONVS[:1], SamplingParams(max_new_tokens=6, n=2))
+    assert len(greedy) == 2 and greedy[0] == greedy[1]
+
+
+def test_prompt_longer_than_context_is_left_truncated_with_a_warning(hf32) -> None:
+    from agentloop.policies.hf import HFPolicy
+
+    small = HFPolicy.from_model(hf32.model, hf32.tokenizer, context_len=64)
+    conv = [user("word " * 200 + "What is 2+3?")]
+    [c] = small.generate([conv], SamplingParams(max_new_tokens=4, return_logprobs=True))
+    assert c.warning and "truncated from the left" in c.warning
+    assert len(c.prompt_token_ids) == 60
+    tail = hf32.tokenizer("<|im_start|>assistant\n", add_special_tokens=False)["input_ids"]
+    assert list(c.prompt_token_ids[-len(tail):]) == tail  # the generation prompt survives
+
+
+def test_from_model_restores_training_mode(hf32) -> None:
+    from agentloop.policies.hf import HFPolicy
+
+    hf32.model.train()
+    try:
+        HFPolicy.from_model(hf32.model, hf32.tokenizer).generate(CONVS[:1], SamplingParams(max_new_tokens=2))
+        assert hf32.model.training
+    finally:
+        hf32.model.eval()
+
+
+def test_lora_adapter_loads_unmerged_and_merged(hf32, tmp_path) -> None:
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    from agentloop.policies.hf import HFPolicy
+
+    base_text = hf32.generate(CONVS[:1], SamplingParams(max_new_tokens=6))[0].text
+    torch.manual_seed(0)
+    peft = get_peft_model(hf32.model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    with torch.no_grad():  # a large random update, so the adapter visibly changes the output
+        for name, p in peft.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)
+    peft.save_pretrained(tmp_path / "adapter")
+    peft.unload()  # give the shared fixture its plain model back
+
+    unmerged = HFPolicy(adapter=str(tmp_path / "adapter"), dtype="float32")
+    merged = HFPolicy(adapter=str(tmp_path / "adapter"), dtype="float32", merge_adapter=True)
+    assert isinstance(unmerged.model, PeftModel) and not isinstance(merged.model, PeftModel)
+    sampling = SamplingParams(max_new_tokens=6)
+    a = unmerged.generate(CONVS[:1], sampling)[0].text
+    assert a == merged.generate(CONVS[:1], sampling)[0].text
+    assert a != base_text
+    assert hf32.generate(CONVS[:1], sampling)[0].text == base_text
+
+
+def test_bad_model_and_adapter_paths_say_how_to_fix(tmp_path) -> None:
+    from agentloop.policies.hf import HFPolicy, resolve_model_source
+
+    with pytest.raises(PolicyError, match="does not exist"):
+        HFPolicy(model=str(tmp_path / "nope"))
+    (tmp_path / "ad").mkdir()
+    (tmp_path / "ad" / "adapter_config.json").write_text("{}")
+    with pytest.raises(PolicyError, match="pass it as adapter="):
+        resolve_model_source(str(tmp_path / "ad"))
+    with pytest.raises(PolicyError, match="adapter_config.json"):
+        HFPolicy(adapter=str(tmp_path / "missing"), dtype="float32")
+    assert resolve_model_source("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"

@@ -1,0 +1,30 @@
+"""Loss masks: which tokens of a chat example carry loss."""
+
+from __future__ import annotations
+
+from agentloop.training.data import Segment, TrainExample, chat_example, encode_example
+from agentloop.types import assistant, user
+
+
+def test_chat_example_trains_only_last_reply(tokenizer):
+    ex = chat_example(tokenizer, [user("What is 2+2?"), assistant("5"), user("Wrong, try again."), assistant("4")])
+    trained = [s.text for s in ex.segments if s.train]
+    assert len(trained) == 1 and trained[0].startswith("4")
+    assert "5" in ex.segments[0].text and "try again" in ex.segments[0].text  # earlier turns are context
+    ids, mask, cut = encode_example(tokenizer, ex, 512)
+    assert not cut and len(ids) == len(mask)
+    assert tokenizer.decode([i for i, m in zip(ids, mask) if m]).startswith("4<|im_end|>")
+
+
+def test_chat_example_all_and_none(tokenizer):
+    msgs = [user("q"), assistant("a1"), user("f"), assistant("a2")]
+    all_ = chat_example(tokenizer, msgs, train="all")
+    assert [s.text.split("<|im_end|>")[0] for s in all_.segments if s.train] == ["a1", "a2"]
+    assert not any(s.train for s in chat_example(tokenizer, msgs, train="none").segments)
+    assert all_.text == tokenizer.apply_chat_template([m.to_openai() for m in msgs], tokenize=False)
+
+
+def test_encode_truncates_from_the_left(tokenizer):
+    ex = TrainExample(segments=(Segment(text="context " * 50), Segment(text="reply", train=True)))
+    ids, mask, cut = encode_example(tokenizer, ex, 8)
+    assert cut and len(ids) == 8 and mask[-1] == 1 and mask[0] == 0
