@@ -142,7 +142,9 @@ def _plot_bars(groups: list[str], bars: list[tuple[str, list[dict[str, Any] | No
     for i, (name, ests, color) in enumerate(bars):
         ys = [scale * _val(e) for e in ests]
         errs = [[scale * _err(e)[0] for e in ests], [scale * _err(e)[1] for e in ests]]
-        ax.bar(x + (i - (len(bars) - 1) / 2) * width, ys, width, yerr=errs, capsize=3, label=name, color=color or None)
+        drawn = ax.bar(x + (i - (len(bars) - 1) / 2) * width, ys, width, yerr=errs, capsize=3, label=name,
+                       color=color or None)
+        ax.bar_label(drawn, fmt="%.1f", fontsize=7, padding=2)
     ax.set_xticks(x)
     ax.set_xticklabels(groups, fontsize=8)
     ax.set_ylabel(ylabel)
