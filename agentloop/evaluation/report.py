@@ -6,7 +6,7 @@ mailed or archived). Sections, each an ``<section id=...>`` in the HTML:
 
 summary, accuracy-by-attempt, transitions, per-environment, sampling (RISE metrics, pass@k,
 confidence vs critique), compute-matched, critic, env-metrics (whatever an environment reports per
-episode, e.g. TravelPlanner's rates), training-curves (improve runs: metrics.jsonl), comparison
+episode, e.g. TravelPlanner's rates), run-metrics (scalars of a non-eval run's metrics.json), training-curves (improve runs: metrics.jsonl), comparison
 (two or more runs: paired differences against the first on shared problems).
 
 A section without data is left out. Metrics of eval runs are recomputed from episodes.jsonl, so a
@@ -195,7 +195,8 @@ def _summary(runs: list[RunView]) -> Section:
     for r in runs:
         c = r.config
         policy = c.get("policy", {})
-        envs = c.get("suite") or ", ".join(c.get("envs", [])) or "-"
+        env = c.get("env")
+        envs = c.get("suite") or ", ".join(c.get("envs", [])) or (env.get("id") if isinstance(env, dict) else env) or "-"
         pol = policy.get("checkpoint") or policy.get("id", "-") if isinstance(policy, dict) else str(policy)
         overall = r.metrics.get("overall", {})
         rows.append([r.name, r.kind, str(pol), envs, str(c.get("k", "-")), str(c.get("feedback", "-")),
@@ -343,6 +344,16 @@ def _env_metrics(runs: list[RunView]) -> Section | None:
                    [(["run", "environment", "metric", "value"], rows)])
 
 
+def _run_metrics(runs: list[RunView]) -> Section | None:
+    """The scalar figures of metrics.json for runs that are not evaluations (e.g. an improve run's summary)."""
+    rows = [[r.name, key, f"{value:.4g}" if isinstance(value, float) else str(value)]
+            for r in runs if r.kind != "eval" for key, value in r.metrics.items()
+            if isinstance(value, (int, float, str, bool))]
+    if not rows:
+        return None
+    return Section("run-metrics", "Run metrics", "Scalar figures from metrics.json.", [(["run", "figure", "value"], rows)])
+
+
 def _training(runs: list[RunView]) -> Section | None:
     sec = Section("training-curves", "Training curves", "Per-iteration metrics from metrics.jsonl.")
     for r in runs:
@@ -434,7 +445,8 @@ def render_html(title: str, subtitle: str, sections: list[Section]) -> str:
 def build_sections(runs: list[RunView]) -> list[Section]:
     """Every section that has data, in reading order (the comparison is checked first: it may refuse)."""
     comparison = _comparison(runs)  # mismatched runs raise here, before any plotting
-    builders = [_accuracy, _transitions, _per_env, _sampling, _compute_matched, _critic, _env_metrics, _training]
+    builders = [_accuracy, _transitions, _per_env, _sampling, _compute_matched, _critic, _env_metrics, _run_metrics,
+                _training]
     sections = [_summary(runs)] + [s for b in builders if (s := b(runs)) is not None]
     return sections + ([comparison] if comparison else [])
 

@@ -31,6 +31,32 @@ def timed(policy, convs, sampling) -> tuple[list, float]:
     return out, time.perf_counter() - start
 
 
+def raw_generate(hf, convs, max_new_tokens: int, batch: int) -> dict:
+    """Plain model.generate on the policy's own prompt ids (same left padding), to price the policy's overhead."""
+    import torch
+
+    from agentloop.policies.chat import encode_chat
+
+    ids = [encode_chat(hf.tokenizer, c, None, max_new_tokens)[0] for c in convs]
+    ids.sort(key=len)  # the policy groups prompts by length too
+    tokens, start = 0, time.perf_counter()
+    for i in range(0, len(ids), batch):
+        chunk = ids[i:i + batch]
+        width = max(map(len, chunk))
+        input_ids = torch.full((len(chunk), width), hf.pad_id, dtype=torch.long)
+        mask = torch.zeros_like(input_ids)
+        for row, p in enumerate(chunk):
+            input_ids[row, width - len(p):] = torch.tensor(p)
+            mask[row, width - len(p):] = 1
+        with torch.no_grad():
+            out = hf.model.generate(input_ids=input_ids.to(hf.device), attention_mask=mask.to(hf.device),
+                                    max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=hf.pad_id)
+        for row in out[:, width:].tolist():
+            tokens += next((k + 1 for k, t in enumerate(row) if t in hf.eos_ids), len(row))
+    seconds = time.perf_counter() - start
+    return {"seconds": seconds, "tokens": tokens, "tok_s": tokens / seconds}
+
+
 def compare(a: list, b: list) -> dict:
     same = sum(x.text == y.text for x, y in zip(a, b))
     diffs = []
@@ -90,6 +116,9 @@ def main() -> int:
     hf_tokens = sum(len(c.token_ids) for c in hf_out)
     results["hf"] = {"seconds": hf_s, "tokens": hf_tokens, "tok_s": hf_tokens / hf_s, "batch": args.hf_batch}
     print(f"hf   : {hf_tokens} tokens in {hf_s:.1f} s = {hf_tokens / hf_s:.0f} tok/s (batch {args.hf_batch})", flush=True)
+    results["hf_raw_generate"] = raw_generate(hf, convs, args.max_new_tokens, args.hf_batch)
+    print(f"raw  : model.generate on the same prompts: {results['hf_raw_generate']['tok_s']:.0f} tok/s; "
+          f"hf policy / raw = {results['hf']['tok_s'] / results['hf_raw_generate']['tok_s']:.3f}", flush=True)
     del hf
     torch.cuda.empty_cache()
     status = 0

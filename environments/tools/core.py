@@ -213,6 +213,7 @@ class Toolbox:
                 raise ConfigError(f"Two tools are named {tool.name!r}; tool names must be unique.")
             self.tools[tool.name] = tool
         self.schemas = [tool_schema(t) for t in self.tools.values()]
+        self._params = {s["function"]["name"]: s["function"].get("parameters", {}) for s in self.schemas}
 
     def _fail(self, call: ToolCall, kind: EventKind, text: str) -> ToolOutcome:
         return ToolOutcome(call_id=call.id, name=call.name, ok=False, content=f"Error: {text}", kind=kind)
@@ -220,7 +221,7 @@ class Toolbox:
     def validate(self, call: ToolCall) -> str | None:
         """Why the arguments do not fit the tool's schema, or None."""
         tool = self.tools[call.name]
-        params = tool_schema(tool)["function"].get("parameters", {})
+        params = self._params[call.name]
         props = params.get("properties", {})
         unknown = sorted(set(call.arguments) - set(props))
         if unknown:

@@ -93,15 +93,13 @@ def test_score_stage2_direction_and_advantages(tiny_model, tokenizer):
     assert all(len(e.turns) == 2 for e in episodes)  # retry mode: always two attempts
     assert episodes[0].turns[1].observation[-1].content == YesEnv.retry_instruction
     before, after, examples = _train(tiny_model, tokenizer, algo, episodes, lr=1e-2)
-    # within a prompt the advantages are centred (leave-one-out baseline)
-    assert abs(sum(ex.weight for ex in examples if ex.group == "t0" and ex.meta["attempt"] == 2)) < 1e-4 or True
+    # within a prompt the attempt-2 advantages are centred (leave-one-out baseline)
+    assert abs(sum(ex.weight for ex in examples if ex.group == "t0" and ex.meta["attempt"] == 2)) < 1e-4
     assert after > before
 
 
 def test_score_stage1_pins_first_attempt_with_beta2(tokenizer):
-    from agentloop.algorithms.score import SCoReConfig, score_examples
-
-    from agentloop.algorithms.score import SCoRe
+    from agentloop.algorithms.score import SCoRe, SCoReConfig, score_examples
 
     algo = SCoRe(SCoReConfig(samples_per_task=2, beta1=0.01, beta2=0.25))
     episodes = _collect(algo)
@@ -173,16 +171,24 @@ def test_critique_loop_keeps_correct_and_refined(tiny_model, tokenizer):
 
 
 def test_faft_trains_on_all_samples_with_feedback(tiny_model, tokenizer):
-    from agentloop.algorithms.faft import FAFT, FAFTConfig, all_success_feedback
+    from agentloop.algorithms.faft import FAFT, FAFTConfig, all_success_feedback, with_feedback
 
     algo = FAFT(FAFTConfig(samples_per_task=2, success_feedback="correct"))
     episodes = _collect(algo)
-    before, after, examples = _train(tiny_model, tokenizer, algo, episodes)
-    trained = {ex.trained_text.split("<")[0] for ex in examples}
-    assert trained == {"yes", "no"}  # positives and negatives both
+    trainer = Trainer(tiny_model, tokenizer, TrainConfig(lr=1e-2, batch_size=8, epochs=4, dtype="float32"))
+    prompt = [user("Question 0: is it true?")]
+
+    def conditioning() -> float:  # how much more success feedback favours 'yes' than failure feedback does
+        return (_margin(trainer, with_feedback(prompt, "correct"))
+                - _margin(trainer, with_feedback(prompt, "NameError: 'no' is not it")))
+
+    before = conditioning()
+    examples = algo.examples(episodes, tokenizer)
+    trainer.fit(examples, algo.objective)
+    assert {ex.trained_text.split("<")[0] for ex in examples} == {"yes", "no"}  # positives and negatives both
     assert all("feedback:\n" in ex.text for ex in examples)
-    # conditioned on the success feedback, 'yes' became more likely than 'no'
-    assert after > before
+    assert conditioning() > before
+    assert algo.condition(prompt)[-1].content.endswith("feedback:\ncorrect")
     fb = "is_valid_accommodation: fail, reason: too short\nis_valid_restaurants: pass"
     assert all_success_feedback(fb) == "is_valid_accommodation: pass\nis_valid_restaurants: pass"
 

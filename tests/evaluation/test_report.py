@@ -103,3 +103,16 @@ def test_cli_eval_and_report(tmp_path, echo_ids):
     assert r.exit_code != 0 and "k: Input should be greater than or equal to 1" in str(r.exception)
     r = runner.invoke(app, ["suites"])
     assert r.exit_code == 0 and "mbpp-test" in r.output
+
+
+def test_improve_style_run_shows_metrics_and_curves(tmp_path):
+    from agentloop.runs import RunDir
+
+    run = RunDir.create(tmp_path / "imp", {"env": {"id": "math/arith-v0"}, "method": {"name": "rise"}}, kind="improve")
+    for it, (acc, loss) in enumerate([(0.2, None), (0.3, 1.2), (0.35, 0.9)]):
+        run.log_metrics({"iteration": it, "acc@t1": acc, **({"loss": loss} if loss else {}), "phase": "eval"})
+    run.write_metrics({"method": "rise", "before": 0.2, "after": 0.35, "n": 20, "iterations": []})
+    _, html = build_report([run.path])
+    page = _parse(html)
+    assert page.sections == ["summary", "run-metrics", "training-curves"]
+    assert "math/arith-v0" in page.cells and "0.35" in page.cells and len(page.images) == 1

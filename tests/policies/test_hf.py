@@ -116,14 +116,15 @@ def test_lora_adapter_loads_unmerged_and_merged(hf32, tmp_path) -> None:
     from agentloop.policies.hf import HFPolicy
 
     base_text = hf32.generate(CONVS[:1], SamplingParams(max_new_tokens=6))[0].text
-    torch.manual_seed(0)
-    peft = get_peft_model(hf32.model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
-    with torch.no_grad():  # a large random update, so the adapter visibly changes the output
-        for name, p in peft.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.5)
-    peft.save_pretrained(tmp_path / "adapter")
-    peft.unload()  # give the shared fixture its plain model back
+    for seed, name in ((0, "adapter"), (1, "second")):
+        torch.manual_seed(seed)
+        peft = get_peft_model(hf32.model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+        with torch.no_grad():  # a large random update, so the adapter visibly changes the output
+            for pname, p in peft.named_parameters():
+                if "lora_B" in pname:
+                    p.normal_(0, 0.5)
+        peft.save_pretrained(tmp_path / name)
+        peft.unload()  # give the shared fixture its plain model back
 
     unmerged = HFPolicy(adapter=str(tmp_path / "adapter"), dtype="float32")
     merged = HFPolicy(adapter=str(tmp_path / "adapter"), dtype="float32", merge_adapter=True)
@@ -133,6 +134,10 @@ def test_lora_adapter_loads_unmerged_and_merged(hf32, tmp_path) -> None:
     assert a == merged.generate(CONVS[:1], sampling)[0].text
     assert a != base_text
     assert hf32.generate(CONVS[:1], sampling)[0].text == base_text
+    unmerged.load_adapter(str(tmp_path / "second"))  # swap adapters without reloading the base model
+    assert unmerged.generate(CONVS[:1], sampling)[0].text != a
+    unmerged.load_adapter(str(tmp_path / "adapter"))
+    assert unmerged.generate(CONVS[:1], sampling)[0].text == a
 
 
 def test_bad_model_and_adapter_paths_say_how_to_fix(tmp_path) -> None:
