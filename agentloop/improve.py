@@ -89,6 +89,8 @@ class EvalSettings(_Section):
     batch_size: int = Field(default=64, ge=1)
     metric: Literal["t1", "final"] = Field(default="t1", description="Which accuracy the gain is reported on: "
                                            "first attempt, or the last attempt (self-correction methods).")
+    every: int = Field(default=1, ge=1, description="Evaluate every N iterations; the starting model and the last "
+                       "iteration are always evaluated (a larger N saves evaluation time on CPU).")
 
 
 class ImproveConfig(_Section):
@@ -174,20 +176,21 @@ def eval_indices(cfg: EnvSettings) -> tuple[int, ...]:
 
 
 def train_indices(cfg: EnvSettings, iteration: int, held_out_prompts: set[str]) -> tuple[int, ...]:
-    """Fresh training tasks for ``iteration`` (1-based), skipping prompts of the held-out split."""
+    """Fresh training tasks for ``iteration`` (1-based): the iteration's slice of the task sequence with held-out prompts removed."""
     env = env_factory(cfg, "train")()
     n = _num_tasks(env)
-    out: list[int] = []
-    i = (iteration - 1) * cfg.train_tasks
-    limit = i + 50 * cfg.train_tasks
-    while len(out) < cfg.train_tasks and i < limit:
+    kept: list[int] = []
+    want = iteration * cfg.train_tasks
+    i, limit = 0, 50 * want
+    while len(kept) < want and i < limit:
         idx = i % n if n else i
         if not (cfg.dedupe and _prompt_text(env, idx) in held_out_prompts):
-            out.append(idx)
+            kept.append(idx)
         i += 1
-    if not out:
+    if not kept:
         raise ConfigError("every training task also occurs in the held-out split; choose other env.train_kwargs.")
-    return tuple(out)
+    out = kept[(iteration - 1) * cfg.train_tasks: want]
+    return tuple(out) if out else tuple(kept[-cfg.train_tasks:])
 
 
 class PhaseProgress:
@@ -200,7 +203,13 @@ class PhaseProgress:
 
     def __enter__(self) -> PhaseProgress:
         if self.console is not None:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+            )
 
             self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                       TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=self.console)
@@ -216,7 +225,7 @@ class PhaseProgress:
         if self._progress is not None:
             self._progress.update(self._task, completed=step, total=total, info=f"loss {loss:.4f}")
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._progress is not None:
             self._progress.stop()
 
@@ -231,7 +240,12 @@ class _Loop:
         from agentloop.algorithms import build_algorithm
         from agentloop.runs import RunDir, key_of
         from agentloop.training.policy import GenerationModel
-        from agentloop.training.trainer import Trainer, bf16_supported, load_model, seed_everything
+        from agentloop.training.trainer import (
+            Trainer,
+            bf16_supported,
+            load_model,
+            seed_everything,
+        )
 
         self.cfg, self.console, self.t0 = cfg, console, time.perf_counter()
         self.load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -292,7 +306,12 @@ class _Loop:
 
     def evaluate(self, iteration: int) -> dict[str, Any]:
         from agentloop.algorithms.base import EpisodeSpec
-        from agentloop.evaluation.metrics import accuracy_at, delta_c_to_i, delta_i_to_c, pad_attempts
+        from agentloop.evaluation.metrics import (
+            accuracy_at,
+            delta_c_to_i,
+            delta_i_to_c,
+            pad_attempts,
+        )
         from agentloop.wrappers import MultiAttempt
 
         c, make_env = self.cfg.eval, env_factory(self.cfg.env, "eval")
@@ -339,34 +358,47 @@ class _Loop:
                 "train_seconds": round(stats.seconds, 1), "train_truncated": stats.truncated}
 
     def _reload_base(self) -> None:
+        """Put the starting weights back (restart_from_base): re-initialise a LoRA adapter, or reload full weights."""
+        if self.trainer.is_lora:
+            for module in self.model.modules():
+                if hasattr(module, "reset_lora_parameters"):
+                    for name in getattr(module, "lora_A", {}):
+                        module.reset_lora_parameters(name, True)
+            return
         from agentloop.training.trainer import load_model
 
-        base, _ = load_model(self.cfg.model, lora=self.cfg.train.lora)
-        self.algorithm.setup(base, self.tokenizer) if self.cfg.method.name == "leti" else None
-        self.model.load_state_dict(base.state_dict(), strict=False)
+        base, _ = load_model(self.cfg.model, device=str(self.trainer.device))
+        self.algorithm.setup(base, self.tokenizer)  # e.g. LeTI's added tokens, so the shapes match
+        self.model.load_state_dict(base.state_dict())
 
     # -- driver -------------------------------------------------------------------------------------
     def run_all(self) -> ImproveResult:
         rows: list[dict[str, Any]] = []
-        logged = {(r.get("iteration"), r.get("phase")) for r in self.run.history()}
-        for it in range(0, self.cfg.iterations + 1):
+        history = self.run.history()
+        logged = {(r.get("iteration"), r.get("phase")) for r in history}
+        last = self.cfg.iterations
+        for it in range(last + 1):
             train_row: dict[str, Any] = {}
             if it >= self.start:
                 train_row = self.train_iteration(it)
             elif it > 0:
-                train_row = next((r for r in self.run.history() if r.get("iteration") == it), {})
-            row = self.evaluate(it)  # for finished iterations every episode is recorded: metrics only
-            row = {**{k: v for k, v in train_row.items() if k not in row}, **row, "elapsed_s": round(time.perf_counter() - self.t0, 1)}
-            if (it, "eval") not in logged:
+                train_row = next((r for r in history if r.get("iteration") == it), {})
+            if it in (0, last) or it % self.cfg.eval.every == 0:
+                row = self.evaluate(it)  # for finished iterations every episode is recorded: metrics only
+            else:
+                row = {"iteration": it, "phase": "train"}
+            row = {**{k: v for k, v in train_row.items() if k not in row}, **row,
+                   "elapsed_s": round(time.perf_counter() - self.t0, 1)}
+            if (it, row["phase"]) not in logged:
                 self.run.log_metrics({k: v for k, v in row.items() if k != "correct"})
             rows.append(row)
-            self.log(_row_text(row, self.cfg.eval.metric))
-        return self._summary(rows)
+            self.log(_row_text(row))
+        return self._summary([r for r in rows if "correct" in r], rows)
 
-    def _summary(self, rows: list[dict[str, Any]]) -> ImproveResult:
+    def _summary(self, evaluated: list[dict[str, Any]], rows: list[dict[str, Any]]) -> ImproveResult:
         from agentloop.evaluation.metrics import paired_difference
 
-        before, after = rows[0]["correct"], rows[-1]["correct"]
+        before, after = evaluated[0]["correct"], evaluated[-1]["correct"]
         diff = paired_difference([float(x) for x in before], [float(x) for x in after], seed=self.cfg.seed)
         result = ImproveResult(
             run_dir=str(self.run.path), method=self.cfg.method.name, env=self.cfg.env.id,
@@ -380,15 +412,17 @@ class _Loop:
         return result
 
 
-def _row_text(row: dict[str, Any], metric: str) -> str:
-    parts = [f"iteration {row['iteration']}: held-out acc@t1 {100 * (row['acc@t1'] or 0):.1f}% (N={row['n']})"]
+def _row_text(row: dict[str, Any]) -> str:
+    parts = [f"iteration {row['iteration']}:"]
+    if row.get("acc@t1") is not None:
+        parts.append(f"held-out acc@t1 {100 * row['acc@t1']:.1f}% (N={row['n']})")
     for k, v in row.items():
         if k.startswith("acc@t") and k != "acc@t1" and v is not None:
             parts.append(f"{k} {100 * v:.1f}%")
     if "train_success" in row:
         parts.append(f"train success {100 * row['train_success']:.1f}%, {row.get('train_examples')} examples, "
                      f"loss {row.get('train_loss_first')}->{row.get('train_loss_last')}")
-    return "; ".join(str(p) for p in parts)
+    return " ".join(parts[:2]) + ("; " + "; ".join(parts[2:]) if len(parts) > 2 else "")
 
 
 def cpu_threads(requested: int | None) -> int:

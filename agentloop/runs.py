@@ -248,9 +248,13 @@ class RunDir:
     def done_keys(self) -> set[str]:
         """Keys of the episodes already recorded (what a resumed run skips)."""
         with self._lock:
-            if self._keys is None:
-                self._keys = {key_of(ep) for ep in self.iter_episodes()}
-            return set(self._keys)
+            return set(self._known())
+
+    def _known(self) -> set[str]:
+        """The cached key set (call with the lock held); loaded from disk once."""
+        if self._keys is None:
+            self._keys = {key_of(ep) for ep in self.iter_episodes()}
+        return self._keys
 
     def append_episode(self, episode: Episode, key: str | None = None) -> bool:
         """Append ``episode`` durably (flush + fsync). Returns False, writing nothing, if its key is recorded.
@@ -261,17 +265,16 @@ class RunDir:
         key = key or key_of(episode)
         if episode.metadata.get(KEY_FIELD) != key:
             episode = episode.model_copy(update={"metadata": {**episode.metadata, KEY_FIELD: key}})
-        self.done_keys()  # load the key set before taking the lock for writing
         with self._lock:
-            assert self._keys is not None
-            if key in self._keys:
+            known = self._known()
+            if key in known:
                 return False
             line = episode.model_dump_json() + "\n"
             with open(self.episodes_path, "a", encoding="utf-8") as f:
                 f.write(line)
                 f.flush()
                 os.fsync(f.fileno())
-            self._keys.add(key)
+            known.add(key)
         return True
 
     # -- metrics --------------------------------------------------------------------------------

@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="auto")
     parser.add_argument("--batches", default="1,8,32")
     parser.add_argument("--max-new-tokens", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads; on a shared, oversubscribed machine 1 is far faster than 2.")
     parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)

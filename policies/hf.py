@@ -9,7 +9,8 @@ Covered:
 * greedy decoding (``temperature=0``; ``n`` greedy samples are computed once and copied) and sampling
   (``temperature``, ``top_p``, ``seed``); top-k is never applied;
 * stop strings: the text is cut before the earliest one, and a stopping criterion finishes each
-  sequence as soon as it has written one, so a batch does not run to ``max_new_tokens``;
+  sequence as soon as it has written one, so a batch does not run to ``max_new_tokens`` (they are
+  matched against the text decoded without special tokens; EOS ends a sequence anyway);
 * ``return_logprobs``: ``token_ids`` are every generated token up to and including the one that
   ended generation (EOS, or the token that completed a stop string; as vLLM does), and ``logprobs``
   their log-probabilities under the model's *unmodified* distribution (temperature 1, no top-p),
@@ -262,8 +263,10 @@ class HFPolicy:
             self.model.train(was_training)
 
     def _generation_config(self, sampling: SamplingParams) -> GenerationConfig:
-        common = dict(max_new_tokens=sampling.max_new_tokens, eos_token_id=self.eos_ids or None,
-                      pad_token_id=self.pad_id, use_cache=True)
+        # A fresh config, not the model's: its defaults (top_k=50, repetition penalties) would change the
+        # distribution and put processors before our logprob recorder.
+        common: dict[str, Any] = {"max_new_tokens": sampling.max_new_tokens, "eos_token_id": self.eos_ids or None,
+                                  "pad_token_id": self.pad_id, "use_cache": True}
         if sampling.temperature == 0:
             return GenerationConfig(do_sample=False, **common)
         return GenerationConfig(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0, **common)

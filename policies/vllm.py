@@ -45,6 +45,15 @@ class VLLMPolicyConfig(BaseModel):
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="More vllm.LLM arguments.")
 
 
+def _max_model_len(llm: Any) -> int | None:
+    """The engine's context length (its location moved between vLLM versions); None = do not truncate."""
+    for owner in (llm, getattr(llm, "llm_engine", None)):
+        config = getattr(owner, "model_config", None)
+        if config is not None and getattr(config, "max_model_len", None):
+            return int(config.max_model_len)
+    return None
+
+
 class VLLMPolicy:
     """A :class:`~agentloop.protocols.Policy` over ``vllm.LLM`` (see the module docstring)."""
 
@@ -73,7 +82,7 @@ class VLLMPolicy:
         except Exception as e:
             raise PolicyError(f"vLLM could not start on {self.source!r}: {type(e).__name__}: {e}") from e
         self.tokenizer = self.llm.get_tokenizer()
-        self.context_len = int(self.llm.llm_engine.model_config.max_model_len)
+        self.context_len = _max_model_len(self.llm)
         self._ids = itertools.count(1)
         self._lora: Any = None
         self._lock = threading.Lock()

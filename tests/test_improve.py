@@ -28,9 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory) -> str:
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
     from agentloop.policies.default_model import default_model_path
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     tok = AutoTokenizer.from_pretrained(str(default_model_path()))
     torch.manual_seed(0)
@@ -140,3 +139,79 @@ def test_cli_dry_run_default():
                          cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["iterations"] == 5
+
+
+def test_training_tasks_never_include_held_out_prompts():
+    from agentloop.improve import (
+        EnvSettings,
+        _prompt_text,
+        env_factory,
+        eval_indices,
+        train_indices,
+    )
+
+    cfg = EnvSettings(id="math/arith-v0", kwargs={"difficulty": 1, "num_tasks": 100000}, train_kwargs={"seed": 0},
+                      eval_kwargs={"seed": 1}, train_tasks=200, eval_tasks=300)
+    eval_env = env_factory(cfg, "eval")()
+    held_out = {_prompt_text(eval_env, i) for i in eval_indices(cfg)}
+    train_env = env_factory(cfg, "train")()
+    first = train_indices(cfg, 1, held_out)
+    assert len(first) == 200
+    assert not held_out & {_prompt_text(train_env, i) for i in first}
+    assert not set(first) & set(train_indices(cfg, 2, held_out))  # fresh tasks each iteration
+
+
+@pytest.mark.parametrize("method", [
+    {"name": "rise", "turns": 2, "samples_per_task": 2},
+    {"name": "score", "samples_per_task": 2, "stage1_iterations": 1},
+    {"name": "leti", "samples_per_task": 2},
+    {"name": "critique_loop", "samples_per_task": 2},
+    {"name": "faft", "samples_per_task": 2},
+], ids=lambda m: m["name"])
+def test_every_method_runs_two_iterations(tiny_model_dir, tmp_path, method):
+    extra = {"method": method, "env": {**_config(tiny_model_dir)["env"], "train_tasks": 3, "eval_tasks": 3}}
+    if method["name"] == "score":
+        extra["eval"] = {"attempts": 2, "feedback": "retry", "max_new_tokens": 6, "batch_size": 4}
+    result = improve(ImproveConfig.model_validate(_config(tiny_model_dir, **extra)), out=tmp_path / "run")
+    assert [r["iteration"] for r in result.iterations] == [0, 1, 2]
+    assert (tmp_path / "run" / "checkpoints" / "iter-2").is_dir()
+
+
+def test_restart_from_base_restores_starting_weights(tiny_model_dir, tmp_path):
+    import torch
+
+    from agentloop.improve import _Loop
+
+    cfg = ImproveConfig.model_validate(_config(tiny_model_dir, method={"name": "critique_loop"}))
+    loop = _Loop(cfg, tmp_path / "run", resume=False, console=None)
+    start = [p.detach().clone() for p in loop.model.parameters()]
+    with torch.no_grad():
+        for p in loop.model.parameters():
+            p.add_(1.0)
+    loop._reload_base()
+    assert all(torch.equal(a, b) for a, b in zip(start, loop.model.parameters()))
+
+
+def test_cli_runs_prints_the_gain_and_resumes_from_the_run_config(tiny_model_dir, tmp_path):
+    import yaml
+
+    cfg_path = tmp_path / "tiny.yaml"
+    cfg_path.write_text(yaml.safe_dump(_config(tiny_model_dir, iterations=1)))
+    run = tmp_path / "run"
+    cli = [sys.executable, "-m", "agentloop.cli", "improve"]
+    first = subprocess.run([*cli, str(cfg_path), "--out", str(run)], cwd=ROOT, capture_output=True, text=True,
+                           timeout=300, check=False)
+    assert first.returncode == 0, first.stderr
+    assert "before" in first.stdout and "paired-bootstrap 95% interval" in first.stdout
+    again = subprocess.run([*cli, "--resume", "--out", str(run)], cwd=ROOT, capture_output=True, text=True,
+                           timeout=300, check=False)
+    assert again.returncode == 0, again.stderr
+    assert len(_keys(run)) == 2 * 5 + 6 * 2
+
+
+def test_eval_every_skips_intermediate_evaluations(tiny_model_dir, tmp_path):
+    cfg = _config(tiny_model_dir, iterations=2)
+    cfg["eval"] = {**cfg["eval"], "every": 5}
+    result = improve(ImproveConfig.model_validate(cfg), out=tmp_path / "run")
+    assert [r["phase"] for r in result.iterations] == ["eval", "train", "eval"]
+    assert len(_keys(tmp_path / "run")) == 2 * 5 + 2 * 6 * 2

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from agentloop.algorithms.base import Algorithm, EnvFactory, MethodConfig
 from agentloop.training.data import TrainExample, chat_example
@@ -39,6 +39,15 @@ RISE_FEEDBACK = "The answer is incorrect. Please try again. Here's the question:
 Filter = Literal["all", "better", "best", "success"]
 
 
+class TeacherSettings(BaseModel):
+    """A policy from the registry that writes the attempts after the first (RISE distillation)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(description="Policy registry id (hf, vllm, openai, ...).")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Constructor kwargs, e.g. {model: ...}.")
+
+
 class RISEConfig(MethodConfig):
     """RISE settings."""
 
@@ -47,8 +56,8 @@ class RISEConfig(MethodConfig):
     tau: float = Field(default=0.4, gt=0, description="RWR temperature: weights exp(r / tau).")
     filter: Filter = Field(default="all", description="Which attempts become training examples (see the module docstring).")
     feedback_template: str = Field(default=RISE_FEEDBACK, description="User turn after a wrong attempt; may use {question}.")
-    teacher: dict[str, Any] | None = Field(
-        default=None, description="Distillation: {'id': policy registry id, 'kwargs': {...}} producing attempts after the first.")
+    teacher: TeacherSettings | None = Field(
+        default=None, description="Distillation: the policy producing attempts after the first (None = self-distillation).")
 
 
 def rise_training_pairs(episodes: Sequence[Episode], filter: Filter) -> list[tuple[list[Message], str, float, str]]:
@@ -76,6 +85,20 @@ class RISE(Algorithm):
     """See the module docstring."""
 
     objective = "rwr"
+
+    def __init__(self, config: RISEConfig):
+        super().__init__(config)
+        self._teacher: Any = None
+
+    def collection_policy(self, learner: Any) -> Any:
+        """The learner, or the learner for first attempts and the teacher after (distillation)."""
+        if self.config.teacher is None:
+            return learner
+        if self._teacher is None:
+            from agentloop.registry import make_policy
+
+            self._teacher = make_policy(self.config.teacher.id, **self.config.teacher.kwargs)
+        return TurnRoutedPolicy(learner, self._teacher)
 
     def train_env(self, make_env: Any) -> EnvFactory:
         from agentloop.wrappers import MultiAttempt

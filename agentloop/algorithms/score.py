@@ -26,7 +26,13 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from agentloop.algorithms.base import Algorithm, EnvFactory, EpisodeSpec, MethodConfig, TaskSet
+from agentloop.algorithms.base import (
+    Algorithm,
+    EnvFactory,
+    EpisodeSpec,
+    MethodConfig,
+    TaskSet,
+)
 from agentloop.training.data import TrainExample, chat_example
 from agentloop.types import Episode, assistant
 
@@ -54,7 +60,11 @@ def score_examples(episodes: Sequence[Episode], tokenizer: Any, config: SCoReCon
     """Two examples per complete episode with RLOO advantages of the stage's rewards and the stage's KL coefs."""
     import torch
 
-    from agentloop.algorithms.losses import rloo_advantages, score_stage1_rewards, score_stage2_rewards
+    from agentloop.algorithms.losses import (
+        rloo_advantages,
+        score_stage1_rewards,
+        score_stage2_rewards,
+    )
 
     kept = [(ep, r) for ep in episodes if (r := _rewards(ep)) is not None]
     if not kept:

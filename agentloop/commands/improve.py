@@ -1,7 +1,8 @@
 """``agentloop improve [CONFIG] [dotted.field=value ...]``: run the self-improvement loop.
 
-With no CONFIG it runs ``configs/default.yaml`` (the embedded model on CPU); ``--resume`` continues
-a killed run in ``--out`` without losing finished episodes. Unknown or conflicting fields fail
+With no CONFIG it runs ``configs/default.yaml`` (the embedded model on CPU); ``--resume --out RUN``
+continues a killed run without losing finished episodes (with no CONFIG it reuses the run's own
+resolved config). Unknown or conflicting fields fail
 before any work starts, naming the field and the rule.
 """
 
@@ -40,6 +41,8 @@ def register(app: typer.Typer) -> None:
         from agentloop.improve import ImproveConfig, default_out, format_result, improve
 
         path, sets = _split(config, overrides or [])
+        if path is None and resume and out and (Path(out) / "config.json").exists():
+            path = str(Path(out) / "config.json")  # resume with the run's own resolved config
         if path is None:
             if not DEFAULT_CONFIG.exists():
                 raise ConfigError(f"no config given and the default {DEFAULT_CONFIG} is missing; pass a config file.")

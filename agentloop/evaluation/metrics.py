@@ -42,13 +42,14 @@ class Estimate(BaseModel):
     hi: float | None = None
     method: Literal["wilson", "bootstrap", "exact", "none"] = "none"
 
-    def fmt(self, pct: bool = True, digits: int = 1) -> str:
-        """``'42.0 [35.1, 49.2] (N=100)'``, in percent when ``pct``."""
+    def fmt(self, pct: bool = True, digits: int | None = None) -> str:
+        """``'42.0 [35.1, 49.2] (N=100)'``: percent with one decimal, or 4 significant digits when not ``pct``."""
         if self.value is None:
             return f"n/a (N={self.n})"
         s = 100.0 if pct else 1.0
-        ci = f" [{self.lo * s:.{digits}f}, {self.hi * s:.{digits}f}]" if self.lo is not None and self.hi is not None else ""
-        return f"{self.value * s:.{digits}f}{ci} (N={self.n})"
+        spec = f".{digits}f" if digits is not None else (".1f" if pct else ".4g")
+        ci = f" [{self.lo * s:{spec}}, {self.hi * s:{spec}}]" if self.lo is not None and self.hi is not None else ""
+        return f"{self.value * s:{spec}}{ci} (N={self.n})"
 
 
 # -- intervals ------------------------------------------------------------------------------------

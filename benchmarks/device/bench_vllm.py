@@ -111,13 +111,17 @@ def main() -> int:
     convs = conversations(args.prompts)
     sampling = SamplingParams(max_new_tokens=args.max_new_tokens, return_logprobs=True)
     hf = HFPolicy(model=args.model, device="cuda" if torch.cuda.is_available() else "cpu", max_batch_size=args.hf_batch)
-    hf.generate(convs[:2], sampling.model_copy(update={"max_new_tokens": 4}))  # warm-up
+    # Warm-up at full size: the GPU's first pass over each new shape is slow, and both sides must be warm.
+    hf.generate(convs[: args.hf_batch], sampling)
+    raw_a = raw_generate(hf, convs, args.max_new_tokens, args.hf_batch)
     hf_out, hf_s = timed(hf, convs, sampling)
+    raw_b = raw_generate(hf, convs, args.max_new_tokens, args.hf_batch)
     hf_tokens = sum(len(c.token_ids) for c in hf_out)
     results["hf"] = {"seconds": hf_s, "tokens": hf_tokens, "tok_s": hf_tokens / hf_s, "batch": args.hf_batch}
-    print(f"hf   : {hf_tokens} tokens in {hf_s:.1f} s = {hf_tokens / hf_s:.0f} tok/s (batch {args.hf_batch})", flush=True)
-    results["hf_raw_generate"] = raw_generate(hf, convs, args.max_new_tokens, args.hf_batch)
-    print(f"raw  : model.generate on the same prompts: {results['hf_raw_generate']['tok_s']:.0f} tok/s; "
+    results["hf_raw_generate"] = max(raw_a, raw_b, key=lambda r: r["tok_s"])  # raw gets the better of two runs
+    print(f"hf   : {hf_tokens} tokens in {hf_s:.1f} s = {hf_tokens / hf_s:.0f} tok/s (batch {args.hf_batch}, with logprobs)",
+          flush=True)
+    print(f"raw  : model.generate on the same prompts: {results['hf_raw_generate']['tok_s']:.0f} tok/s (best of 2); "
           f"hf policy / raw = {results['hf']['tok_s'] / results['hf_raw_generate']['tok_s']:.3f}", flush=True)
     del hf
     torch.cuda.empty_cache()

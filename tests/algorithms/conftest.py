@@ -41,9 +41,8 @@ class AlternatingPolicy:
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    from transformers import AutoTokenizer
-
     from agentloop.policies.default_model import default_model_path
+    from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(default_model_path()))
     if tok.pad_token is None:

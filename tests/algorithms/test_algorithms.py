@@ -7,6 +7,8 @@ one phase; we check the log-probability of the rewarded reply went up relative t
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -112,6 +114,8 @@ def test_score_stage1_pins_first_attempt_with_beta2(tokenizer):
 def test_leti_sequences_and_direction(tiny_model, tokenizer):
     from agentloop.algorithms.leti import BAD, FEEDBACK_OPEN, GOOD, LeTI, LeTIConfig
 
+    tokenizer = copy.deepcopy(tokenizer)  # LeTI adds tokens: keep the shared fixture unchanged
+
     from agentloop.algorithms.leti import leti_conversation
 
     algo = LeTI(LeTIConfig(samples_per_task=2, textual_feedback=False))
@@ -139,7 +143,14 @@ def test_leti_sequences_and_direction(tiny_model, tokenizer):
 
 
 def test_leti_binary_ablation_drops_feedback(tokenizer):
-    from agentloop.algorithms.leti import FEEDBACK_OPEN, LeTI, LeTIConfig, add_reward_tokens
+    from agentloop.algorithms.leti import (
+        FEEDBACK_OPEN,
+        LeTI,
+        LeTIConfig,
+        add_reward_tokens,
+    )
+
+    tokenizer = copy.deepcopy(tokenizer)
 
     add_reward_tokens(tokenizer)
     algo = LeTI(LeTIConfig(textual_feedback=False))
@@ -150,6 +161,8 @@ def test_leti_binary_ablation_drops_feedback(tokenizer):
 def test_leti_reward_tokens_are_single_tokens(tokenizer):
     from agentloop.algorithms.leti import GOOD, add_reward_tokens
 
+    tokenizer = copy.deepcopy(tokenizer)
+
     add_reward_tokens(tokenizer)
     assert add_reward_tokens(tokenizer) == 0  # idempotent
     ids = tokenizer(GOOD + "x", add_special_tokens=False)["input_ids"]
@@ -157,7 +170,11 @@ def test_leti_reward_tokens_are_single_tokens(tokenizer):
 
 
 def test_critique_loop_keeps_correct_and_refined(tiny_model, tokenizer):
-    from agentloop.algorithms.critique_loop import CritiqueLoop, CritiqueLoopConfig, shows_work
+    from agentloop.algorithms.critique_loop import (
+        CritiqueLoop,
+        CritiqueLoopConfig,
+        shows_work,
+    )
 
     algo = CritiqueLoop(CritiqueLoopConfig(samples_per_task=2, rounds=2, min_work_chars=0))
     critic = algo.make_critic(None)
@@ -171,7 +188,12 @@ def test_critique_loop_keeps_correct_and_refined(tiny_model, tokenizer):
 
 
 def test_faft_trains_on_all_samples_with_feedback(tiny_model, tokenizer):
-    from agentloop.algorithms.faft import FAFT, FAFTConfig, all_success_feedback, with_feedback
+    from agentloop.algorithms.faft import (
+        FAFT,
+        FAFTConfig,
+        all_success_feedback,
+        with_feedback,
+    )
 
     algo = FAFT(FAFTConfig(samples_per_task=2, success_feedback="correct"))
     episodes = _collect(algo)
@@ -201,3 +223,33 @@ def test_every_method_builds_from_its_config(name):
     cfg = ImproveConfig.model_validate({"env": {"id": "math/arith-v0", "eval_kwargs": {"seed": 1}},
                                         "method": {"name": name}, "eval": {"attempts": 2}})
     assert build_algorithm(cfg.method).config.name == name
+
+
+def test_rise_distillation_routes_later_attempts_to_teacher():
+    from agentloop.algorithms.rise import RISE, RISEConfig
+    from agentloop.policies.scripted import ScriptedPolicy
+
+    algo = RISE(RISEConfig(turns=3, samples_per_task=1, teacher={"id": "scripted", "kwargs": {"replies": ["yes"]}}))
+    policy = algo.collection_policy(ScriptedPolicy(["no"]))
+    specs = algo.specs(1, TaskSet(make_env=YesEnv, indices=(0, 1)))
+    episodes = Collector(policy, SamplingParams()).collect(specs)
+    assert all([t.action for t in e.turns] == ["no", "yes"] for e in episodes)
+
+
+def test_critic_training_path_keeps_critiques_that_led_to_a_fix(tokenizer):
+    from agentloop.algorithms.critique_loop import CritiqueLoop, CritiqueLoopConfig, critic_examples
+    from agentloop.policies.scripted import ScriptedPolicy
+
+    critique = ("Step sentence: no\nCorrectness of the step: Wrong\nExplanation: it is true.\n"
+                "Correctness of the final answer: Wrong\nExplanation: answer yes.")
+    algo = CritiqueLoop(CritiqueLoopConfig(samples_per_task=2, rounds=1, train_critic=True, min_work_chars=0,
+                                           critic={"id": "llm", "kwargs": {"policy": ScriptedPolicy([critique])}}))
+    critic = algo.make_critic(None)
+    episodes = _collect(algo, critic=critic)
+    positives, negatives = critic_examples(episodes, critic, tokenizer)
+    fixed = sum(1 for e in episodes if len(e.turns) == 2 and e.turns[1].success)
+    failed = sum(1 for e in episodes if len(e.turns) == 2 and not e.turns[1].success)
+    assert len(positives) == fixed > 0 and negatives == failed
+    assert all(ex.trained_text.startswith("Step sentence: no") for ex in positives)
+    examples = algo.examples(episodes, tokenizer)
+    assert sum(ex.meta.get("role") == "critic" for ex in examples) == fixed

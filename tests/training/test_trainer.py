@@ -122,3 +122,21 @@ def test_fit_is_deterministic(tokenizer):
 def test_config_rejects_micro_batch_larger_than_batch():
     with pytest.raises(ValueError, match="micro_batch_size"):
         TrainConfig(batch_size=2, micro_batch_size=4)
+
+
+@pytest.mark.slow
+def test_real_default_model_step_raises_rewarded_sequence(tokenizer):
+    """One REINFORCE step on the embedded SmolLM2-135M raises the rewarded reply and lowers the penalised one."""
+    from agentloop.training.data import chat_example
+    from agentloop.training.trainer import load_model
+    from agentloop.types import assistant, user
+
+    model, tok = load_model(None)
+    trainer = Trainer(model, tok, TrainConfig(lr=1e-5, batch_size=2, max_len=64))
+    prompt = [user("What is 7 + 5? Give the final answer on the last line in the form 'Answer: <number>'.")]
+    good = chat_example(tok, [*prompt, assistant("7 + 5 = 12\nAnswer: 12")], weight=1.0)
+    bad = chat_example(tok, [*prompt, assistant("7 + 5 = 13\nAnswer: 13")], weight=-1.0)
+    g0, b0 = _seq_logp(trainer, good), _seq_logp(trainer, bad)
+    stats = trainer.fit([good, bad], objective="reinforce")
+    assert stats.steps == 1
+    assert _seq_logp(trainer, good) > g0 and _seq_logp(trainer, bad) < b0
