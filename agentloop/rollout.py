@@ -29,7 +29,7 @@ import gymnasium as gym
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentloop.errors import ConfigError
-from agentloop.protocols import Critic, Policy
+from agentloop.protocols import Critic, Policy, accepts_tools
 from agentloop.types import (
     Completion,
     Critique,
@@ -44,6 +44,10 @@ from agentloop.types import (
 from agentloop.wrappers import build_turn, final_messages
 
 EnvSource = str | gym.Env | Callable[[], gym.Env]
+
+#: Reset-info key of an environment that wants its tool schemas rendered by the policy's chat
+#: template (``tools=``) instead of written into the messages; see ``Policy``.
+RENDER_TOOLS_KEY = "render_tools"
 
 
 class RolloutConfig(BaseModel):
@@ -88,6 +92,7 @@ class _Slot:
     turns: list[Turn] = field(default_factory=list)
     task_id: str | None = None
     request: CritiqueRequest | None = None
+    tools: list[dict[str, Any]] | None = None
     error: EpisodeError | None = None
     done: bool = False
 
@@ -123,6 +128,7 @@ class RolloutEngine:
         if not hasattr(policy, "generate"):
             raise ConfigError(f"policy must have a generate(conversations, sampling) method, got {type(policy).__name__}.")
         self.policy = policy
+        self.policy_takes_tools = accepts_tools(policy)
         self.critic = critic
         self.config = config or RolloutConfig()
 
@@ -172,14 +178,21 @@ class RolloutEngine:
             obs, info = slot.env.reset(seed=job.seed, options=job.options)
             slot.obs = list(obs)
             slot.task_id = info.get("task_id")
+            slot.tools = info.get(RENDER_TOOLS_KEY) or None
         except Exception as e:
             slot.error, slot.done = _error("reset", e, None), True
         return slot
 
     def _generate(self, slots: list[_Slot]) -> list[Completion | None]:
         """One batched call; if it fails, retry each conversation alone so only the bad ones error."""
+        if not self.policy_takes_tools and any(s.tools for s in slots):
+            return self._generate_without_tools(slots)
         try:
-            out = list(self.policy.generate([s.obs for s in slots], self.config.sampling))
+            convs = [s.obs for s in slots]
+            if any(s.tools for s in slots):
+                out = list(self.policy.generate(convs, self.config.sampling, tools=[s.tools for s in slots]))
+            else:
+                out = list(self.policy.generate(convs, self.config.sampling))
             if len(out) != len(slots):
                 raise RuntimeError(f"policy returned {len(out)} completions for {len(slots)} conversations")
             return out
@@ -188,6 +201,18 @@ class RolloutEngine:
                 return [self._generate([s])[0] for s in slots]
             slots[0].error, slots[0].done = _error("policy", e, len(slots[0].turns)), True
             return [None]
+
+    def _generate_without_tools(self, slots: list[_Slot]) -> list[Completion | None]:
+        """The policy cannot render tools natively: those episodes error, the others generate."""
+        plain = [s for s in slots if not s.tools]
+        for s in slots:
+            if s.tools:
+                err = ConfigError(f"the environment asks the policy to render its tools natively ({RENDER_TOOLS_KEY}), "
+                                  f"but {type(self.policy).__name__}.generate takes no tools argument; use a policy "
+                                  "that does (hf, vllm, openai) or the environment's text tool prompt")
+                s.error, s.done = _error("policy", err, len(s.turns)), True
+        done = iter(self._generate(plain) if plain else [])
+        return [None if s.tools else next(done) for s in slots]
 
     def _step(self, slot: _Slot, completion: Completion) -> None:
         env = slot.env
@@ -282,4 +307,4 @@ def rollout(jobs: Iterable[Job] | Sequence[Job], policy: Policy, critic: Critic 
     return RolloutEngine(policy, critic, config).run(jobs, on_episode=on_episode)
 
 
-__all__ = ["Job", "RolloutConfig", "RolloutEngine", "rollout"]
+__all__ = ["RENDER_TOOLS_KEY", "Job", "RolloutConfig", "RolloutEngine", "rollout"]

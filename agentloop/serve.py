@@ -11,10 +11,13 @@ with a ``seed`` run alone, so a seeded request gives the same text whatever else
 
 Covered request fields: ``messages`` (text content, or lists of ``{"type": "text"}`` parts),
 ``temperature`` (default 1.0, as in the OpenAI API), ``top_p``, ``max_tokens`` /
-``max_completion_tokens``, ``n``, ``stop``, ``seed``, ``logprobs``. Other fields are ignored; the
+``max_completion_tokens``, ``n``, ``stop``, ``seed``, ``logprobs``, ``tools`` (rendered by the policy's
+chat template when its ``generate`` takes ``tools``, else written into the system message in the text
+form of :mod:`agentloop.toolprompt`; calls come back as ``<tool_call>`` blocks in the message
+content, not as structured ``tool_calls``). Other fields are ignored; the
 ``model`` field is not checked (clients often send a fixed name). When ``logprobs`` is set each
 choice also carries the extension fields ``token_ids`` and ``prompt_token_ids`` (used by the
-``openai`` policy to fill :class:`~agentloop.types.Completion`). Not covered: streaming, tool calls,
+``openai`` policy to fill :class:`~agentloop.types.Completion`). Not covered: streaming, structured tool calls,
 ``top_logprobs``, authentication (bind to 127.0.0.1, the default, unless the network is trusted).
 
 This module imports fastapi and uvicorn; ``import agentloop`` does not import it.
@@ -37,7 +40,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentloop.errors import ConfigError
-from agentloop.protocols import Policy
+from agentloop.protocols import Policy, accepts_tools
+from agentloop.toolprompt import with_tools_in_system
 from agentloop.types import Completion, Message, SamplingParams
 
 
@@ -68,6 +72,7 @@ class _ChatRequest(BaseModel):
     seed: int | None = None
     logprobs: bool | None = False
     stream: bool | None = False
+    tools: list[dict[str, Any]] | None = None
 
 
 class _BadRequest(Exception):
@@ -102,6 +107,7 @@ def _sampling(req: _ChatRequest, config: ServeConfig) -> SamplingParams:
 class _Item:
     conversation: list[Message]
     sampling: SamplingParams
+    tools: list[dict[str, Any]] | None = None
     future: Future = field(default_factory=Future)
 
 
@@ -110,14 +116,18 @@ class MicroBatcher:
 
     def __init__(self, policy: Policy, max_batch_size: int = 32, wait_s: float = 0.01):
         self.policy = policy
+        self.takes_tools = accepts_tools(policy)
         self.max_batch_size = max_batch_size
         self.wait_s = wait_s
         self._queue: queue.Queue[_Item | None] = queue.Queue()
         self._thread = threading.Thread(target=self._loop, name="agentloop-batcher", daemon=True)
         self._thread.start()
 
-    def submit(self, conversation: list[Message], sampling: SamplingParams) -> Future:
-        item = _Item(conversation, sampling)
+    def submit(self, conversation: list[Message], sampling: SamplingParams,
+               tools: list[dict[str, Any]] | None = None) -> Future:
+        if tools and not self.takes_tools:  # the documented text form, for policies without tools=
+            conversation, tools = with_tools_in_system(conversation, tools), None
+        item = _Item(conversation, sampling, tools or None)
         self._queue.put(item)
         return item.future
 
@@ -151,7 +161,11 @@ class MicroBatcher:
     def _run(self, group: list[_Item]) -> None:
         sampling = group[0].sampling
         try:
-            out = self.policy.generate([it.conversation for it in group], sampling)
+            convs = [it.conversation for it in group]
+            if any(it.tools for it in group):
+                out = self.policy.generate(convs, sampling, tools=[it.tools for it in group])  # type: ignore[call-arg]
+            else:
+                out = self.policy.generate(convs, sampling)
             if len(out) != len(group) * sampling.n:
                 raise RuntimeError(f"policy returned {len(out)} completions for {len(group)} x n={sampling.n}")
         except Exception as e:  # every request of the failed batch gets the error as a 500
@@ -221,7 +235,7 @@ def create_app(policy: Policy, config: ServeConfig | None = None) -> FastAPI:
         except (_BadRequest, ValidationError) as e:
             return _error(400, str(e), "invalid_request_error")
         try:
-            completions = await asyncio.wrap_future(batcher.submit(conversation, sampling))
+            completions = await asyncio.wrap_future(batcher.submit(conversation, sampling, req.tools))
         except Exception as e:
             return _error(500, f"the policy failed: {type(e).__name__}: {e}", "server_error")
         prompt_tokens = len(completions[0].prompt_token_ids or ()) if completions else 0

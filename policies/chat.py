@@ -18,14 +18,29 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from agentloop.toolprompt import with_tools_in_system
 from agentloop.types import Message
 
 
-def render_chat(tokenizer: Any, conversation: Sequence[Message]) -> str:
-    """The prompt text for ``conversation``, ending with the assistant's generation prompt."""
+def template_supports_tools(tokenizer: Any) -> bool:
+    """Whether the tokenizer's chat template renders a ``tools=`` argument (it mentions ``tools``)."""
+    template = getattr(tokenizer, "chat_template", None)
+    return isinstance(template, str) and "tools" in template
+
+
+def render_chat(tokenizer: Any, conversation: Sequence[Message], tools: Sequence[dict[str, Any]] | None = None) -> str:
+    """The prompt text for ``conversation``, ending with the assistant's generation prompt.
+
+    ``tools`` (OpenAI function schemas) go through the template's ``tools=`` when it supports them,
+    else into the system message in the text form of :mod:`agentloop.toolprompt`.
+    """
+    if tools and not template_supports_tools(tokenizer):
+        conversation = with_tools_in_system(conversation, tools)
+        tools = None
     messages = [m.to_openai() for m in conversation]
     if getattr(tokenizer, "chat_template", None):
-        return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+        extra = {"tools": list(tools)} if tools else {}
+        return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **extra))
     # Tokenizers of base models have no template; a plain transcript keeps them usable for smoke tests.
     return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
 
@@ -41,9 +56,9 @@ def fit_context(ids: list[int], context_len: int, max_new_tokens: int) -> tuple[
 
 
 def encode_chat(tokenizer: Any, conversation: Sequence[Message], context_len: int | None,
-                max_new_tokens: int) -> tuple[list[int], str | None]:
+                max_new_tokens: int, tools: Sequence[dict[str, Any]] | None = None) -> tuple[list[int], str | None]:
     """Prompt token ids of ``conversation`` (chat template applied, left-truncated to fit); returns (ids, warning)."""
-    text = render_chat(tokenizer, conversation)
+    text = render_chat(tokenizer, conversation, tools)
     # The template already wrote the special tokens (BOS, role markers); do not add them twice.
     ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
     if context_len is None:
@@ -57,4 +72,4 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
-__all__ = ["cut_at_stop", "encode_chat", "fit_context", "render_chat"]
+__all__ = ["cut_at_stop", "encode_chat", "fit_context", "render_chat", "template_supports_tools"]

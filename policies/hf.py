@@ -44,6 +44,7 @@ from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList,
 
 from agentloop.errors import ConfigError, PolicyError
 from agentloop.policies.chat import cut_at_stop, encode_chat
+from agentloop.protocols import ToolSchemas
 from agentloop.types import Completion, Message, SamplingParams
 
 HUB_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)?$")
@@ -223,9 +224,15 @@ class HFPolicy:
             self.model = attach_adapter(base, adapter, merge).eval()
 
     # -- generation ------------------------------------------------------------------------------
-    def generate(self, conversations: Sequence[Sequence[Message]], sampling: SamplingParams) -> list[Completion]:
-        """``len(conversations) * sampling.n`` completions; sample j of conversation i at index ``i * n + j``."""
-        encoded = [encode_chat(self.tokenizer, conv, self.context_len, sampling.max_new_tokens) for conv in conversations]
+    def generate(self, conversations: Sequence[Sequence[Message]], sampling: SamplingParams,
+                 tools: Sequence[ToolSchemas | None] | None = None) -> list[Completion]:
+        """``len(conversations) * sampling.n`` completions; sample j of conversation i at index ``i * n + j``.
+
+        ``tools``: per conversation, OpenAI function schemas rendered by the chat template (or None).
+        """
+        per_tools = list(tools) if tools is not None else [None] * len(conversations)
+        encoded = [encode_chat(self.tokenizer, conv, self.context_len, sampling.max_new_tokens, t)
+                   for conv, t in zip(conversations, per_tools)]
         copies = 1 if sampling.temperature == 0 else sampling.n  # greedy samples are identical: compute once
         jobs = [(i, ids) for i, (ids, _) in enumerate(encoded) for _ in range(copies)]
         order = sorted(range(len(jobs)), key=lambda j: len(jobs[j][1]))  # similar lengths together: less padding

@@ -20,6 +20,7 @@ streaming, tool calls, the legacy ``/completions`` endpoint.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import threading
@@ -32,6 +33,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agentloop.errors import ConfigError, PolicyError
+from agentloop.protocols import ToolSchemas
 from agentloop.types import Completion, Message, SamplingParams
 
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -160,27 +162,32 @@ class OpenAIPolicy:
                 self._model = str(data[0]["id"])
             return self._model
 
-    def generate(self, conversations: Sequence[Sequence[Message]], sampling: SamplingParams) -> list[Completion]:
+    def generate(self, conversations: Sequence[Sequence[Message]], sampling: SamplingParams,
+                 tools: Sequence[ToolSchemas | None] | None = None) -> list[Completion]:
         """``len(conversations) * sampling.n`` completions, in order; PolicyError if any request fails for good."""
         if not conversations:
             return []
         model = self.model_id()
         workers = min(self.config.max_concurrency, len(conversations))
         with ThreadPoolExecutor(workers, thread_name_prefix="agentloop-openai") as pool:
-            per_conv = list(pool.map(lambda conv: self._complete(model, conv, sampling), conversations))
+            per_tools = list(tools) if tools is not None else [None] * len(conversations)
+            per_conv = list(pool.map(lambda ct: self._complete(model, ct[0], sampling, ct[1]),
+                                     zip(conversations, per_tools)))
         return [c for group in per_conv for c in group]
 
-    def _complete(self, model: str, conversation: Sequence[Message], sampling: SamplingParams) -> list[Completion]:
+    def _complete(self, model: str, conversation: Sequence[Message], sampling: SamplingParams,
+                  tools: ToolSchemas | None = None) -> list[Completion]:
         out: list[Completion] = []
         while len(out) < sampling.n:  # servers without n support return one choice: ask again for the rest
-            data = self._request("POST", "/chat/completions", self._body(model, conversation, sampling, sampling.n - len(out)))
+            data = self._request("POST", "/chat/completions", self._body(model, conversation, sampling, sampling.n - len(out), tools))
             choices = data.get("choices")
             if not choices:
                 raise PolicyError(f"{self.config.base_url}/chat/completions returned no choices: {str(data)[:200]}")
             out.extend(_completion(ch, sampling) for ch in choices[: sampling.n - len(out)])
         return out
 
-    def _body(self, model: str, conversation: Sequence[Message], sampling: SamplingParams, n: int) -> dict[str, Any]:
+    def _body(self, model: str, conversation: Sequence[Message], sampling: SamplingParams, n: int,
+              tools: ToolSchemas | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": model, "messages": [m.to_openai() for m in conversation], "temperature": sampling.temperature,
             "top_p": sampling.top_p, "max_tokens": sampling.max_new_tokens, "n": n, "stream": False,
@@ -191,12 +198,24 @@ class OpenAIPolicy:
             body["seed"] = sampling.seed
         if sampling.return_logprobs:
             body["logprobs"] = True
+        if tools:
+            body["tools"] = list(tools)
         return {**body, **self.config.extra_body}
 
 
 def _completion(choice: dict[str, Any], sampling: SamplingParams) -> Completion:
     message = choice.get("message") or {}
     text = message.get("content") or ""
+    # Servers that parse tool calls return them structured; environments read <tool_call> blocks.
+    for call in message.get("tool_calls") or []:
+        fn = call.get("function") or {}
+        args = fn.get("arguments", {})
+        if isinstance(args, str):
+            try:
+                args = json.loads(args)
+            except ValueError:
+                pass
+        text += "\n<tool_call>\n" + json.dumps({"name": fn.get("name"), "arguments": args}) + "\n</tool_call>"
     for s in sampling.stop:  # some servers include the stop string; cut like every other backend does
         if s and s in text:
             text = text[: text.find(s)]

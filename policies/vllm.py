@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentloop.errors import ConfigError, PolicyError
 from agentloop.policies.chat import cut_at_stop, encode_chat
+from agentloop.protocols import ToolSchemas
 from agentloop.types import Completion, Message, SamplingParams
 
 INSTALL_HINT = "pip install 'agentloop[vllm]' (needs a CUDA GPU; see benchmarks/device/README.md for offline wheels)"
@@ -111,9 +112,15 @@ class VLLMPolicy:
                                    max_tokens=sampling.max_new_tokens, stop=list(sampling.stop) or None,
                                    seed=sampling.seed, logprobs=0 if sampling.return_logprobs else None)
 
-    def generate(self, conversations: Sequence[Sequence[Message]], sampling: SamplingParams) -> list[Completion]:
-        """``len(conversations) * sampling.n`` completions; sample j of conversation i at index ``i * n + j``."""
-        encoded = [encode_chat(self.tokenizer, conv, self.context_len, sampling.max_new_tokens) for conv in conversations]
+    def generate(self, conversations: Sequence[Sequence[Message]], sampling: SamplingParams,
+                 tools: Sequence[ToolSchemas | None] | None = None) -> list[Completion]:
+        """``len(conversations) * sampling.n`` completions; sample j of conversation i at index ``i * n + j``.
+
+        ``tools``: per conversation, OpenAI function schemas rendered by the chat template (or None).
+        """
+        per_tools = list(tools) if tools is not None else [None] * len(conversations)
+        encoded = [encode_chat(self.tokenizer, conv, self.context_len, sampling.max_new_tokens, t)
+                   for conv, t in zip(conversations, per_tools)]
         prompts = [{"prompt_token_ids": ids} for ids, _ in encoded]
         with self._lock:
             outputs = self.llm.generate(prompts, self._params(sampling), lora_request=self._lora, use_tqdm=False)

@@ -21,7 +21,7 @@ import ast
 import math
 import operator
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from langchain_core.tools import BaseTool, StructuredTool
 
@@ -96,8 +96,10 @@ class CalcMathEnv(ToolEnv):
     """Math tasks of ``source`` solved with a calculator and a Python tool (see the module docstring)."""
 
     def __init__(self, source: str = "math/arith-v0", source_kwargs: dict[str, Any] | None = None,
-                 max_replies: int = 6, python: bool = True, sandbox: str = "auto", timeout_s: float = 5.0):
-        super().__init__(max_replies=max_replies, system_prompt="Solve the problem. You may use the tools for arithmetic.")
+                 max_replies: int = 6, python: bool = True, sandbox: str = "auto", timeout_s: float = 5.0,
+                 tool_prompt: Literal["text", "native"] = "text"):
+        super().__init__(max_replies=max_replies, system_prompt="Solve the problem. You may use the tools for arithmetic.",
+                         tool_prompt=tool_prompt)
         from agentloop.registry import make
 
         inner = make(source, **(source_kwargs or {})).unwrapped

@@ -20,8 +20,10 @@ chat templates (what their ``tools=`` argument renders to)::
     {"name": <function-name>, "arguments": <args-json-object>}
     </tool_call>
 
-The schemas are also in ``reset`` info under ``"tools"``, ready for a chat template's ``tools=``
-once policies accept it (that needs an optional ``tools`` argument on ``Policy.generate``).
+The text form lives in :mod:`agentloop.toolprompt`. With ``ToolEnv(tool_prompt="native")`` the
+schemas are not written into the messages; they go to the policy's chat template through
+``generate(..., tools=...)`` (reset info ``render_tools``), and policies whose template has no
+tools support fall back to the same text form. The schemas are always in reset info ``"tools"``.
 
 **Parsing.** :func:`parse_tool_calls` reads ``<tool_call>`` blocks (an unterminated last block
 too, as stop strings leave it) and, when there is none, a bare JSON object (or list of objects, or
@@ -48,19 +50,11 @@ from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError
 
 from agentloop.errors import ConfigError
+from agentloop.toolprompt import CALL_INSTRUCTIONS, TOOLS_HEADER, tools_system_text  # noqa: F401 (re-exported)
 from agentloop.types import ToolCall
 
 ToolLike = BaseTool | Callable[..., Any]
 EventKind = Literal["unknown_tool", "malformed_call", "invalid_arguments", "tool_error"]
-
-TOOLS_HEADER = "# Tools\n\nYou may call one or more functions to assist with the user query."
-CALL_INSTRUCTIONS = (
-    "To call a function, reply with one <tool_call></tool_call> block per call, holding a JSON object with "
-    "the function name and its arguments:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": "
-    "<args-json-object>}\n</tool_call>\nThe results come back as tool messages. When you have the final answer, "
-    "reply with it and no tool call."
-)
-
 
 def as_tool(obj: ToolLike) -> BaseTool:
     """A langchain-core tool from a tool (returned as is) or a typed function with a docstring."""
@@ -81,13 +75,6 @@ def as_tool(obj: ToolLike) -> BaseTool:
 def tool_schema(tool: BaseTool) -> dict[str, Any]:
     """The OpenAI function schema ``{"type": "function", "function": {...}}``."""
     return convert_to_openai_tool(tool)
-
-
-def tools_system_text(schemas: Sequence[dict[str, Any]], preamble: str = "") -> str:
-    """The system-message text that carries tool schemas to a messages-only policy (see module doc)."""
-    lines = "\n".join(json.dumps(s, ensure_ascii=False) for s in schemas)
-    head = f"{preamble.strip()}\n\n" if preamble.strip() else ""
-    return f"{head}{TOOLS_HEADER}\n<tools>\n{lines}\n</tools>\n\n{CALL_INSTRUCTIONS}"
 
 
 # -- parsing ----------------------------------------------------------------------------------------

@@ -1,7 +1,11 @@
 """`ToolEnv`: a multi-turn environment where the policy calls tools until it gives a final answer.
 
-An episode: ``reset`` shows the task with the tool schemas in a system message (the text protocol
-of :mod:`.core`; the schemas are also in ``info["tools"]``). Each ``step`` reads the reply:
+An episode: ``reset`` shows the task with the tool schemas in a system message (the text form of
+:mod:`agentloop.toolprompt`; ``tool_prompt="text"``, the default, which works with any policy) or,
+with ``tool_prompt="native"``, leaves them out of the messages and asks the policy to render them
+with its chat template's ``tools=`` (reset info ``render_tools``; the hf, vllm and openai policies
+do, falling back to the text form when the template has no tools support). The schemas are always in
+``info["tools"]``. Each ``step`` reads the reply:
 
 * one or more tool calls (or unreadable call blocks): each call is validated and run; the reply
   becomes an assistant message carrying ``tool_calls`` and each result (or error) a
@@ -22,10 +26,11 @@ and ``tools_for(task)``; ``self.calls`` lists the calls made so far in the episo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from agentloop.env import Task, TaskEnv
 from agentloop.errors import ConfigError, EnvError
+from agentloop.rollout import RENDER_TOOLS_KEY
 from agentloop.types import Message, ToolCall, assistant, system
 
 from .core import ParsedCalls, Toolbox, ToolLike, ToolOutcome, parse_tool_calls, tool_event, tools_system_text
@@ -34,8 +39,11 @@ from .core import ParsedCalls, Toolbox, ToolLike, ToolOutcome, parse_tool_calls,
 class ToolEnv(TaskEnv):
     """Base of tool-use environments (see the module docstring)."""
 
-    def __init__(self, max_replies: int = 8, system_prompt: str = ""):
+    def __init__(self, max_replies: int = 8, system_prompt: str = "", tool_prompt: Literal["text", "native"] = "text"):
         super().__init__()
+        if tool_prompt not in ("text", "native"):
+            raise ConfigError(f"{type(self).__name__}: tool_prompt must be 'text' or 'native', got {tool_prompt!r}.")
+        self.tool_prompt = tool_prompt
         if max_replies < 1:
             raise ConfigError(f"{type(self).__name__}: max_replies must be >= 1 (one final answer), got {max_replies}.")
         self.max_replies = max_replies
@@ -58,9 +66,14 @@ class ToolEnv(TaskEnv):
         rest = list(messages)
         while rest and rest[0].role == "system":
             preamble.append(rest.pop(0).content)
-        self._messages = [system(tools_system_text(self.toolbox.schemas, "\n\n".join(preamble))), *rest]
+        schemas = self.toolbox.schemas
         self.calls, self.events, self._turn = [], [], 0
-        return list(self._messages), {**info, "tools": self.toolbox.schemas}
+        if self.tool_prompt == "native":
+            head = [system("\n\n".join(preamble))] if preamble else []
+            self._messages = [*head, *rest]
+            return list(self._messages), {**info, "tools": schemas, RENDER_TOOLS_KEY: schemas}
+        self._messages = [system(tools_system_text(schemas, "\n\n".join(preamble))), *rest]
+        return list(self._messages), {**info, "tools": schemas}
 
     def step(self, action: str):
         task = self.task

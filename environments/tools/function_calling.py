@@ -33,13 +33,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from agentloop.env import Task, TaskEnv, Verdict
 from agentloop.errors import ConfigError
+from agentloop.rollout import RENDER_TOOLS_KEY
 from agentloop.types import ToolCall, system, user
 
 from .core import parse_tool_calls, tools_system_text
@@ -198,8 +199,11 @@ def judge(task: FunctionCallingTask, calls: Sequence[ToolCall]) -> tuple[float, 
 class FunctionCallingEnv(TaskEnv):
     """Expected-call tasks from a JSON file (default: the shipped built-in set of 14)."""
 
-    def __init__(self, path: str | None = None):
+    def __init__(self, path: str | None = None, tool_prompt: Literal["text", "native"] = "text"):
         super().__init__()
+        if tool_prompt not in ("text", "native"):
+            raise ConfigError(f"FunctionCallingEnv: tool_prompt must be 'text' or 'native', got {tool_prompt!r}.")
+        self.tool_prompt = tool_prompt
         self.path = Path(path) if path else BUILTIN_TASKS
         if not self.path.exists():
             raise ConfigError(f"FunctionCallingEnv: task file {self.path} does not exist.")
@@ -213,9 +217,20 @@ class FunctionCallingEnv(TaskEnv):
         msgs = [user(t.prompt)] if t.prompt is not None else []
         msgs = [*(system(m["content"]) if m["role"] == "system" else user(m["content"]) for m in t.messages), *msgs]
         preamble = " ".join(m.content for m in msgs if m.role == "system")
-        head = system(tools_system_text([dict(s) for s in t.tools], preamble))
-        return Task(id=t.id, messages=(head, *(m for m in msgs if m.role != "system")),
+        if self.tool_prompt == "native":  # the policy's chat template renders the tools (see reset)
+            head = [system(preamble)] if preamble else []
+        else:
+            head = [system(tools_system_text([dict(s) for s in t.tools], preamble))]
+        return Task(id=t.id, messages=(*head, *(m for m in msgs if m.role != "system")),
                     answer=[c.model_dump() for c in t.expected_calls], metadata={"index": index})
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        obs, info = super().reset(seed=seed, options=options)
+        schemas = [dict(s) for s in self.tasks[int(self.task.metadata["index"])].tools]  # type: ignore[arg-type]
+        info = {**info, "tools": schemas}
+        if self.tool_prompt == "native":
+            info[RENDER_TOOLS_KEY] = schemas
+        return obs, info
 
     def verify(self, task: Task, action: str) -> Verdict:
         t = self.tasks[int(task.metadata["index"])]  # type: ignore[arg-type]

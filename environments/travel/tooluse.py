@@ -143,8 +143,9 @@ class TravelToolEnv(ToolEnv):
     def __init__(self, max_replies: int = 30, reward: Literal["final", "fraction"] = "final",
                  feedback_checks: Literal["commonsense", "all"] = "commonsense",
                  source: Literal["train", "synthetic"] = "train", level: Literal["easy", "medium", "hard"] = "easy",
-                 seed: int = 0, num_tasks: int = 1000, examples: Sequence[TravelExample] | None = None):
-        super().__init__(max_replies=max_replies, system_prompt=TOOL_INSTRUCTIONS)
+                 seed: int = 0, num_tasks: int = 1000, examples: Sequence[TravelExample] | None = None,
+                 tool_prompt: Literal["text", "native"] = "text"):
+        super().__init__(max_replies=max_replies, system_prompt=TOOL_INSTRUCTIONS, tool_prompt=tool_prompt)
         if num_tasks < 1:
             raise ConfigError(f"num_tasks must be >= 1, got {num_tasks}.")
         self.reward_mode = reward

@@ -18,7 +18,7 @@ from agentloop.policies.openai_compat import OpenAIPolicy
 from agentloop.policies.scripted import ScriptedPolicy
 from agentloop.rollout import Job, rollout
 from agentloop.serve import MicroBatcher
-from agentloop.types import SamplingParams, user
+from agentloop.types import Message, SamplingParams, user
 from tests.helpers import EchoEnv, answer_of
 from tests.policies.conftest import free_port
 
@@ -160,3 +160,30 @@ def test_logprobs_and_token_ids_pass_through_the_server(hf32, serve_in_thread) -
     assert remote.text == local.text and remote.token_ids == local.token_ids
     assert remote.prompt_token_ids == local.prompt_token_ids
     assert remote.logprobs == pytest.approx(local.logprobs, abs=1e-5)
+
+
+TOOL_SCHEMA = {"type": "function", "function": {"name": "add", "description": "Add.", "parameters": {
+    "type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}}}
+
+
+def test_tools_travel_through_the_server_to_a_messages_only_policy(serve_in_thread) -> None:
+    from agentloop.policies.scripted import ScriptedPolicy
+
+    def reply(conv):
+        return "saw tools" if conv[0].role == "system" and '"add"' in conv[0].content else "no tools"
+
+    with serve_in_thread(ScriptedPolicy(reply)) as srv:
+        policy = OpenAIPolicy(base_url=srv.base_url, model="m")
+        conv = [Message(role="user", content="1+1?")]
+        with_tools, without = policy.generate([conv, conv], SamplingParams(), tools=[[TOOL_SCHEMA], None])
+    assert with_tools.text == "saw tools" and without.text == "no tools"
+
+
+def test_structured_tool_calls_from_a_server_become_tool_call_blocks() -> None:
+    from agentloop.environments.tools.core import parse_tool_calls
+    from agentloop.policies.openai_compat import _completion
+
+    choice = {"message": {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "add", "arguments": "{\"a\": 2}"}}]}}
+    parsed = parse_tool_calls(_completion(choice, SamplingParams()).text)
+    assert [(c.name, c.arguments) for c in parsed.calls] == [("add", {"a": 2})]
