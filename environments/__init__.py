@@ -26,4 +26,3 @@ def register(register: Callable[..., object]) -> None:
              description="TravelPlanner two-stage mode: search tools over SQLite, then the plan.")
     register("travel/synthetic-v0", "agentloop.environments.travel.synthetic:SyntheticTravelEnv", {"level": "easy"},
              description="Procedurally generated travel queries over a seeded synthetic database (easy|medium|hard).")
-    del register  # each environment family adds its registrations here
