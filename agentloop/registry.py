@@ -308,7 +308,7 @@ class EnvRegistry(Registry[EnvSpec]):
 
     def make(self, id: str, *, max_attempts: int | None = None, feedback: FeedbackMode | None = None,
              stop_on_success: bool | None = None, max_turns: int | None = None, critic: Any = None,
-             **kwargs: Any) -> Any:
+             critique_all: bool | None = None, **kwargs: Any) -> Any:
         from agentloop.wrappers import MultiAttempt, TurnLimit
 
         spec = self.spec(id)
@@ -316,12 +316,15 @@ class EnvRegistry(Registry[EnvSpec]):
         env.unwrapped.agentloop_spec = spec
         k = spec.max_attempts if max_attempts is None else max_attempts
         if k > 1:
-            env = MultiAttempt(
-                env, k=k, feedback=feedback or spec.feedback, critic=critic,
-                stop_on_success=spec.stop_on_success if stop_on_success is None else stop_on_success,
-            )
+            stop = spec.stop_on_success if stop_on_success is None else stop_on_success
+            if critique_all and stop_on_success is None:
+                stop = None  # no oracle: the critic's approval ends the episode, not the verifier's verdict
+            env = MultiAttempt(env, k=k, feedback=feedback or spec.feedback, critic=critic, stop_on_success=stop,
+                               **({} if critique_all is None else {"critique_all": critique_all}))
         elif feedback is not None and feedback != spec.feedback:
             raise ConfigError(f"feedback={feedback!r} needs max_attempts > 1 (got {k}); feedback is given between attempts.")
+        elif critique_all:
+            raise ConfigError(f"critique_all=True needs max_attempts > 1 (got {k}); critiques come between attempts.")
         turns = spec.max_turns if max_turns is None else max_turns
         if turns is not None:
             env = TurnLimit(env, max_turns=turns)
@@ -339,7 +342,8 @@ def register(id: str, entry_point: str | Callable[..., Any], kwargs: dict[str, A
 
 
 def make(id: str, **overrides: Any) -> Any:
-    """Build a registered environment; ``overrides`` update its kwargs or its wrappers (max_attempts, feedback, max_turns, critic)."""
+    """Build a registered environment; ``overrides`` update its kwargs or its wrappers (max_attempts, feedback,
+    stop_on_success, critique_all, max_turns, critic)."""
     return envs.make(id, **overrides)
 
 

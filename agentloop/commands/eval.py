@@ -14,7 +14,7 @@ import typer
 def _flags(policy: str | None, policy_args: list[str], checkpoint: str | None, envs: list[str], suite: str | None,
            suites_file: str | None, k: int | None, feedback: str | None, critic: str | None, n: int | None,
            seeds: str | None, limit: int | None, temperature: float | None, max_new_tokens: int | None,
-           compare: bool | None) -> tuple[dict[str, Any], list[str]]:
+           compare: bool | None, critique_all: bool | None = None) -> tuple[dict[str, Any], list[str]]:
     """The flags that were given, as a config mapping, plus policy kwargs as overrides."""
     data: dict[str, Any] = {}
     if policy is not None:
@@ -22,7 +22,8 @@ def _flags(policy: str | None, policy_args: list[str], checkpoint: str | None, e
     if checkpoint is not None:
         data.setdefault("policy", {})["checkpoint"] = checkpoint
     for key, value in (("envs", list(envs) or None), ("suite", suite), ("suites_file", suites_file), ("k", k),
-                       ("feedback", feedback), ("n", n), ("limit", limit), ("compare", compare)):
+                       ("feedback", feedback), ("n", n), ("limit", limit), ("compare", compare),
+                       ("critique_all", critique_all)):
         if value is not None:
             data[key] = value
     if critic is not None:
@@ -51,6 +52,8 @@ def register(app: typer.Typer) -> None:
         k: int = typer.Option(None, "--k", "-k", help="Attempts per episode (default 2)."),
         feedback: str = typer.Option(None, "--feedback", help="none|binary|retry|env|oracle|critic (default env)."),
         critic: str = typer.Option(None, "--critic", help="Critic id for --feedback critic (llm, verifier)."),
+        critique_all: bool = typer.Option(None, "--critique-all/--no-critique-all", help="With --feedback critic: "
+                                          "critique every answer (no oracle) and stop when the critic approves."),
         n: int = typer.Option(None, "--n", help="Samples per task (default 1)."),
         seeds: str = typer.Option(None, "--seeds", help="Comma-separated environment seeds (default 0)."),
         limit: int = typer.Option(None, "--limit", help="At most this many tasks per environment."),
@@ -71,7 +74,7 @@ def register(app: typer.Typer) -> None:
         from agentloop.evaluation.evaluate import EvalConfig, evaluate
 
         data, policy_overrides = _flags(policy, policy_arg, checkpoint, env, suite, suites_file, k, feedback, critic,
-                                        n, seeds, limit, temperature, max_new_tokens, compare)
+                                        n, seeds, limit, temperature, max_new_tokens, compare, critique_all)
         base = read_config_file(config) if config else {}
         cfg = load_config(EvalConfig, None, [*policy_overrides, *set_], base=merge(base, data))
         console = Console()

@@ -7,6 +7,14 @@ and finally writes ``metrics.json`` (see :mod:`agentloop.evaluation.summarize`).
 
 Episode keys are ``ENV_LABEL|task=I|sample=J|seed=S`` (``par|...`` for the parallel samples of the
 compute-matched comparison), so a killed run resumed with the same config skips what is done.
+``distributed`` (and the concurrency knobs) may change between a run and its resume: they decide
+where episodes run, not what they are.
+
+Engines: ``distributed.address`` None (the default) runs the single-process engine; any address runs
+the same jobs on Ray worker actors (:mod:`agentloop.distributed`). With ``generation="central"`` the
+driver's policy (and critic) answer every worker's turns; ``"per_node"`` rebuilds the configured
+policy on each worker, so it needs ``policy`` from the config (not an instance) and a critic that does
+not borrow the actor (``critic.kwargs.policy`` set, or a non-llm critic).
 
 Tasks: a :class:`~agentloop.env.TaskEnv` is evaluated on tasks ``0..limit-1`` by index; an
 environment without ``num_tasks`` gets ``limit`` seeded episodes (``limit`` is then required).
@@ -21,13 +29,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from agentloop.distributed import DistributedConfig
 from agentloop.errors import ConfigError
 from agentloop.evaluation.suites import SuiteEntry, get_suite
 from agentloop.runs import RunDir, episode_key
 from agentloop.types import Episode, FeedbackMode, SamplingParams
 
-__all__ = ["CriticConfig", "EvalConfig", "EvalResult", "PlannedEnv", "PolicyConfig", "evaluate", "plan_envs",
-           "resolve_checkpoint"]
+__all__ = ["CriticConfig", "EvalConfig", "EvalResult", "PlannedEnv", "PolicyConfig", "build_engine", "evaluate",
+           "plan_envs", "resolve_checkpoint"]
 
 
 class PolicyConfig(BaseModel):
@@ -63,6 +72,8 @@ class EvalConfig(BaseModel):
     k: int = Field(default=2, ge=1, le=64, description="Attempts per episode.")
     feedback: FeedbackMode = Field(default="env", description="Feedback between attempts.")
     critic: CriticConfig | None = Field(default=None, description="Critic for feedback='critic'.")
+    critique_all: bool = Field(default=False, description="feedback='critic' without an oracle: every answer is "
+                               "critiqued and the episode stops when the critic approves (METHODS.md section 4).")
     n: int = Field(default=1, ge=1, description="Samples (episodes) per task; >1 gives pass@k and CL/CS.")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="Environment seeds.")
     limit: int | None = Field(default=None, ge=1, description="At most this many tasks per environment.")
@@ -72,6 +83,8 @@ class EvalConfig(BaseModel):
     count_tokens: bool = Field(default=True, description="Ask the policy for token ids so token counts are exact.")
     max_concurrency: int = Field(default=32, ge=1, description="Live episodes at once (the generation batch).")
     step_workers: int = Field(default=1, ge=1, description="Threads stepping environments (code sandboxes).")
+    distributed: DistributedConfig = Field(default_factory=DistributedConfig, description="Where episodes run: "
+                                           "address null is one process; 'local', 'auto', ... use Ray workers.")
 
     @model_validator(mode="after")
     def _check(self) -> EvalConfig:
@@ -79,6 +92,9 @@ class EvalConfig(BaseModel):
             raise ValueError("give exactly one of envs (environment ids) or suite (a suite name)")
         if self.feedback == "critic" and self.critic is None:
             raise ValueError("feedback='critic' needs a critic (critic.id=llm or critic.id=verifier)")
+        if self.critique_all and (self.feedback != "critic" or self.k < 2):
+            raise ValueError("critique_all=True critiques every answer between attempts; it needs feedback='critic' "
+                             "and k >= 2")
         if self.sampling.n != 1:
             raise ValueError("sampling.n must be 1; use n (samples per task) instead")
         if (self.n > 1 or self.compare) and self.sampling.temperature == 0:
@@ -156,15 +172,20 @@ def resolve_checkpoint(path: str) -> dict[str, str]:
                       "adapter_config.json (LoRA adapter).")
 
 
-def build_policy(cfg: PolicyConfig) -> Any:
-    from agentloop.registry import make_policy
-
+def policy_kwargs(cfg: PolicyConfig) -> dict[str, Any]:
+    """The policy's constructor kwargs, with the checkpoint resolved to model= or adapter=."""
     kwargs = dict(cfg.kwargs)
     if cfg.checkpoint:
         if cfg.id not in ("hf", "vllm"):
             raise ConfigError(f"policy.checkpoint needs a local-weights backend (hf or vllm), not {cfg.id!r}.")
         kwargs.update(resolve_checkpoint(cfg.checkpoint))
-    return make_policy(cfg.id, **kwargs)
+    return kwargs
+
+
+def build_policy(cfg: PolicyConfig) -> Any:
+    from agentloop.registry import make_policy
+
+    return make_policy(cfg.id, **policy_kwargs(cfg))
 
 
 def build_critic(cfg: CriticConfig | None, actor: Any) -> Any:
@@ -188,6 +209,8 @@ def plan_jobs(cfg: EvalConfig, planned: list[PlannedEnv]) -> list[Any]:
         seq_kwargs = {**p.entry.kwargs, "max_attempts": cfg.k}
         if cfg.k > 1:
             seq_kwargs["feedback"] = cfg.feedback
+            if cfg.critique_all:
+                seq_kwargs["critique_all"] = True
         modes = [("sequential", cfg.n, seq_kwargs)]
         if cfg.compare:
             modes.append(("parallel", cfg.k, {**p.entry.kwargs, "max_attempts": 1}))
@@ -214,25 +237,56 @@ def evaluate(cfg: EvalConfig, out: str | Path, *, resume: bool = False, policy: 
 
     ``policy``/``critic`` instances override ``cfg.policy``/``cfg.critic`` (e.g. a model being trained).
     """
-    from agentloop.rollout import RolloutConfig, RolloutEngine
+    from agentloop.rollout import RolloutConfig
 
     if policy is not None:  # record what really answered, not the config's default backend
         cfg = cfg.model_copy(update={"policy": PolicyConfig(id=f"instance:{type(policy).__name__}")})
     planned = plan_envs(cfg)
     if policy is None and cfg.policy.checkpoint:
         resolve_checkpoint(cfg.policy.checkpoint)  # fail on a bad path before creating anything
-    run = RunDir.create(out, cfg, kind="eval", resume=resume, ignore=("max_concurrency", "step_workers"))
+    check_per_node(cfg, policy, critic)
+    run = RunDir.create(out, cfg, kind="eval", resume=resume,
+                        ignore=("max_concurrency", "step_workers", "distributed"))
     done = run.done_keys()
     jobs = [j for j in plan_jobs(cfg, planned) if j.metadata["run_key"] not in done]
     if jobs:
-        actor = policy if policy is not None else build_policy(cfg.policy)
-        crit = critic if critic is not None else build_critic(cfg.critic, actor)
         sampling = cfg.sampling.model_copy(update={"return_logprobs": cfg.sampling.return_logprobs or cfg.count_tokens})
-        engine = RolloutEngine(actor, crit, RolloutConfig(sampling=sampling, max_concurrency=cfg.max_concurrency,
-                                                          step_workers=cfg.step_workers))
-        _run_with_progress(engine, run, jobs, planned, cfg, progress, on_episode)
+        rollout = RolloutConfig(sampling=sampling, max_concurrency=cfg.max_concurrency, step_workers=cfg.step_workers)
+        engine = build_engine(cfg, rollout, policy, critic)
+        try:
+            _run_with_progress(engine, run, jobs, planned, cfg, progress, on_episode)
+        finally:
+            if hasattr(engine, "close"):  # the Ray engine's worker actors (and Ray, if it started it)
+                engine.close()
     metrics = summarize_run(run, cfg.k)
     return EvalResult(run=run, metrics=metrics, new_episodes=len(jobs))
+
+
+def check_per_node(cfg: EvalConfig, policy: Any = None, critic: Any = None) -> None:
+    """Refuse what per-node generation cannot build on its workers (before any run directory exists)."""
+    if cfg.distributed.address is None or cfg.distributed.generation != "per_node":
+        return
+    if policy is not None or critic is not None:
+        raise ConfigError("distributed.generation='per_node' builds the policy on every worker from the config; "
+                          "policy/critic instances cannot travel there. Use generation='central' instead.")
+    if cfg.critic is not None and cfg.critic.id == "llm" and "policy" not in cfg.critic.kwargs:
+        raise ConfigError("a self-critiquing llm critic shares the actor's model, which per_node generation does "
+                          "not build on the driver; set critic.kwargs.policy or use generation='central'.")
+
+
+def build_engine(cfg: EvalConfig, rollout: Any, policy: Any = None, critic: Any = None) -> Any:
+    """The single-process or Ray engine ``cfg.distributed`` asks for, with the policy and critic it needs."""
+    from agentloop.distributed import critic_factory, make_engine, policy_factory
+
+    dist = cfg.distributed
+    if dist.address is None or dist.generation == "central":
+        actor = policy if policy is not None else build_policy(cfg.policy)
+        crit = critic if critic is not None else build_critic(cfg.critic, actor)
+        return make_engine(actor, crit, rollout, dist)
+    check_per_node(cfg, policy, critic)
+    make_crit = critic_factory(cfg.critic.id, **cfg.critic.kwargs) if cfg.critic is not None else None
+    make_pol = policy_factory(cfg.policy.id, **policy_kwargs(cfg.policy))
+    return make_engine(None, None, rollout, dist, make_policy=make_pol, make_critic=make_crit)
 
 
 def summarize_run(run: RunDir, k: int) -> dict[str, Any]:

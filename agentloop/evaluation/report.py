@@ -145,6 +145,8 @@ def _plot_bars(groups: list[str], bars: list[tuple[str, list[dict[str, Any] | No
         drawn = ax.bar(x + (i - (len(bars) - 1) / 2) * width, ys, width, yerr=errs, capsize=3, label=name,
                        color=color or None)
         ax.bar_label(drawn, fmt="%.1f", fontsize=7, padding=2)
+    low, high = ax.get_ylim()
+    ax.set_ylim(low, high + 0.1 * (high - low))  # room for the value labels above the error bars
     ax.set_xticks(x)
     ax.set_xticklabels(groups, fontsize=8)
     ax.set_ylabel(ylabel)

@@ -8,7 +8,10 @@ self-correction with the evaluator's feedback. The verdict:
   (``reward="fraction"``: commonsense plus applicable hard checks, 0 if not delivered);
 * ``feedback``: the FAFT lines, one per commonsense check (plus hard checks with
   ``feedback_checks="all"``); an unparseable plan is "not delivered" and the feedback is the parse
-  error; ``oracle_feedback`` adds the gold plan where one exists.
+  error; ``oracle_feedback`` adds the gold plan where one exists;
+* ``info``: the evaluation, plus ``commonsense_passed``/``commonsense_total`` (of the 8 checks) and
+  ``hard_passed``/``hard_total`` (of the query's applicable hard checks; an undelivered plan passes
+  none of either), so evaluation reports show the paper's commonsense and hard micro rates.
 
 Prompts: ``prompt_format="compact"`` (default) renders the reference information one record per
 line (the 45 queries' boxes are ~10k tokens in the paper's pandas form, more than small models
@@ -27,8 +30,9 @@ from agentloop.errors import ConfigError
 from agentloop.types import system, user
 
 from .data import TravelExample, load_train, paper_system_prompt, raw_train_rows
-from .evaluator import PlanEvaluation, evaluate_plan
+from .evaluator import COMMONSENSE, PlanEvaluation, applicable_hard, evaluate_plan
 from .plan import plan_to_json, plan_to_text
+from .query import TravelQuery
 
 PLAN_INSTRUCTIONS = """You are a proficient travel planner. Using only the reference information, write a plan for the \
 query: flight numbers, restaurant, attraction and accommodation names exactly as listed, each written "Name, City".
@@ -45,9 +49,25 @@ def faft_text(reference: str, query: str, feedback: str, plan: str) -> str:
     return f"reference information box:{reference}\nquery:{query}\nfeedback:{feedback}\ndraft travel plan:{plan}"
 
 
+def check_counts(ev: PlanEvaluation, query: TravelQuery) -> dict[str, int]:
+    """Per-plan counts whose sums over N plans give the evaluator's micro rates (``metrics``).
+
+    The totals do not depend on delivery: every plan owes 8 commonsense checks and the query's
+    applicable hard checks, which an undelivered plan all fails.
+    """
+    delivered = ev.delivered
+    return {"commonsense_passed": sum(bool(c.passed) for c in ev.commonsense) if delivered else 0,
+            "commonsense_total": len(COMMONSENSE),
+            "hard_passed": sum(bool(c.passed) for c in ev.hard) if delivered else 0,
+            "hard_total": len(applicable_hard(query))}
+
+
 def verdict_from_evaluation(ev: PlanEvaluation, *, reward_mode: str, include_hard: bool,
-                            gold_text: str | None) -> Verdict:
-    """The environment verdict for one evaluated plan (shared by the sole-planning and tool-use modes)."""
+                            gold_text: str | None, query: TravelQuery | None = None) -> Verdict:
+    """The environment verdict for one evaluated plan (shared by the sole-planning and tool-use modes).
+
+    With ``query`` the info also carries :func:`check_counts` (for the micro rates).
+    """
     checks = (*ev.commonsense, *ev.hard)
     if reward_mode == "fraction":
         reward = sum(bool(c.passed) for c in checks) / len(checks) if ev.delivered and checks else 0.0
@@ -57,7 +77,7 @@ def verdict_from_evaluation(ev: PlanEvaluation, *, reward_mode: str, include_har
     info: dict[str, Any] = {
         "delivered": ev.delivered, "commonsense_pass": ev.commonsense_pass, "hard_pass": ev.hard_pass,
         "failed_checks": sorted(ev.failed()), "total_cost": ev.total_cost,
-        "evaluation": ev.model_dump(mode="json"),
+        "evaluation": ev.model_dump(mode="json"), **(check_counts(ev, query) if query is not None else {}),
     }
     oracle = f"{feedback}\nA plan that passes:\n{gold_text}" if gold_text else None
     return Verdict(reward=reward, success=ev.final_pass, feedback=feedback, oracle_feedback=oracle,
@@ -114,7 +134,7 @@ class SolePlanningEnv(TaskEnv):
         ev = evaluate_plan(ex.query, action, ex.reference)
         gold = plan_to_text(ex.gold) if ex.gold else None
         return verdict_from_evaluation(ev, reward_mode=self.reward_mode, include_hard=self.include_hard,
-                                       gold_text=gold)
+                                       gold_text=gold, query=ex.query)
 
 
-__all__ = ["PLAN_INSTRUCTIONS", "SolePlanningEnv", "faft_text", "verdict_from_evaluation"]
+__all__ = ["PLAN_INSTRUCTIONS", "SolePlanningEnv", "check_counts", "faft_text", "verdict_from_evaluation"]

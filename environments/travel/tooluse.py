@@ -195,7 +195,7 @@ class TravelToolEnv(ToolEnv):
         ex = self.example(int(task.metadata["index"]))  # type: ignore[arg-type]
         ev = evaluate_plan(ex.query, action, ex.reference)
         verdict = verdict_from_evaluation(ev, reward_mode=self.reward_mode, include_hard=self.include_hard,
-                                          gold_text=plan_to_text(ex.gold) if ex.gold else None)
+                                          gold_text=plan_to_text(ex.gold) if ex.gold else None, query=ex.query)
         return verdict.model_copy(update={"info": {**verdict.info, "notebook": list(self.notebook)}})
 
     def _close_db(self) -> None:
