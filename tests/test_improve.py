@@ -136,7 +136,7 @@ def test_shipped_configs_validate(path):
 
 def test_cli_dry_run_default():
     out = subprocess.run([sys.executable, "-m", "agentloop.cli", "improve", "--dry-run", "iterations=5"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+                         cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["iterations"] == 5
 
@@ -215,3 +215,10 @@ def test_eval_every_skips_intermediate_evaluations(tiny_model_dir, tmp_path):
     result = improve(ImproveConfig.model_validate(cfg), out=tmp_path / "run")
     assert [r["phase"] for r in result.iterations] == ["eval", "train", "eval"]
     assert len(_keys(tmp_path / "run")) == 2 * 5 + 2 * 6 * 2
+
+
+def test_lora_run_saves_adapter_and_generation_copy_follows(tiny_model_dir, tmp_path):
+    cfg = _config(tiny_model_dir, iterations=1)
+    cfg["train"] = {**cfg["train"], "lora": {"r": 4, "alpha": 8}}
+    improve(ImproveConfig.model_validate(cfg), out=tmp_path / "run")
+    assert (tmp_path / "run" / "checkpoints" / "iter-1" / "adapter_config.json").exists()

@@ -226,8 +226,9 @@ def test_every_method_builds_from_its_config(name):
 
 
 def test_rise_distillation_routes_later_attempts_to_teacher():
-    from agentloop.algorithms.rise import RISE, RISEConfig
     from agentloop.policies.scripted import ScriptedPolicy
+
+    from agentloop.algorithms.rise import RISE, RISEConfig
 
     algo = RISE(RISEConfig(turns=3, samples_per_task=1, teacher={"id": "scripted", "kwargs": {"replies": ["yes"]}}))
     policy = algo.collection_policy(ScriptedPolicy(["no"]))
@@ -237,8 +238,13 @@ def test_rise_distillation_routes_later_attempts_to_teacher():
 
 
 def test_critic_training_path_keeps_critiques_that_led_to_a_fix(tokenizer):
-    from agentloop.algorithms.critique_loop import CritiqueLoop, CritiqueLoopConfig, critic_examples
     from agentloop.policies.scripted import ScriptedPolicy
+
+    from agentloop.algorithms.critique_loop import (
+        CritiqueLoop,
+        CritiqueLoopConfig,
+        critic_examples,
+    )
 
     critique = ("Step sentence: no\nCorrectness of the step: Wrong\nExplanation: it is true.\n"
                 "Correctness of the final answer: Wrong\nExplanation: answer yes.")
