@@ -14,7 +14,24 @@ as it finishes, keyed ``phase|iter|task|sample``), one metrics row per iteration
 last committed checkpoint and skips every recorded episode, so a run killed at any point (SIGKILL
 included) finishes with exactly the episodes an uninterrupted run has.
 
-Not covered: several processes sharing one run; distributed (Ray) collection.
+Generation (``generation``): ``backend: hf`` generates with a bf16 copy of the in-training model,
+refreshed in memory after each training phase (default). ``backend: vllm`` builds one vLLM engine from
+the base model folder with LoRA enabled; after each training phase the adapter is saved to
+``RUN/adapters`` and handed to the running engine (:class:`~agentloop.training.distributed.AdapterSync`,
+no base-model reload), so it needs ``train.lora``; ``sync: adapter`` does the same with the hf policy.
+With ``generation.distributed.address`` set, collection and held-out evaluation run on Ray worker
+actors (:class:`~agentloop.distributed.RayRolloutEngine`, central generation: workers step the
+environments, this process generates), started once per run and closed at the end; episode keys and
+resume are unchanged.
+
+Training in several processes (``train.distributed: {num_processes: 2, cpu: true}``, or one process
+per GPU with ``cpu: false``): each training phase saves the current weights and the examples and runs
+:func:`~agentloop.training.distributed.fit_in_processes` (DDP under accelerate; ``train.batch_size``
+is the global batch, split across the processes); rank 0 writes the checkpoint, which this process
+loads. Collection and evaluation stay in this process.
+
+Not covered: several processes sharing one run; per-node generation on Ray workers (each worker would
+need its own copy of the trained weights); the vllm backend is tested only where vLLM and a GPU exist.
 """
 
 from __future__ import annotations
@@ -34,11 +51,13 @@ from agentloop.algorithms.leti import LeTIConfig
 from agentloop.algorithms.rise import RISEConfig
 from agentloop.algorithms.rs_sft import RSSFTConfig
 from agentloop.algorithms.score import SCoReConfig
+from agentloop.distributed import DistributedConfig
 from agentloop.errors import ConfigError
 from agentloop.training.trainer import TrainConfig
 from agentloop.types import Episode, FeedbackMode, SamplingParams
 
-__all__ = ["CollectSettings", "EnvSettings", "EvalSettings", "ImproveConfig", "ImproveResult", "improve"]
+__all__ = ["AdapterSyncSettings", "CollectSettings", "EnvSettings", "EvalSettings", "GenerationSettings", "ImproveConfig",
+           "ImproveResult", "improve"]
 
 MethodSettings = Annotated[RSSFTConfig | RISEConfig | SCoReConfig | LeTIConfig | CritiqueLoopConfig | FAFTConfig,
                            Field(discriminator="name")]
@@ -93,6 +112,58 @@ class EvalSettings(_Section):
                        "iteration are always evaluated (a larger N saves evaluation time on CPU).")
 
 
+class AdapterSyncSettings(_Section):
+    """How the trained LoRA adapter reaches a separate generation engine (``generation.sync: adapter``)."""
+
+    placement: Literal["shared", "separate"] = Field(
+        default="shared", description="'shared': trainer and vLLM on one GPU (vLLM takes engine_memory_share of it); "
+        "'separate': vLLM on the first visible GPU, the trainer on trainer_device.")
+    engine_memory_share: float = Field(default=0.35, gt=0.0, lt=1.0,
+                                       description="vLLM gpu_memory_utilization when it shares the GPU with training.")
+    trainer_device: str = Field(default="cuda:1", description="Trainer device when placement='separate'.")
+    keep_last: int = Field(default=2, ge=1, description="Adapter folders kept under RUN/adapters.")
+
+    def sync_config(self, directory: str | Path) -> Any:
+        from agentloop.training.distributed import AdapterSyncConfig
+
+        return AdapterSyncConfig(directory=str(directory), **self.model_dump())
+
+
+class GenerationSettings(_Section):
+    """Which engine generates the rollouts (collection and held-out evaluation), and where it runs."""
+
+    backend: Literal["hf", "vllm"] = Field(
+        default="hf", description="'hf': transformers in this process; 'vllm': a vLLM engine built once from the base "
+        "model folder with LoRA enabled (needs a CUDA GPU and train.lora).")
+    sync: Literal["auto", "copy", "adapter"] = Field(
+        default="auto", description="How trained weights reach generation after each training phase. 'copy': a "
+        "generation copy of the in-training model is refreshed in memory (hf only); 'adapter': the LoRA adapter is "
+        "saved to RUN/adapters and loaded by the engine (no base-model reload). auto = adapter for vllm, copy for hf.")
+    adapters: AdapterSyncSettings = Field(default_factory=AdapterSyncSettings, description="Adapter sync settings.")
+    vllm_kwargs: dict[str, Any] = Field(default_factory=dict, description="More VLLMPolicy arguments "
+                                        "(max_model_len, engine_kwargs, ...).")
+    distributed: DistributedConfig = Field(
+        default_factory=DistributedConfig, description="Ray rollouts: address null = single process (default); with "
+        "an address, environment workers run on Ray and this process generates for all of them (central).")
+
+    @property
+    def adapter_sync(self) -> bool:
+        return self.sync == "adapter" or (self.sync == "auto" and self.backend == "vllm")
+
+    @model_validator(mode="after")
+    def _check(self) -> GenerationSettings:
+        if self.backend == "vllm" and self.sync == "copy":
+            raise ValueError("generation.backend=vllm with sync=copy: a running vLLM engine cannot take in-memory "
+                             "weights; it receives LoRA adapters (sync: adapter or auto).")
+        if self.distributed.generation == "per_node":
+            raise ValueError("generation.distributed.generation=per_node is not possible in improve: each worker would "
+                             "build its own model from the base weights and never see the trained ones (the hf "
+                             "generation copy lives in this process; adapters are pushed to this process's engine). "
+                             "Use generation: central (workers step environments, this process generates).")
+        self.adapters.sync_config("adapters")  # AdapterSyncConfig's own rules (e.g. separate placement device)
+        return self
+
+
 class ImproveConfig(_Section):
     """The whole improve run. ``agentloop improve CONFIG key.sub=value ...`` builds this."""
 
@@ -103,6 +174,8 @@ class ImproveConfig(_Section):
     collect: CollectSettings = Field(default_factory=CollectSettings)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalSettings = Field(default_factory=EvalSettings)
+    generation: GenerationSettings = Field(default_factory=GenerationSettings,
+                                           description="Generation backend, weight sync and Ray rollouts.")
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto = cuda when available.")
     generation_dtype: Literal["auto", "bfloat16", "float32"] = Field(
         default="auto", description="Precision of the generation copy; auto = bf16 where supported.")
@@ -123,6 +196,21 @@ class ImproveConfig(_Section):
                              "(and eval.feedback: retry) so the report shows Acc@t2.")
         if self.eval.metric == "final" and self.eval.attempts < 2:
             raise ValueError("eval.metric=final needs eval.attempts >= 2 (with one attempt it equals t1).")
+        return self
+
+    @model_validator(mode="after")
+    def _generation_rules(self) -> ImproveConfig:
+        g = self.generation
+        if g.adapter_sync and self.train.lora is None:
+            raise ValueError(f"generation.backend={g.backend} with adapter sync needs train.lora: only the LoRA adapter "
+                             "is handed to the generation engine after each training phase (full fine-tuning would "
+                             "mean reloading the whole model); set train.lora: {r: 16}, or use backend hf, sync copy.")
+        if g.backend == "vllm" and self.device == "cpu":
+            raise ValueError("generation.backend=vllm needs a CUDA GPU; set device: auto or cuda, or use backend hf.")
+        if g.backend == "vllm" and self.train.lora is not None and "max_lora_rank" in g.vllm_kwargs \
+                and g.vllm_kwargs["max_lora_rank"] < self.train.lora.r:
+            raise ValueError(f"generation.vllm_kwargs.max_lora_rank={g.vllm_kwargs['max_lora_rank']} is below "
+                             f"train.lora.r={self.train.lora.r}: vLLM would refuse the trained adapter.")
         return self
 
 
@@ -239,7 +327,6 @@ class _Loop:
 
         from agentloop.algorithms import build_algorithm
         from agentloop.runs import RunDir, key_of
-        from agentloop.training.policy import GenerationModel
         from agentloop.training.trainer import (
             Trainer,
             bf16_supported,
@@ -254,6 +341,7 @@ class _Loop:
         self.recorded: dict[str, Episode] = {key_of(e): e for e in self.run.episodes()}
         seed_everything(cfg.seed)
         device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else ("cpu" if cfg.device == "auto" else cfg.device)
+        device = _trainer_device(cfg.generation, device)  # vllm: the trainer goes where the placement says
         self.algorithm = build_algorithm(cfg.method)
         self.model, self.tokenizer = load_model(cfg.model, device=device, lora=cfg.train.lora,
                                                 gradient_checkpointing=cfg.train.gradient_checkpointing)
@@ -271,14 +359,56 @@ class _Loop:
             self.start = latest[0] + 1
         gdt = cfg.generation_dtype
         use_bf16 = gdt == "bfloat16" or (gdt == "auto" and bf16_supported(torch.device(device)))
-        self.gen = GenerationModel(self.model, self.tokenizer, torch.bfloat16 if use_bf16 else torch.float32,
-                                   max_batch_size=max(cfg.collect.batch_size, cfg.eval.batch_size))
+        self._build_generation(device, use_bf16)
         from agentloop.algorithms.base import ConditionedPolicy
 
-        self.policy = ConditionedPolicy(self.gen.policy, self.algorithm.condition)
+        self.policy = ConditionedPolicy(self.gen_policy, self.algorithm.condition)
         self.eval_idx = eval_indices(cfg.env)
         eval_env = env_factory(cfg.env, "eval")()
         self.held_out = {_prompt_text(eval_env, i) for i in self.eval_idx}
+
+    def _build_generation(self, device: str, use_bf16: bool) -> None:
+        """The generation policy (hf copy, or an engine fed adapters), and the Ray engine when configured."""
+        g, batch = self.cfg.generation, max(self.cfg.collect.batch_size, self.cfg.eval.batch_size)
+        self.gen: Any = None
+        self.adapter_sync: Any = None
+        if not g.adapter_sync:
+            import torch
+
+            from agentloop.training.policy import GenerationModel
+
+            self.gen = GenerationModel(self.model, self.tokenizer, torch.bfloat16 if use_bf16 else torch.float32,
+                                       max_batch_size=batch)
+            self.gen_policy = self.gen.policy
+        else:
+            from agentloop.training.distributed import AdapterSync
+
+            self.gen_policy = _adapter_policy(self.cfg, device, use_bf16, batch)
+            self.adapter_sync = AdapterSync(self.gen_policy, g.adapters.sync_config(self.run.path / "adapters"))
+            if self.start > 1:  # resumed: the engine starts from the base model; give it the restored adapter
+                self.adapter_sync.push(self.model, self.start - 1)
+        self.ray_engine: Any = None
+        if g.distributed.address is not None:
+            from agentloop.distributed import RayRolloutEngine
+            from agentloop.rollout import RolloutConfig
+
+            # Built once (worker actors start once); each collection points it at its policy, critic and sampling.
+            self.ray_engine = RayRolloutEngine(self.gen_policy, config=RolloutConfig(), distributed=g.distributed)
+
+    def _engine(self, policy: Any, critic: Any, config: Any) -> Any:
+        """The rollout engine of one collection: single-process, or the shared Ray engine set up for it."""
+        if self.ray_engine is None:
+            from agentloop.rollout import RolloutEngine
+
+            return RolloutEngine(policy, critic, config)
+        self.ray_engine.policy, self.ray_engine.critic, self.ray_engine.config = policy, critic, config
+        return self.ray_engine
+
+    def close(self) -> None:
+        """Stop the Ray workers (and Ray, if the engine started it)."""
+        if getattr(self, "ray_engine", None) is not None:
+            self.ray_engine.close()
+            self.ray_engine = None
 
     def _latest_checkpoint(self) -> tuple[int, Path] | None:
         found = [(int(p.name.split("-")[1]), p) for p in self.run.checkpoints() if p.name.startswith("iter-")]
@@ -298,7 +428,8 @@ class _Loop:
 
         with self._progress(label) as bar:
             collector = Collector(policy or self.policy, sampling, run=self.run, critic=critic, max_concurrency=batch,
-                                  step_workers=self.cfg.collect.step_workers, progress=bar.update)
+                                  step_workers=self.cfg.collect.step_workers, progress=bar.update,
+                                  engine_factory=self._engine)
             episodes = collector.collect(specs, self.recorded)
         for s, e in zip(specs, episodes):
             self.recorded[s.key] = e
@@ -340,7 +471,7 @@ class _Loop:
                                   max_new_tokens=cfg.collect.max_new_tokens, stop=cfg.collect.stop,
                                   seed=cfg.seed * 1000 + iteration)
         specs = self.algorithm.specs(iteration, tasks)
-        critic = self.algorithm.make_critic(self.gen.policy) if hasattr(self.algorithm, "make_critic") else None
+        critic = self.algorithm.make_critic(self.gen_policy) if hasattr(self.algorithm, "make_critic") else None
         policy = self.algorithm.collection_policy(self.policy) if hasattr(self.algorithm, "collection_policy") else None
         episodes = self.collect(specs, sampling, cfg.collect.batch_size, f"collect iter {iteration}", critic, policy)
         if cfg.method.data == "union":
@@ -349,13 +480,30 @@ class _Loop:
         examples = self.algorithm.examples(episodes, self.tokenizer)
         if cfg.method.restart_from_base and iteration > 1:
             self._reload_base()
-        with self._progress(f"train  iter {iteration}") as bar:
-            stats = self.trainer.fit(examples, self.algorithm.objective, progress=bar.update_loss)
-        self.trainer.save(self.run.checkpoints_path / f"iter-{iteration}", extra={"iteration": iteration})
-        self.gen.sync()
+        ckpt = self.run.checkpoints_path / f"iter-{iteration}"
+        if cfg.train.distributed.num_processes > 1:
+            # train.distributed: the phase runs in a DDP process group on the saved weights + examples;
+            # its rank 0 writes the checkpoint, which is loaded back into self.model.
+            from agentloop.training.distributed import fit_in_processes
+
+            self.log(f"train  iter {iteration}: {cfg.train.distributed.num_processes} processes")
+            stats = fit_in_processes(self.trainer, examples, self.algorithm.objective, ckpt, model=cfg.model,
+                                     extra={"iteration": iteration})
+        else:
+            with self._progress(f"train  iter {iteration}") as bar:
+                stats = self.trainer.fit(examples, self.algorithm.objective, progress=bar.update_loss)
+            self.trainer.save(ckpt, extra={"iteration": iteration})
+        self._refresh_generation(iteration)
         return {**self.algorithm.stats(episodes), "train_examples": len(examples), "train_steps": stats.steps,
                 "train_loss_first": stats.loss_first, "train_loss_last": stats.loss_last,
                 "train_seconds": round(stats.seconds, 1), "train_truncated": stats.truncated}
+
+    def _refresh_generation(self, iteration: int) -> None:
+        """Make generation use the freshly trained weights: refresh the hf copy, or push the adapter (no reload)."""
+        if self.adapter_sync is not None:
+            self.adapter_sync.push(self.model, iteration)
+        else:
+            self.gen.sync()
 
     def _reload_base(self) -> None:
         """Put the starting weights back (restart_from_base): re-initialise a LoRA adapter, or reload full weights."""
@@ -425,6 +573,32 @@ def _row_text(row: dict[str, Any]) -> str:
     return " ".join(parts[:2]) + ("; " + "; ".join(parts[2:]) if len(parts) > 2 else "")
 
 
+def _trainer_device(g: GenerationSettings, device: str) -> str:
+    """The trainer's device: unchanged, except vllm with placement 'separate' (trainer on adapters.trainer_device)."""
+    if g.backend != "vllm" or device == "cpu":
+        return device
+    from agentloop.training.distributed import engine_placement
+
+    return engine_placement(g.adapters.sync_config("adapters"))[1]
+
+
+def _adapter_policy(cfg: ImproveConfig, device: str, use_bf16: bool, batch: int) -> Any:
+    """A generation engine built once from the base model folder, fed LoRA adapters by AdapterSync."""
+    if cfg.generation.backend == "vllm":
+        from agentloop.policies.vllm import VLLMPolicy
+        from agentloop.training.distributed import engine_placement
+
+        placement, _ = engine_placement(cfg.generation.adapters.sync_config("adapters"))
+        rank = cfg.train.lora.r if cfg.train.lora else 16
+        kwargs = {"max_lora_rank": 1 << max(3, (rank - 1).bit_length()), "seed": cfg.seed,  # vLLM takes 8, 16, 32..
+                  **placement, **cfg.generation.vllm_kwargs}
+        return VLLMPolicy(model=cfg.model, enable_lora=True, **kwargs)
+    from agentloop.policies.hf import HFPolicy
+
+    # The base weights in the generation dtype; the adapter (float32 on disk) is applied unmerged by peft.
+    return HFPolicy(model=cfg.model, dtype="bfloat16" if use_bf16 else "float32", device=device, max_batch_size=batch)
+
+
 def cpu_threads(requested: int | None) -> int:
     """Threads for torch on CPU (see ImproveConfig.threads)."""
     if requested is not None:
@@ -445,7 +619,10 @@ def improve(cfg: ImproveConfig, *, out: str | Path | None = None, resume: bool =
     """Run (or resume) an improve job; see the module docstring. Returns the summary."""
     path = Path(out) if out is not None else default_out(cfg)
     loop = _Loop(cfg, path, resume, console)
-    result = loop.run_all()
+    try:
+        result = loop.run_all()
+    finally:
+        loop.close()
     (path / "result.json").write_text(json.dumps(result.model_dump(mode="json"), indent=2) + "\n")
     os.sync() if hasattr(os, "sync") else None
     return result

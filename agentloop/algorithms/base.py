@@ -120,9 +120,12 @@ class Collector:
 
     def __init__(self, policy: Policy, sampling: SamplingParams, *, run: Any = None, critic: Critic | None = None,
                  max_concurrency: int = 64, step_workers: int = 1,
-                 progress: Callable[[int, int], None] | None = None):
-        self.engine = RolloutEngine(policy, critic, RolloutConfig(
-            sampling=sampling, max_concurrency=max_concurrency, step_workers=step_workers))
+                 progress: Callable[[int, int], None] | None = None,
+                 engine_factory: Callable[[Policy, Critic | None, RolloutConfig], Any] | None = None):
+        # engine_factory: an engine with the same run(jobs, on_episode) (e.g. a RayRolloutEngine) instead
+        # of the single-process RolloutEngine; it gets this collection's policy, critic and settings.
+        config = RolloutConfig(sampling=sampling, max_concurrency=max_concurrency, step_workers=step_workers)
+        self.engine = (engine_factory or RolloutEngine)(policy, critic, config)
         self.run = run
         self.progress = progress
 

@@ -11,8 +11,13 @@
   shards hold different numbers of target tokens.
 * :func:`launch_env` sets what the processes need (CPU runs: ``ACCELERATE_USE_CPU``, one BLAS thread).
 * :func:`shard` gives each process its contiguous block of the global batch.
+* :func:`fit_in_processes` runs one training phase of an in-process :class:`Trainer` in a process
+  group (``agentloop improve`` does this when ``train.distributed.num_processes > 1``): it saves the
+  current weights and the examples, launches :func:`fit_worker` in every process (``python -m
+  agentloop.training.distributed --fit SPEC``), and loads the checkpoint rank 0 wrote.
 * ``python -m agentloop.training.distributed --trainer`` (:func:`trainer_run`) runs the project's
-  :class:`~agentloop.training.trainer.Trainer`, unchanged, with its model wrapped by accelerate (DDP).
+  :class:`~agentloop.training.trainer.Trainer` with its model wrapped by accelerate (DDP); the
+  trainer splits each global batch across the processes and normalises by global counts.
 * ``python -m agentloop.training.distributed`` (``reference_run``) trains a tiny random-init Llama
   for a few steps on a fixed synthetic global batch with a masked LM loss and saves the parameters;
   the tests launch it with 1 and 2 CPU processes and compare. It is the reference the trainers
@@ -24,11 +29,9 @@
   devices" into the vLLM memory share and the trainer's device.
 
 Not covered: multi-node launch (``num_machines > 1`` is passed to the launcher but untested here),
-FSDP (refused on CPU; on GPUs the flags are passed to accelerate, untested here), and the trainer's
-own multi-step batching under DDP: ``Trainer.fit`` shuffles and batches each process's shard on its
-own, so N processes match one only when every step is the whole shard (as in :func:`trainer_run`),
-and its default ``"token"`` loss reduction averages per-process token means (see the hook described
-in :func:`trainer_run`).
+FSDP (refused on CPU; on GPUs the flags are passed to accelerate, untested here). The trainer under
+DDP matches one process fitting the same global batches without micro-batching (one process with
+``micro_batch_size`` weights micro-batch means by rows, an approximation of the token mean).
 """
 
 from __future__ import annotations
@@ -50,7 +53,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AdapterSync", "AdapterSyncConfig", "DistributedTrainingConfig", "TrainingLaunchError", "engine_placement",
-    "global_token_mean_loss", "launch", "launch_command", "launch_env", "reference_run", "shard", "trainer_run",
+    "fit_in_processes", "fit_worker", "global_token_mean_loss", "launch", "launch_command", "launch_env",
+    "reference_run", "shard", "trainer_run",
 ]
 
 
@@ -232,18 +236,18 @@ def reference_run(out: str | Path, steps: int = 3, global_batch: int = 8, seq_le
     return {"loss_first": losses[0], "loss_last": losses[-1], "processes": accelerator.num_processes}
 
 
-def trainer_run(out: str | Path, steps: int = 3, global_batch: int = 8, seed: int = 0,
-                lr: float = 1e-3) -> dict[str, float]:
+def trainer_run(out: str | Path, steps: int = 3, global_batch: int = 8, seed: int = 0, lr: float = 1e-3,
+                examples: int | None = None, reduction: Literal["token", "sequence"] = "token",
+                micro_batch: int | None = None) -> dict[str, float]:
     """The project's :class:`~agentloop.training.trainer.Trainer` under accelerate (DDP when launched on N processes).
 
-    Each process fits its shard of ``global_batch`` chat examples, one optimizer step per epoch over
-    the whole shard, so every step sees the global batch. ``reduction="sequence"`` with equal shards
-    makes DDP's gradient average equal the single-process loss; the trainer's default ``"token"``
-    reduction would need the global token count (see :func:`global_token_mean_loss`).
+    Every process passes the same ``examples`` chat examples (default: ``global_batch``) of varying
+    length; the trainer shuffles them once (same seed on every rank) and each of the ``steps``
+    optimizer steps trains on a global batch of ``global_batch`` rows split across the processes,
+    with the loss normalised over the global batch. ``out`` is a checkpoint folder written by
+    :meth:`Trainer.save` (rank 0 only).
     """
-    import torch
     from accelerate import Accelerator
-    from safetensors.torch import save_file
     from transformers import AutoTokenizer
 
     from agentloop.policies.default_model import default_model_path
@@ -256,21 +260,18 @@ def trainer_run(out: str | Path, steps: int = 3, global_batch: int = 8, seed: in
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model = tiny_model(seed, vocab=len(tok))
-    examples = [chat_example(tok, [user(f"Count to {n}."), assistant(" ".join(str(k) for k in range(1, n + 2)))])
-                for n in range(global_batch)]
-    mine = examples[shard(global_batch, accelerator.process_index, accelerator.num_processes)]
+    n = examples or global_batch
+    data = [chat_example(tok, [user(f"Count to {k}."), assistant(" ".join(str(j) for j in range(1, 3 * k + 2)))])
+            for k in range(n)]
     model = accelerator.prepare(model)
-    config = TrainConfig(lr=lr, batch_size=len(mine), epochs=steps, max_len=64, reduction="sequence",
-                         dtype="float32", seed=seed)
-    stats = Trainer(model, tok, config).fit(mine, objective="sft")
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        state = {k: v.detach().cpu().contiguous() for k, v in accelerator.unwrap_model(model).state_dict().items()}
-        state.pop("lm_head.weight", None)
-        save_file(state, str(out))
-    accelerator.wait_for_everyone()
+    config = TrainConfig(lr=lr, batch_size=global_batch, micro_batch_size=micro_batch, max_steps=steps,
+                         epochs=-(-steps * global_batch // n), max_len=128, reduction=reduction, dtype="float32",
+                         seed=seed)
+    trainer = Trainer(model, tok, config)
+    stats = trainer.fit(data, objective="sft")
+    trainer.save(out)
     return {"loss_first": float(stats.loss_first or 0.0), "loss_last": float(stats.loss_last or 0.0),
-            "steps": stats.steps, "processes": accelerator.num_processes}
+            "steps": stats.steps, "tokens": stats.tokens, "processes": accelerator.num_processes}
 
 
 # -- the generation engine in the loop ------------------------------------------------------------
@@ -352,18 +353,101 @@ class AdapterSync:
         return path
 
 
+# -- a training phase in a process group (what ``agentloop improve`` runs with train.distributed) ----
+def fit_in_processes(trainer: Any, examples: Sequence[Any], objective: str, out: str | Path, *,
+                     model: str | None = None, extra: Mapping[str, Any] | None = None,
+                     config: DistributedTrainingConfig | None = None, timeout: float | None = None) -> Any:
+    """Run ``trainer.fit(examples, objective)`` in ``config.num_processes`` processes; returns its TrainStats.
+
+    The current weights (full, or the LoRA adapter) are saved next to ``out``, every process loads
+    them (:func:`fit_worker`), trains its slice of each global batch under DDP, and rank 0 writes
+    the checkpoint ``out`` (:meth:`Trainer.save`, with ``extra``). This process then loads ``out``
+    into ``trainer``, so afterwards it holds what an in-process ``fit`` + ``save`` would have (up
+    to float rounding, and with the trainer's ``calls`` counter advanced the same way). ``model``
+    is the base model folder (None = the embedded default): the base for a LoRA adapter, and the
+    KL reference of a fully fine-tuned ``reinforce`` run. ``config`` defaults to
+    ``trainer.config.distributed``.
+    """
+    import json
+    import shutil
+    import tempfile
+
+    from agentloop.training.trainer import TrainStats
+
+    config = config or trainer.config.distributed
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".fit-{out.name}-", dir=out.parent))
+    try:
+        trainer.save(work / "start")
+        with open(work / "examples.jsonl", "w") as f:
+            f.writelines(ex.model_dump_json() + "\n" for ex in examples)
+        spec = {"model": model, "start": str(work / "start"), "examples": str(work / "examples.jsonl"),
+                "objective": objective, "train": trainer.config.model_dump(mode="json"), "out": str(out),
+                "stats": str(work / "stats.json"), "extra": dict(extra or {})}
+        (work / "spec.json").write_text(json.dumps(spec))
+        launch(config, "agentloop.training.distributed", ["--fit", str(work / "spec.json")], module=True,
+               timeout=timeout)
+        trainer.load_weights(out)
+        return TrainStats.model_validate_json((work / "stats.json").read_text())
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def fit_worker(spec_path: str | Path) -> None:
+    """One process of :func:`fit_in_processes`: load the start weights, fit under accelerate, rank 0 saves."""
+    import json
+
+    from accelerate import Accelerator
+
+    from agentloop.training.data import TrainExample
+    from agentloop.training.trainer import TrainConfig, Trainer, load_model
+
+    spec = json.loads(Path(spec_path).read_text())
+    cfg = TrainConfig.model_validate(spec["train"])
+    accelerator = Accelerator()
+    device = str(accelerator.device)
+    # A full fine-tune's start checkpoint is a whole model folder (tokenizer included, e.g. LeTI's
+    # added tokens); a LoRA start checkpoint holds only the adapter, which goes onto the base model.
+    model, tok = load_model(spec["model"] if cfg.lora is not None else spec["start"], device=device, lora=cfg.lora,
+                            gradient_checkpointing=cfg.gradient_checkpointing)
+    ref = None
+    if spec["objective"] == "reinforce" and cfg.lora is None:
+        ref, _ = load_model(spec["model"], device=device)
+        ref.eval().requires_grad_(False)
+    trainer = Trainer(accelerator.prepare(model), tok, cfg, ref_model=ref)
+    trainer.load_weights(spec["start"])  # the adapter (LoRA) and the trainer's call counter (seeding)
+    examples = [TrainExample.model_validate_json(line) for line in Path(spec["examples"]).read_text().splitlines()]
+    stats = trainer.fit(examples, spec["objective"])
+    trainer.save(spec["out"], extra=spec["extra"])
+    if accelerator.is_main_process:
+        Path(spec["stats"]).write_text(stats.model_dump_json())
+    accelerator.wait_for_everyone()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Reference data-parallel run: tiny random-init Llama, masked LM loss.")
-    ap.add_argument("--out", required=True, help="safetensors file for the final parameters (written by rank 0).")
+    ap.add_argument("--out", help="safetensors file for the final parameters (written by rank 0).")
+    ap.add_argument("--fit", metavar="SPEC", help="Run one process of fit_in_processes (spec written by it).")
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--global-batch", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lr", type=float, default=1e-2)
     ap.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
-    ap.add_argument("--trainer", action="store_true", help="Run the project's Trainer (AdamW), not the bare step.")
+    ap.add_argument("--trainer", action="store_true",
+                    help="Run the project's Trainer (AdamW); --out is then a checkpoint folder.")
+    ap.add_argument("--examples", type=int, default=None, help="--trainer: examples in the data (default: batch).")
+    ap.add_argument("--reduction", choices=["token", "sequence"], default="token")
+    ap.add_argument("--micro-batch", type=int, default=None, help="--trainer: micro-batch size per process.")
     a = ap.parse_args(argv)
+    if a.fit:
+        fit_worker(a.fit)
+        return
+    if not a.out:
+        ap.error("--out is required (except with --fit)")
     if a.trainer:
-        stats = trainer_run(a.out, steps=a.steps, global_batch=a.global_batch, seed=a.seed, lr=a.lr)
+        stats = trainer_run(a.out, steps=a.steps, global_batch=a.global_batch, seed=a.seed, lr=a.lr,
+                            examples=a.examples, reduction=a.reduction, micro_batch=a.micro_batch)
         if int(os.environ.get("RANK", "0")) == 0:
             print(stats, flush=True)
         return

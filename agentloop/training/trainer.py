@@ -20,8 +20,17 @@ checkpointing; peft for LoRA adapters (``get_peft_model``, ``disable_adapter`` f
 ``merge_and_unload`` when exporting); torch AdamW. TRL's trainers are not used: each expects its
 own dataset and loss, and our losses (per-sequence advantages and KL coefficients, RWR weights,
 trained-segment masks) are the point of the methods, so the loop here is ~100 lines we test directly.
-Not covered: multi-GPU / FSDP, optimizer state across ``fit`` calls (each call starts a fresh
-AdamW, as expert-iteration methods restart training each iteration).
+Data parallel (DDP, e.g. under ``accelerate`` with N processes): pass a model wrapped by
+``DistributedDataParallel`` (``accelerator.prepare(model)``) and the *same* examples on every rank.
+:meth:`Trainer.fit` then shuffles once globally (same seed everywhere), splits each global batch of
+``batch_size`` rows into contiguous per-rank slices, and normalises every loss by the *global*
+count of its unit (target tokens for ``reduction="token"``, sequences otherwise; all-reduced), so N
+processes produce the gradient of one process fitting the whole global batch without
+micro-batching. Checkpoints are written by rank 0 only (the others wait at a barrier); ``is_lora``,
+the reference model, ``save`` and ``load_weights`` look through the DDP wrapper (``model.module``).
+A process group of > 1 ranks with an unwrapped model is treated as independent single processes.
+Not covered: FSDP, optimizer state across ``fit`` calls (each call starts a fresh AdamW, as
+expert-iteration methods restart training each iteration).
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
@@ -44,6 +54,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from agentloop.algorithms import losses as L
 from agentloop.errors import ConfigError
 from agentloop.training.data import TrainExample, encode_example
+from agentloop.training.distributed import DistributedTrainingConfig
 
 __all__ = ["LoraSettings", "TrainConfig", "TrainStats", "Trainer", "bf16_supported", "load_model", "seed_everything"]
 
@@ -85,6 +96,11 @@ class TrainConfig(BaseModel):
     kl_estimator: Literal["k1", "k3"] = Field(default="k3", description="Per-token KL estimator (reinforce).")
     reduction: Literal["token", "sequence"] = Field(default="token", description="Loss normalisation.")
     seed: int = 0
+    distributed: DistributedTrainingConfig = Field(
+        default_factory=DistributedTrainingConfig,
+        description="Processes the training phase of `agentloop improve` runs in: num_processes > 1 launches them "
+        "(DDP under accelerate; cpu: true = CPU processes with gloo, else one per GPU with nccl) on the phase's "
+        "examples and current weights; batch_size is then the global batch, split across the processes.")
 
     @model_validator(mode="after")
     def _check(self) -> TrainConfig:
@@ -173,8 +189,23 @@ class Trainer:
         self.autocast_dtype = torch.bfloat16 if use_bf16 else None
 
     @property
+    def unwrapped(self) -> Any:
+        """The model inside a DistributedDataParallel wrapper (``model.module``), else the model itself."""
+        return self.model.module if isinstance(self.model, torch.nn.parallel.DistributedDataParallel) else self.model
+
+    @property
     def is_lora(self) -> bool:
-        return hasattr(self.model, "disable_adapter") and hasattr(self.model, "peft_config")
+        inner = self.unwrapped
+        return hasattr(inner, "disable_adapter") and hasattr(inner, "peft_config")
+
+    def data_parallel(self) -> tuple[int, int] | None:
+        """(rank, world size) when the model is DDP-wrapped in a process group of > 1 ranks, else None."""
+        dist = torch.distributed
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+            return None
+        if not isinstance(self.model, torch.nn.parallel.DistributedDataParallel):
+            return None  # without DDP gradients are not averaged: each rank trains on its own
+        return dist.get_rank(), dist.get_world_size()
 
     # -- log-probabilities --------------------------------------------------------------------------
     def _autocast(self):
@@ -189,13 +220,14 @@ class Trainer:
     @torch.no_grad()
     def _ref_logp(self, ids: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
         if self.is_lora:
-            with self.model.disable_adapter():
-                return self._logp(self.model, ids, attn)
+            # The unwrapped model: a no-grad forward needs no DDP gradient hooks.
+            with self.unwrapped.disable_adapter():
+                return self._logp(self.unwrapped, ids, attn)
         if self._ref is None:
             import copy
 
             # The reference is the policy as it was when KL was first needed: the starting weights.
-            self._ref = copy.deepcopy(self.model).eval()
+            self._ref = copy.deepcopy(self.unwrapped).eval()
             for p in self._ref.parameters():
                 p.requires_grad_(False)
         return self._logp(self._ref, ids, attn)
@@ -220,12 +252,18 @@ class Trainer:
             "truncated": torch.tensor(sum(c for _, _, c in encoded)),
         }
 
-    def loss(self, batch: dict[str, torch.Tensor], objective: Objective) -> torch.Tensor:
-        """The objective's loss on one collated micro-batch."""
+    def loss(self, batch: dict[str, torch.Tensor], objective: Objective, weighted: bool | None = None) -> torch.Tensor:
+        """The objective's loss on one collated micro-batch.
+
+        ``weighted`` picks the per-sequence weighted NLL for sft/rwr; None decides from this
+        micro-batch (weighted unless objective is sft with every weight 1).
+        """
         logp = self._logp(self.model, batch["input_ids"], batch["attention_mask"])
         mask = batch["loss_mask"] * batch["attention_mask"][:, 1:]
         if objective in ("sft", "rwr"):
-            if objective == "sft" and bool((batch["weights"] == 1).all()):
+            if weighted is None:
+                weighted = not (objective == "sft" and bool((batch["weights"] == 1).all()))
+            if objective == "sft" and not weighted:
                 return L.sft_loss(logp, mask, self.config.reduction)
             return L.weighted_sft_loss(logp, mask, batch["weights"])
         if objective == "reinforce":
@@ -238,7 +276,11 @@ class Trainer:
     # -- the loop -----------------------------------------------------------------------------------
     def fit(self, examples: Sequence[TrainExample], objective: Objective = "sft",
             progress: Callable[[int, int, float], None] | None = None) -> TrainStats:
-        """Train on ``examples`` for ``config.epochs`` passes; ``progress(step, total, loss)`` after each step."""
+        """Train on ``examples`` for ``config.epochs`` passes; ``progress(step, total, loss)`` after each step.
+
+        Under DDP (:meth:`data_parallel`) every rank passes the same ``examples``: ``batch_size`` is
+        the global batch, of which each rank trains its slice (see the module docstring).
+        """
         cfg = self.config
         stats = TrainStats()
         if not examples:
@@ -259,17 +301,10 @@ class Trainer:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / (cfg.warmup_steps + 1)))
         self.model.train()
         start, losses = time.perf_counter(), []
+        dp = self.data_parallel()
         for step, batch in enumerate(batches):
-            total = 0.0
-            micro_size = cfg.micro_batch_size or cfg.batch_size
-            for i in range(0, len(batch), micro_size):
-                micro = batch[i: i + micro_size]
-                collated = self.collate(micro)
-                loss = self.loss(collated, objective) * (len(micro) / len(batch))
-                loss.backward()
-                total += float(loss.detach())
-                stats.tokens += int(collated["attention_mask"].sum())
-                stats.truncated += int(collated["truncated"])
+            total = self._local_step(batch, objective, stats) if dp is None else self._ddp_step(batch, objective,
+                                                                                              stats, *dp)
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
             opt.step()
             sched.step()
@@ -279,6 +314,10 @@ class Trainer:
             if progress is not None:
                 progress(step + 1, len(batches), total)
         self.model.eval()
+        if dp is not None:  # tokens / truncation counted on every rank's slice
+            counts = torch.tensor([stats.tokens, stats.truncated], dtype=torch.float64, device=self.device)
+            torch.distributed.all_reduce(counts)
+            stats.tokens, stats.truncated = int(counts[0]), int(counts[1])
         finite = [x for x in losses if math.isfinite(x)]
         stats.steps = len(losses)
         stats.loss_first, stats.loss_last = losses[0], losses[-1]
@@ -286,14 +325,80 @@ class Trainer:
         stats.seconds = time.perf_counter() - start
         return stats
 
+    def _local_step(self, batch: Sequence[TrainExample], objective: Objective, stats: TrainStats) -> float:
+        """Accumulate one optimizer step's gradients in a single process; returns the step's loss."""
+        total = 0.0
+        micro_size = self.config.micro_batch_size or self.config.batch_size
+        for i in range(0, len(batch), micro_size):
+            micro = batch[i: i + micro_size]
+            collated = self.collate(micro)
+            loss = self.loss(collated, objective) * (len(micro) / len(batch))
+            loss.backward()
+            total += float(loss.detach())
+            stats.tokens += int(collated["attention_mask"].sum())
+            stats.truncated += int(collated["truncated"])
+        return total
+
+    def _loss_units(self, batch: dict[str, torch.Tensor], objective: Objective, weighted: bool) -> float:
+        """What the objective's loss on ``batch`` is a mean over: target tokens, or (non-empty) sequences."""
+        mask = batch["loss_mask"] * batch["attention_mask"][:, 1:]
+        if objective in ("sft", "rwr") and (weighted or objective == "rwr"):
+            return float(mask.shape[0])  # weighted_sft_loss divides by the rows
+        if self.config.reduction == "token":
+            return float(mask.sum())
+        return float((mask.sum(-1) > 0).sum())
+
+    def _ddp_step(self, batch: Sequence[TrainExample], objective: Objective, stats: TrainStats,
+                  rank: int, world: int) -> float:
+        """This rank's share of one global step; the DDP-averaged gradient is the single-process one.
+
+        Each micro-batch's mean loss is rescaled to ``sum * world / global_units`` (units all-reduced
+        over ranks), so DDP's average over ``world`` ranks is the mean over the whole global batch.
+        """
+        # Contiguous, near-even slices; a rank left without rows runs the first row with weight 0 so
+        # that every rank still takes part in DDP's gradient all-reduce.
+        bounds = [len(batch) * r // world for r in range(world + 1)]
+        mine = list(batch[bounds[rank]: bounds[rank + 1]])
+        idle = not mine
+        mine = mine or list(batch[:1])
+        weighted = objective == "rwr" or any(ex.weight != 1 for ex in batch)  # decided on the global batch
+        micro_size = self.config.micro_batch_size or len(mine)
+        micros = [self.collate(mine[i: i + micro_size]) for i in range(0, len(mine), micro_size)]
+        units = [0.0 if idle else self._loss_units(c, objective, weighted) for c in micros]
+        global_units = torch.tensor(sum(units), dtype=torch.float64, device=self.device)
+        torch.distributed.all_reduce(global_units)
+        denom = max(float(global_units), 1.0)
+        total = 0.0
+        for k, collated in enumerate(micros):
+            # Gradients are all-reduced once per step, on the last micro-batch's backward.
+            with self.model.no_sync() if k < len(micros) - 1 else nullcontext():
+                loss = self.loss(collated, objective, weighted=weighted) * (units[k] * world / denom)
+                loss.backward()
+            total += float(loss.detach())
+            if not idle:
+                stats.tokens += int(collated["attention_mask"].sum())
+                stats.truncated += int(collated["truncated"])
+        step_loss = torch.tensor(total / world, dtype=torch.float64, device=self.device)
+        torch.distributed.all_reduce(step_loss)  # the global batch's loss, the same on every rank
+        return float(step_loss)
+
     # -- checkpoints --------------------------------------------------------------------------------
     def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
         """Save weights (adapter only for LoRA), tokenizer and trainer state atomically: all or nothing."""
         path = Path(path)
+        if self.data_parallel() is not None:
+            # Rank 0 writes; the others wait so that no rank reads the checkpoint before it exists.
+            if torch.distributed.get_rank() == 0:
+                self._write_checkpoint(path, extra)
+            torch.distributed.barrier()
+            return path
+        return self._write_checkpoint(path, extra)
+
+    def _write_checkpoint(self, path: Path, extra: dict[str, Any] | None) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
         try:
-            self.model.save_pretrained(tmp, safe_serialization=True)
+            self.unwrapped.save_pretrained(tmp, safe_serialization=True)
             self.tokenizer.save_pretrained(tmp)
             state = {"calls": self.calls, "config": self.config.model_dump(mode="json"), **(extra or {})}
             (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
@@ -318,9 +423,9 @@ class Trainer:
         if self.is_lora:
             from peft import set_peft_model_state_dict
 
-            set_peft_model_state_dict(self.model, state)
+            set_peft_model_state_dict(self.unwrapped, state)
         else:
-            missing, unexpected = self.model.load_state_dict(state, strict=False)
+            missing, unexpected = self.unwrapped.load_state_dict(state, strict=False)
             real_missing = [m for m in missing if "lm_head" not in m]  # tied embeddings are not saved twice
             if real_missing or unexpected:
                 raise ConfigError(f"checkpoint {path} does not match the model: missing {real_missing[:3]}, "
