@@ -11,9 +11,10 @@ setup:
 run: setup
 	$(VENV)/bin/agentloop improve
 
-# The test suite (CPU only, no network).
+# The test suite (CPU only, no network). One OpenMP thread per process: the suite starts several
+# processes at once (Ray workers, two-process training), which oversubscribe 2 cores otherwise.
 test: setup
-	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 bench: setup
 	$(VENV)/bin/python benchmarks/rollout_overhead.py

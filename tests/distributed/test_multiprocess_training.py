@@ -14,7 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from agentloop.training.distributed import DistributedTrainingConfig, launch, launch_command, shard
+from agentloop.training.distributed import (
+    DistributedTrainingConfig,
+    launch,
+    launch_command,
+    shard,
+)
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("accelerate")
@@ -102,10 +107,10 @@ def test_project_trainer_two_processes_match_one(tmp_path):
 def test_trainer_looks_through_ddp_wrapper(tmp_path):
     """is_lora, save and load_weights see the peft model inside DistributedDataParallel (a 1-process gloo group)."""
     import torch.distributed as dist
+    from agentloop.policies.default_model import default_model_path
     from peft import LoraConfig, get_peft_model
     from transformers import AutoTokenizer
 
-    from agentloop.policies.default_model import default_model_path
     from agentloop.training.data import chat_example
     from agentloop.training.distributed import tiny_model
     from agentloop.training.trainer import TrainConfig, Trainer
@@ -135,9 +140,9 @@ def test_trainer_looks_through_ddp_wrapper(tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory):
+    from agentloop.policies.default_model import default_model_path
     from transformers import AutoTokenizer
 
-    from agentloop.policies.default_model import default_model_path
     from agentloop.training.distributed import tiny_model
 
     tok = AutoTokenizer.from_pretrained(str(default_model_path()))
@@ -151,28 +156,39 @@ def tiny_model_dir(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("lora", [False, True])
-def test_fit_in_processes_matches_in_process_fit(tiny_model_dir, tmp_path, lora):
+@pytest.mark.parametrize(("lora", "objective", "extra"), [
+    (False, "sft", {}),
+    (True, "sft", {}),
+    (False, "reinforce", {}),  # signed advantages, KL against the reference loaded by every process
+    (False, "rwr", {"micro_batch_size": 1, "reduction": "sequence"}),  # per-sequence weighted NLL
+])
+def test_fit_in_processes_matches_in_process_fit(tiny_model_dir, tmp_path, lora, objective, extra):
     """What `agentloop improve` runs with train.distributed: 2 CPU processes == trainer.fit in this process."""
     from agentloop.training.data import chat_example
     from agentloop.training.distributed import fit_in_processes
-    from agentloop.training.trainer import LoraSettings, TrainConfig, Trainer, load_model
+    from agentloop.training.trainer import (
+        LoraSettings,
+        TrainConfig,
+        Trainer,
+        load_model,
+    )
     from agentloop.types import assistant, user
 
     dist_cfg = DistributedTrainingConfig(num_processes=2, cpu=True, main_process_port=_free_port())
     cfg = TrainConfig(lr=1e-2 if lora else 1e-3, batch_size=4, epochs=1, max_len=96, dtype="float32",
-                      lora=LoraSettings(r=4, alpha=8) if lora else None, distributed=dist_cfg)
+                      lora=LoraSettings(r=4, alpha=8) if lora else None, distributed=dist_cfg, **extra)
     trainers = []
     for _ in range(2):
         torch.manual_seed(0)  # the same random LoRA initialisation in both trainers
         model, tok = load_model(tiny_model_dir, lora=cfg.lora)
         trainers.append(Trainer(model, tok, cfg))
-    data = [chat_example(tok, [user(f"Count to {k}."), assistant(" ".join(map(str, range(1, 2 * k + 2))))])
+    data = [chat_example(tok, [user(f"Count to {k}."), assistant(" ".join(map(str, range(1, 2 * k + 2))))],
+                         weight=1.0 if objective == "sft" else (k % 3) - 0.8, kl_coef=0.1 * (objective == "reinforce"))
             for k in range(10)]
     local, multi = trainers
     before = {k: v.clone() for k, v in local.model.state_dict().items()}
-    ref = local.fit(data, objective="sft")
-    stats = fit_in_processes(multi, data, "sft", tmp_path / "iter-1", model=tiny_model_dir, extra={"iteration": 1})
+    ref = local.fit(data, objective=objective)
+    stats = fit_in_processes(multi, data, objective, tmp_path / "iter-1", model=tiny_model_dir, extra={"iteration": 1})
     assert (stats.steps, stats.examples, stats.tokens) == (ref.steps, ref.examples, ref.tokens) == (3, 10, ref.tokens)
     assert abs(stats.loss_first - ref.loss_first) < 1e-5
     a, b = local.model.state_dict(), multi.model.state_dict()
@@ -219,9 +235,9 @@ def test_improve_trains_in_two_processes(tiny_model_dir, tmp_path):
 
 
 def _init_of(trained: dict) -> dict:
+    from agentloop.policies.default_model import default_model_path
     from transformers import AutoTokenizer
 
-    from agentloop.policies.default_model import default_model_path
     from agentloop.training.distributed import tiny_model
 
     vocab = len(AutoTokenizer.from_pretrained(str(default_model_path())))
