@@ -66,10 +66,18 @@ def encode_chat(tokenizer: Any, conversation: Sequence[Message], context_len: in
     return fit_context(ids, context_len, max_new_tokens)
 
 
+def encode_chats(tokenizer: Any, conversations: Sequence[Sequence[Message]], context_len: int | None,
+                 max_new_tokens: int, tools: Sequence[Sequence[dict[str, Any]] | None] | None = None,
+                 ) -> list[tuple[list[int], str | None]]:
+    """:func:`encode_chat` for a batch; ``tools`` holds one schema list (or None) per conversation."""
+    per_tools = list(tools) if tools is not None else [None] * len(conversations)
+    return [encode_chat(tokenizer, conv, context_len, max_new_tokens, t) for conv, t in zip(conversations, per_tools)]
+
+
 def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     """``text`` cut before the earliest stop string; returns (text, whether a stop string was found)."""
     cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
-__all__ = ["cut_at_stop", "encode_chat", "fit_context", "render_chat", "template_supports_tools"]
+__all__ = ["cut_at_stop", "encode_chat", "encode_chats", "fit_context", "render_chat", "template_supports_tools"]

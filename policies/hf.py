@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
 
 from agentloop.errors import ConfigError, PolicyError
-from agentloop.policies.chat import cut_at_stop, encode_chat
+from agentloop.policies.chat import cut_at_stop, encode_chats
 from agentloop.protocols import ToolSchemas
 from agentloop.types import Completion, Message, SamplingParams
 
@@ -230,9 +230,7 @@ class HFPolicy:
 
         ``tools``: per conversation, OpenAI function schemas rendered by the chat template (or None).
         """
-        per_tools = list(tools) if tools is not None else [None] * len(conversations)
-        encoded = [encode_chat(self.tokenizer, conv, self.context_len, sampling.max_new_tokens, t)
-                   for conv, t in zip(conversations, per_tools)]
+        encoded = encode_chats(self.tokenizer, conversations, self.context_len, sampling.max_new_tokens, tools)
         copies = 1 if sampling.temperature == 0 else sampling.n  # greedy samples are identical: compute once
         jobs = [(i, ids) for i, (ids, _) in enumerate(encoded) for _ in range(copies)]
         order = sorted(range(len(jobs)), key=lambda j: len(jobs[j][1]))  # similar lengths together: less padding

@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentloop.errors import ConfigError, PolicyError
-from agentloop.policies.chat import cut_at_stop, encode_chat
+from agentloop.policies.chat import cut_at_stop, encode_chats
 from agentloop.protocols import ToolSchemas
 from agentloop.types import Completion, Message, SamplingParams
 
@@ -118,9 +118,7 @@ class VLLMPolicy:
 
         ``tools``: per conversation, OpenAI function schemas rendered by the chat template (or None).
         """
-        per_tools = list(tools) if tools is not None else [None] * len(conversations)
-        encoded = [encode_chat(self.tokenizer, conv, self.context_len, sampling.max_new_tokens, t)
-                   for conv, t in zip(conversations, per_tools)]
+        encoded = encode_chats(self.tokenizer, conversations, self.context_len, sampling.max_new_tokens, tools)
         prompts = [{"prompt_token_ids": ids} for ids, _ in encoded]
         with self._lock:
             outputs = self.llm.generate(prompts, self._params(sampling), lora_request=self._lora, use_tqdm=False)
