@@ -82,7 +82,7 @@ class Job:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Slot:
     index: int
     job: Job

@@ -9,7 +9,7 @@ All records are frozen pydantic models, JSON round-trippable::
 
 from __future__ import annotations
 
-import uuid
+import os
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
@@ -142,7 +142,7 @@ class Turn(Record):
 class Episode(Record):
     """A whole rollout: every turn, the final conversation, the outcome, and any error."""
 
-    id: str = Field(default_factory=lambda: uuid.uuid4().hex[:16])
+    id: str = Field(default_factory=lambda: os.urandom(8).hex())
     env_id: str
     seed: int | None = None
     task_id: str | None = None
