@@ -31,7 +31,7 @@ import sys
 
 from agentloop.errors import SandboxError
 from agentloop.sandbox.base import SandboxConfig
-from agentloop.sandbox.pool import WORKER_SOURCE, WorkerPool, interpreter, minimal_env, worker_config
+from agentloop.sandbox.pool import WORKER_SOURCE, PooledSandbox, WorkerPool, interpreter, minimal_env, worker_config
 
 WORKER_PATH = "/opt/agentloop/worker.py"
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "passwd", "group", "nsswitch.conf",
@@ -99,7 +99,7 @@ def bwrap_status(python: str | None = None) -> tuple[bool, str]:
     return True, ""
 
 
-class LocalSandbox:
+class LocalSandbox(PooledSandbox):
     """Bubblewrap-isolated pool of workers. ``LocalSandbox(workers=2, memory_mb=512)``.
 
     Example::
@@ -125,21 +125,6 @@ class LocalSandbox:
         self._pool = WorkerPool(self.config.model_copy(update={"workers": n}),
                                 lambda slot: bwrap_argv(self.config, slot, python, uids[slot] if uids else None),
                                 minimal_env())
-
-    def run(self, code: str, *, timeout_s: float = 5.0, stdin: str = ""):
-        return self._pool.run(code, timeout_s=timeout_s, stdin=stdin)
-
-    def run_many(self, codes, *, timeout_s: float = 5.0):
-        return self._pool.run_many(codes, timeout_s=timeout_s)
-
-    def close(self) -> None:
-        self._pool.close()
-
-    def __enter__(self) -> LocalSandbox:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 __all__ = ["HOW_TO_FIX", "LocalSandbox", "bwrap_argv", "bwrap_status"]

@@ -235,4 +235,27 @@ def interpreter(config: SandboxConfig) -> str:
     return os.path.realpath(base)
 
 
-__all__ = ["WorkerPool", "interpreter", "minimal_env", "worker_config"]
+
+
+class PooledSandbox:
+    """The Sandbox methods of a backend that runs programs in a :class:`WorkerPool` (``self._pool``)."""
+
+    _pool: WorkerPool
+
+    def run(self, code: str, *, timeout_s: float = 5.0, stdin: str = "") -> ExecResult:
+        return self._pool.run(code, timeout_s=timeout_s, stdin=stdin)
+
+    def run_many(self, codes: Sequence[str], *, timeout_s: float = 5.0) -> list[ExecResult]:
+        return self._pool.run_many(codes, timeout_s=timeout_s)
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> PooledSandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+__all__ = ["PooledSandbox", "WorkerPool", "interpreter", "minimal_env", "worker_config"]

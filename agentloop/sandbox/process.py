@@ -21,7 +21,7 @@ import warnings
 
 from agentloop.errors import SandboxError
 from agentloop.sandbox.base import SandboxConfig
-from agentloop.sandbox.pool import WORKER_SOURCE, WorkerPool, interpreter, minimal_env, worker_config
+from agentloop.sandbox.pool import WORKER_SOURCE, PooledSandbox, WorkerPool, interpreter, minimal_env, worker_config
 
 WARNING = ("agentloop: the 'process' sandbox applies resource limits{uid} but NO filesystem or network isolation: "
            "programs can read world-readable files and open network connections. Install bubblewrap and use "
@@ -42,7 +42,7 @@ def _readable_by_others(path: str) -> bool:
     return bool(os.stat(path).st_mode & stat.S_IXOTH) and bool(os.stat(lib).st_mode & stat.S_IXOTH)
 
 
-class ProcessSandbox:
+class ProcessSandbox(PooledSandbox):
     """Resource-limited workers without namespaces. Created only when asked for by name, with a warning."""
 
     backend = "process"
@@ -87,21 +87,9 @@ class ProcessSandbox:
             shutil.rmtree(self._tmp, ignore_errors=True)
             raise
 
-    def run(self, code: str, *, timeout_s: float = 5.0, stdin: str = ""):
-        return self._pool.run(code, timeout_s=timeout_s, stdin=stdin)
-
-    def run_many(self, codes, *, timeout_s: float = 5.0):
-        return self._pool.run_many(codes, timeout_s=timeout_s)
-
     def close(self) -> None:
-        self._pool.close()
+        super().close()
         shutil.rmtree(self._tmp, ignore_errors=True)
-
-    def __enter__(self) -> ProcessSandbox:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 __all__ = ["ProcessSandbox"]
