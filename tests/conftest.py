@@ -21,3 +21,15 @@ def echo_env_id() -> Iterator[str]:
 
     with envs.registered("test/Echo-v0", EchoEnv, description="test echo env") as spec:
         yield spec.id
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The default model's tokenizer (with a pad token), for tests that train tiny models."""
+    from agentloop.policies.default_model import default_model_path
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(default_model_path()))
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok

@@ -24,9 +24,14 @@ from agentloop.protocols import Critic, Policy
 from agentloop.rollout import Job, RolloutConfig, RolloutEngine
 from agentloop.types import Completion, Episode, Message, SamplingParams
 
-__all__ = ["Algorithm", "Collector", "ConditionedPolicy", "EnvFactory", "EpisodeSpec", "MethodConfig", "TaskSet"]
+__all__ = ["Algorithm", "Collector", "ConditionedPolicy", "EnvFactory", "EpisodeSpec", "MethodConfig", "TaskSet", "usable"]
 
 EnvFactory = Callable[[], gym.Env]
+
+
+def usable(episodes: Sequence[Episode]) -> list[Episode]:
+    """Episodes that can become training data: at least one turn and no recorded error."""
+    return [ep for ep in episodes if ep.turns and ep.error is None]
 
 
 class MethodConfig(BaseModel):

@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from agentloop.algorithms.base import Algorithm, EnvFactory, MethodConfig
+from agentloop.algorithms.base import Algorithm, EnvFactory, MethodConfig, usable
 from agentloop.training.data import TrainExample, chat_example
 from agentloop.types import CritiqueRequest, Episode, assistant
 
@@ -102,9 +102,7 @@ class CritiqueLoop(Algorithm):
 
     def examples(self, episodes: Sequence[Episode], tokenizer: Any) -> list[TrainExample]:
         out = []
-        for ep in episodes:
-            if not ep.turns or ep.error is not None:
-                continue
+        for ep in usable(episodes):
             prompt = list(ep.turns[0].observation)
             for t, turn in enumerate(ep.turns):
                 if not turn.success:

@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from agentloop.algorithms.base import Algorithm, MethodConfig
+from agentloop.algorithms.base import Algorithm, MethodConfig, usable
 from agentloop.training.data import TrainExample, chat_example
 from agentloop.types import Episode, Message, assistant
 
@@ -77,9 +77,7 @@ class FAFT(Algorithm):
 
     def examples(self, episodes: Sequence[Episode], tokenizer: Any) -> list[TrainExample]:
         out = []
-        for ep in episodes:
-            if not ep.turns or ep.error is not None:
-                continue
+        for ep in usable(episodes):
             turn = ep.turns[0]
             feedback = str(turn.info.get("feedback", "") or ("success" if turn.success else "failure"))
             if not self.config.success_feedback:

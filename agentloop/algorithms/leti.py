@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from agentloop.algorithms.base import Algorithm, MethodConfig
+from agentloop.algorithms.base import Algorithm, MethodConfig, usable
 from agentloop.training.data import Segment, TrainExample, chat_segments
 from agentloop.types import Episode, Message, assistant
 
@@ -91,9 +91,7 @@ class LeTI(Algorithm):
 
     def examples(self, episodes: Sequence[Episode], tokenizer: Any) -> list[TrainExample]:
         out = []
-        for ep in episodes:
-            if not ep.turns or ep.error is not None:
-                continue
+        for ep in usable(episodes):
             turn = ep.turns[0]
             feedback = str(turn.info.get("feedback", "") or "")
             out.append(leti_example(tokenizer, turn.observation, turn.action, bool(turn.success), feedback,

@@ -39,17 +39,6 @@ class AlternatingPolicy:
         return [Completion(text=next(self._cycle)) for _ in conversations for _ in range(sampling.n)]
 
 
-@pytest.fixture(scope="session")
-def tokenizer():
-    from agentloop.policies.default_model import default_model_path
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(default_model_path()))
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return tok
-
-
 def tiny_llama(vocab: int, pad: int):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM

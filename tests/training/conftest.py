@@ -5,17 +5,6 @@ from __future__ import annotations
 import pytest
 
 
-@pytest.fixture(scope="session")
-def tokenizer():
-    from agentloop.policies.default_model import default_model_path
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(default_model_path()))
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return tok
-
-
 @pytest.fixture()
 def tiny_model(tokenizer):
     import torch
