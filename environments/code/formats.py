@@ -1,0 +1,326 @@
+"""Code tasks in the standard benchmark formats: HumanEval, MBPP and EvalPlus (HumanEval+/MBPP+).
+
+* ``code/humaneval-format-v0 path=...``: one JSON object per line (``.jsonl``, ``.jsonl.gz``, or a
+  JSON list) with ``prompt`` (signature and docstring), ``test`` (code defining ``check(candidate)``),
+  ``entry_point`` (the function's name), optional ``task_id`` and ``canonical_solution`` (the body
+  that continues ``prompt``). The policy sees the prompt and an instruction to complete the function.
+* ``code/mbpp-format-v0 path=...``: MBPP's fields ``text`` (or ``prompt``), ``test_list``,
+  ``test_setup_code``, optional ``task_id``, ``code`` (the reference solution) and
+  ``challenge_test_list`` (extra tests, run with ``plus=True``).
+
+**EvalPlus extra tests.** A record with ``base_input``/``plus_input`` (lists of argument lists, as in
+EvalPlus's HumanEvalPlus/MbppPlus releases), a reference solution and an ``entry_point`` also gets one
+test per input that compares the candidate's output with the reference's on that input, with
+EvalPlus's rule: exact equality, or closeness within ``atol`` (the record's, or 1e-6 when the reference
+returns floats). ``plus=False`` runs only the original tests; ``max_plus_inputs`` caps the count. The
+reference runs inside the same sandboxed program, in its own namespace, after the candidate; a
+candidate that patches builtins could influence it (not defended, like the harness's marker).
+
+**What the completion may be.** Either a body continuing the prompt (HumanEval's convention, with or
+without its indentation), or a whole function, bare or in a fenced block; a whole function replaces
+the prompt's stub and keeps what the prompt defines before it (imports, helpers).
+
+Each ``check(candidate)`` whose body is only ``assert`` statements is split into one test per
+assert, so the report says which case failed and what the call returned; any other ``check`` runs as
+one test. Programs run through :func:`agentloop.environments.code.execution.run_tests` in the shared
+sandbox. ``env.gold_reply(task)`` gives the reply the canonical solution makes, which ``agentloop envs
+check-gold`` runs to find broken tasks.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import gzip
+import json
+import re
+import textwrap
+from pathlib import Path
+from typing import Any, Literal
+
+from agentloop.env import Task, Verdict
+from agentloop.environments.code.envs import MBPP_PROMPT, CodeTaskEnv
+from agentloop.environments.code.execution import FENCE_RE, extract_code, run_tests
+from agentloop.errors import ConfigError
+from agentloop.sandbox import shared_sandbox
+from agentloop.types import user
+
+HUMANEVAL_INSTRUCTION = ("Complete the following Python function. Reply with the whole function in a "
+                         "```python code block.\n\n```python\n{prompt}```")
+SandboxKind = Literal["auto", "local", "process", "docker"]
+
+# The EvalPlus comparison, as the right-hand side of ``assert f(args) == _agentloop_expected[i]``: the
+# reference's output, computed on demand, equal to an output when EvalPlus would accept it.
+PLUS_HELPERS = '''
+import copy as _agentloop_copy, json as _agentloop_json
+def _agentloop_close(out, exp, atol):
+    if isinstance(exp, float) or isinstance(out, float):
+        if isinstance(out, bool) or isinstance(exp, bool) or not isinstance(out, (int, float)):
+            return False
+        if exp != exp:
+            return out != out
+        return abs(out - exp) <= atol + 1e-07 * abs(exp)
+    if isinstance(exp, (list, tuple)) and isinstance(out, (list, tuple)):
+        return type(out) is type(exp) and len(out) == len(exp) and all(
+            _agentloop_close(o, e, atol) for o, e in zip(out, exp))
+    return out == exp
+class _AgentloopExpect:
+    def __init__(self, value, atol):
+        self.value, self.atol = value, atol
+    def __eq__(self, out):
+        if self.atol == 0 and type(out) is type(self.value) and out == self.value:
+            return True
+        return _agentloop_close(out, self.value, self.atol if self.atol else 1e-06)
+    def __repr__(self):
+        return "<the reference output>"
+class _AgentloopExpected:
+    def __init__(self, reference, entry, inputs, atol):
+        ns = {"__name__": "_agentloop_reference"}
+        exec(compile(reference, "<reference>", "exec"), ns)
+        self.ref, self.inputs, self.atol = ns[entry], inputs, atol
+    def __getitem__(self, i):
+        return _AgentloopExpect(self.ref(*_agentloop_copy.deepcopy(self.inputs[i])), self.atol)
+'''
+
+
+# -- reading files -------------------------------------------------------------------------------
+def read_records(path: str | Path, fmt: str) -> list[dict[str, Any]]:
+    """Records of a ``.jsonl``/``.jsonl.gz`` file (one object per line) or a ``.json`` list."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{fmt}: file {str(p)!r} does not exist; pass path= a JSONL file of {fmt} records.")
+    text = gzip.open(p, "rt", encoding="utf-8").read() if p.suffix == ".gz" else p.read_text(encoding="utf-8")
+    if text.lstrip().startswith("["):
+        rows = json.loads(text)
+    else:
+        rows = []
+        for n, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise ConfigError(f"{p}:{n}: not valid JSON ({e}).") from e
+    if not rows:
+        raise ConfigError(f"{fmt}: {p} holds no records.")
+    for n, row in enumerate(rows, start=1):
+        if not isinstance(row, dict):
+            raise ConfigError(f"{p}: record {n} is not a JSON object.")
+    return rows
+
+
+def _require(row: dict[str, Any], fields: tuple[str, ...], where: str, fmt: str) -> None:
+    missing = [f for f in fields if not isinstance(row.get(f), str) or not row[f].strip()]
+    if missing:
+        raise ConfigError(f"{where}: a {fmt} record needs non-empty string field(s) {missing}; "
+                          f"it has {sorted(row)}.")
+
+
+# -- completions ---------------------------------------------------------------------------------
+def defines(code: str, name: str) -> bool:
+    """Whether ``code`` defines a top-level function ``name`` (a regex when it does not parse)."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return re.search(rf"^(async\s+)?def\s+{re.escape(name)}\s*\(", code, re.MULTILINE) is not None
+    return any(isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and n.name == name for n in tree.body)
+
+
+def prompt_prefix(prompt: str, entry_point: str) -> str:
+    """What the prompt defines before the entry point's ``def`` (imports, helpers)."""
+    m = re.search(rf"^(async\s+)?def\s+{re.escape(entry_point)}\s*\(", prompt, re.MULTILINE)
+    if m is None:
+        return ""
+    start = m.start()
+    lines = prompt[:start].splitlines(keepends=True)
+    while lines and lines[-1].lstrip().startswith("@"):  # keep decorators with their function
+        start -= len(lines.pop())
+    return prompt[:start]
+
+
+def assemble_solution(prompt: str, completion: str, entry_point: str) -> str | None:
+    """The program a completion stands for: a whole function, or the prompt continued by a body.
+
+    >>> assemble_solution("def f(x):\\n", "    return x\\n", "f")
+    'def f(x):\\n    return x\\n'
+    """
+    blocks = [body for lang, body in FENCE_RE.findall(completion) if lang.lower() in ("python", "py", "python3", "")]
+    code = next((b for b in blocks if defines(b, entry_point)), blocks[0] if blocks else completion)
+    if not code.strip():
+        return None
+    if defines(code, entry_point):
+        return prompt_prefix(prompt, entry_point) + code.strip("\n") + "\n"
+    code = code.strip("\n")
+    first = next(line for line in code.splitlines() if line.strip())
+    if not first[:1].isspace():  # a body written flush left: indent it under the signature
+        code = textwrap.indent(code, "    ")
+    head = prompt if prompt.endswith("\n") else prompt + "\n"
+    return head + code + "\n"
+
+
+# -- tests ---------------------------------------------------------------------------------------
+def split_check(test: str, entry_point: str) -> tuple[list[str], str]:
+    """``(tests, setup)`` for a HumanEval ``test``: one test per assert of ``check`` when it is only
+    asserts (with ``candidate`` bound to the entry point in the setup), else ``check(entry_point)``."""
+    whole = [f"check({entry_point})"], test
+    try:
+        tree = ast.parse(test)
+    except SyntaxError:
+        return whole
+    check = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "check"), None)
+    if check is None or len(check.args.args) != 1:
+        return whole
+    body = [s for s in check.body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
+    if not body or not all(isinstance(s, ast.Assert) for s in body):
+        return whole
+    arg = check.args.args[0].arg
+    return [ast.unparse(s) for s in body], f"{test}\n{arg} = {entry_point}\n"
+
+
+def _literal(args: Any) -> str | None:
+    """Python source for ``args`` when repr round-trips (JSON-decoded inputs almost always do)."""
+    text = repr(args)
+    try:
+        return text if ast.literal_eval(text) == args else None
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+
+
+def plus_tests(row: dict[str, Any], entry_point: str, reference: str,
+               max_inputs: int | None) -> tuple[list[str], str] | None:
+    """EvalPlus tests ``(tests, setup)``: ``assert f(args) == _agentloop_expected[i]`` per input, or None."""
+    inputs = [*(row.get("base_input") or []), *(row.get("plus_input") or [])]
+    if not inputs:
+        return None
+    inputs = [list(a) if isinstance(a, (list, tuple)) else [a] for a in inputs[:max_inputs]]
+    tests = []
+    for i, args in enumerate(inputs):
+        literals = [_literal(a) for a in args]
+        call = ", ".join(literals) if all(x is not None for x in literals) \
+            else f"*_agentloop_copy.deepcopy(_agentloop_expected.inputs[{i}])"  # type: ignore[arg-type]
+        tests.append(f"assert {entry_point}({call}) == _agentloop_expected[{i}]")
+    setup = (f"{PLUS_HELPERS}\n_agentloop_expected = _AgentloopExpected({reference!r}, {entry_point!r}, "
+             f"_agentloop_json.loads({json.dumps(inputs)!r}), {float(row.get('atol') or 0)!r})\n")
+    return tests, setup
+
+
+# -- environments --------------------------------------------------------------------------------
+class _FormatEnv(CodeTaskEnv):
+    """Shared verify for the format environments: ``answer`` holds tests, setup, prompt, entry point."""
+
+    def __init__(self, sandbox: SandboxKind, timeout_s: float, limit: int | None):
+        super().__init__(sandbox=sandbox, timeout_s=timeout_s)
+        if limit is not None and limit < 1:
+            raise ConfigError(f"limit must be >= 1 (or None for every record), got {limit}.")
+        self._tasks: list[Task] = []
+
+    def num_tasks(self) -> int:
+        return len(self._tasks)
+
+    def get_task(self, index: int) -> Task:
+        return self._tasks[index]
+
+    def solution(self, task: Task, action: str) -> str | None:
+        a = task.answer
+        assert isinstance(a, dict)
+        return assemble_solution(str(a["stub"]), action, str(a["entry_point"]))
+
+    def gold_reply(self, task: Task) -> str | None:
+        """The reply made of the task's reference solution (None when the record has none)."""
+        a = task.answer
+        if not isinstance(a, dict) or not a.get("reference"):
+            return None
+        return "```python\n" + str(a["reference"]).rstrip("\n") + "\n```"
+
+    def verify(self, task: Task, action: str) -> Verdict:
+        a = task.answer
+        assert isinstance(a, dict)
+        code = self.solution(task, action)
+        report = run_tests(code, list(a["tests"]), shared_sandbox(self.sandbox_kind),  # type: ignore[arg-type]
+                           setup=str(a["setup"]), timeout_s=self.timeout_s)
+        oracle = None
+        if not report.passed:
+            oracle = report.feedback + "\nAll tests:\n" + "\n".join(a["tests"][:20])  # type: ignore[index]
+            if a.get("reference"):
+                oracle += f"\nA correct solution:\n```python\n{a['reference']}\n```"
+        return Verdict(
+            reward=float(report.passed), success=report.passed, feedback=report.feedback, oracle_feedback=oracle,
+            parse_error="no code found" if code is None else None,
+            info={"tests_passed": report.tests_passed, "tests_total": report.tests_total,
+                  "pass_fraction": report.fraction, "stage": report.stage,
+                  "exec_status": report.result.status if report.result else None},
+        )
+
+
+class HumanEvalFormatEnv(_FormatEnv):
+    """``make("code/humaneval-format-v0", path="HumanEval.jsonl")``."""
+
+    def __init__(self, path: str, plus: bool = True, max_plus_inputs: int | None = None, limit: int | None = None,
+                 sandbox: SandboxKind = "auto", timeout_s: float = 10.0):
+        super().__init__(sandbox, timeout_s, limit)
+        self.path = str(path)
+        for n, row in enumerate(read_records(path, "code/humaneval-format-v0")[:limit], start=1):
+            where = f"{path} record {n}"
+            _require(row, ("prompt", "test", "entry_point"), where, "HumanEval")
+            prompt, entry = row["prompt"], row["entry_point"]
+            tests, setup = split_check(row["test"], entry)
+            canonical = row.get("canonical_solution")
+            reference = assemble_solution(prompt, canonical, entry) if isinstance(canonical, str) and canonical.strip() \
+                else None
+            extra = plus_tests(row, entry, reference, max_plus_inputs) if plus and reference else None
+            if extra is not None:
+                tests, setup = [*tests, *extra[0]], f"{setup}\n{extra[1]}"
+            self._tasks.append(Task(
+                id=str(row.get("task_id", n)), messages=(user(HUMANEVAL_INSTRUCTION.format(prompt=prompt)),),
+                answer={"tests": tests, "setup": setup, "stub": prompt, "entry_point": entry, "reference": reference},
+                metadata={"plus_tests": len(extra[0]) if extra else 0}))
+
+
+class MBPPFormatEnv(_FormatEnv):
+    """``make("code/mbpp-format-v0", path="mbpp.jsonl")`` (MBPP or MBPP+ records)."""
+
+    def __init__(self, path: str, plus: bool = True, max_plus_inputs: int | None = None, limit: int | None = None,
+                 sandbox: SandboxKind = "auto", timeout_s: float = 10.0):
+        super().__init__(sandbox, timeout_s, limit)
+        self.path = str(path)
+        for n, row in enumerate(read_records(path, "code/mbpp-format-v0")[:limit], start=1):
+            where = f"{path} record {n}"
+            text = row.get("text") if isinstance(row.get("text"), str) else row.get("prompt")
+            tests = row.get("test_list")
+            if not isinstance(text, str) or not text.strip():
+                raise ConfigError(f"{where}: an MBPP record needs a non-empty 'text' (or 'prompt') string.")
+            if not isinstance(tests, list) or not tests or not all(isinstance(t, str) for t in tests):
+                raise ConfigError(f"{where}: 'test_list' must be a non-empty list of Python statements (strings).")
+            setup = str(row.get("test_setup_code") or "")
+            reference = row.get("code") if isinstance(row.get("code"), str) and row["code"].strip() else None
+            reference = reference.replace("\r\n", "\n") if reference else None
+            entry = row.get("entry_point") or _called_name(tests[0])
+            all_tests = list(tests)
+            if plus:
+                all_tests += [t for t in row.get("challenge_test_list") or [] if isinstance(t, str)]
+            extra = plus_tests(row, entry, reference, max_plus_inputs) if plus and reference and entry else None
+            if extra is not None:
+                all_tests, setup = [*all_tests, *extra[0]], f"{setup}\n{extra[1]}"
+            self._tasks.append(Task(
+                id=str(row.get("task_id", n)), messages=(user(MBPP_PROMPT.format(text=text.strip(), test=tests[0])),),
+                answer={"tests": all_tests, "setup": setup, "stub": "", "entry_point": entry or "",
+                        "reference": reference},
+                metadata={"plus_tests": len(extra[0]) if extra else 0}))
+
+    def solution(self, task: Task, action: str) -> str | None:
+        return extract_code(action)
+
+
+def _called_name(test: str) -> str | None:
+    """The function an MBPP test calls (``assert f(...) == ...`` -> ``f``)."""
+    try:
+        node = ast.parse(test).body[0]
+    except (SyntaxError, IndexError):
+        return None
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Call) and isinstance(sub.func, ast.Name) and not hasattr(builtins, sub.func.id):
+            return sub.func.id
+    return None
+
+
+__all__ = ["HumanEvalFormatEnv", "MBPPFormatEnv", "assemble_solution", "defines", "plus_tests",
+           "prompt_prefix", "read_records", "split_check"]
