@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+
+# Small example files for the format environments, used when no path= is given.
+_HERE = Path(__file__).parent
 
 
 def register(register: Callable[..., object]) -> None:
@@ -26,3 +30,16 @@ def register(register: Callable[..., object]) -> None:
              description="TravelPlanner two-stage mode: search tools over SQLite, then the plan.")
     register("travel/synthetic-v0", "agentloop.environments.travel.synthetic:SyntheticTravelEnv", {"level": "easy"},
              description="Procedurally generated travel queries over a seeded synthetic database (easy|medium|hard).")
+    # standard benchmark formats (issue 14)
+    register("code/humaneval-format-v0", "agentloop.environments.code.formats:HumanEvalFormatEnv",
+             {"path": str(_HERE / "code" / "data" / "humaneval_example.jsonl")},
+             description="HumanEval-format records (path=; prompt, test with check(candidate), entry_point), EvalPlus inputs.")
+    register("code/mbpp-format-v0", "agentloop.environments.code.formats:MBPPFormatEnv",
+             {"path": str(_HERE / "code" / "data" / "mbpp_example.jsonl")},
+             description="MBPP-format records (path=; text, test_list, test_setup_code), MBPP+ inputs.")
+    register("tools/bfcl-format-v0", "agentloop.environments.tools.bfcl:BFCLFormatEnv",
+             {"path": str(_HERE / "tools" / "bfcl_example.jsonl")},
+             description="BFCL function-calling records (path=, answer_path=), checked with BFCL's AST rules.")
+    register("math/qa-format-v0", "agentloop.environments.math.qa_format:QAFormatEnv",
+             {"path": str(_HERE / "math" / "data" / "qa_example.jsonl")},
+             description="Question/answer rows from JSONL/CSV/parquet/datasets folder (path=, question_field=, answer_field=).")
