@@ -12,7 +12,9 @@
 EvalPlus's HumanEvalPlus/MbppPlus releases), a reference solution and an ``entry_point`` also gets one
 test per input that compares the candidate's output with the reference's on that input, with
 EvalPlus's rule: exact equality, or closeness within ``atol`` (the record's, or 1e-6 when the reference
-returns floats). ``plus=False`` runs only the original tests; ``max_plus_inputs`` caps the count. The
+returns floats). ``plus=False`` runs only the original tests; ``max_plus_inputs`` caps the count.
+EvalPlus's ``contract`` field is ignored. The Hugging Face copy of HumanEval+ (``evalplus/humanevalplus``)
+instead folds the inputs and expected outputs into a large ``check``; that runs as one test. The
 reference runs inside the same sandboxed program, in its own namespace, after the candidate; a
 candidate that patches builtins could influence it (not defended, like the harness's marker).
 
