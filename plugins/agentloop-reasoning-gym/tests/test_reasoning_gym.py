@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 import warnings
 
 import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the tiny improve run must never reach a model hub
 
 rg = pytest.importorskip("reasoning_gym", reason="the agentloop-reasoning-gym plugin is not installed (scripts/setup.sh)")
 pytest.importorskip("agentloop_reasoning_gym", reason="the agentloop-reasoning-gym plugin is not installed (scripts/setup.sh)")
@@ -29,6 +33,19 @@ def test_every_installed_dataset_is_registered_and_listed():
     assert {f"rg/{n}-v0" for n in DATASET_NAMES} <= ids
     spec = agentloop.spec("rg/basic_arithmetic-v0")
     assert spec.source == "agentloop-reasoning-gym"
+
+
+def test_envs_list_shows_the_plugin_and_check_gold_runs():
+    from typer.testing import CliRunner
+
+    from agentloop.cli import app
+
+    listed = CliRunner().invoke(app, ["envs", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    rows = {r["id"]: r for r in json.loads(listed.output)}
+    assert rows["rg/leg_counting-v0"]["source"] == "agentloop-reasoning-gym"
+    gold = CliRunner().invoke(app, ["envs", "check-gold", "rg/leg_counting-v0", "size=5"])
+    assert gold.exit_code == 0 and "5/5 gold solutions pass" in gold.output, gold.output
 
 
 @pytest.mark.parametrize("env_id", SAMPLE)
