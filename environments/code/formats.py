@@ -287,6 +287,8 @@ class MBPPFormatEnv(_FormatEnv):
         for n, row in enumerate(read_records(path, "code/mbpp-format-v0")[:limit], start=1):
             where = f"{path} record {n}"
             text = row.get("text") if isinstance(row.get("text"), str) else row.get("prompt")
+            if isinstance(text, str):  # MBPP+ wraps its prompt in a docstring
+                text = text.strip().removeprefix('"""').removesuffix('"""').strip()
             tests = row.get("test_list")
             if not isinstance(text, str) or not text.strip():
                 raise ConfigError(f"{where}: an MBPP record needs a non-empty 'text' (or 'prompt') string.")

@@ -311,12 +311,18 @@ def parse_python_calls(text: str) -> ParsedCalls:
     fence = re.search(r"```[a-zA-Z]*\s*\n(.*?)```", body, re.S)
     if fence:
         body = fence.group(1).strip()
-    try:
-        tree = ast.parse(body, mode="eval")
-    except SyntaxError:
-        return ParsedCalls()
-    nodes = tree.body.elts if isinstance(tree.body, (ast.List, ast.Tuple)) else [tree.body]
-    if not nodes or not all(isinstance(n, ast.Call) for n in nodes):
+    nodes = None
+    # the whole reply, else its last line that parses as calls (prose before the answer)
+    for candidate in (body, *reversed([line.strip() for line in body.splitlines() if line.strip()])):
+        try:
+            tree = ast.parse(candidate, mode="eval")
+        except SyntaxError:
+            continue
+        found = tree.body.elts if isinstance(tree.body, (ast.List, ast.Tuple)) else [tree.body]
+        if found and all(isinstance(n, ast.Call) for n in found):
+            nodes = found
+            break
+    if nodes is None:
         return ParsedCalls()
     calls, errors = [], []
     for i, node in enumerate(nodes):

@@ -210,6 +210,7 @@ def test_replies_in_bfcl_python_syntax_and_json_forms():
                          answer_path=str(FIX / "bfcl_possible_answer.jsonl"))
     for reply in ('[calculate_triangle_area(base=10, height=5, unit="units")]',
                   "```python\ncalculate_triangle_area(base=10, height=5)\n```",
+                  "The function takes base and height.\n[calculate_triangle_area(base=10, height=5)]",
                   '[{"calculate_triangle_area": {"base": 10, "height": 5}}]',
                   '{"name": "calculate_triangle_area", "arguments": {"base": 10, "height": 5}}'):
         env.reset(options={"task_id": "simple_0"})

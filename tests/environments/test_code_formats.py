@@ -151,6 +151,7 @@ def test_mbpp_format_gold_setup_code_and_challenge_tests():
 def test_mbpp_plus_inputs_against_the_reference():
     env = agentloop.make("code/mbpp-format-v0", path=MBPP_PLUS)
     assert env.unwrapped.get_task(0).metadata["plus_tests"] == 3
+    assert env.unwrapped.get_task(0).messages[0].content.startswith("Write a function to find the shared elements")
     assert verdict(env, "Mbpp/2", env.unwrapped.gold_reply(env.unwrapped.get_task(0)))[0] == 1.0
     # right on the base test, wrong (duplicates, unsorted) on the plus inputs
     reward, info = verdict(env, "Mbpp/2", "```python\ndef similar_elements(a, b):\n    return [x for x in a if x in b]\n```")
