@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -76,10 +78,11 @@ def test_same_seed_same_game_and_env_kwargs():
 
 
 def test_importing_gem_leaves_the_root_logger_alone():
-    root = logging.getLogger()
-    before = (list(root.handlers), root.level)
-    agentloop.make("gem/TowerofHanoi-easy-v0")
-    assert (list(root.handlers), root.level) == before
+    # in a fresh interpreter: gem's import-time logging.basicConfig(level=INFO) must not leak out
+    code = ("import logging, agentloop; agentloop.make('gem/TowerofHanoi-easy-v0'); r = logging.getLogger(); "
+            "print(len(r.handlers), r.level)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == ["0", str(logging.WARNING)]
 
 
 def test_rollout_records_multi_turn_episodes():
