@@ -11,7 +11,9 @@
      "ground_truth": [{"calculate_triangle_area": {"base": [10], "height": [5], "unit": ["units", ""]}}]}
 
 ``question`` may also be a plain string or one list of messages (older BFCL releases); only
-single-turn records are supported. ``ground_truth`` may sit in the record or, as BFCL ships it, in a
+single-turn records are supported, checked with the Python rules (BFCL's Java/JavaScript categories,
+which compare string-typed values after a language-specific conversion, and its executable and
+multi-turn categories are not covered). ``ground_truth`` may sit in the record or, as BFCL ships it, in a
 separate ``possible_answer`` file given as ``answer_path=`` (records matched by ``id``). Every
 argument maps to the list of acceptable values; ``""`` in the list means the argument may be left
 out. One ground-truth call with one function is BFCL's *simple*, with several functions *multiple*
