@@ -24,7 +24,7 @@ Backends (each package is imported only when its backend is configured; install 
   step metric (``train/loss`` is plotted against ``train/step``, ``eval/*`` against ``eval/step``).
   W&B's service process writes the offline file: it is complete when the process exits (or after
   ``wandb.teardown()``).
-* ``mlflow``: an ``MlflowClient`` run in a local SQLite store ``<run>/mlflow.db`` unless
+* ``mlflow``: an ``MlflowClient`` run in a local SQLite store ``<run>/mlflow.db`` (artifacts in ``<run>/mlartifacts``) unless
   ``mlflow_tracking_uri`` says otherwise (``mlflow ui --backend-store-uri sqlite:///<run>/mlflow.db``;
   MLflow 3 keeps its plain-file store in maintenance mode).
 * ``trackio``: ``trackio.init(project, name)``, stored locally in trackio's SQLite files
@@ -257,7 +257,7 @@ class WandbTracker:
 class MLflowTracker:
     """An MLflow run through ``MlflowClient`` (no global active run), in a local file store by default."""
 
-    def __init__(self, tracking_uri: str, *, experiment: str, name: str):
+    def __init__(self, tracking_uri: str, *, experiment: str, name: str, artifact_location: str | None = None):
         tracking = _import("mlflow.tracking", "mlflow")
         self._entities = _import("mlflow.entities", "mlflow")
         try:
@@ -265,7 +265,9 @@ class MLflowTracker:
         except ImportError as e:  # the SQLite store needs sqlalchemy and alembic
             raise ConfigError(f"MLflow's store at {tracking_uri} needs more packages: {INSTALL_HINT} ({e}).") from e
         found = self._client.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found is not None else self._client.create_experiment(experiment)
+        # A new experiment's artifacts (the config) go to artifact_location; MLflow's default is ./mlruns in the cwd.
+        experiment_id = (found.experiment_id if found is not None
+                         else self._client.create_experiment(experiment, artifact_location=artifact_location))
         self.run_id: str = self._client.create_run(experiment_id, run_name=name).info.run_id
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:
@@ -366,8 +368,10 @@ def make_tracker(config: TrackingConfig | None, run_dir: str | Path) -> MultiTra
                 built.append(WandbTracker(run_dir, project=config.project, name=name, mode=config.wandb_mode,
                                           entity=config.wandb_entity))
             elif backend == "mlflow":
+                local = config.mlflow_tracking_uri is None
                 uri = config.mlflow_tracking_uri or f"sqlite:///{(run_dir / 'mlflow.db').resolve()}"
-                built.append(MLflowTracker(uri, experiment=config.project, name=name))
+                artifacts = (run_dir / "mlartifacts").resolve().as_uri() if local else None
+                built.append(MLflowTracker(uri, experiment=config.project, name=name, artifact_location=artifacts))
             elif backend == "trackio":
                 built.append(TrackioTracker(project=config.project, name=name))
     except BaseException:

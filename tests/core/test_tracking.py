@@ -229,17 +229,19 @@ def test_wandb_offline_run_records_each_prefix_on_its_own_step_axis(tmp_path, mo
     assert config["method"] == {"name": "score"} and config["seed"] == 3
 
 
-def test_mlflow_run_in_a_local_store_has_every_metric_by_step(tmp_path):
+def test_mlflow_run_in_a_local_store_has_every_metric_by_step(tmp_path, monkeypatch):
     pytest.importorskip("mlflow", reason="the mlflow backend needs mlflow-skinny: pip install 'agentloop[tracking]'")
     pytest.importorskip("sqlalchemy", reason="mlflow's local store needs sqlalchemy: pip install 'agentloop[tracking]'")
     from mlflow.tracking import MlflowClient
 
-    tracker = make_tracker(TrackingConfig(backends=["mlflow"], project="exp", run_name="r1"), tmp_path)
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    tracker = make_tracker(TrackingConfig(backends=["mlflow"], project="exp", run_name="r1"), tmp_path / "run")
     [mlflow_tracker] = tracker.trackers
     log_example_run(tracker)
     tracker.close()
-    assert (tmp_path / "mlflow.db").exists()
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert not any((tmp_path / "cwd").iterdir())  # everything stays in the run folder
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'run' / 'mlflow.db'}")
     run = client.get_run(mlflow_tracker.run_id)
     assert run.info.run_name == "r1" and run.info.status == "FINISHED"
     assert client.get_experiment(run.info.experiment_id).name == "exp"
@@ -247,6 +249,8 @@ def test_mlflow_run_in_a_local_store_has_every_metric_by_step(tmp_path):
            for k in run.data.metrics}
     assert got == EXPECTED
     assert run.data.params == {"method.name": "score", "seed": "3"}
+    [config] = (tmp_path / "run" / "mlartifacts").glob("*/artifacts/config.json")
+    assert json.loads(config.read_text())["method"] == {"name": "score"}
 
 
 def test_trackio_run_is_stored_in_its_local_database(tmp_path):
