@@ -228,15 +228,18 @@ class WandbTracker:
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         self._run = wandb.init(project=project, name=name, entity=entity, dir=str(run_dir), mode=mode,
                                settings=wandb.Settings(silent=True, console="off"))
-        self._axes: set[str] = set()
+        self._defined: set[str] = set()
 
     def _axis(self, key: str) -> str:
-        prefix = key.split("/", 1)[0] if "/" in key else "step"
-        axis = f"{prefix}/step" if prefix != "step" else "step"
-        if axis not in self._axes:
-            self._axes.add(axis)
-            self._run.define_metric(axis, hidden=True)
-            self._run.define_metric(f"{prefix}/*" if prefix != "step" else "*", step_metric=axis)
+        """The step metric ``key`` is plotted against (declared to W&B on first use)."""
+        prefix = key.split("/", 1)[0] if "/" in key else None
+        axis, pattern = (f"{prefix}/step", f"{prefix}/*") if prefix else ("step", key)
+        if pattern not in self._defined:
+            if axis not in self._defined:
+                self._run.define_metric(axis, hidden=True)
+                self._defined.add(axis)
+            self._run.define_metric(pattern, step_metric=axis)
+            self._defined.add(pattern)
         return axis
 
     def log(self, metrics: Mapping[str, float], step: int) -> None:

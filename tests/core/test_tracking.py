@@ -41,6 +41,7 @@ def log_example_run(tracker: Tracker) -> None:
         tracker.log(row, step=step)
     for iteration, row in EVAL.items():
         tracker.log(flatten_metrics(row, "eval"), step=iteration)
+    tracker.log({"wall_s": 12.5}, step=7)  # a tag without a prefix
 
 
 EXPECTED = {
@@ -48,6 +49,7 @@ EXPECTED = {
     "eval/acc_at_t1": [(0, 0.25), (1, 0.75)],
     "eval/acc_at_t2": [(0, 0.5), (1, 0.75)],
     "eval/delta_i_to_c": [(0, 0.25), (1, 0.0)],
+    "wall_s": [(7, 12.5)],
 }
 
 
@@ -214,7 +216,7 @@ def test_wandb_offline_run_records_each_prefix_on_its_own_step_axis(tmp_path, mo
         kind = record.WhichOneof("record_type")
         if kind == "history":
             row = {item.key or ".".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
-            axis = next((k for k in row if k.endswith("/step")), None)
+            axis = next((k for k in row if k == "step" or k.endswith("/step")), None)
             if axis is None:  # W&B's own rows (_runtime, _timestamp)
                 assert all(k.startswith("_") for k in row), row
                 continue
