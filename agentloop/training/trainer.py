@@ -390,9 +390,10 @@ class Trainer:
         ``AutoModelForCausalLM.from_pretrained(path)``; a LoRA adapter with
         ``PeftModel.from_pretrained(base, path)``, ``AutoPeftModelForCausalLM.from_pretrained(path)`` or
         ``AutoModelForCausalLM.from_pretrained(path)`` (transformers' peft integration finds the base
-        through ``base_model_name_or_path``). Both carry the tokenizer with its chat template, the
-        generation config, a README saying how to load and serve it, and ``trainer_state.json``
-        (``calls``, the train config, ``extra``) for :meth:`load_weights` and resume.
+        through ``base_model_name_or_path``, made absolute for a local base). Both carry the tokenizer
+        with its chat template, a README saying how to load and serve it, and ``trainer_state.json``
+        (``calls``, the train config, ``extra``) for :meth:`load_weights` and resume; full weights also
+        their generation config, with the KV cache on (gradient checkpointing turns it off in training).
         """
         path = Path(path)
         if self.data_parallel() is not None:
@@ -407,8 +408,7 @@ class Trainer:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
         try:
-            model = self.unwrapped
-            model.save_pretrained(tmp, safe_serialization=True)
+            self.unwrapped.save_pretrained(tmp, safe_serialization=True)
             self.tokenizer.save_pretrained(tmp)
             lora, base = self.is_lora, None
             if lora:
