@@ -20,7 +20,6 @@ from agentloop.errors import ConfigError
 from agentloop.evaluation.metrics import Estimate
 from agentloop.tracking import (
     MultiTracker,
-    TensorBoardTracker,
     Tracker,
     TrackingConfig,
     flatten_metrics,
@@ -147,7 +146,7 @@ class Broken(Recorder):
 
 def test_fan_out_switches_off_a_failing_tracker_and_keeps_the_others():
     good, bad = Recorder(), Broken()
-    assert isinstance(good, Tracker) and isinstance(TensorBoardTracker, type)
+    assert isinstance(good, Tracker)  # the Protocol is runtime-checkable
     tracker = MultiTracker([bad, good])
     with pytest.warns(RuntimeWarning, match="Broken failed in log.*switched off.*disk full"):
         tracker.log({"a": 1.0}, step=1)
