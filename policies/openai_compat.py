@@ -29,7 +29,6 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agentloop.errors import ConfigError, PolicyError
@@ -95,11 +94,10 @@ class OpenAIPolicy:
         self._openai = openai
         # Local servers need no key, but the client insists on one; "EMPTY" is the usual placeholder.
         key = self.config.api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
-        limits = httpx.Limits(max_connections=self.config.max_concurrency,
-                              max_keepalive_connections=self.config.max_concurrency)
+        # The client's own connection pool; at most max_concurrency threads use it at once (see generate).
         self._client: openai.OpenAI = openai.OpenAI(
             base_url=self.config.base_url, api_key=key, timeout=self.config.timeout_s,
-            max_retries=self.config.max_retries, http_client=openai.DefaultHttpxClient(limits=limits))
+            max_retries=self.config.max_retries)
         self._model = self.config.model
         self._down_until = 0.0
         self._lock = threading.Lock()
@@ -142,10 +140,15 @@ class OpenAIPolicy:
         """The model requested: the configured one, else the first the server lists."""
         with self._lock:
             if self._model is None:
-                data = self._call("/models", lambda: self._client.models.list()).data
-                if not data:
+                # A plain GET: servers list models in more shapes than the client's typed page accepts.
+                body = self._call("/models", lambda: self._client.get("/models", cast_to=object))
+                data = body.get("data") if isinstance(body, dict) else None
+                if not isinstance(data, list):
+                    raise PolicyError(f"{self.config.base_url}/models returned {str(body)[:200]!r}, not a model list; "
+                                      "is base_url an OpenAI-compatible /v1 URL?")
+                if not data or not isinstance(data[0], dict) or "id" not in data[0]:
                     raise PolicyError(f"{self.config.base_url}/models lists no model; pass model= explicitly.")
-                self._model = str(data[0].id)
+                self._model = str(data[0]["id"])
             return self._model
 
     def generate(self, conversations: Sequence[Sequence[Message]], sampling: SamplingParams,
@@ -167,6 +170,9 @@ class OpenAIPolicy:
         while len(out) < sampling.n:  # servers without n support return one choice: ask again for the rest
             args = self._arguments(model, conversation, sampling, sampling.n - len(out), tools)
             response = self._call("/chat/completions", lambda: self._client.chat.completions.create(**args))
+            if not hasattr(response, "choices"):  # the client hands back the body as is when it is not JSON
+                raise PolicyError(f"{self.config.base_url}/chat/completions returned a response that is not OpenAI's "
+                                  f"shape ({str(response)[:200]!r}); is base_url an OpenAI-compatible /v1 URL?")
             if not response.choices:
                 raise PolicyError(f"{self.config.base_url}/chat/completions returned no choices: {str(response)[:200]}")
             out.extend(_completion(ch, sampling) for ch in response.choices[: sampling.n - len(out)])
