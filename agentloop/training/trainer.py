@@ -384,7 +384,17 @@ class Trainer:
 
     # -- checkpoints --------------------------------------------------------------------------------
     def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
-        """Save weights (adapter only for LoRA), tokenizer and trainer state atomically: all or nothing."""
+        """Save a checkpoint atomically (all or nothing) that other tools load directly.
+
+        The folder is a Hugging Face one: full weights load with
+        ``AutoModelForCausalLM.from_pretrained(path)``; a LoRA adapter with
+        ``PeftModel.from_pretrained(base, path)``, ``AutoPeftModelForCausalLM.from_pretrained(path)`` or
+        ``AutoModelForCausalLM.from_pretrained(path)`` (transformers' peft integration finds the base
+        through ``base_model_name_or_path``, made absolute for a local base). Both carry the tokenizer
+        with its chat template, a README saying how to load and serve it, and ``trainer_state.json``
+        (``calls``, the train config, ``extra``) for :meth:`load_weights` and resume; full weights also
+        their generation config, with the KV cache on (gradient checkpointing turns it off in training).
+        """
         path = Path(path)
         if self.data_parallel() is not None:
             # Rank 0 writes; the others wait so that no rank reads the checkpoint before it exists.
@@ -400,6 +410,12 @@ class Trainer:
         try:
             self.unwrapped.save_pretrained(tmp, safe_serialization=True)
             self.tokenizer.save_pretrained(tmp)
+            lora, base = self.is_lora, None
+            if lora:
+                base = _portable_adapter_config(tmp)
+            else:
+                _portable_model_config(tmp)
+            (tmp / "README.md").write_text(_checkpoint_readme(path, lora, base), encoding="utf-8")
             state = {"calls": self.calls, "config": self.config.model_dump(mode="json"), **(extra or {})}
             (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
             if path.exists():
@@ -433,3 +449,47 @@ class Trainer:
         meta = path / "trainer_state.json"
         if meta.exists():
             self.calls = int(json.loads(meta.read_text()).get("calls", self.calls))
+
+
+# -- checkpoint helpers -------------------------------------------------------------------------------
+def _portable_model_config(folder: Path) -> None:
+    """Undo training-only settings in a saved ``config.json``: gradient checkpointing turns the KV cache off,
+    which would make every generation from the checkpoint elsewhere recompute the whole prefix per token."""
+    file = folder / "config.json"
+    config = json.loads(file.read_text())
+    if config.get("use_cache") is False:
+        config["use_cache"] = True
+        file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def _portable_adapter_config(folder: Path) -> str | None:
+    """Make a saved adapter's ``base_model_name_or_path`` absolute when it is a local folder (so the adapter
+    loads from any working directory); returns the base, None when unknown (an in-memory base model)."""
+    file = folder / "adapter_config.json"
+    config = json.loads(file.read_text())
+    base = config.get("base_model_name_or_path") or None
+    if base and Path(base).expanduser().is_dir():
+        base = str(Path(base).expanduser().resolve())
+        config["base_model_name_or_path"] = base
+        file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    return base
+
+
+def _checkpoint_readme(path: Path, lora: bool, lora_base: str | None) -> str:
+    """A short model card: what the folder is and the lines that load or serve it."""
+    name = path.name
+    if lora:
+        lora_base = lora_base or "<the base model the adapter was trained on>"
+        return (f"---\nlibrary_name: peft\nbase_model: {lora_base}\ntags: [agentloop, lora]\n---\n\n"
+                f"# {name}\n\nA LoRA adapter trained by agentloop on top of `{lora_base}`, with the tokenizer "
+                "and its chat template.\n\n```python\nfrom peft import AutoPeftModelForCausalLM\n"
+                "from transformers import AutoTokenizer\n\n"
+                f"model = AutoPeftModelForCausalLM.from_pretrained(\"{name}\")  # loads the base, then the adapter\n"
+                f"tokenizer = AutoTokenizer.from_pretrained(\"{name}\")\n```\n\n"
+                f"Serve it: `agentloop serve --model {lora_base} --adapter {name}`.\n")
+    return (f"---\nlibrary_name: transformers\ntags: [agentloop]\n---\n\n# {name}\n\nA causal LM checkpoint "
+            "trained by agentloop, with the tokenizer and its chat template.\n\n```python\n"
+            "from transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
+            f"model = AutoModelForCausalLM.from_pretrained(\"{name}\")\n"
+            f"tokenizer = AutoTokenizer.from_pretrained(\"{name}\")\n```\n\n"
+            f"Serve it: `agentloop serve --model {name}`.\n")

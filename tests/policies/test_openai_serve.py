@@ -77,7 +77,7 @@ def test_rollout_through_the_server(served: str) -> None:
 
 
 def test_client_errors_fail_at_once_with_the_server_message(served: str) -> None:
-    policy = OpenAIPolicy(base_url=served, extra_body={"stream": True}, max_retries=5, backoff_s=5)
+    policy = OpenAIPolicy(base_url=served, extra_body={"stream": True}, max_retries=5)
     start = time.monotonic()
     with pytest.raises(PolicyError, match="400.*stream=true is not supported"):
         policy.generate([[user("x")]], SamplingParams())
@@ -85,7 +85,7 @@ def test_client_errors_fail_at_once_with_the_server_message(served: str) -> None
 
 
 def test_unreachable_server_is_retried_then_recorded_on_each_episode() -> None:
-    policy = OpenAIPolicy(base_url=f"http://127.0.0.1:{free_port()}/v1", model="m", max_retries=2, backoff_s=0.05,
+    policy = OpenAIPolicy(base_url=f"http://127.0.0.1:{free_port()}/v1", model="m", max_retries=2,
                           down_cooldown_s=30)
     start = time.monotonic()
     with pytest.raises(PolicyError, match="after 3 tries.*agentloop serve"):
@@ -106,7 +106,7 @@ def test_server_errors_are_retried_with_backoff(serve_in_thread) -> None:
         return "ok"
 
     with serve_in_thread(ScriptedPolicy(flaky)) as srv:
-        policy = OpenAIPolicy(base_url=srv.base_url, model="m", max_retries=2, backoff_s=0.05)
+        policy = OpenAIPolicy(base_url=srv.base_url, model="m", max_retries=2)
         assert policy.generate([[user("x")]], SamplingParams())[0].text == "ok"
         assert len(calls) == 2
 
@@ -116,7 +116,7 @@ def test_persistent_server_errors_give_up_with_the_message(serve_in_thread) -> N
         raise RuntimeError("model exploded")
 
     with serve_in_thread(ScriptedPolicy(broken)) as srv:
-        policy = OpenAIPolicy(base_url=srv.base_url, model="m", max_retries=1, backoff_s=0.01)
+        policy = OpenAIPolicy(base_url=srv.base_url, model="m", max_retries=1)
         with pytest.raises(PolicyError, match="kept failing after 2 tries.*HTTP 500.*model exploded"):
             policy.generate([[user("x")]], SamplingParams())
 
@@ -183,7 +183,10 @@ def test_structured_tool_calls_from_a_server_become_tool_call_blocks() -> None:
     from agentloop.environments.tools.core import parse_tool_calls
     from agentloop.policies.openai_compat import _completion
 
-    choice = {"message": {"role": "assistant", "content": None, "tool_calls": [
-        {"id": "c1", "type": "function", "function": {"name": "add", "arguments": "{\"a\": 2}"}}]}}
+    from openai.types.chat.chat_completion import Choice
+
+    choice = Choice.model_validate({"index": 0, "finish_reason": "tool_calls", "message": {
+        "role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "add", "arguments": "{\"a\": 2}"}}]}})
     parsed = parse_tool_calls(_completion(choice, SamplingParams()).text)
     assert [(c.name, c.arguments) for c in parsed.calls] == [("add", {"a": 2})]
