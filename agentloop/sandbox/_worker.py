@@ -217,14 +217,33 @@ def _prepare_dir(cfg: dict, workdir: str, stdin: str) -> int:
     return os.open(stdin_path, os.O_RDONLY)
 
 
-def _child(cfg: dict, req_fd: int, out_w: int, err_w: int) -> None:
-    """Runs in a child forked from the clean template; reads its request itself; never returns."""
+def _child(cfg: dict, sock: socket.socket) -> None:
+    """Runs in a child forked from the clean template ahead of its run; never returns.
+
+    It prepares what needs no request (a new session; its own mount and IPC namespaces, tmpfs and work
+    directory), then waits for its request (file descriptors only) on the template's socket, reads the
+    request itself, and becomes the program.
+    """
     try:
         os.setsid()
+        if cfg.get("cgroup"):  # born in the template's memory cgroup; the program, unlike the template, may be OOM-killed
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write("0")
+        private = private_run_dir(cfg) if cfg["_private_tmp"] else None
+        me = struct.pack("=i", os.getpid())
+        while True:
+            msg, fds, _, _ = socket.recv_fds(sock, 16, 3)
+            if not msg:
+                os._exit(0)  # the worker is gone: nothing to run
+            if msg == me and len(fds) == 3:
+                break
+            for fd in fds:  # a request for an earlier child that died before reading it
+                os.close(fd)
+        req_fd, out_w, err_w = fds
         req = json.loads(os.pread(req_fd, os.fstat(req_fd).st_size, 0))
         os.close(req_fd)
-        if req["workdir"] is None:
-            workdir = private_run_dir(cfg)
+        if private is not None:
+            workdir = private
             stdin_fd = _prepare_dir(cfg, workdir, req.get("stdin") or "")
         else:
             workdir = req["workdir"]
@@ -235,9 +254,6 @@ def _child(cfg: dict, req_fd: int, out_w: int, err_w: int) -> None:
         os.closerange(3, 1 << 16)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
-        if cfg.get("cgroup"):  # the whole program (every process it starts) shares one memory limit
-            with open(cfg["cgroup"], "w") as f:
-                f.write("0")
         _set_limits(cfg, float(req["timeout_s"]))
         if cfg.get("uid") is not None:
             os.setgroups([])
@@ -255,7 +271,7 @@ def _child(cfg: dict, req_fd: int, out_w: int, err_w: int) -> None:
         sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False, buffering=1)
         sys.argv = [SOURCE_NAME]
     except BaseException as e:  # the sandbox itself failed to set up: say so on the error pipe
-        os.write(err_w if err_w > 2 else 2, f"agentloop sandbox setup failed: {e!r}".encode())
+        os.write(2 if "err_w" not in locals() else err_w, f"agentloop sandbox setup failed: {e!r}".encode())
         os._exit(125)
     code = req["code"]
     del req
@@ -477,6 +493,14 @@ def _recv_int(sock: socket.socket) -> int:
     return struct.unpack("=i", data)[0]
 
 
+def _next_child(sock: socket.socket) -> tuple[int, int]:
+    """The pid and a pidfd of the child the template has forked for the next run."""
+    msg, fds, _, _ = socket.recv_fds(sock, 16, 1)
+    if len(msg) != 4 or len(fds) != 1:
+        raise OSError(errno.EPIPE, "the template process is gone")
+    return struct.unpack("=i", msg)[0], fds[0]
+
+
 def run_one(cfg: dict, tmpl: socket.socket, req: dict, n: int) -> dict:
     workdir = None
     if not cfg["_private_tmp"]:  # no per-run tmpfs here: a directory under the worker's temp root
@@ -487,12 +511,11 @@ def run_one(cfg: dict, tmpl: socket.socket, req: dict, n: int) -> dict:
                                   "timeout_s": req["timeout_s"], "workdir": workdir}).encode())
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
+    pid, pidfd = _next_child(tmpl)  # forked (and prepared) while the previous run was being cleaned up
     t0 = time.monotonic()
-    socket.send_fds(tmpl, [b"r"], [request, out_w, err_w])
+    socket.send_fds(tmpl, [struct.pack("=i", pid)], [request, out_w, err_w])
     for fd in (request, out_w, err_w):
         os.close(fd)
-    pid = _recv_int(tmpl)
-    pidfd = socket.recv_fds(tmpl, 1, 1)[1][0]
     timed_out, bufs, truncated, end = _supervise(pidfd, out_r, err_r, float(req["timeout_s"]), cfg["output_bytes"], t0)
     wstatus = _kill_leftovers(cfg, tmpl, pid, workdir)
     duration = end - t0  # the program's own time, not the clean-up's
@@ -506,29 +529,33 @@ def run_one(cfg: dict, tmpl: socket.socket, req: dict, n: int) -> dict:
 def template(cfg: dict, sock: socket.socket) -> None:
     """The clean template: forks one child per run and never sees a program, its input or its output.
 
-    It receives only file descriptors (the request as a memory file, the output pipes); the child reads
-    its request itself. So a program's memory holds nothing from earlier runs: not their code, stdin or
+    It never reads from the socket it shares with its children: the waiting child receives the request
+    (file descriptors only: the request as a memory file, the output pipes) and reads it itself. So a program's memory holds nothing from earlier runs: not their code, stdin or
     results, which live only in the worker (a different process, another uid) and in their own children.
     """
-    while True:
+    if cfg.get("cgroup"):
+        # Every program is forked from here, so each is born in this memory cgroup (one limit for all its
+        # processes and files) without a per-run migration (slow: it waits for an RCU grace period). The
+        # template itself is exempt from the OOM killer, so a program hitting the limit never takes it down.
+        with open(cfg["cgroup"], "w") as f:
+            f.write("0")
         try:
-            msg, fds, _, _ = socket.recv_fds(sock, 16, 3)
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write("-1000")
         except OSError:
-            os._exit(0)
-        if not msg:
-            os._exit(0)
+            pass
+    while True:  # one child at a time, forked as soon as the previous one is gone
         pid = os.fork()
         if pid == 0:
-            sock.close()
-            _child(cfg, *fds)
-        for fd in fds:
-            os.close(fd)
+            _child(cfg, sock)
         pidfd = os.pidfd_open(pid)
-        sock.send(struct.pack("=i", pid))
-        socket.send_fds(sock, [b"p"], [pidfd])
-        os.close(pidfd)
-        status = os.waitpid(pid, 0)[1]
-        sock.send(struct.pack("=i", status))
+        try:
+            socket.send_fds(sock, [struct.pack("=i", pid)], [pidfd])
+            os.close(pidfd)
+            status = os.waitpid(pid, 0)[1]
+            sock.send(struct.pack("=i", status))
+        except OSError:  # the worker is gone
+            os._exit(0)
 
 
 def _probe_private_tmp(cfg: dict) -> bool:
