@@ -226,8 +226,8 @@ def _child(cfg: dict, sock: socket.socket) -> None:
     """
     try:
         os.setsid()
-        if cfg.get("cgroup"):  # born in the template's memory cgroup; the program, unlike the template, may be OOM-killed
-            with open("/proc/self/oom_score_adj", "w") as f:
+        if cfg.get("cgroup"):  # one memory limit for every process and file of the program (done before the
+            with open(cfg["cgroup"], "w") as f:  # request arrives: moving into a cgroup waits for an RCU grace period)
                 f.write("0")
         private = private_run_dir(cfg) if cfg["_private_tmp"] else None
         me = struct.pack("=i", os.getpid())
@@ -533,17 +533,6 @@ def template(cfg: dict, sock: socket.socket) -> None:
     (file descriptors only: the request as a memory file, the output pipes) and reads it itself. So a program's memory holds nothing from earlier runs: not their code, stdin or
     results, which live only in the worker (a different process, another uid) and in their own children.
     """
-    if cfg.get("cgroup"):
-        # Every program is forked from here, so each is born in this memory cgroup (one limit for all its
-        # processes and files) without a per-run migration (slow: it waits for an RCU grace period). The
-        # template itself is exempt from the OOM killer, so a program hitting the limit never takes it down.
-        with open(cfg["cgroup"], "w") as f:
-            f.write("0")
-        try:
-            with open("/proc/self/oom_score_adj", "w") as f:
-                f.write("-1000")
-        except OSError:
-            pass
     while True:  # one child at a time, forked as soon as the previous one is gone
         pid = os.fork()
         if pid == 0:

@@ -57,11 +57,11 @@ def bwrap_argv(config: SandboxConfig, slot: int, python: str, uid: int | None = 
     argv = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net", "--unshare-ipc",
             "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox"]
     # As root, a user namespace would map only uid 0 and make the uid drop impossible; as a user it is required.
-    # CAP_SYS_ADMIN lets the worker give each run its own mount and IPC namespaces and tmpfs, CAP_SYS_RESOURCE
-    # exempts its template from the OOM killer; programs never hold either (the uid drop clears every capability,
-    # and no_new_privs forbids regaining one).
+    # CAP_SYS_ADMIN lets the worker give each run its own mount and IPC namespaces and tmpfs; programs never hold
+    # it (the uid drop clears every capability, and no_new_privs forbids regaining one). Only capabilities in
+    # this host's bounding set may be listed: bwrap silently keeps them all when adding one fails.
     argv += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_KILL",
-             "--cap-add", "CAP_CHOWN", "--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_SYS_RESOURCE"] \
+             "--cap-add", "CAP_CHOWN", "--cap-add", "CAP_SYS_ADMIN"] \
         if root else ["--unshare-user", "--disable-userns"]
     argv += ["--ro-bind", "/usr", "/usr"]
     for top in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
