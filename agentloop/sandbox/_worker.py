@@ -82,6 +82,7 @@ def write_msg(fd: int, obj: dict) -> None:
 # -- seccomp: no new namespaces or mounts for programs -------------------------------------------
 # A program could otherwise create a user namespace (allowed to unprivileged users on most kernels) and,
 # inside it, mount a tmpfs whose memory no rlimit counts. The filter makes those calls fail with EPERM.
+LIBC = ctypes.CDLL(None, use_errno=True)  # loaded once in the worker; children inherit it
 PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
 NS_FLAGS = 0x7E020000  # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
 # Refused outright (EPERM): namespaces and mounts (unshare, setns, mount, umount2, pivot_root, chroot, open_tree,
@@ -126,16 +127,26 @@ def seccomp_filter() -> bytes | None:
     return bytes(out)
 
 
-def install_seccomp(filter_bytes: bytes) -> bool:
-    class SockFprog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
-    buf = ctypes.create_string_buffer(filter_bytes, len(filter_bytes))
-    prog = SockFprog(len(filter_bytes) // 8, ctypes.cast(buf, ctypes.c_void_p))
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+
+_PROGRAMS: dict[bytes, tuple] = {}  # filter -> (struct, buffer): built once in the worker, reused by every child
+
+
+def _fprog(filter_bytes: bytes) -> tuple:
+    prog = _PROGRAMS.get(filter_bytes)
+    if prog is None:
+        buf = ctypes.create_string_buffer(filter_bytes, len(filter_bytes))
+        prog = _PROGRAMS[filter_bytes] = (_SockFprog(len(filter_bytes) // 8, ctypes.cast(buf, ctypes.c_void_p)), buf)
+    return prog
+
+
+def install_seccomp(filter_bytes: bytes) -> bool:
+    prog = _fprog(filter_bytes)
+    if LIBC.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         return False
-    return libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) == 0
+    return LIBC.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog[0]), 0, 0) == 0
 
 
 def _probe_seccomp(filter_bytes: bytes | None) -> bool:
@@ -185,22 +196,17 @@ def private_run_dir(cfg: dict) -> str:
     that IPC namespace: both vanish, whatever their number or depth, when the run's last process is gone.
     Needs CAP_SYS_ADMIN (kept by the worker, never by the program).
     """
-    libc = ctypes.CDLL(None, use_errno=True)
-    _libc_call(libc.unshare, CLONE_NEWNS | CLONE_NEWIPC)
-    _libc_call(libc.mount, b"none", b"/", None, MS_REC | MS_PRIVATE, None)
+    _libc_call(LIBC.unshare, CLONE_NEWNS | CLONE_NEWIPC)
+    _libc_call(LIBC.mount, b"none", b"/", None, MS_REC | MS_PRIVATE, None)
     opts = f"size={cfg['tmp_bytes']},nr_inodes={cfg['tmp_inodes']},mode=0755".encode()
-    _libc_call(libc.mount, b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, opts)
+    _libc_call(LIBC.mount, b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, opts)
     return RUN_DIR
 
 
-def _new_session_keyring() -> None:
+def _new_session_keyring(nr: int | None) -> None:
     """Join a fresh anonymous session keyring (keys from other runs are not reachable through it)."""
-    import platform
-
-    nr = SYS_KEYCTL.get(platform.machine())
     if nr is not None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.syscall(ctypes.c_long(nr), ctypes.c_long(KEYCTL_JOIN_SESSION_KEYRING), None)
+        LIBC.syscall(ctypes.c_long(nr), ctypes.c_long(KEYCTL_JOIN_SESSION_KEYRING), None)
 
 
 def _prepare_dir(cfg: dict, workdir: str, stdin: str) -> int:
@@ -259,7 +265,7 @@ def _child(cfg: dict, sock: socket.socket) -> None:
             os.setgroups([])
             os.setgid(cfg["gid"])
             os.setuid(cfg["uid"])  # from root: drops every capability as well
-        _new_session_keyring()
+        _new_session_keyring(cfg.get("_keyctl"))
         if cfg.get("_seccomp") and not install_seccomp(cfg["_seccomp"]):
             raise OSError("the seccomp filter could not be installed")
         os.chdir(workdir)
@@ -585,7 +591,7 @@ def main() -> None:
     os.set_inheritable(proto_out, False)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     try:  # orphans of a program come back to us, so that we reap them (no zombies piling up)
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     except (OSError, AttributeError):
         pass
     os.umask(0o022)
@@ -595,7 +601,12 @@ def main() -> None:
     filter_bytes = seccomp_filter()
     seccomp = _probe_seccomp(filter_bytes)
     cfg["_seccomp"] = filter_bytes if seccomp else None
+    if seccomp:
+        _fprog(filter_bytes)  # built here, once, for every child
     cfg["_private_tmp"] = bool(cfg.get("private_tmp")) and _probe_private_tmp(cfg)
+    import platform
+
+    cfg["_keyctl"] = SYS_KEYCTL.get(platform.machine())
     # Forked children share our pages copy-on-write; a frozen heap keeps their garbage collector from
     # touching (and so copying) every one of them, which halves the cost of starting a program.
     gc.collect()

@@ -22,10 +22,13 @@ import collections
 import copy
 import decimal
 import fractions
+import functools
 import importlib
 import json
+import marshal
 import re
 import secrets
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -96,13 +99,10 @@ UNSAFE_BUILTINS = frozenset({"eval", "exec", "compile", "open", "__import__", "i
 HOST_BUILTINS = {k: v for k, v in vars(builtins).items() if k not in UNSAFE_BUILTINS and not k.startswith("__")}
 MAX_DEPTH = 100
 
+# The harness's code; the program defines _M (marker), _SOLUTION, _SETUP, _HOLES and _DEPTH before running it.
 HARNESS = r"""
 import io as _io, json as _json, os as _os, sys as _sys, traceback as _tb, linecache as _lc
 import collections as _col, decimal as _dec, fractions as _fr
-_M = {marker!r}
-_SETUP = {setup!r}
-_SOLUTION = {solution!r}
-_HOLES = {holes!r}
 def _emit(obj):
     line = _M + " " + _json.dumps(obj) + "\n"
     try:
@@ -110,7 +110,7 @@ def _emit(obj):
     except OSError:
         pass
 def _enc(v, d):
-    if d > {depth}:
+    if d > _DEPTH:
         raise ValueError("nested too deeply")
     if v is None or v is True or v is False:
         return v
@@ -160,7 +160,7 @@ def _load(name, src, g, mode="exec"):
     code = compile(src, name, mode)
     return eval(code, g) if mode == "eval" else exec(code, g)
 def _main():
-    g = {{"__name__": "__main__"}}
+    g = {"__name__": "__main__"}
     _sys.stdout = _io.StringIO()  # the solution's prints are not part of the protocol
     for kind, name, src in (("load", "<solution>", _SOLUTION), ("setup", "<setup>", _SETUP)):
         try:
@@ -186,6 +186,23 @@ def _main():
             _emit(["h", h, "x", _trace(e, name)])
 _main()
 """
+
+
+# The program: the data, then the harness's code compiled once here and marshalled (compiling it in every run
+# would cost more than the rest of a typical MBPP run); an interpreter of another version compiles the source.
+PROGRAM = """import sys as _s, marshal as _m
+_M = {marker!r}
+_SOLUTION = {solution!r}
+_SETUP = {setup!r}
+_HOLES = {holes!r}
+_DEPTH = {depth!r}
+exec(_m.loads(bytes.fromhex({code!r})) if tuple(_s.version_info[:2]) == {version!r} else compile({source!r}, "<harness>", "exec"))
+"""
+
+
+@functools.lru_cache(maxsize=1)
+def _harness_code() -> str:
+    return marshal.dumps(compile(HARNESS, "<harness>", "exec")).hex()
 
 
 class _Undecodable(ValueError):
@@ -340,7 +357,8 @@ def build_program(solution: str, tests: Sequence[str], setup: str = "", marker: 
     """The harness program and its :class:`Harness` (marker random when not given)."""
     marker = marker or "@@agentloop-" + secrets.token_hex(8)
     holes, checks = plan_tests(solution, tests, setup)
-    program = HARNESS.format(marker=marker, setup=setup, solution=solution, holes=holes, depth=MAX_DEPTH)
+    program = PROGRAM.format(marker=marker, setup=setup, solution=solution, holes=holes, depth=MAX_DEPTH,
+                             version=tuple(sys.version_info[:2]), code=_harness_code(), source=HARNESS)
     return program, Harness(program=program, marker=marker, checks=checks)
 
 
