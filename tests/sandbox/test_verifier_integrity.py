@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import pytest
 
+from agentloop.environments.code.envs import load_mbpp
 from agentloop.registry import make
 from agentloop.sandbox.local import bwrap_status
 
-pytestmark = pytest.mark.skipif(not bwrap_status()[0], reason=f"bubblewrap unavailable: {bwrap_status()[1]}")
+needs_bwrap = pytest.mark.skipif(not bwrap_status()[0], reason=f"bubblewrap unavailable: {bwrap_status()[1]}")
 
 WRONG = "def remove_Occ(s, ch):\n    return s\n"
 
@@ -109,6 +110,7 @@ def _verdict(env, solution: str):
     return env.verify(task, f"```python\n{solution}\n```")
 
 
+@needs_bwrap
 def test_the_task_is_remove_occ_and_gold_passes(env):
     task = env.get_task(0)
     assert "remove_Occ" in task.answer["tests"][0]
@@ -116,8 +118,74 @@ def test_the_task_is_remove_occ_and_gold_passes(env):
     assert not _verdict(env, WRONG).success
 
 
+@needs_bwrap
 @pytest.mark.parametrize("trick", sorted(TRICKS))
 def test_a_wrong_solution_cannot_forge_success(env, trick):
     verdict = _verdict(env, WRONG + TRICKS[trick])
     assert not verdict.success, (trick, verdict.info, verdict.feedback)
     assert verdict.reward == 0.0
+
+
+# -- the harness's pieces (no sandbox needed) ------------------------------------------------------------------------
+from agentloop.environments.code.execution import build_program, decode_value, plan_tests  # noqa: E402
+
+
+def test_expected_values_never_reach_the_program():
+    """The program gets only the sub-expressions that need its names; the expected values stay on the host."""
+    row = load_mbpp()[10]  # task 11, remove_Occ
+    tests = [t.replace('== "', '== "EXPECTED-') for t in row["test_list"]]  # distinctive expected values
+    program, harness = build_program(WRONG, tests)
+    assert len(harness.checks) == 3
+    assert "EXPECTED" not in program
+    holes, checks = plan_tests(WRONG, row["test_list"])
+    assert [src for _, _, src in holes] == ["remove_Occ('hello', 'l')", "remove_Occ('abcda', 'a')", "remove_Occ('PHP', 'P')"]
+    assert all(c.expr is not None for c in checks)
+
+
+@pytest.mark.parametrize(("test", "holes"), [
+    ("assert f(1) == 2", ["f(1)"]),
+    ("assert math.isclose(f(1), 0.5, rel_tol=0.01)", ["f(1)"]),  # the comparison helper runs on the host
+    ("assert set(f([1, 2])) == {1, 2}", ["f([1, 2])"]),
+    ("assert f(1) == 2 or f(1) == 3", ["f(1)", "f(1)"]),
+    ("assert f(x=g(2)) == 1", ["f(x=g(2))"]),
+    ("assert sorted(f(1), key=g) == [1]", ["f(1)", "g"]),
+    ("assert f(1)[0] == 2", ["f(1)[0]"]),
+    ("assert not f(1)", ["f(1)"]),
+])
+def test_holes_are_the_smallest_parts_that_need_the_program(test, holes):
+    got, checks = plan_tests("def f(*a, **k): pass\ndef g(x): pass", [test])
+    assert [src for _, _, src in got] == holes
+
+
+def test_names_the_program_shadows_are_evaluated_in_the_sandbox():
+    # A solution that defines its own ``sorted`` is judged with it (the test calls the program's sorted) ...
+    got, _ = plan_tests("def sorted(x): return x", ["assert sorted([2, 1]) == [1, 2]"])
+    assert [src for _, _, src in got] == ["sorted([2, 1])"]
+    # ... while a plain ``import math`` leaves math.isclose to the host, and ``import math as m`` does not.
+    assert [s for _, _, s in plan_tests("import math", ["assert math.isclose(f(1), 1.0)"])[0]] == ["f(1)"]
+    assert [s for _, _, s in plan_tests("import math as m", ["assert m.isclose(f(1), 1.0)"])[0]] == ["m.isclose(f(1), 1.0)"]
+
+
+def test_values_decode_as_plain_data_only():
+    import collections
+    import decimal
+    import fractions
+
+    cases = [None, True, 0, -(10 ** 5000), 1.5, float("inf"), 1 + 2j, "x", b"y", bytearray(b"z"), [1, (2, 3)],
+             {1: "a"}, {1, 2}, frozenset({3}), collections.Counter("aab"), collections.OrderedDict(a=1),
+             collections.deque([1], 3), range(1, 5, 2), decimal.Decimal("1.10"), fractions.Fraction(1, 3)]
+    import json as _json
+    ns: dict = {"_DEPTH": 100}
+    from agentloop.environments.code.execution import HARNESS
+    exec(HARNESS.split("def _trace")[0], ns)  # the harness's encoder, as the program runs it
+    for v in cases:
+        back = decode_value(_json.loads(_json.dumps(ns["_enc"](v, 0))))
+        assert back == v and type(back) is type(v), v
+    for bad in (["x", 1], ["i"], ["l", [["o", 1]]], 5, "s", ["d", [[["l", []], 1]]], ["S", [["l", []]]]):
+        with pytest.raises(ValueError):
+            decode_value(bad)
+    deep: list = ["l", []]
+    for _ in range(200):
+        deep = ["l", [deep]]
+    with pytest.raises(ValueError):
+        decode_value(deep)
