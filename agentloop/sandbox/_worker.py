@@ -4,27 +4,38 @@ This file runs *inside* the sandbox (bubblewrap namespaces, or a plain process f
 backend) and uses the standard library only; it is started as ``python -I worker.py CONFIG_JSON``.
 
 Protocol, on the worker's stdin/stdout: each message is a 4-byte big-endian length followed by that
-many bytes of JSON. The worker first sends ``{"ready": true}``; then, for each request
+many bytes of JSON. The worker first sends ``{"ready": true, ...}``; then, for each request
 ``{"code", "stdin", "timeout_s"}``, it sends one result ``{"status", "exit_code", "stdout", "stderr",
-"duration_s", "output_truncated"}``.
+"duration_s", "cleanup_s", "output_truncated"}``.
 
-Per program, the worker:
+Processes: the worker (which talks to the host and supervises runs) forks, before it has seen any
+request, a *template*; the template forks one child per run, each as soon as the previous one is
+gone, and never reads a request itself. A child, before its request exists:
 
-* makes a private directory under its temp root and writes stdin there;
-* forks a child that starts a new session (its own process group), sets resource limits (CPU time,
-  address space, file size, open files, processes, no core files), drops to the unprivileged uid/gid
-  given in the config (with no supplementary groups), installs a seccomp filter that refuses new
-  namespaces and mounts, clears the environment, changes into the
-  directory and executes the code with ``exec`` in a fresh ``__main__`` namespace;
-* enforces the wall-clock timeout, caps the captured output (the rest is read and dropped so the
-  program never blocks on a full pipe), and afterwards kills every process the program left behind:
-  its process group, and then every process of the unprivileged uid (a helper that becomes that uid
-  and calls ``kill(-1, SIGKILL)``, which also reaches children that escaped with ``setsid``);
-* deletes the directory.
+* starts a new session (its own process group), joins the programs' memory cgroup when there is one,
+  and (with ``private_tmp``) makes new mount and IPC namespaces with a fresh size- and inode-limited
+  tmpfs at ``/tmp`` holding its work directory;
+
+then waits for its request on the template's socket (file descriptors only: a memory file holding the
+request, and the output pipes), reads it, and:
+
+* writes stdin into the work directory, sets resource limits (CPU time, address space, file size, open
+  files, processes, no core files), drops to the unprivileged uid/gid given in the config (with no
+  supplementary groups, so no capabilities), joins a fresh session keyring, installs the seccomp
+  filter (see ``SYSCALLS``), clears the environment, changes into the directory and executes the code
+  with ``exec`` in a fresh ``__main__`` namespace.
+
+The worker enforces the wall-clock timeout, caps the captured output (the rest is read and dropped so
+the program never blocks on a full pipe), and afterwards kills every process the program left behind:
+its process group, and then every process of the unprivileged uid (a helper that becomes that uid and
+calls ``kill(-1, SIGKILL)``, which also reaches children that escaped with ``setsid``). The kernel then
+discards the run's tmpfs and IPC namespace whole, whatever they hold; without ``private_tmp`` (not
+root, or the ``process`` backend) the worker deletes a per-run directory instead.
 
 Forking a warm interpreter avoids paying interpreter start-up (tens of milliseconds) on every run.
-The child starts from the worker's state: modules in ``PRELOAD`` are already imported; nothing a
-program does can leak into the next one because each runs in a fresh fork.
+Each child starts from the template's state, which holds no earlier run's code, input or output
+(those pass only through the worker, another process the program cannot read): modules in
+``PRELOAD`` are already imported, and nothing a program does can leak into the next one.
 """
 
 from __future__ import annotations

@@ -8,13 +8,18 @@ Each worker runs inside its own ``bwrap`` sandbox:
   read-only files from ``/etc``, the interpreter's own prefix read-only, the worker script, fresh
   ``/proc`` and ``/dev``, and a size-limited private tmpfs at ``/tmp``. The repository, ``/root``,
   ``/home``, ``/var``, ``/run`` and sockets are simply absent;
-* ``PR_SET_NO_NEW_PRIVS`` (bwrap always sets it), a seccomp filter in each program that refuses new
-  namespaces and mounts, and a cleared environment;
-* started as root, the worker keeps only CAP_SETUID, CAP_SETGID and CAP_KILL, and every program runs
-  as an unprivileged uid of its own (one per worker) with no capabilities, so that the
-  process-count limit applies and the program cannot signal its worker. Started as an ordinary
-  user, bwrap uses a user namespace and the program keeps the worker's uid; then the worker kills
-  every other process in its pid namespace after each run, and a worker a program kills is restarted.
+* ``PR_SET_NO_NEW_PRIVS`` (bwrap always sets it), a seccomp filter in each program (native ABI only;
+  no namespaces, mounts, io_uring, keyrings, ptrace, bpf, userfaultfd, perf events), and a cleared
+  environment;
+* started as root, the worker keeps only CAP_SETUID, CAP_SETGID, CAP_KILL, CAP_CHOWN and CAP_SYS_ADMIN
+  (the last to give each run its own mount and IPC namespaces and tmpfs, discarded whole afterwards);
+  every program runs as an unprivileged uid of its own (one per worker) with no capabilities, so that
+  the process-count limit applies and the program cannot signal its worker; and where a memory cgroup
+  can be made (:mod:`agentloop.sandbox.cgroup`, bound into the sandbox at ``/run/agentloop-cgroup``)
+  each program, all its processes and files together, is limited to ``memory_mb``. Started as an
+  ordinary user, bwrap uses a user namespace and the program keeps the worker's uid; then the worker
+  kills every other process in its pid namespace after each run, and a worker a program kills is
+  restarted.
 
 When bubblewrap is missing or cannot create namespaces here, :class:`LocalSandbox` refuses with a
 message saying how to get it; it never silently runs without isolation.

@@ -2,15 +2,33 @@
 
 * :func:`extract_code`: the program in a model reply: the first fenced block tagged ``python``/``py``
   (or untagged), a block left open by a stop string, or the whole reply when it parses as Python.
-* :func:`build_program`: the test harness. The solution, then the setup code (MBPP's
-  ``test_setup_code`` builds fixtures from the solution's classes, so it runs after it), then each
-  test run in one namespace inside one sandboxed program; each test's outcome is reported on stdout on a line that
-  starts with a per-run random marker, so that printing by the solution cannot forge or hide results
-  (a solution would have to introspect the harness's frames to find the marker; not defended).
-  A solution that calls ``exit()`` fails every test instead of skipping them.
-* :func:`run_tests` / :func:`run_tests_many`: build, run in the sandbox, parse into a
-  :class:`TestReport` with the fraction of tests passed and LeTI-style feedback: the failing assert
-  (with the value the call returned when the test is ``assert f(...) == expected``), or the
+* :func:`build_program`: the test harness, built so that the program cannot forge its verdict. Each
+  test (an ``assert`` statement) is split on the host (:func:`plan_tests`) into *holes*, the smallest
+  sub-expressions that need a name the program (or the setup code) defines, e.g. ``remove_Occ("hello",
+  "l")``, and the rest, e.g. ``_h0 == "heo"``. Only the holes go into the sandboxed program: it loads
+  the solution, then the setup code (MBPP's ``test_setup_code`` builds fixtures from the solution's
+  classes), evaluates each hole and reports its value as tagged plain data (ints, floats, strings,
+  bytes, lists, tuples, sets, dicts, Counter, OrderedDict, deque, range, Decimal, Fraction; never an
+  object of the program's). The host decodes the values (:func:`decode_value`) and evaluates the rest
+  of each test itself, with the real builtins and standard-library modules. So the expected values
+  never reach the program, and exiting early (``sys.exit``, ``os._exit``, ``atexit``, ``__del__``),
+  replacing builtins (``AssertionError``, ``exec``, ``compile``, ``eval``), patching ``os.write`` or
+  ``json``, printing or reconstructing the per-run marker (``linecache``, frame introspection),
+  patching the harness's functions, closing or redirecting file descriptors, or returning objects whose
+  ``__eq__`` is always true gain nothing: a missing or doubled report fails the test, and a forged
+  report is only a value the program's function could have returned. What this does not cover: a
+  program that returns the right answers for tests it can read (the holes' arguments are visible to
+  it, and MBPP's prompt shows the first test) -- hard-coding, not forging; tests that are not
+  ``assert`` statements, which are judged by running them in the sandbox (a hostile program can forge
+  those); comparisons a test writes inside a comprehension, lambda or subscript together with the
+  program's names (``assert all(f(x) == y for x, y in cases)``): that whole part is a hole, evaluated
+  in the sandbox; and names the program defines shadowing what a test calls (``def sorted``): the test
+  then runs the program's version, as it would in a plain run. MBPP's 2,922 tests are all
+  ``assert <call> == <value>`` and fully covered. tests/sandbox/test_verifier_integrity.py
+  tries every trick above against a wrong solution.
+* :func:`run_tests` / :func:`run_tests_many`: build, run in the sandbox, judge (:func:`parse_report`)
+  into a :class:`TestReport` with the fraction of tests passed and LeTI-style feedback: the failing
+  assert (with the value the call returned when the test is ``assert f(...) == expected``), or the
   traceback, or "timeout", trimmed to :data:`FEEDBACK_CHARS`.
 """
 
