@@ -89,7 +89,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--kind", default="local", choices=["local", "process", "docker", "auto"])
     ap.add_argument("--limit", type=int, default=None, help="Only the first N tasks.")
-    ap.add_argument("--timeout", type=float, default=10.0)
+    ap.add_argument("--timeout", type=float, default=20.0, help="Seconds per program (task 123 takes ~10 s on a loaded machine).")
     ap.add_argument("--lanes", default="1,2", help="Comma-separated numbers of parallel lanes (sandbox workers).")
     ap.add_argument("--naive-limit", type=int, default=300,
                     help="Programs for the naive baseline (a fresh interpreter each is slow); 0 skips it.")

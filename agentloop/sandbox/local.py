@@ -139,6 +139,13 @@ class LocalSandbox(PooledSandbox):
         #: Per-worker memory cgroups bounding each program as a whole (None where none can be made here).
         self.cgroups = make_program_cgroups(self.config.memory_mb << 20) if self.uid_isolated else None
         cgroups = self.cgroups
+        if cgroups is None:
+            import warnings
+
+            warnings.warn(f"agentloop sandbox: no memory cgroup can be made here, so memory_mb={self.config.memory_mb} "
+                          "limits each process, not each program (a program may hold up to max_processes x memory_mb). "
+                          "Run as root with a writable cgroup v2 (memory controller) or v1 memory hierarchy.",
+                          RuntimeWarning, stacklevel=3)
         try:
             self._pool = WorkerPool(self.config.model_copy(update={"workers": n}),
                                     lambda slot: bwrap_argv(self.config, slot, python, uids[slot] if uids else None,

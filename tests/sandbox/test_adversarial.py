@@ -347,6 +347,9 @@ def test_keyrings_do_not_leak_between_runs(sb):
 
 def test_memory_limit_covers_every_process_of_the_program(sb):
     """14 children x 64 MiB each stay under the per-process limit (256 MiB) but not under the program's."""
+    if not sb.memory_cgroup:
+        pytest.skip("no memory cgroup can be made here (needs root and a writable cgroup v2 memory controller or "
+                    "v1 memory hierarchy): the memory limit is per process, as the sandbox warned")
     code = (
         "import os, time\n"
         "r, w = os.pipe()\n"
