@@ -334,7 +334,9 @@ def _kill_leftovers(cfg: dict, tmpl: socket.socket, pid: int, workdir: str | Non
     _reap()
     uid = cfg.get("uid")
     if uid is None:
-        _sweep_namespace(cfg, keep=cfg["_template_pid"])
+        # The template's next child already exists (it shares our uid here): take it first and spare it.
+        cfg["_next"] = _next_child(tmpl)
+        _sweep_namespace(cfg, keep=(cfg["_template_pid"], cfg["_next"][0]))
         if workdir:
             shutil.rmtree(workdir, ignore_errors=True)
         return wstatus
@@ -417,13 +419,13 @@ def _rmtree_owned(path: str) -> None:
     shutil.rmtree(path, onerror=fix)
 
 
-def _sweep_namespace(cfg: dict, keep: int) -> None:
+def _sweep_namespace(cfg: dict, keep: tuple[int, ...]) -> None:
     """Without a uid to drop to, kill every other process in our private pid namespace (bwrap as a user)."""
     if not cfg.get("pid_namespace"):
         return
     me = os.getpid()
     for _ in range(50):
-        victims = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, me, keep)]
+        victims = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, me, *keep)]
         if not victims:
             return
         for pid in victims:
@@ -528,7 +530,8 @@ def run_one(cfg: dict, tmpl: socket.socket, req: dict, n: int) -> dict:
                                   "timeout_s": req["timeout_s"], "workdir": workdir}).encode())
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    pid, pidfd = _next_child(tmpl)  # forked (and prepared) while the previous run was being cleaned up
+    # The child for this run was forked (and prepared) while the previous run was being cleaned up.
+    pid, pidfd = cfg.pop("_next", None) or _next_child(tmpl)
     t0 = time.monotonic()
     socket.send_fds(tmpl, [struct.pack("=i", pid)], [request, out_w, err_w])
     for fd in (request, out_w, err_w):
