@@ -113,7 +113,7 @@ def main() -> None:
         startup = time.monotonic() - t0
         sb.run_many(programs[:lanes * 8], timeout_s=args.timeout)  # warm-up: page in the interpreter
         results, wall, lat = measure(lambda c: sb.run(c, timeout_s=args.timeout), programs, lanes)
-        cleanup = [r.cleanup_s for r in results]
+        cleanup = [getattr(r, "cleanup_s", 0.0) for r in results]  # (0 for a sandbox predating it)
         sb.close()
         rates[("isolated", lanes)] = len(programs) / wall
         print(line(f"isolated ({args.kind}), {lanes} lane(s)", len(programs), wall, lat)
