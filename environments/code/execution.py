@@ -10,7 +10,9 @@
   classes), evaluates each hole and reports its value as tagged plain data (ints, floats, strings,
   bytes, lists, tuples, sets, dicts, Counter, OrderedDict, deque, range, Decimal, Fraction; never an
   object of the program's). The host decodes the values (:func:`decode_value`) and evaluates the rest
-  of each test itself, with the real builtins and standard-library modules. So the expected values
+  of each test itself, with the real builtins and standard-library modules; it only compares the
+  values and passes them to a few cheap helpers (:data:`HOST_CALLS`: ``sorted``, ``set``,
+  ``math.isclose``, ...), so a program cannot make the host compute for long or allocate much. So the expected values
   never reach the program, and exiting early (``sys.exit``, ``os._exit``, ``atexit``, ``__del__``),
   replacing builtins (``AssertionError``, ``exec``, ``compile``, ``eval``), patching ``os.write`` or
   ``json``, printing or reconstructing the per-run marker (``linecache``, frame introspection),
@@ -115,6 +117,15 @@ UNSAFE_BUILTINS = frozenset({"eval", "exec", "compile", "open", "__import__", "i
                              "setattr", "delattr", "globals", "locals", "vars", "help", "exit", "quit", "memoryview",
                              "__build_class__", "__loader__", "__spec__"})
 HOST_BUILTINS = {k: v for k, v in vars(builtins).items() if k not in UNSAFE_BUILTINS and not k.startswith("__")}
+# The only calls the host makes on values the program reported: each costs at most a pass over its arguments
+# (whose size the sandbox's output cap bounds), so a program cannot make the host allocate or loop without end
+# (``list(range(f()))``, ``math.factorial(f())``); any other call containing a hole is itself a hole.
+HOST_CALLS = frozenset({
+    "set", "frozenset", "sorted", "list", "tuple", "dict", "len", "abs", "round", "int", "float", "bool", "str",
+    "type", "isinstance", "sum", "min", "max", "all", "any", "repr", "reversed", "math.isclose", "math.fabs",
+    "math.floor", "math.ceil", "math.trunc", "collections.Counter", "collections.OrderedDict",
+})
+MAX_RANGE = 1_000_000  # a reported range longer than this is not decoded (the host would iterate it)
 MAX_DEPTH = 100
 
 # The harness's code; the program defines _M (marker), _SOLUTION, _SETUP, _HOLES and _DEPTH before running it.
@@ -257,7 +268,10 @@ def decode_value(obj: object, depth: int = 0) -> object:
         if tag == "q":
             return collections.deque(sub(rest[0]), rest[1])
         if tag == "r":
-            return range(int(rest[0]), int(rest[1]), int(rest[2]))
+            r = range(int(rest[0]), int(rest[1]), int(rest[2]))
+            if len(r) > MAX_RANGE:
+                raise _Undecodable(f"a range of {len(r)} numbers is too long to check")
+            return r
         if tag == "D":
             return decimal.Decimal(str(rest[0]))
         if tag == "Q":
@@ -317,9 +331,9 @@ class _Holes(ast.NodeTransformer):
             return self.generic_visit(node)
         if not isinstance(node, ast.expr) or self.host_only(node):
             return node
-        if isinstance(node, (ast.Compare, ast.BoolOp, ast.UnaryOp, ast.BinOp, ast.Tuple, ast.List, ast.Set, ast.Dict,
-                             ast.IfExp, ast.Starred)) or \
-                (isinstance(node, ast.Call) and self.host_only(node.func)):
+        if isinstance(node, (ast.Compare, ast.BoolOp, ast.UnaryOp, ast.Tuple, ast.List, ast.Set, ast.Dict, ast.IfExp,
+                             ast.Starred)) or \
+                (isinstance(node, ast.Call) and self.host_only(node.func) and ast.unparse(node.func) in HOST_CALLS):
             return self.generic_visit(node)
         self.sources.append(ast.unparse(node))
         return ast.copy_location(ast.Name(id=f"_h{self.first + len(self.sources) - 1}", ctx=ast.Load()), node)

@@ -151,6 +151,9 @@ def test_expected_values_never_reach_the_program():
     ("assert sorted(f(1), key=g) == [1]", ["f(1)", "g"]),
     ("assert f(1)[0] == 2", ["f(1)[0]"]),
     ("assert not f(1)", ["f(1)"]),
+    ("assert f(1) * 2 == 4", ["f(1) * 2"]),  # arithmetic on the program's values happens in the sandbox
+    ("assert list(range(f(1))) == [0]", ["range(f(1))"]),  # so do calls that may cost more than their input size
+    ("assert math.factorial(f(1)) == 1", ["math.factorial(f(1))"]),
 ])
 def test_holes_are_the_smallest_parts_that_need_the_program(test, holes):
     got, checks = plan_tests("def f(*a, **k): pass\ndef g(x): pass", [test])
@@ -181,7 +184,8 @@ def test_values_decode_as_plain_data_only():
     for v in cases:
         back = decode_value(_json.loads(_json.dumps(ns["_enc"](v, 0))))
         assert back == v and type(back) is type(v), v
-    for bad in (["x", 1], ["i"], ["l", [["o", 1]]], 5, "s", ["d", [[["l", []], 1]]], ["S", [["l", []]]]):
+    for bad in (["x", 1], ["i"], ["l", [["o", 1]]], 5, "s", ["d", [[["l", []], 1]]], ["S", [["l", []]]],
+                ["r", 0, 10 ** 12, 1]):
         with pytest.raises(ValueError):
             decode_value(bad)
     deep: list = ["l", []]
