@@ -406,6 +406,14 @@ def _needle_program(token_xor: str) -> str:
         "            a = lo + mt.start()\n"
         "            if a != own and not any(id(b) + 32 <= a < id(b) + 32 + len(b) for b in bufs):\n"
         "                hits.append('mem')\n"
+        "import os\n"
+        "for p in os.listdir('/proc'):\n"  # the worker holds earlier runs' code: its memory must be out of reach
+        "    if p.isdigit() and int(p) != os.getpid():\n"
+        "        try:\n"
+        "            with open(f'/proc/{p}/mem', 'rb') as m:\n"
+        "                hits.append('other-process-mem:' + p)\n"
+        "        except OSError:\n"
+        "            pass\n"
         "print('hits', sorted(set(hits)))\n"
     )
 
