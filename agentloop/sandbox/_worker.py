@@ -550,8 +550,9 @@ def template(cfg: dict, sock: socket.socket) -> None:
     """The clean template: forks one child per run and never sees a program, its input or its output.
 
     It never reads from the socket it shares with its children: the waiting child receives the request
-    (file descriptors only: the request as a memory file, the output pipes) and reads it itself. So a program's memory holds nothing from earlier runs: not their code, stdin or
-    results, which live only in the worker (a different process, another uid) and in their own children.
+    (file descriptors only: the request as a memory file, the output pipes) and reads it itself. So a
+    program's memory holds nothing from earlier runs: not their code, stdin or results, which live only
+    in the worker (a different process, another uid) and in their own children.
     """
     while True:  # one child at a time, forked as soon as the previous one is gone
         pid = os.fork()
