@@ -1,17 +1,20 @@
 """Sandbox throughput: all 974 MBPP gold solutions against their tests, isolated vs a naive baseline.
 
 Both sides run the very same programs (the code environment's test harness around each gold
-solution) with the same parallelism (one lane per CPU):
+solution) with the same parallelism, for each number of lanes (default 1 and 2):
 
-* isolated: ``get_sandbox(kind)`` (default ``local``: bubblewrap, uid drop, limits, pooled workers);
-* naive: a fresh ``python -c PROGRAM`` subprocess per program, no isolation and no limits.
+* isolated: ``get_sandbox(kind, workers=lanes)`` (default ``local``: bubblewrap, a fresh fork of a
+  clean template per run, per-run mount/IPC namespaces and tmpfs, uid drop, seccomp, limits);
+* naive: a fresh ``python3 -I -c PROGRAM`` subprocess per program, no isolation and no limits (on the
+  first ``--naive-limit`` programs: it is slow).
 
-It prints executions per second for both, the speed-up, and every task whose gold solution fails,
-split into known-broken tasks (listed in ``KNOWN_BROKEN`` with the reason) and unexpected failures.
-Numbers depend on the machine and its load; run it on an idle machine for reference figures.
+It prints executions per second, p50/p99/max latency per program (as the caller sees it), the
+speed-up over naive, and every task whose gold solution fails, split into known-broken tasks (listed
+in ``KNOWN_BROKEN`` with the reason) and unexpected failures. Numbers depend on the machine and its
+load (printed); run it on an idle machine for reference figures.
 
-    python benchmarks/sandbox.py                 # local backend, all 974 tasks
-    python benchmarks/sandbox.py --limit 200 --kind process
+    python benchmarks/sandbox.py                 # local backend, all 974 tasks, 1 and 2 lanes
+    python benchmarks/sandbox.py --limit 200 --kind process --lanes 2
     python benchmarks/sandbox.py --original --skip-naive   # the original release: 3 known-broken tasks
 """
 
@@ -51,18 +54,45 @@ def original_rows(rows: list[dict]) -> list[dict]:
 def naive_run(python: str, code: str, timeout_s: float) -> ExecResult:
     t0 = time.monotonic()
     try:
-        p = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=timeout_s)
+        p = subprocess.run([python, "-I", "-c", code], capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         return ExecResult(status="timeout", duration_s=time.monotonic() - t0)
     return ExecResult(status="ok" if p.returncode == 0 else "error", exit_code=p.returncode, stdout=p.stdout,
                       stderr=p.stderr, duration_s=time.monotonic() - t0)
 
 
+def timed(run, code: str) -> tuple[ExecResult, float]:
+    t0 = time.monotonic()
+    res = run(code)
+    return res, time.monotonic() - t0
+
+
+def measure(run, programs: list[str], lanes: int) -> tuple[list[ExecResult], float, list[float]]:
+    """Run every program through ``run`` from ``lanes`` threads: results, wall seconds, per-program latencies."""
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(lanes) as ex:
+        out = list(ex.map(lambda c: timed(run, c), programs))
+    return [r for r, _ in out], time.monotonic() - t0, [t for _, t in out]
+
+
+def pct(values: list[float], q: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(q * len(s)))] if s else float("nan")
+
+
+def line(name: str, n: int, wall: float, lat: list[float]) -> str:
+    return (f"{name:<28} {n / wall:8.1f} exec/s  p50 {pct(lat, 0.5) * 1e3:6.1f} ms  p99 {pct(lat, 0.99) * 1e3:7.1f} ms  "
+            f"max {max(lat) * 1e3:7.1f} ms  ({n} in {wall:.2f} s)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--kind", default="local", choices=["local", "process", "docker", "auto"])
     ap.add_argument("--limit", type=int, default=None, help="Only the first N tasks.")
-    ap.add_argument("--timeout", type=float, default=10.0)
+    ap.add_argument("--timeout", type=float, default=20.0, help="Seconds per program (task 123 takes ~10 s on a loaded machine).")
+    ap.add_argument("--lanes", default="1,2", help="Comma-separated numbers of parallel lanes (sandbox workers).")
+    ap.add_argument("--naive-limit", type=int, default=300,
+                    help="Programs for the naive baseline (a fresh interpreter each is slow); 0 skips it.")
     ap.add_argument("--skip-naive", action="store_true")
     ap.add_argument("--original", action="store_true", help="Use the original MBPP release 2251e8c (3 broken tasks).")
     args = ap.parse_args()
@@ -71,34 +101,36 @@ def main() -> None:
     rows = (original_rows(rows) if args.original else rows)[: args.limit]
     built = [build_program(r["code"].replace("\r\n", "\n"), r["test_list"], r["test_setup_code"]) for r in rows]
     programs = [p for p, _ in built]
-    lanes = os.cpu_count() or 1
-    print(f"{len(programs)} MBPP gold solutions, {lanes} lanes (CPUs), timeout {args.timeout:g} s")
+    lanes_list = [int(x) for x in args.lanes.split(",")]
+    print(f"{len(programs)} MBPP gold solutions, lanes {lanes_list}, {os.cpu_count()} CPUs, timeout {args.timeout:g} s, "
+          f"load average {os.getloadavg()[0]:.1f}")
 
-    t0 = time.monotonic()
-    sb = get_sandbox(args.kind)
-    startup = time.monotonic() - t0
-    sb.run_many(programs[:lanes * 4], timeout_s=args.timeout)  # warm-up: page in the interpreter
-    t0 = time.monotonic()
-    results = sb.run_many(programs, timeout_s=args.timeout)
-    iso_s = time.monotonic() - t0
-    sb.close()
-    iso_rate = len(programs) / iso_s
-    print(f"isolated ({args.kind}): {iso_rate:7.1f} exec/s ({iso_s:.2f} s; pool start-up {startup:.2f} s)")
+    rates: dict[tuple[str, int], float] = {}
+    results: list[ExecResult] = []
+    for lanes in lanes_list:
+        t0 = time.monotonic()
+        sb = get_sandbox(args.kind, workers=lanes)
+        startup = time.monotonic() - t0
+        sb.run_many(programs[:lanes * 8], timeout_s=args.timeout)  # warm-up: page in the interpreter
+        results, wall, lat = measure(lambda c: sb.run(c, timeout_s=args.timeout), programs, lanes)
+        cleanup = [getattr(r, "cleanup_s", 0.0) for r in results]  # (0 for a sandbox predating it)
+        sb.close()
+        rates[("isolated", lanes)] = len(programs) / wall
+        print(line(f"isolated ({args.kind}), {lanes} lane(s)", len(programs), wall, lat)
+              + f"  start-up {startup:.2f} s, clean-up p50 {pct(cleanup, 0.5) * 1e3:.2f} ms")
 
-    reports = [parse_report(res, marker, len(r["test_list"])) for res, (_, marker), r in zip(results, built, rows)]
+    reports = [parse_report(res, h, len(r["test_list"])) for res, (_, h), r in zip(results, built, rows)]
     failed = [(r["task_id"], rep) for r, rep in zip(rows, reports) if not rep.passed]
 
-    if not args.skip_naive:
+    if not args.skip_naive and args.naive_limit:
         python = interpreter(SandboxConfig())
-        t0 = time.monotonic()
-        with ThreadPoolExecutor(lanes) as ex:
-            naive = list(ex.map(lambda c: naive_run(python, c, args.timeout), programs))
-        naive_s = time.monotonic() - t0
-        naive_rate = len(programs) / naive_s
-        naive_failed = [r["task_id"] for res, (_, m), r in zip(naive, built, rows)
-                        if not parse_report(res, m, len(r["test_list"])).passed]
-        print(f"naive (python -c): {naive_rate:7.1f} exec/s ({naive_s:.2f} s); gold failures there: {naive_failed}")
-        print(f"speed-up: {iso_rate / naive_rate:.2f}x")
+        sub = programs[: args.naive_limit]
+        for lanes in lanes_list:
+            naive, wall, lat = measure(lambda c: naive_run(python, c, args.timeout), sub, lanes)
+            rates[("naive", lanes)] = len(sub) / wall
+            print(line(f"naive (python3 -I -c), {lanes} lane(s)", len(sub), wall, lat))
+        for lanes in lanes_list:
+            print(f"speed-up, {lanes} lane(s): {rates[('isolated', lanes)] / rates[('naive', lanes)]:.2f}x")
 
     passed = len(programs) - len(failed)
     print(f"gold solutions passing in the sandbox: {passed}/{len(programs)}")

@@ -4,27 +4,38 @@ This file runs *inside* the sandbox (bubblewrap namespaces, or a plain process f
 backend) and uses the standard library only; it is started as ``python -I worker.py CONFIG_JSON``.
 
 Protocol, on the worker's stdin/stdout: each message is a 4-byte big-endian length followed by that
-many bytes of JSON. The worker first sends ``{"ready": true}``; then, for each request
+many bytes of JSON. The worker first sends ``{"ready": true, ...}``; then, for each request
 ``{"code", "stdin", "timeout_s"}``, it sends one result ``{"status", "exit_code", "stdout", "stderr",
-"duration_s", "output_truncated"}``.
+"duration_s", "cleanup_s", "output_truncated"}``.
 
-Per program, the worker:
+Processes: the worker (which talks to the host and supervises runs) forks, before it has seen any
+request, a *template*; the template forks one child per run, each as soon as the previous one is
+gone, and never reads a request itself. A child, before its request exists:
 
-* makes a private directory under its temp root and writes stdin there;
-* forks a child that starts a new session (its own process group), sets resource limits (CPU time,
-  address space, file size, open files, processes, no core files), drops to the unprivileged uid/gid
-  given in the config (with no supplementary groups), installs a seccomp filter that refuses new
-  namespaces and mounts, clears the environment, changes into the
-  directory and executes the code with ``exec`` in a fresh ``__main__`` namespace;
-* enforces the wall-clock timeout, caps the captured output (the rest is read and dropped so the
-  program never blocks on a full pipe), and afterwards kills every process the program left behind:
-  its process group, and then every process of the unprivileged uid (a helper that becomes that uid
-  and calls ``kill(-1, SIGKILL)``, which also reaches children that escaped with ``setsid``);
-* deletes the directory.
+* starts a new session (its own process group), joins the programs' memory cgroup when there is one,
+  and (with ``private_tmp``) makes new mount and IPC namespaces with a fresh size- and inode-limited
+  tmpfs at ``/tmp`` holding its work directory;
+
+then waits for its request on the template's socket (file descriptors only: a memory file holding the
+request, and the output pipes), reads it, and:
+
+* writes stdin into the work directory, sets resource limits (CPU time, address space, file size, open
+  files, processes, no core files), drops to the unprivileged uid/gid given in the config (with no
+  supplementary groups, so no capabilities), joins a fresh session keyring, installs the seccomp
+  filter (see ``SYSCALLS``), clears the environment, changes into the directory and executes the code
+  with ``exec`` in a fresh ``__main__`` namespace.
+
+The worker enforces the wall-clock timeout, caps the captured output (the rest is read and dropped so
+the program never blocks on a full pipe), and afterwards kills every process the program left behind:
+its process group, and then every process of the unprivileged uid (a helper that becomes that uid and
+calls ``kill(-1, SIGKILL)``, which also reaches children that escaped with ``setsid``). The kernel then
+discards the run's tmpfs and IPC namespace whole, whatever they hold; without ``private_tmp`` (not
+root, or the ``process`` backend) the worker deletes a per-run directory instead.
 
 Forking a warm interpreter avoids paying interpreter start-up (tens of milliseconds) on every run.
-The child starts from the worker's state: modules in ``PRELOAD`` are already imported; nothing a
-program does can leak into the next one because each runs in a fresh fork.
+Each child starts from the template's state, which holds no earlier run's code, input or output
+(those pass only through the worker, another process the program cannot read): modules in
+``PRELOAD`` are already imported, and nothing a program does can leak into the next one.
 """
 
 from __future__ import annotations
@@ -39,6 +50,7 @@ import resource
 import select
 import shutil
 import signal
+import socket
 import struct
 import sys
 import time
@@ -81,12 +93,21 @@ def write_msg(fd: int, obj: dict) -> None:
 # -- seccomp: no new namespaces or mounts for programs -------------------------------------------
 # A program could otherwise create a user namespace (allowed to unprivileged users on most kernels) and,
 # inside it, mount a tmpfs whose memory no rlimit counts. The filter makes those calls fail with EPERM.
+LIBC = ctypes.CDLL(None, use_errno=True)  # loaded once in the worker; children inherit it
 PR_SET_NO_NEW_PRIVS, PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 38, 22, 2
 NS_FLAGS = 0x7E020000  # CLONE_NEWNS | NEWCGROUP | NEWUTS | NEWIPC | NEWUSER | NEWPID | NEWNET
+# Refused outright (EPERM): namespaces and mounts (unshare, setns, mount, umount2, pivot_root, chroot, open_tree,
+# move_mount, fsopen, fsconfig, fsmount, fspick, mount_setattr), io_uring (setup, enter, register: it performs
+# system calls this filter never sees), kernel keyrings (keyctl, add_key, request_key), ptrace and cross-process
+# memory access (process_vm_readv/writev), bpf, userfaultfd, perf_event_open, and kexec/module/swap/reboot calls.
 SYSCALLS = {  # arch -> (AUDIT_ARCH, denied syscalls, clone, clone3)
-    "x86_64": (0xC000003E, (272, 308, 165, 166, 155, 161, 428, 429, 430, 432, 321, 323), 56, 435),
-    "aarch64": (0xC00000B7, (97, 268, 40, 39, 41, 51, 428, 429, 430, 432, 280, 282), 220, 435),
+    "x86_64": (0xC000003E, (272, 308, 165, 166, 155, 161, 428, 429, 430, 431, 432, 442, 425, 426, 427, 250, 248, 249,
+                            101, 310, 311, 321, 323, 298, 246, 320, 175, 313, 176, 167, 168, 169), 56, 435),
+    "aarch64": (0xC00000B7, (97, 268, 40, 39, 41, 51, 428, 429, 430, 431, 432, 442, 425, 426, 427, 219, 217, 218,
+                             117, 270, 271, 280, 282, 241, 104, 294, 105, 273, 106, 224, 225, 142), 220, 435),
 }
+X32_SYSCALL_BIT = 0x40000000
+RET_KILL_PROCESS, RET_ALLOW, RET_ERRNO = 0x80000000, 0x7FFF0000, 0x00050000
 
 
 def seccomp_filter() -> bytes | None:
@@ -98,14 +119,17 @@ def seccomp_filter() -> bytes | None:
         return None
     arch, denied, clone, clone3 = table
     ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
-    body: list[tuple[int, str | int, str | int, int]] = [(ld, 0, 0, 4), (jeq, 0, "allow", arch), (ld, 0, 0, 0)]
+    # Any other syscall ABI (the 32-bit int 0x80 entry on x86_64, arm32 compat on aarch64) has its own numbers,
+    # which no rule below would match: a program that uses one is killed at its first such call.
+    body: list[tuple[int, str | int, str | int, int]] = [(ld, 0, 0, 4), (jeq, 0, "kill", arch), (ld, 0, 0, 0)]
     if arch == 0xC000003E:
-        body.append((jge, "deny", 0, 0x40000000))  # the x32 ABI would bypass the numbers below
+        body.append((jge, "deny", 0, X32_SYSCALL_BIT))  # the x32 ABI would bypass the numbers below
     body += [(jeq, "deny", 0, nr) for nr in denied]
     body += [(jeq, "nosys", 0, clone3),  # clone3 passes flags in memory; ENOSYS makes libc fall back to clone
              (jeq, 0, "allow", clone), (ld, 0, 0, 16), (jset, "deny", "allow", NS_FLAGS)]
-    labels = {"allow": len(body), "deny": len(body) + 1, "nosys": len(body) + 2}
-    body += [(ret, 0, 0, 0x7FFF0000), (ret, 0, 0, 0x00050000 | errno.EPERM), (ret, 0, 0, 0x00050000 | errno.ENOSYS)]
+    labels = {"allow": len(body), "deny": len(body) + 1, "nosys": len(body) + 2, "kill": len(body) + 3}
+    body += [(ret, 0, 0, RET_ALLOW), (ret, 0, 0, RET_ERRNO | errno.EPERM), (ret, 0, 0, RET_ERRNO | errno.ENOSYS),
+             (ret, 0, 0, RET_KILL_PROCESS)]
     out = bytearray()
     for i, (code, jt, jf, k) in enumerate(body):
         jt = labels[jt] - i - 1 if isinstance(jt, str) else jt
@@ -114,16 +138,26 @@ def seccomp_filter() -> bytes | None:
     return bytes(out)
 
 
-def install_seccomp(filter_bytes: bytes) -> bool:
-    class SockFprog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
-    buf = ctypes.create_string_buffer(filter_bytes, len(filter_bytes))
-    prog = SockFprog(len(filter_bytes) // 8, ctypes.cast(buf, ctypes.c_void_p))
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+
+_PROGRAMS: dict[bytes, tuple] = {}  # filter -> (struct, buffer): built once in the worker, reused by every child
+
+
+def _fprog(filter_bytes: bytes) -> tuple:
+    prog = _PROGRAMS.get(filter_bytes)
+    if prog is None:
+        buf = ctypes.create_string_buffer(filter_bytes, len(filter_bytes))
+        prog = _PROGRAMS[filter_bytes] = (_SockFprog(len(filter_bytes) // 8, ctypes.cast(buf, ctypes.c_void_p)), buf)
+    return prog
+
+
+def install_seccomp(filter_bytes: bytes) -> bool:
+    prog = _fprog(filter_bytes)
+    if LIBC.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         return False
-    return libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) == 0
+    return LIBC.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog[0]), 0, 0) == 0
 
 
 def _probe_seccomp(filter_bytes: bytes | None) -> bool:
@@ -153,10 +187,84 @@ def _set_limits(cfg: dict, timeout_s: float) -> None:
         resource.setrlimit(which, (value, value))
 
 
-def _child(cfg: dict, req: dict, workdir: str, stdin_fd: int, out_w: int, err_w: int) -> None:
-    """Runs in the forked child; never returns."""
+CLONE_NEWNS, CLONE_NEWIPC = 0x00020000, 0x08000000
+MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 0x2, 0x4, 0x4000, 0x40000
+KEYCTL_JOIN_SESSION_KEYRING = 1
+SYS_KEYCTL = {"x86_64": 250, "aarch64": 219}
+RUN_DIR = "/tmp/run"
+
+
+def _libc_call(fn, *args) -> None:
+    if fn(*args) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{fn.__name__}: {os.strerror(err)}")
+
+
+def private_run_dir(cfg: dict) -> str:
+    """New mount and IPC namespaces for this run, with a fresh size- and inode-limited tmpfs at /tmp.
+
+    Everything the program writes lives in that tmpfs and every SysV/POSIX IPC object it makes lives in
+    that IPC namespace: both vanish, whatever their number or depth, when the run's last process is gone.
+    Needs CAP_SYS_ADMIN (kept by the worker, never by the program).
+    """
+    _libc_call(LIBC.unshare, CLONE_NEWNS | CLONE_NEWIPC)
+    _libc_call(LIBC.mount, b"none", b"/", None, MS_REC | MS_PRIVATE, None)
+    opts = f"size={cfg['tmp_bytes']},nr_inodes={cfg['tmp_inodes']},mode=0755".encode()
+    _libc_call(LIBC.mount, b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, opts)
+    return RUN_DIR
+
+
+def _new_session_keyring(nr: int | None) -> None:
+    """Join a fresh anonymous session keyring (keys from other runs are not reachable through it)."""
+    if nr is not None:
+        LIBC.syscall(ctypes.c_long(nr), ctypes.c_long(KEYCTL_JOIN_SESSION_KEYRING), None)
+
+
+def _prepare_dir(cfg: dict, workdir: str, stdin: str) -> int:
+    """Make the work directory (writable by the program's group, owned by the worker) and its stdin file."""
+    os.makedirs(workdir, 0o700, exist_ok=True)
+    stdin_path = os.path.join(workdir, ".stdin")
+    with open(stdin_path, "w", encoding="utf-8") as f:
+        f.write(stdin or "")
+    if cfg.get("uid") is not None:
+        # Owned by the worker, writable by the program's group: the program works in it, cannot chmod it, and
+        # the worker (no CAP_DAC_OVERRIDE) can still delete what the program leaves there.
+        os.chown(workdir, -1, cfg["gid"])
+        os.chmod(workdir, 0o770)
+    return os.open(stdin_path, os.O_RDONLY)
+
+
+def _child(cfg: dict, sock: socket.socket) -> None:
+    """Runs in a child forked from the clean template ahead of its run; never returns.
+
+    It prepares what needs no request (a new session; its own mount and IPC namespaces, tmpfs and work
+    directory), then waits for its request (file descriptors only) on the template's socket, reads the
+    request itself, and becomes the program.
+    """
     try:
         os.setsid()
+        if cfg.get("cgroup"):  # one memory limit for every process and file of the program (done before the
+            with open(cfg["cgroup"], "w") as f:  # request arrives: moving into a cgroup waits for an RCU grace period)
+                f.write("0")
+        private = private_run_dir(cfg) if cfg["_private_tmp"] else None
+        me = struct.pack("=i", os.getpid())
+        while True:
+            msg, fds, _, _ = socket.recv_fds(sock, 16, 3)
+            if not msg:
+                os._exit(0)  # the worker is gone: nothing to run
+            if msg == me and len(fds) == 3:
+                break
+            for fd in fds:  # a request for an earlier child that died before reading it
+                os.close(fd)
+        req_fd, out_w, err_w = fds
+        req = json.loads(os.pread(req_fd, os.fstat(req_fd).st_size, 0))
+        os.close(req_fd)
+        if private is not None:
+            workdir = private
+            stdin_fd = _prepare_dir(cfg, workdir, req.get("stdin") or "")
+        else:
+            workdir = req["workdir"]
+            stdin_fd = os.open(os.path.join(workdir, ".stdin"), os.O_RDONLY)
         os.dup2(stdin_fd, 0)
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
@@ -168,19 +276,23 @@ def _child(cfg: dict, req: dict, workdir: str, stdin_fd: int, out_w: int, err_w:
             os.setgroups([])
             os.setgid(cfg["gid"])
             os.setuid(cfg["uid"])  # from root: drops every capability as well
+        _new_session_keyring(cfg.get("_keyctl"))
         if cfg.get("_seccomp") and not install_seccomp(cfg["_seccomp"]):
             raise OSError("the seccomp filter could not be installed")
         os.chdir(workdir)
         os.environ.clear()
         os.environ.update(cfg["env"])
+        os.environ["HOME"] = workdir
         sys.stdin = open(0, encoding="utf-8", errors="replace", closefd=False)
         sys.stdout = open(1, "w", encoding="utf-8", errors="replace", closefd=False)
         sys.stderr = open(2, "w", encoding="utf-8", errors="replace", closefd=False, buffering=1)
         sys.argv = [SOURCE_NAME]
     except BaseException as e:  # the sandbox itself failed to set up: say so on the error pipe
-        os.write(err_w if err_w > 2 else 2, f"agentloop sandbox setup failed: {e!r}".encode())
+        os.write(2 if "err_w" not in locals() else err_w, f"agentloop sandbox setup failed: {e!r}".encode())
         os._exit(125)
-    rc = _exec_program(req["code"])
+    code = req["code"]
+    del req
+    rc = _exec_program(code)
     try:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -211,23 +323,29 @@ def _exec_program(code: str) -> int:
 
 
 # -- the worker -----------------------------------------------------------------------------------
-def _kill_leftovers(cfg: dict, pid: int, workdir: str) -> int:
+def _kill_leftovers(cfg: dict, tmpl: socket.socket, pid: int, workdir: str | None) -> int:
     """Kill everything the program started, delete its directory; returns the program's wait status."""
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except OSError:
-        pass
-    _, wstatus = os.waitpid(pid, 0)
+    for kill in (os.kill, os.killpg):  # the program itself (even before its setsid), then its process group
+        try:
+            kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    wstatus = _recv_int(tmpl)  # the template reaps the program and reports how it ended
     _reap()
     uid = cfg.get("uid")
     if uid is None:
-        _sweep_namespace(cfg)
-        shutil.rmtree(workdir, ignore_errors=True)
+        # The template's next child already exists (it shares our uid here): take it first and spare it.
+        cfg["_next"] = _next_child(tmpl)
+        _sweep_namespace(cfg, keep=(cfg["_template_pid"], cfg["_next"][0]))
+        if workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
         return wstatus
     # Nothing but the program's descendants runs as its uid, so when none is left none can appear: the
     # (forking) helper below is only needed when something survived the process-group kill.
     if _processes_of(uid, exclude=-1):
         _as_program_uid(cfg, _kill_all_of_uid)
+    if workdir is None:  # a private tmpfs: the kernel discards it, whatever it holds, with the last process
+        return wstatus
     try:
         _rmtree_strict(workdir)
     except OSError:  # the program made files the worker may not delete (e.g. a subdirectory it owns)
@@ -263,7 +381,7 @@ def _as_program_uid(cfg: dict, fn) -> None:
             os._exit(0)
     while True:  # we are the subreaper of the program's orphans: reap them until the helper is done
         try:
-            if os.waitpid(-1, 0)[0] == helper:
+            if os.waitpid(-1, 0)[0] in (helper, -1):
                 break
         except ChildProcessError:
             break
@@ -301,13 +419,13 @@ def _rmtree_owned(path: str) -> None:
     shutil.rmtree(path, onerror=fix)
 
 
-def _sweep_namespace(cfg: dict) -> None:
+def _sweep_namespace(cfg: dict, keep: tuple[int, ...]) -> None:
     """Without a uid to drop to, kill every other process in our private pid namespace (bwrap as a user)."""
     if not cfg.get("pid_namespace"):
         return
     me = os.getpid()
     for _ in range(50):
-        victims = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, me)]
+        victims = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, me, *keep)]
         if not victims:
             return
         for pid in victims:
@@ -329,11 +447,10 @@ def _reap() -> None:
             return
 
 
-def _supervise(pid: int, out_r: int, err_r: int, timeout_s: float, cap: int, t0: float):
+def _supervise(pidfd: int, out_r: int, err_r: int, timeout_s: float, cap: int, t0: float):
     """Collect output until the child exits or the deadline passes. Returns (timed_out, buffers, truncated, end)."""
     bufs = {out_r: bytearray(), err_r: bytearray()}
     truncated = False
-    pidfd = os.pidfd_open(pid)
     poller = select.poll()
     for fd in (out_r, err_r, pidfd):
         poller.register(fd, select.POLLIN)
@@ -388,33 +505,79 @@ def _drain(fds: dict, cap: int) -> bool:
     return truncated
 
 
-def run_one(cfg: dict, req: dict, n: int) -> dict:
-    workdir = os.path.join(cfg["tmp_root"], f"run{n}")
-    os.mkdir(workdir, 0o700)
-    stdin_path = os.path.join(workdir, ".stdin")
-    with open(stdin_path, "w", encoding="utf-8") as f:
-        f.write(req.get("stdin") or "")
-    stdin_fd = os.open(stdin_path, os.O_RDONLY)
-    if cfg.get("uid") is not None:
-        # Owned by the worker, writable by the program's group: the program works in it, cannot chmod it, and
-        # the worker (no CAP_DAC_OVERRIDE) can still delete what the program leaves there.
-        os.chown(workdir, -1, cfg["gid"])
-        os.chmod(workdir, 0o770)
+def _recv_int(sock: socket.socket) -> int:
+    data = sock.recv(4)
+    if len(data) != 4:
+        raise OSError(errno.EPIPE, "the template process is gone")
+    return struct.unpack("=i", data)[0]
+
+
+def _next_child(sock: socket.socket) -> tuple[int, int]:
+    """The pid and a pidfd of the child the template has forked for the next run."""
+    msg, fds, _, _ = socket.recv_fds(sock, 16, 1)
+    if len(msg) != 4 or len(fds) != 1:
+        raise OSError(errno.EPIPE, "the template process is gone")
+    return struct.unpack("=i", msg)[0], fds[0]
+
+
+def run_one(cfg: dict, tmpl: socket.socket, req: dict, n: int) -> dict:
+    workdir = None
+    if not cfg["_private_tmp"]:  # no per-run tmpfs here: a directory under the worker's temp root
+        workdir = os.path.join(cfg["tmp_root"], f"run{n}")
+        os.close(_prepare_dir(cfg, workdir, req.get("stdin") or ""))
+    request = os.memfd_create("request", os.MFD_CLOEXEC)
+    os.write(request, json.dumps({"code": req["code"], "stdin": req.get("stdin") or "",
+                                  "timeout_s": req["timeout_s"], "workdir": workdir}).encode())
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
+    # The child for this run was forked (and prepared) while the previous run was being cleaned up.
+    pid, pidfd = cfg.pop("_next", None) or _next_child(tmpl)
     t0 = time.monotonic()
-    pid = os.fork()
-    if pid == 0:
-        _child(cfg, req, workdir, stdin_fd, out_w, err_w)
-    os.close(stdin_fd)
-    os.close(out_w)
-    os.close(err_w)
-    timed_out, bufs, truncated, end = _supervise(pid, out_r, err_r, float(req["timeout_s"]), cfg["output_bytes"], t0)
-    wstatus = _kill_leftovers(cfg, pid, workdir)
+    socket.send_fds(tmpl, [struct.pack("=i", pid)], [request, out_w, err_w])
+    for fd in (request, out_w, err_w):
+        os.close(fd)
+    timed_out, bufs, truncated, end = _supervise(pidfd, out_r, err_r, float(req["timeout_s"]), cfg["output_bytes"], t0)
+    wstatus = _kill_leftovers(cfg, tmpl, pid, workdir)
     duration = end - t0  # the program's own time, not the clean-up's
     _reap()
     truncated |= _drain(bufs, cfg["output_bytes"])
-    return _result(wstatus, timed_out, bufs[out_r], bufs[err_r], truncated, duration)
+    res = _result(wstatus, timed_out, bufs[out_r], bufs[err_r], truncated, duration)
+    res["cleanup_s"] = round(time.monotonic() - end, 6)
+    return res
+
+
+def template(cfg: dict, sock: socket.socket) -> None:
+    """The clean template: forks one child per run and never sees a program, its input or its output.
+
+    It never reads from the socket it shares with its children: the waiting child receives the request
+    (file descriptors only: the request as a memory file, the output pipes) and reads it itself. So a
+    program's memory holds nothing from earlier runs: not their code, stdin or results, which live only
+    in the worker (a different process, another uid) and in their own children.
+    """
+    while True:  # one child at a time, forked as soon as the previous one is gone
+        pid = os.fork()
+        if pid == 0:
+            _child(cfg, sock)
+        pidfd = os.pidfd_open(pid)
+        try:
+            socket.send_fds(sock, [struct.pack("=i", pid)], [pidfd])
+            os.close(pidfd)
+            status = os.waitpid(pid, 0)[1]
+            sock.send(struct.pack("=i", status))
+        except OSError:  # the worker is gone
+            os._exit(0)
+
+
+def _probe_private_tmp(cfg: dict) -> bool:
+    """Whether a child can get its own mount and IPC namespaces and tmpfs here (needs CAP_SYS_ADMIN)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            private_run_dir(cfg)
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
 
 
 def _result(wstatus: int, timed_out: bool, out: bytes, err: bytes, truncated: bool, duration: float) -> dict:
@@ -443,21 +606,37 @@ def main() -> None:
     os.set_inheritable(proto_out, False)
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     try:  # orphans of a program come back to us, so that we reap them (no zombies piling up)
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        LIBC.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     except (OSError, AttributeError):
         pass
     os.umask(0o022)
     for name in PRELOAD:
         __import__(name)
     os.makedirs(cfg["tmp_root"], exist_ok=True)
-    # Forked children share our pages copy-on-write; a frozen heap keeps their garbage collector from
-    # touching (and so copying) every one of them, which halves the cost of starting a program.
     filter_bytes = seccomp_filter()
     seccomp = _probe_seccomp(filter_bytes)
     cfg["_seccomp"] = filter_bytes if seccomp else None
+    if seccomp:
+        _fprog(filter_bytes)  # built here, once, for every child
+    cfg["_private_tmp"] = bool(cfg.get("private_tmp")) and _probe_private_tmp(cfg)
+    import platform
+
+    cfg["_keyctl"] = SYS_KEYCTL.get(platform.machine())
+    # Forked children share our pages copy-on-write; a frozen heap keeps their garbage collector from
+    # touching (and so copying) every one of them, which halves the cost of starting a program.
     gc.collect()
     gc.freeze()
-    write_msg(proto_out, {"ready": True, "pid": os.getpid(), "uid": os.getuid(), "seccomp": seccomp})
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    tpid = os.fork()
+    if tpid == 0:  # the template, forked before any request exists
+        ours.close()
+        for fd in (proto_in, proto_out):
+            os.close(fd)
+        template(cfg, theirs)
+    theirs.close()
+    cfg["_template_pid"] = tpid
+    write_msg(proto_out, {"ready": True, "pid": os.getpid(), "uid": os.getuid(), "seccomp": seccomp,
+                          "private_tmp": cfg["_private_tmp"], "cgroup": bool(cfg.get("cgroup"))})
     n = 0
     while True:
         req = read_msg(proto_in)
@@ -465,11 +644,14 @@ def main() -> None:
             return
         n += 1
         try:
-            res = run_one(cfg, req, n)
+            res = run_one(cfg, ours, req, n)
         except OSError as e:
             res = {"status": "sandbox_error", "exit_code": None, "stdout": "", "duration_s": 0.0,
                    "stderr": f"agentloop sandbox worker error: {e!r} (errno {errno.errorcode.get(e.errno, '?')})",
                    "output_truncated": False}
+            if e.errno == errno.EPIPE:
+                write_msg(proto_out, res)
+                return  # the template is gone: the host restarts this worker
         write_msg(proto_out, res)
 
 

@@ -32,6 +32,8 @@ class ExecResult(BaseModel):
     stdout: str = ""
     stderr: str = ""
     duration_s: float = Field(default=0.0, description="Wall-clock time of the program.")
+    cleanup_s: float = Field(default=0.0, description="Wall-clock time the sandbox spent cleaning up after the "
+                             "program (killing what it left running, discarding its files); not in duration_s.")
     output_truncated: bool = Field(default=False, description="stdout or stderr exceeded the output cap.")
 
     @property
@@ -46,9 +48,14 @@ class SandboxConfig(BaseModel):
 
     workers: int | None = Field(default=None, ge=1,
                                 description="Pre-started workers (parallel programs); default: the number of CPUs.")
-    memory_mb: int = Field(default=1024, ge=64, description="Address-space limit per program (RLIMIT_AS), MiB.")
+    memory_mb: int = Field(default=1024, ge=64, description="Memory limit, MiB: the address space of each process "
+                           "(RLIMIT_AS) and, where a memory cgroup can be made (local backend as root), the memory "
+                           "of the whole program: every process it starts and the files it writes, together.")
     file_size_mb: int = Field(default=16, ge=1, description="Largest file a program may write (RLIMIT_FSIZE), MiB.")
-    tmp_size_mb: int = Field(default=64, ge=4, description="Size of each worker's private temp filesystem, MiB.")
+    tmp_size_mb: int = Field(default=64, ge=4, description="Size of the temp filesystem each program gets (a fresh "
+                             "one per run with the local backend as root, else one per worker), MiB.")
+    tmp_inodes: int = Field(default=16384, ge=64, description="Files and directories a program may create in its "
+                            "per-run temp filesystem.")
     max_processes: int = Field(default=32, ge=1, description="Processes and threads per program's uid (RLIMIT_NPROC).")
     max_open_files: int = Field(default=64, ge=16, description="Open file descriptors per program (RLIMIT_NOFILE).")
     output_kb: int = Field(default=64, ge=1, description="Captured stdout and stderr, each, KiB; the rest is dropped.")

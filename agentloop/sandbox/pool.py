@@ -208,10 +208,17 @@ class WorkerPool:
             w.kill()
 
 
-def worker_config(config: SandboxConfig, *, uid: int | None, tmp_root: str, pid_namespace: bool) -> dict:
-    """The JSON the worker reads from argv (see ``_worker.py``)."""
+def worker_config(config: SandboxConfig, *, uid: int | None, tmp_root: str, pid_namespace: bool,
+                  private_tmp: bool = False, cgroup: str | None = None) -> dict:
+    """The JSON the worker reads from argv (see ``_worker.py``).
+
+    ``private_tmp``: give each run new mount and IPC namespaces with a fresh tmpfs at /tmp (the worker
+    needs CAP_SYS_ADMIN); ``cgroup``: the ``cgroup.procs`` file (inside the worker's view) each program joins.
+    """
     return {
         "uid": uid, "gid": uid, "tmp_root": tmp_root, "pid_namespace": pid_namespace,
+        "private_tmp": private_tmp, "cgroup": cgroup, "tmp_bytes": config.tmp_size_mb << 20,
+        "tmp_inodes": config.tmp_inodes,
         "memory_bytes": config.memory_mb << 20, "file_size_bytes": config.file_size_mb << 20,
         "max_open_files": config.max_open_files, "max_processes": config.max_processes,
         "output_bytes": config.output_kb << 10,

@@ -84,8 +84,8 @@ def test_timeout_and_early_exit_fail(sb):
 
 @needs_bwrap
 def test_printed_markers_cannot_forge_results(sb):
-    program, marker = build_program("def add(a, b): return 0", TESTS)
-    fake = "print('" + marker.split("-")[0] + "-0000 [\"test\", 0, true, \"\"]')\n"
+    program, harness = build_program("def add(a, b): return 0", TESTS)
+    fake = "print('" + harness.marker.split("-")[0] + "-0000 [\"test\", 0, true, \"\"]')\n"
     r = run_tests(fake + "import os\nos.write(1, b'@@agentloop-deadbeef [\"test\", 1, true, \"\"]\\n')\n"
                   "def add(a, b): return 0", TESTS, sb)
     assert not r.passed and r.tests_passed == 1  # only add(0, 0) == 0 really passes

@@ -255,3 +255,220 @@ def test_new_namespaces_and_mounts_are_refused(sb):
     assert r.status == "ok", r
     assert r.stdout.splitlines() == ["unshare -1 1"] * 4 + ["mount -1 1", "thread ok", "exec ok"]
     assert_contained_and_alive(sb)
+
+
+# -- issue 15: syscall ABIs, IPC, keyrings, whole-program memory, data between runs, clean-up --------------------
+INT80_UNSHARE = (  # unshare(CLONE_NEWUSER|CLONE_NEWNS) through the 32-bit int 0x80 entry (x86_64 only)
+    "import ctypes, mmap\n"
+    "m = mmap.mmap(-1, 4096, prot=7)\n"
+    "m.write(bytes.fromhex('534989CA89F889F389D14489D24489C64489CFCD804863C05BC3'))\n"
+    "f = ctypes.CFUNCTYPE(ctypes.c_long, *[ctypes.c_long] * 6)(ctypes.addressof(ctypes.c_char.from_buffer(m)))\n"
+    "print('native', ctypes.CDLL(None).unshare(0x10020000), flush=True)\n"
+    "print('int80', f(310, 0x10020000, 0, 0, 0, 0), flush=True)\n"
+)
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="the int 0x80 entry exists on x86_64 only")
+def test_32bit_syscall_entry_is_refused(sb):
+    r = sb.run(INT80_UNSHARE, timeout_s=5)
+    assert "native -1" in r.stdout, r
+    assert "int80" not in r.stdout, r  # the process is killed at the first non-native system call
+    assert r.status == "killed" and r.exit_code == -31, r  # SIGSYS
+    x32 = ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+           "print(libc.syscall(39 | 0x40000000), ctypes.get_errno())\n")  # getpid through the x32 ABI
+    r = sb.run(x32, timeout_s=5)
+    assert not (r.status == "ok" and not r.stdout.startswith("-1")), r
+    assert_contained_and_alive(sb)
+
+
+DANGEROUS = {  # name: (x86_64 number, args) -- each must fail with EPERM (or kill the program)
+    "io_uring_setup": (425, (8, "buf")), "io_uring_enter": (426, (0, 0, 0, 0, 0)),
+    "io_uring_register": (427, (0, 0, 0, 0)), "keyctl": (250, (0, -3, 0)),  # KEYCTL_GET_KEYRING_ID @s
+    "add_key": (248, ("b'user'", "b'k'", "b'v'", 1, -4)), "request_key": (249, ("b'user'", "b'k'", 0, 0)),
+    "ptrace": (101, (0, 0, 0, 0)), "bpf": (321, (0, "buf", 64)), "userfaultfd": (323, (0,)),
+    "perf_event_open": (298, ("buf", 0, -1, -1, 0)), "process_vm_readv": (310, (1, 0, 0, 0, 0, 0)),
+}
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="syscall numbers are x86_64's")
+def test_dangerous_syscalls_are_refused(sb):
+    lines = ["import ctypes", "libc = ctypes.CDLL(None, use_errno=True)", "buf = ctypes.create_string_buffer(256)"]
+    for name, (nr, args) in DANGEROUS.items():
+        call = ", ".join(["ctypes.c_long(%d)" % nr] + [a if isinstance(a, str) else f"ctypes.c_long({a})" for a in args])
+        lines.append(f"ctypes.set_errno(0); print({name!r}, libc.syscall({call}), ctypes.get_errno(), flush=True)")
+    r = sb.run("\n".join(lines), timeout_s=5)
+    assert r.status == "ok", r
+    got = {line.split()[0]: line.split()[1:] for line in r.stdout.splitlines()}
+    assert got == {name: ["-1", "1"] for name in DANGEROUS}, r.stdout
+    assert_contained_and_alive(sb)
+
+
+SHM = ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+       "libc.shmat.restype = ctypes.c_void_p\n"
+       "shmid = libc.shmget(0x5AFE, 32 << 20, 0o1666)\n"  # IPC_CREAT | 0666
+       "p = libc.shmat(shmid, None, 0)\n"
+       "ctypes.memmove(p, b'LEFT-BY-PREVIOUS-RUN', 20) if shmid >= 0 else None\n"
+       "print('created', shmid >= 0)\n")
+SHM_READ = ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nlibc.shmat.restype = ctypes.c_void_p\n"
+            "shmid = libc.shmget(0x5AFE, 0, 0)\n"
+            "print('found', ctypes.string_at(libc.shmat(shmid, None, 0), 20) if shmid >= 0 else None)\n"
+            "print('sysvipc', open('/proc/sysvipc/shm').read().count('\\n') - 1)\n"
+            "import os\nprint('dev_shm', sorted(os.listdir('/dev/shm')), 'tmp', sorted(os.listdir('/tmp')))\n"
+            "print('cwd', sorted(os.listdir('.')))\n")
+
+
+def test_ipc_objects_and_shared_dirs_do_not_survive_the_run(sb):
+    first = sb.run_many([SHM + "import os\nfor d in ('/dev/shm', '/tmp'):\n    try:\n"
+                         "        open(d + '/leak', 'w').write('x')\n    except OSError:\n        pass\n"] * 2, timeout_s=5)
+    assert all(r.status == "ok" and "created True" in r.stdout for r in first), first
+    for r in sb.run_many([SHM_READ] * 4, timeout_s=5):
+        assert r.status == "ok", r
+        assert "found None" in r.stdout and "sysvipc 0" in r.stdout, r.stdout
+        assert "leak" not in r.stdout and "dev_shm [] tmp ['run']" in r.stdout, r.stdout  # 'run': the work dir
+    assert_contained_and_alive(sb)
+
+
+KEYS = ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+        "for ring in (-3, -4, -5):\n"  # session, user, user-session keyrings
+        "    print(libc.syscall(248, b'user', b'agentloop-leak', b'SECRET-KEY-DATA', 15, ring), ctypes.get_errno())\n")
+KEYS_READ = ("import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nbuf = ctypes.create_string_buffer(64)\n"
+             "for ring in (-3, -4, -5):\n"
+             "    k = libc.syscall(249, b'user', b'agentloop-leak', None, 0)\n"  # request_key searches all rings
+             "    if k > 0:\n        libc.syscall(250, 11, k, buf, 64); print('READ', buf.value)\n"  # KEYCTL_READ
+             "try:\n    print(open('/proc/keys').read())\nexcept OSError:\n    pass\n")
+
+
+def test_keyrings_do_not_leak_between_runs(sb):
+    sb.run_many([KEYS] * 2, timeout_s=5)
+    for r in sb.run_many([KEYS_READ] * 4, timeout_s=5):
+        assert "SECRET-KEY-DATA" not in r.stdout and "agentloop-leak" not in r.stdout, r.stdout
+    assert_contained_and_alive(sb)
+
+
+def test_memory_limit_covers_every_process_of_the_program(sb):
+    """14 children x 64 MiB each stay under the per-process limit (256 MiB) but not under the program's."""
+    if not sb.memory_cgroup:
+        pytest.skip("no memory cgroup can be made here (needs root and a writable cgroup v2 memory controller or "
+                    "v1 memory hierarchy): the memory limit is per process, as the sandbox warned")
+    code = (
+        "import os, time\n"
+        "r, w = os.pipe()\n"
+        "for _ in range(14):\n"
+        "    if os.fork() == 0:\n"
+        "        try:\n"
+        "            b = b'x' * (64 << 20)\n"
+        "            os.write(w, b'1')\n"
+        "            time.sleep(3)\n"
+        "        finally:\n"
+        "            os._exit(0)\n"
+        "os.close(w)\n"
+        "got = b''\n"
+        "while len(got) < 14:\n"
+        "    c = os.read(r, 1)\n"  # blocks until a child has its memory, or every child is gone
+        "    if not c:\n        break\n"
+        "    got += c\n"
+        "    print('held', len(got), flush=True)\n"
+    )
+    r = sb.run(code, timeout_s=15)
+    held = int(r.stdout.split()[-1]) if r.stdout.startswith("held") else 0
+    assert held * 64 <= 256 + 64, r  # never more than the program's limit (one block of slack for the interpreter)
+    assert_contained_and_alive(sb)
+
+
+def _needle_program(token_xor: str) -> str:
+    """Search this process's memory (objects, frames, and /proc/self/mem) for a string from an earlier run."""
+    return (
+        "import gc, sys, re\n"
+        f"needle = bytes(b ^ 0x55 for b in bytes.fromhex({token_xor!r}))\n"
+        "hits = []\n"
+        "for o in gc.get_objects():\n"
+        "    for v in (o.values() if isinstance(o, dict) else (o if isinstance(o, (list, tuple)) else ())):\n"
+        "        if v is not needle and isinstance(v, (str, bytes)) and needle in (v.encode('utf-8', 'replace') if isinstance(v, str) else v):\n"
+        "            hits.append('object')\n"
+        "f = sys._getframe()\n"
+        "while f is not None:\n"
+        "    if f.f_code.co_filename != '<program>' and any(needle.decode() in repr(v) for v in f.f_locals.values()):\n"
+        "        hits.append('frame')\n"
+        "    f = f.f_back\n"
+        "own = id(needle) + 32\n"
+        "bufs = []\n"
+        "for line in open('/proc/self/maps').read().splitlines():\n"
+        "    addr, perms = line.split()[:2]\n"
+        "    if perms.startswith('r') and '[v' not in line:\n"
+        "        lo, hi = (int(x, 16) for x in addr.split('-'))\n"
+        "        try:\n"
+        "            with open('/proc/self/mem', 'rb', buffering=0) as m:\n"
+        "                m.seek(lo); data = m.read(hi - lo)\n"
+        "        except (OSError, OverflowError, ValueError):\n"
+        "            continue\n"
+        "        bufs.append(data)\n"
+        "        for mt in re.finditer(re.escape(needle), data):\n"
+        "            a = lo + mt.start()\n"
+        "            if a != own and not any(id(b) + 32 <= a < id(b) + 32 + len(b) for b in bufs):\n"
+        "                hits.append('mem')\n"
+        "import os\n"
+        "for p in os.listdir('/proc'):\n"  # the worker holds earlier runs' code: its memory must be out of reach
+        "    if p.isdigit() and int(p) != os.getpid():\n"
+        "        try:\n"
+        "            with open(f'/proc/{p}/mem', 'rb') as m:\n"
+        "                hits.append('other-process-mem:' + p)\n"
+        "        except OSError:\n"
+        "            pass\n"
+        "print('hits', sorted(set(hits)))\n"
+    )
+
+
+def test_earlier_runs_leave_nothing_in_later_runs_memory(sb):
+    token = "EARLIER-RUN-" + os.urandom(6).hex()
+    xored = bytes(b ^ 0x55 for b in token.encode()).hex()
+    first = sb.run_many([f"secret = {token!r}\nprint(secret * 3)"] * 2, timeout_s=5)
+    assert all(token in r.stdout for r in first)
+    for r in sb.run_many([_needle_program(xored)] * 2, timeout_s=20):
+        assert r.status == "ok", r
+        assert r.stdout.strip() == "hits []", r.stdout
+    assert_contained_and_alive(sb)
+
+
+def test_deep_and_many_directories_cannot_defeat_clean_up(sb):
+    deep = ("import os\nfor i in range(3000):\n    os.mkdir('d')\n    os.chdir('d')\n"
+            "open('f', 'w').write('x')\nprint('deep ok')\n")
+    r = sb.run(deep, timeout_s=10)
+    assert r.status == "ok" and r.stdout == "deep ok\n", r
+    flood = ("import os\nn = 0\ntry:\n    while True:\n        os.mkdir('d%d' % n); n += 1\n"
+             "except OSError as e:\n    print('stopped', e.errno)\n")
+    t0 = time.monotonic()
+    r = sb.run(flood, timeout_s=3)
+    took = time.monotonic() - t0
+    assert r.status in ("ok", "timeout"), r  # the program's own outcome, never a sandbox error
+    assert took < 3 + 5, took  # clean-up is bounded, and reported apart from the program's time
+    assert r.cleanup_s < 5 and r.duration_s <= 3.5, r
+    again = sb.run_many(["import os\nprint(sorted(os.listdir('.')))"] * 4, timeout_s=5)
+    assert all(x.status == "ok" and "d0" not in x.stdout and "'d'" not in x.stdout for x in again), again
+    assert_contained_and_alive(sb)
+
+
+def test_host_unix_and_abstract_sockets_are_unreachable(sb, tmp_path):
+    name = "agentloop-test-" + os.urandom(4).hex()
+    abstract = socket.socket(socket.AF_UNIX)
+    abstract.bind("\0" + name)
+    abstract.listen(1)
+    path = tmp_path / "s.sock"
+    fs = socket.socket(socket.AF_UNIX)
+    fs.bind(str(path))
+    fs.listen(1)
+    code = (
+        "import socket\n"
+        f"for addr in ['\\0{name}', {str(path)!r}]:\n"
+        "    s = socket.socket(socket.AF_UNIX)\n"
+        "    try:\n"
+        "        s.connect(addr); print('connected')\n"
+        "    except OSError as e:\n"
+        "        print('blocked', e.errno)\n"
+    )
+    try:
+        r = sb.run(code, timeout_s=5)
+    finally:
+        abstract.close()
+        fs.close()
+    assert r.status == "ok" and r.stdout.count("blocked") == 2, r
+    assert_contained_and_alive(sb)
