@@ -31,7 +31,11 @@
 * :func:`run_tests` / :func:`run_tests_many`: build, run in the sandbox, judge (:func:`parse_report`)
   into a :class:`TestReport` with the fraction of tests passed and LeTI-style feedback: the failing
   assert (with the value the call returned when the test is ``assert f(...) == expected``), or the
-  traceback, or "timeout", trimmed to :data:`FEEDBACK_CHARS`.
+  traceback, or "timeout", trimmed to :data:`FEEDBACK_CHARS`. ``host=`` binds names to values the
+  host holds (expected outputs computed elsewhere, e.g. EvalPlus's): a test's use of such a name is
+  never a hole, even when the program defines the same name, and the values never reach the program.
+* :func:`run_expressions`: a trusted program's values for some expressions (a reference solution's
+  outputs on test inputs), in a sandbox run of its own, returned as plain data for ``host=``.
 """
 
 from __future__ import annotations
@@ -49,8 +53,8 @@ import marshal
 import re
 import secrets
 import sys
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -309,8 +313,9 @@ def _bound_names(source: str) -> set[str]:
 class _Holes(ast.NodeTransformer):
     """Replace each maximal sub-expression that needs the program's names by a hole ``_hN`` (run in the sandbox)."""
 
-    def __init__(self, program_names: set[str], first: int):
+    def __init__(self, program_names: set[str], first: int, host_names: Collection[str] = ()):
         self.program_names = program_names
+        self.host_names = frozenset(host_names)
         self.sources: list[str] = []
         self.first = first
 
@@ -324,7 +329,8 @@ class _Holes(ast.NodeTransformer):
             elif isinstance(n, (ast.Await, ast.Yield, ast.YieldFrom, ast.NamedExpr)):
                 return False
         free = loaded - stored
-        return all(name not in self.program_names and (name in HOST_BUILTINS or name in HOST_MODULES) for name in free)
+        return all(name in self.host_names or (name not in self.program_names and
+                                                (name in HOST_BUILTINS or name in HOST_MODULES)) for name in free)
 
     def visit(self, node: ast.AST) -> ast.AST:
         if isinstance(node, ast.keyword):
@@ -351,15 +357,22 @@ class TestCheck:
 
 @dataclass(frozen=True)
 class Harness:
-    """A built test harness: the program for the sandbox, its per-run marker, and how the host judges each test."""
+    """A built test harness: the program for the sandbox, its per-run marker, and how the host judges each test
+    (``host``: the values the host binds to names when it evaluates the tests, never sent to the program)."""
 
     program: str
     marker: str
     checks: tuple[TestCheck, ...]
+    host: Mapping[str, object] = field(default_factory=dict)
 
 
-def plan_tests(solution: str, tests: Sequence[str], setup: str = "") -> tuple[list[tuple[int, str, str]], tuple[TestCheck, ...]]:
-    """Split each test into holes (sub-expressions that need the program) and a host-side check."""
+def plan_tests(solution: str, tests: Sequence[str], setup: str = "",
+               host_names: Collection[str] = ()) -> tuple[list[tuple[int, str, str]], tuple[TestCheck, ...]]:
+    """Split each test into holes (sub-expressions that need the program) and a host-side check.
+
+    ``host_names`` are names the host binds itself (e.g. expected values computed elsewhere): a test's use of one
+    is never a hole, even when the program defines the same name.
+    """
     names = _bound_names(solution) | _bound_names(setup)
     holes: list[tuple[int, str, str]] = []
     checks = []
@@ -370,7 +383,7 @@ def plan_tests(solution: str, tests: Sequence[str], setup: str = "") -> tuple[li
             body = []
         if len(body) == 1 and isinstance(body[0], ast.Assert):
             expr = body[0].test
-            tr = _Holes(names, len(holes))
+            tr = _Holes(names, len(holes), host_names)
             new = tr.visit(copy.deepcopy(expr))
             left = None
             if isinstance(new, ast.Compare) and len(new.ops) == 1 and isinstance(new.left, ast.Name) \
@@ -385,13 +398,19 @@ def plan_tests(solution: str, tests: Sequence[str], setup: str = "") -> tuple[li
     return holes, tuple(checks)
 
 
-def build_program(solution: str, tests: Sequence[str], setup: str = "", marker: str | None = None) -> tuple[str, Harness]:
-    """The harness program and its :class:`Harness` (marker random when not given)."""
+def _program(solution: str, setup: str, holes: list[tuple[int, str, str]], marker: str) -> str:
+    return PROGRAM.format(marker=marker, setup=setup, solution=solution, holes=holes, depth=MAX_DEPTH,
+                          version=tuple(sys.version_info[:2]), code=_harness_code(), source=HARNESS)
+
+
+def build_program(solution: str, tests: Sequence[str], setup: str = "", marker: str | None = None,
+                  host: Mapping[str, object] | None = None) -> tuple[str, Harness]:
+    """The harness program and its :class:`Harness` (marker random when not given; ``host``: see :class:`Harness`)."""
     marker = marker or "@@agentloop-" + secrets.token_hex(8)
-    holes, checks = plan_tests(solution, tests, setup)
-    program = PROGRAM.format(marker=marker, setup=setup, solution=solution, holes=holes, depth=MAX_DEPTH,
-                             version=tuple(sys.version_info[:2]), code=_harness_code(), source=HARNESS)
-    return program, Harness(program=program, marker=marker, checks=checks)
+    host = dict(host or {})
+    holes, checks = plan_tests(solution, tests, setup, host_names=host)
+    program = _program(solution, setup, holes, marker)
+    return program, Harness(program=program, marker=marker, checks=checks, host=host)
 
 
 def trim(text: str, limit: int = FEEDBACK_CHARS) -> str:
@@ -400,7 +419,7 @@ def trim(text: str, limit: int = FEEDBACK_CHARS) -> str:
     return text if len(text) <= limit else "...\n" + text[-(limit - 4):]
 
 
-def _judge(check: TestCheck, reports: dict[int, list]) -> tuple[bool, str] | None:
+def _judge(check: TestCheck, reports: dict[int, list], host: Mapping[str, object]) -> tuple[bool, str] | None:
     """(passed, message) for one test from its holes' reports; None when a hole was never reported."""
     if any(h not in reports for h in check.holes):
         return None
@@ -418,7 +437,7 @@ def _judge(check: TestCheck, reports: dict[int, list]) -> tuple[bool, str] | Non
                 return False, f"{check.source}: the harness could not read the value ({e})."
     if check.expr is None:
         return True, ""
-    env = {"__builtins__": HOST_BUILTINS, **{m: importlib.import_module(m) for m in HOST_MODULES}}
+    env = {"__builtins__": HOST_BUILTINS, **{m: importlib.import_module(m) for m in HOST_MODULES}, **host}
     try:
         ok = bool(eval(compile(check.expr, "<test>", "eval"), env, values))  # noqa: S307 - the test's own code
     except Exception as e:  # the test itself raised on the program's values (e.g. a TypeError comparing)
@@ -434,16 +453,15 @@ def _judge(check: TestCheck, reports: dict[int, list]) -> tuple[bool, str] | Non
 _TWICE: list = ["twice"]
 
 
-def parse_report(result: ExecResult, harness: Harness, n_tests: int | None = None) -> TestReport:
-    """Judge each test from the harness's output: the program reports values, the host compares them."""
-    n_tests = len(harness.checks) if n_tests is None else n_tests
+def _read_reports(result: ExecResult, marker: str) -> tuple[tuple[str, str] | None, dict[int, list]]:
+    """The harness's output: why it stopped before the tests (``(stage, message)``), if it did; each hole's report."""
     stop: tuple[str, str] | None = None
     reports: dict[int, list] = {}
     for line in result.stdout.splitlines():
-        if not line.startswith(harness.marker + " "):
+        if not line.startswith(marker + " "):
             continue
         try:
-            ev = json.loads(line[len(harness.marker) + 1:])
+            ev = json.loads(line[len(marker) + 1:])
         except (json.JSONDecodeError, RecursionError):
             continue
         if not isinstance(ev, list) or not ev:
@@ -452,9 +470,16 @@ def parse_report(result: ExecResult, harness: Harness, n_tests: int | None = Non
             stop = (ev[0], str(ev[1]))
         elif ev[0] == "h" and len(ev) >= 3 and isinstance(ev[1], int):
             reports[ev[1]] = _TWICE if ev[1] in reports else ev[2:]
+    return stop, reports
+
+
+def parse_report(result: ExecResult, harness: Harness, n_tests: int | None = None) -> TestReport:
+    """Judge each test from the harness's output: the program reports values, the host compares them."""
+    n_tests = len(harness.checks) if n_tests is None else n_tests
+    stop, reports = _read_reports(result, harness.marker)
     outcomes = []
     for i, check in enumerate(harness.checks):
-        judged = None if stop is not None else _judge(check, reports)
+        judged = None if stop is not None else _judge(check, reports, harness.host)
         if judged is not None:
             outcomes.append(TestOutcome(index=i, passed=judged[0], message=judged[1]))
     n_ok = sum(o.passed for o in outcomes)
@@ -488,12 +513,19 @@ def no_code_report(n_tests: int) -> TestReport:
 
 
 def run_tests_many(items: Sequence[tuple[str | None, Sequence[str], str]], sandbox: Sandbox,
-                   timeout_s: float = 5.0) -> list[TestReport]:
-    """Run many ``(solution or None, tests, setup)`` items in parallel; None means no code was found."""
+                   timeout_s: float = 5.0,
+                   hosts: Sequence[Mapping[str, object] | None] | None = None) -> list[TestReport]:
+    """Run many ``(solution or None, tests, setup)`` items in parallel; None means no code was found.
+
+    ``hosts`` (one per item, optional): values the host binds to names when it judges that item's tests (see
+    :class:`Harness`), e.g. expected outputs computed by :func:`run_expressions`.
+    """
+    if hosts is not None and len(hosts) != len(items):
+        raise ValueError(f"run_tests_many: got {len(items)} items but {len(hosts)} hosts; pass one per item (or None).")
     programs, harnesses, where = [], [], []
     for i, (solution, tests, setup) in enumerate(items):
         if solution is not None:
-            program, harness = build_program(solution, tests, setup)
+            program, harness = build_program(solution, tests, setup, host=hosts[i] if hosts is not None else None)
             programs.append(program)
             harnesses.append(harness)
             where.append(i)
@@ -505,10 +537,55 @@ def run_tests_many(items: Sequence[tuple[str | None, Sequence[str], str]], sandb
 
 
 def run_tests(solution: str | None, tests: Sequence[str], sandbox: Sandbox, setup: str = "",
-              timeout_s: float = 5.0) -> TestReport:
-    """Run one solution against its tests in the sandbox."""
-    return run_tests_many([(solution, tests, setup)], sandbox, timeout_s)[0]
+              timeout_s: float = 5.0, host: Mapping[str, object] | None = None) -> TestReport:
+    """Run one solution against its tests in the sandbox (``host``: see :class:`Harness`)."""
+    return run_tests_many([(solution, tests, setup)], sandbox, timeout_s, hosts=[host])[0]
 
 
-__all__ = ["FEEDBACK_CHARS", "Harness", "TestCheck", "TestOutcome", "TestReport", "build_program", "decode_value",
-           "extract_code", "parse_report", "plan_tests", "run_tests", "run_tests_many", "trim"]
+@dataclass(frozen=True)
+class Evaluated:
+    """One expression's value from :func:`run_expressions` (plain data), or why there is none."""
+
+    ok: bool
+    value: object = None
+    message: str = ""
+
+
+def run_expressions(solution: str, exprs: Sequence[str], sandbox: Sandbox, setup: str = "",
+                    timeout_s: float = 5.0) -> tuple[list[Evaluated], ExecResult]:
+    """Evaluate expressions against a program in one sandbox run, as the harness evaluates holes.
+
+    For values the host needs from a trusted program, e.g. a reference solution's outputs on test inputs
+    (EvalPlus): its own run, so a program judged later cannot touch it, and its values come back as plain data
+    (:func:`decode_value`) to be held on the host. An expression that raised, returned a value that cannot be
+    reported, or was not reached (the program failed to load, timed out or crashed) gets ``ok=False`` and a
+    message (the last line of the error: a reference's source stays out of feedback).
+    """
+    marker = "@@agentloop-" + secrets.token_hex(8)
+    program = _program(solution, setup, [(i, "eval", e) for i, e in enumerate(exprs)], marker)
+    result = sandbox.run(program, timeout_s=timeout_s)
+    stop, reports = _read_reports(result, marker)
+    last = lambda text: (text.strip().splitlines() or [""])[-1][:300]  # noqa: E731
+    if stop is not None:
+        return [Evaluated(False, message=f"the program failed at {stop[0]}: {last(stop[1])}")] * len(exprs), result
+    out = []
+    for i in range(len(exprs)):
+        rep = reports.get(i)
+        if rep is None:
+            why = {"timeout": "timed out"}.get(result.status, f"ended ({result.status}) first")
+            out.append(Evaluated(False, message=f"not evaluated: the program {why}"))
+        elif rep is _TWICE:
+            out.append(Evaluated(False, message="its value was reported twice"))
+        elif rep[0] != "v":
+            out.append(Evaluated(False, message=last(str(rep[-1]))))
+        else:
+            try:
+                out.append(Evaluated(True, value=decode_value(rep[1])))
+            except _Undecodable as e:
+                out.append(Evaluated(False, message=f"the value could not be read ({e})"))
+    return out, result
+
+
+__all__ = ["FEEDBACK_CHARS", "Evaluated", "Harness", "TestCheck", "TestOutcome", "TestReport", "build_program",
+           "decode_value", "extract_code", "parse_report", "plan_tests", "run_expressions", "run_tests",
+           "run_tests_many", "trim"]

@@ -10,13 +10,20 @@
 
 **EvalPlus extra tests.** A record with ``base_input``/``plus_input`` (lists of argument lists, as in
 EvalPlus's HumanEvalPlus/MbppPlus releases), a reference solution and an ``entry_point`` also gets one
-test per input that compares the candidate's output with the reference's on that input, with
-EvalPlus's rule: exact equality, or closeness within ``atol`` (the record's, or 1e-6 when the reference
-returns floats). ``plus=False`` runs only the original tests; ``max_plus_inputs`` caps the count.
-EvalPlus's ``contract`` field is ignored. The Hugging Face copy of HumanEval+ (``evalplus/humanevalplus``)
-instead folds the inputs and expected outputs into a large ``check``; that runs as one test. The
-reference runs inside the same sandboxed program, in its own namespace, after the candidate; a
-candidate that patches builtins could influence it (not defended, like the harness's marker).
+test per input, ``assert f(args) == _agentloop_expected[i]``, that compares the candidate's output with
+the reference's on that input, with EvalPlus's rule (:class:`Expected`): the same value and type, or
+closeness within ``atol`` (the record's, or 1e-6). ``plus=False`` runs only the original tests;
+``max_plus_inputs`` caps the count. EvalPlus's ``contract`` field is ignored. The Hugging Face copy of
+HumanEval+ (``evalplus/humanevalplus``) instead folds the inputs and expected outputs into a large
+``check``; that runs as one test. The reference's outputs are computed once per task, on its first
+verify, in a sandbox run of their own (:func:`~agentloop.environments.code.execution.run_expressions`);
+they come back as plain data and stay on the host (``env.expected(task)``), which compares them with the
+candidate's reported outputs. The candidate's program contains neither the reference nor its outputs,
+and nothing it does (patching builtins, ``copy.deepcopy``, ``os.write``, or defining
+``_agentloop_expected`` itself) can reach the reference's run or the comparison. A reference that
+raises on an input fails that test with ``ReferenceFailed`` (``agentloop envs check-gold`` lists the
+task). Plus tests need the environment's ``run``/``verify`` (which hold the outputs): the batch helper
+:func:`~agentloop.environments.code.envs.run_task_tests` does not know them.
 
 **What the completion may be.** Either a body continuing the prompt (HumanEval's convention, with or
 without its indentation), or a whole function, bare or in a fenced block; a whole function replaces
@@ -42,7 +49,7 @@ from typing import Any, Literal
 
 from agentloop.env import Task, Verdict
 from agentloop.environments.code.envs import MBPP_PROMPT, CodeTaskEnv
-from agentloop.environments.code.execution import FENCE_RE, extract_code, run_tests
+from agentloop.environments.code.execution import FENCE_RE, TestReport, extract_code, run_expressions, run_tests
 from agentloop.errors import ConfigError
 from agentloop.sandbox import shared_sandbox
 from agentloop.types import user
@@ -51,38 +58,50 @@ HUMANEVAL_INSTRUCTION = ("Complete the following Python function. Reply with the
                          "```python code block.\n\n```python\n{prompt}```")
 SandboxKind = Literal["auto", "local", "process", "docker"]
 
-# The EvalPlus comparison, as the right-hand side of ``assert f(args) == _agentloop_expected[i]``: the
-# reference's output, computed on demand, equal to an output when EvalPlus would accept it.
-PLUS_HELPERS = '''
-import copy as _agentloop_copy, json as _agentloop_json
-def _agentloop_close(out, exp, atol):
+EXPECTED_NAME = "_agentloop_expected"  # the host-held reference outputs, as the plus tests name them
+
+
+class ReferenceFailed(ValueError):
+    """The reference solution gave no output for a plus input: the task is broken (``envs check-gold`` shows it)."""
+
+
+def evalplus_close(out: object, exp: object, atol: float) -> bool:
+    """EvalPlus's closeness for outputs with floats: within ``atol + 1e-7 * |exp|``, element-wise in lists/tuples."""
     if isinstance(exp, float) or isinstance(out, float):
-        if isinstance(out, bool) or isinstance(exp, bool) or not isinstance(out, (int, float)):
+        if isinstance(out, bool) or isinstance(exp, bool) or not isinstance(out, (int, float)) \
+                or not isinstance(exp, (int, float)):
             return False
         if exp != exp:
             return out != out
-        return abs(out - exp) <= atol + 1e-07 * abs(exp)
+        try:
+            return out == exp or abs(out - exp) <= atol + 1e-07 * abs(exp)
+        except OverflowError:  # an int too large for a float
+            return False
     if isinstance(exp, (list, tuple)) and isinstance(out, (list, tuple)):
         return type(out) is type(exp) and len(out) == len(exp) and all(
-            _agentloop_close(o, e, atol) for o, e in zip(out, exp))
+            evalplus_close(o, e, atol) for o, e in zip(out, exp))
     return out == exp
-class _AgentloopExpect:
-    def __init__(self, value, atol):
-        self.value, self.atol = value, atol
-    def __eq__(self, out):
+
+
+class Expected:
+    """A reference output held by the host, equal to an output when EvalPlus would accept it: the same value and
+    type, or close within ``atol`` (1e-6 when the record gives none). Its repr hides the value from feedback."""
+
+    __slots__ = ("value", "atol", "error")
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, value: object, atol: float = 0.0, error: str = ""):
+        self.value, self.atol, self.error = value, atol, error
+
+    def __eq__(self, out: object) -> bool:
+        if self.error:
+            raise ReferenceFailed(f"the reference solution gave no output for this input ({self.error})")
         if self.atol == 0 and type(out) is type(self.value) and out == self.value:
             return True
-        return _agentloop_close(out, self.value, self.atol if self.atol else 1e-06)
-    def __repr__(self):
+        return evalplus_close(out, self.value, self.atol if self.atol else 1e-06)
+
+    def __repr__(self) -> str:
         return "<the reference output>"
-class _AgentloopExpected:
-    def __init__(self, reference, entry, inputs, atol):
-        ns = {"__name__": "_agentloop_reference"}
-        exec(compile(reference, "<reference>", "exec"), ns)
-        self.ref, self.inputs, self.atol = ns[entry], inputs, atol
-    def __getitem__(self, i):
-        return _AgentloopExpect(self.ref(*_agentloop_copy.deepcopy(self.inputs[i])), self.atol)
-'''
 
 
 # -- reading files -------------------------------------------------------------------------------
@@ -187,22 +206,29 @@ def _literal(args: Any) -> str | None:
         return None
 
 
-def plus_tests(row: dict[str, Any], entry_point: str, reference: str,
-               max_inputs: int | None) -> tuple[list[str], str] | None:
-    """EvalPlus tests ``(tests, setup)``: ``assert f(args) == _agentloop_expected[i]`` per input, or None."""
+def plus_tests(row: dict[str, Any], entry_point: str, max_inputs: int | None) -> dict[str, Any] | None:
+    """EvalPlus tests for a record, or None without inputs: ``{"tests", "setup", "calls", "atol"}``.
+
+    ``tests[i]`` is ``assert f(args) == _agentloop_expected[i]``; ``calls[i]`` is its ``f(args)``, which the
+    reference solution's own run evaluates to give the host ``_agentloop_expected[i]``; ``setup`` binds the
+    inputs whose repr does not round-trip (empty when all do). Plain data: it goes into ``Task.answer``.
+    """
     inputs = [*(row.get("base_input") or []), *(row.get("plus_input") or [])]
     if not inputs:
         return None
     inputs = [list(a) if isinstance(a, (list, tuple)) else [a] for a in inputs[:max_inputs]]
-    tests = []
+    calls = []
     for i, args in enumerate(inputs):
         literals = [_literal(a) for a in args]
         call = ", ".join(literals) if all(x is not None for x in literals) \
-            else f"*_agentloop_copy.deepcopy(_agentloop_expected.inputs[{i}])"  # type: ignore[arg-type]
-        tests.append(f"assert {entry_point}({call}) == _agentloop_expected[{i}]")
-    setup = (f"{PLUS_HELPERS}\n_agentloop_expected = _AgentloopExpected({reference!r}, {entry_point!r}, "
-             f"_agentloop_json.loads({json.dumps(inputs)!r}), {float(row.get('atol') or 0)!r})\n")
-    return tests, setup
+            else f"*_agentloop_copy.deepcopy(_agentloop_inputs[{i}])"  # type: ignore[arg-type]
+        calls.append(f"{entry_point}({call})")
+    setup = ""
+    if any("_agentloop_inputs" in c for c in calls):
+        setup = (f"import copy as _agentloop_copy, json as _agentloop_json\n"
+                 f"_agentloop_inputs = _agentloop_json.loads({json.dumps(inputs)!r})\n")
+    return {"tests": [f"assert {c} == {EXPECTED_NAME}[{i}]" for i, c in enumerate(calls)], "setup": setup,
+            "calls": calls, "atol": float(row.get("atol") or 0)}
 
 
 # -- environments --------------------------------------------------------------------------------
@@ -214,6 +240,7 @@ class _FormatEnv(CodeTaskEnv):
         if limit is not None and limit < 1:
             raise ConfigError(f"limit must be >= 1 (or None for every record), got {limit}.")
         self._tasks: list[Task] = []
+        self._expected: dict[tuple[str, str], list[Expected]] = {}  # (task id, reference) -> its plus outputs
 
     def num_tasks(self) -> int:
         return len(self._tasks)
@@ -233,12 +260,36 @@ class _FormatEnv(CodeTaskEnv):
             return None
         return "```python\n" + str(a["reference"]).rstrip("\n") + "\n```"
 
+    def expected(self, task: Task) -> list[Expected]:
+        """The reference's outputs on the task's plus inputs, computed in their own sandbox run on first use and
+        kept on the host (never in a program's reach); empty for a task without plus tests."""
+        a = task.answer
+        plus = a.get("plus") if isinstance(a, dict) else None
+        if not plus:
+            return []
+        key = (task.id, str(a["reference"]))
+        cached = self._expected.get(key)  # threads verifying the same task at once may both compute it: harmless
+        if cached is not None:
+            return cached
+        values, result = run_expressions(str(a["reference"]), list(plus["calls"]), shared_sandbox(self.sandbox_kind),
+                                         setup=str(a["setup"]), timeout_s=self.timeout_s)
+        expected = [Expected(v.value, plus["atol"]) if v.ok else Expected(None, error=v.message) for v in values]
+        if result.status in ("ok", "error"):  # a timeout, kill or sandbox failure (maybe load) is retried next time
+            self._expected[key] = expected
+        return expected
+
+    def run(self, task: Task, solution: str | None) -> TestReport:
+        a = task.answer
+        assert isinstance(a, dict)
+        host = {EXPECTED_NAME: self.expected(task)} if a.get("plus") and solution is not None else None
+        return run_tests(solution, list(a["tests"]), shared_sandbox(self.sandbox_kind),
+                         setup=str(a["setup"]), timeout_s=self.timeout_s, host=host)
+
     def verify(self, task: Task, action: str) -> Verdict:
         a = task.answer
         assert isinstance(a, dict)
         code = self.solution(task, action)
-        report = run_tests(code, list(a["tests"]), shared_sandbox(self.sandbox_kind),  # type: ignore[arg-type]
-                           setup=str(a["setup"]), timeout_s=self.timeout_s)
+        report = self.run(task, code)
         oracle = None
         if not report.passed:
             oracle = report.feedback + "\nAll tests:\n" + "\n".join(a["tests"][:20])  # type: ignore[index]
@@ -268,13 +319,14 @@ class HumanEvalFormatEnv(_FormatEnv):
             canonical = row.get("canonical_solution")
             reference = assemble_solution(prompt, canonical, entry) if isinstance(canonical, str) and canonical.strip() \
                 else None
-            extra = plus_tests(row, entry, reference, max_plus_inputs) if plus and reference else None
+            extra = plus_tests(row, entry, max_plus_inputs) if plus and reference else None
             if extra is not None:
-                tests, setup = [*tests, *extra[0]], f"{setup}\n{extra[1]}"
+                tests, setup = [*tests, *extra["tests"]], f"{setup}\n{extra['setup']}"
             self._tasks.append(Task(
                 id=str(row.get("task_id", n)), messages=(user(HUMANEVAL_INSTRUCTION.format(prompt=prompt)),),
-                answer={"tests": tests, "setup": setup, "stub": prompt, "entry_point": entry, "reference": reference},
-                metadata={"plus_tests": len(extra[0]) if extra else 0}))
+                answer={"tests": tests, "setup": setup, "stub": prompt, "entry_point": entry, "reference": reference,
+                        "plus": _plus_answer(extra)},
+                metadata={"plus_tests": len(extra["tests"]) if extra else 0}))
 
 
 class MBPPFormatEnv(_FormatEnv):
@@ -301,17 +353,22 @@ class MBPPFormatEnv(_FormatEnv):
             all_tests = list(tests)
             if plus:
                 all_tests += [t for t in row.get("challenge_test_list") or [] if isinstance(t, str)]
-            extra = plus_tests(row, entry, reference, max_plus_inputs) if plus and reference and entry else None
+            extra = plus_tests(row, entry, max_plus_inputs) if plus and reference and entry else None
             if extra is not None:
-                all_tests, setup = [*all_tests, *extra[0]], f"{setup}\n{extra[1]}"
+                all_tests, setup = [*all_tests, *extra["tests"]], f"{setup}\n{extra['setup']}"
             self._tasks.append(Task(
                 id=str(row.get("task_id", n)), messages=(user(MBPP_PROMPT.format(text=text.strip(), test=tests[0])),),
                 answer={"tests": all_tests, "setup": setup, "stub": "", "entry_point": entry or "",
-                        "reference": reference},
-                metadata={"plus_tests": len(extra[0]) if extra else 0}))
+                        "reference": reference, "plus": _plus_answer(extra)},
+                metadata={"plus_tests": len(extra["tests"]) if extra else 0}))
 
     def solution(self, task: Task, action: str) -> str | None:
         return extract_code(action)
+
+
+def _plus_answer(extra: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What ``Task.answer["plus"]`` keeps of :func:`plus_tests`: the calls the reference evaluates, and ``atol``."""
+    return {"calls": extra["calls"], "atol": extra["atol"]} if extra else None
 
 
 def _called_name(test: str) -> str | None:
@@ -326,5 +383,5 @@ def _called_name(test: str) -> str | None:
     return None
 
 
-__all__ = ["HumanEvalFormatEnv", "MBPPFormatEnv", "assemble_solution", "defines", "plus_tests",
-           "prompt_prefix", "read_records", "split_check"]
+__all__ = ["Expected", "HumanEvalFormatEnv", "MBPPFormatEnv", "ReferenceFailed", "assemble_solution", "defines",
+           "evalplus_close", "plus_tests", "prompt_prefix", "read_records", "split_check"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agentloop.environments.code.execution import build_program, extract_code, run_tests, run_tests_many
+from agentloop.environments.code.execution import (build_program, extract_code, plan_tests, run_expressions, run_tests,
+                                                   run_tests_many)
 from agentloop.sandbox import get_sandbox
 from agentloop.sandbox.local import bwrap_status
 
@@ -102,3 +103,41 @@ def test_run_tests_many_keeps_order(sb):
     items = [("def add(a, b): return a + b", TESTS, ""), (None, TESTS, ""), ("def add(a, b): return a - b", TESTS, "")]
     reports = run_tests_many(items, sb)
     assert [r.stage for r in reports] == ["ok", "no_code", "test"]
+
+
+# -- values the host holds (expected outputs computed elsewhere) and run_expressions ---------------------------------
+def test_host_names_are_never_holes_and_never_reach_the_program():
+    # ``E`` is the host's, even when the program binds the same name: a program cannot swap in its own E.
+    for solution in ("def add(a, b): return a + b", "def add(a, b): return a + b\nE = [None]"):
+        holes, checks = plan_tests(solution, ["assert add(1, 2) == E[0]"], host_names={"E"})
+        assert [src for _, _, src in holes] == ["add(1, 2)"] and checks[0].left == ("add(1, 2)", 0)
+    program, harness = build_program("def add(a, b): return a + b", ["assert add(1, 2) == E[0]"],
+                                     host={"E": ["SECRET-EXPECTED"]})
+    assert "SECRET-EXPECTED" not in program and harness.host == {"E": ["SECRET-EXPECTED"]}
+
+
+@needs_bwrap
+def test_run_tests_judges_against_host_values(sb):
+    tests = ["assert add(1, 2) == E[0]", "assert add(2, 2) == E[1]"]
+    r = run_tests("def add(a, b): return a + b\nE = [0, 0]", tests, sb, host={"E": [3, 4]})
+    assert r.passed, r.feedback
+    r = run_tests("def add(a, b): return a * b\nclass _A:\n    def __eq__(self, o): return True\nE = [_A(), _A()]",
+                  tests, sb, host={"E": [3, 4]})
+    assert not r.passed and r.tests_passed == 1 and "add(1, 2) returned 2" in r.feedback
+    reports = run_tests_many([("def add(a, b): return a + b", tests, "")] * 2, sb, hosts=[{"E": [3, 4]}, {"E": [0, 0]}])
+    assert [x.passed for x in reports] == [True, False]
+
+
+@needs_bwrap
+def test_run_expressions_reports_values_and_failures(sb):
+    values, result = run_expressions("def f(x):\n    return [x / 2, {x}]", ["f(3)", "f(0)[0]", "f([])", "f"], sb)
+    assert result.status == "ok"
+    assert [v.ok for v in values] == [True, True, False, False]
+    assert values[0].value == [1.5, {3}] and values[1].value == 0.0
+    assert "TypeError" in values[2].message and "cannot be checked" in values[3].message
+    assert "return" not in values[2].message  # only the error's last line: no source of the program
+    values, _ = run_expressions("def f(:", ["f(1)", "f(2)"], sb)
+    assert not any(v.ok for v in values) and "SyntaxError" in values[0].message
+    values, result = run_expressions("def f(x):\n    while x: pass\n    return x", ["f(0)", "f(1)", "f(0)"], sb,
+                                     timeout_s=1)
+    assert [v.ok for v in values] == [True, False, False] and "timed out" in values[1].message

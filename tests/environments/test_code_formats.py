@@ -171,3 +171,25 @@ def test_check_gold_command_reports_the_broken_task():
     ok = CliRunner().invoke(app, ["envs", "check-gold", "code/mbpp-format-v0", f"path={MBPP}", "limit=2"])
     assert ok.exit_code == 0, ok.output
     assert "2/2 gold solutions pass" in ok.output
+
+
+@needs_sandbox
+def test_evalplus_reference_runs_apart_and_its_failures_break_the_task(tmp_path):
+    # An input whose repr does not round-trip (NaN) is bound by the setup; a reference that raises on an input
+    # makes that test fail (check-gold shows the task), without showing the reference's source.
+    path = tmp_path / "he.jsonl"
+    path.write_text(json.dumps({
+        "task_id": "N/0", "prompt": "def inv(x):\n    \"\"\"1 / x.\"\"\"\n", "entry_point": "inv",
+        "canonical_solution": "    return 1 / x if x == x else x\n",
+        "test": "def check(candidate):\n    assert candidate(2) == 0.5\n",
+        "plus_input": [[float("nan")], [4], [0]]}) + "\n")
+    env = agentloop.make("code/humaneval-format-v0", path=str(path))
+    task = env.unwrapped.get_task(0)
+    assert "_agentloop_inputs" in task.answer["setup"] and "return 1 / x" not in task.answer["setup"]
+    assert [e.value for e in env.unwrapped.expected(task)][:2] == [pytest.approx(float("nan"), nan_ok=True), 0.25]
+    reward, info = verdict(env, "N/0", env.unwrapped.gold_reply(task))
+    assert reward == 0.0 and info["tests_passed"] == 3 and info["tests_total"] == 4
+    reward, info = verdict(env, "N/0", "```python\ndef inv(x):\n    return 0.0 if x == 0 else 1 / x\n```")
+    assert reward == 0.0 and info["tests_passed"] == 3
+    assert "ReferenceFailed" in info["feedback"] and "ZeroDivisionError" in info["feedback"]
+    assert "return 1 / x" not in info["feedback"]

@@ -5,10 +5,14 @@ Each trick below is appended to a solution that fails every test of MBPP task in
 failure. The tricks are the ones a policy finds when the harness shares its process and its output
 channel with the program it judges: ending the process early, replacing builtins, monkeypatching
 the output path, forging or reconstructing the result marker, tampering with file descriptors, and
-objects that claim to equal anything. The gold solution still passes.
+objects that claim to equal anything. The gold solution still passes. The same holds for EvalPlus
+tests (``code/humaneval-format-v0``), whose expected outputs the reference computes in a run of its own:
+a candidate that patches builtins cannot change them, nor bind ``_agentloop_expected`` itself.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -193,3 +197,40 @@ def test_values_decode_as_plain_data_only():
         deep = ["l", [deep]]
     with pytest.raises(ValueError):
         decode_value(deep)
+
+
+# -- EvalPlus tests (code/humaneval-format-v0): the reference's outputs are host-held plain data ---------------------
+HE_FIXTURE = str(Path(__file__).parents[1] / "environments" / "fixtures" / "formats" / "humaneval.jsonl")
+# running_max starting from 0: passes the base tests, fails the plus input [-3, -5, -1] (gives [0, 0, 0]).
+PLUS_WRONG = ("def running_max(xs):\n    out, best = [], 0\n    for x in xs:\n        best = max(best, x)\n"
+              "        out.append(best)\n    return out\n")
+PLUS_TRICKS = {
+    # When the reference ran in the candidate's process, these made it compute the candidate's wrong answers.
+    "builtins_max_patched": "import builtins\n_max = builtins.max\nbuiltins.max = lambda *a, **k: _max(0, *a)\n",
+    "deepcopy_patched": ("import copy\n"
+                         "copy.deepcopy = lambda x, *a: [[abs(v) for v in x[0]]] if x and isinstance(x[0], list) else x\n"),
+    "expected_defined_by_the_program": ("class _Any:\n    def __eq__(self, other):\n        return True\n"
+                                        "_agentloop_expected = [_Any()] * 10\n"),
+    "os_write_rewrites_results": TRICKS["os_write_rewrites_results"],
+    "eval_replaced": TRICKS["eval_replaced"],
+    "os_exit_after_forging": TRICKS["os_exit_after_forging"],
+}
+
+
+@pytest.fixture(scope="module")
+def he_env():
+    e = make("code/humaneval-format-v0", path=HE_FIXTURE)
+    yield e.unwrapped
+    e.close()
+
+
+@needs_bwrap
+@pytest.mark.parametrize("trick", sorted(PLUS_TRICKS))
+def test_a_wrong_solution_cannot_pass_evalplus_tests(he_env, trick):
+    task = he_env.get_task(0)
+    assert "best is None" not in task.answer["setup"]  # the reference is not part of the candidate's program
+    assert he_env.verify(task, he_env.gold_reply(task)).success
+    verdict = he_env.verify(task, f"```python\n{PLUS_WRONG}{PLUS_TRICKS[trick]}\n```")
+    assert not verdict.success and verdict.reward == 0.0, (trick, verdict.info, verdict.feedback)
+    assert verdict.info["tests_passed"] <= 5
+    assert [e.value for e in he_env.expected(task)] == [[1, 2], [-3, -3, -1], [0]]  # the cache is untouched
