@@ -144,6 +144,7 @@ Split = Literal["train", "test"]
 EXPRESSION_PREFIX, EXPRESSION_SUFFIX = "What is ", "?"
 #: A split is given up as exhausted after this many generated problems in a row that were new to neither split.
 EXHAUSTED_AFTER = 20_000
+DEFAULT_NUM_TASKS = 1000
 
 
 def generate(seed: int, difficulty: int, index: int) -> Problem:
@@ -271,13 +272,17 @@ class ArithEnv(TaskEnv):
     ``split="train"`` / ``split="test"`` deal distinct problems into two disjoint splits by their
     canonical form (module docstring): ``make("math/arith-v0", difficulty=6, split="test",
     num_tasks=200)`` never shares a problem, commuted or not, with any ``split="train"`` env.
+    ``num_tasks`` unset means 1000, or with a split as many as it has up to 1000 (level 1 test: 136,
+    level 6 test: 322); an explicit ``num_tasks`` larger than the split is an error.
     """
 
-    def __init__(self, difficulty: int = 1, num_tasks: int = 1000, seed: int = 0, split: Split | None = None,
+    def __init__(self, difficulty: int = 1, num_tasks: int | None = None, seed: int = 0, split: Split | None = None,
                  test_fraction: float = 0.2):
         super().__init__()
         if difficulty not in LEVELS:
             raise ConfigError(f"math/arith-v0: difficulty must be one of {sorted(LEVELS)}, got {difficulty}.")
+        explicit = num_tasks is not None
+        num_tasks = DEFAULT_NUM_TASKS if num_tasks is None else num_tasks
         if num_tasks < 1:
             raise ConfigError(f"math/arith-v0: num_tasks must be >= 1, got {num_tasks}.")
         if seed < 0:
@@ -290,11 +295,13 @@ class ArithEnv(TaskEnv):
         self._problems: list[Problem] = []
         if split is not None:
             self._problems = split_problems(seed, difficulty, split, num_tasks, test_fraction)
-            if len(self._problems) < num_tasks:
+            if not explicit:  # the default: as many as the split has, up to DEFAULT_NUM_TASKS
+                self._n = len(self._problems)
+            elif len(self._problems) < num_tasks:
                 raise ConfigError(
                     f"math/arith-v0: the {split} split of difficulty {difficulty} has only {len(self._problems)} "
                     f"distinct problems (test_fraction {test_fraction}); set num_tasks <= {len(self._problems)}, "
-                    "or pick a level with a larger problem space (2, 3 or 6).")
+                    "or leave num_tasks unset (all of them), or pick a larger level (2-5).")
 
     def num_tasks(self) -> int:
         return self._n
