@@ -114,8 +114,12 @@ def improve_eval_episodes(run_dir: str | Path, iteration: int) -> list[Episode]:
 
 
 def evaluate_model(model: str | None, settings: HeldOutSettings, out: str | Path, *, policy: Any = None,
-                   seed: int = 0) -> list[Episode]:
-    """Held-out episodes of a model folder (None = the embedded default model) through agentloop.evaluation."""
+                   checkpoint: str | None = None, seed: int = 0) -> list[Episode]:
+    """Held-out episodes of a model folder (None = the embedded default model) through agentloop.evaluation.
+
+    ``checkpoint`` (a run's checkpoint folder: full weights, or a LoRA adapter on ``model``) is loaded as
+    ``agentloop eval`` does; ``policy`` (an instance) replaces both. A finished ``out`` is reused (resume).
+    """
     from agentloop.evaluation.evaluate import EvalConfig, PolicyConfig, evaluate
     from agentloop.types import SamplingParams
 
@@ -125,7 +129,8 @@ def evaluate_model(model: str | None, settings: HeldOutSettings, out: str | Path
 
     suites.write_text(yaml.safe_dump({"heldout": {"envs": [
         {"env": settings.env, "kwargs": settings.kwargs, "limit": settings.tasks, "name": "heldout"}]}}))
-    cfg = EvalConfig(policy=PolicyConfig(id="hf", kwargs={"model": model, "max_batch_size": settings.batch_size}),
+    cfg = EvalConfig(policy=PolicyConfig(id="hf", kwargs={"model": model, "max_batch_size": settings.batch_size},
+                                         checkpoint=checkpoint),
                      suite="heldout", suites_file=str(suites), k=settings.attempts,
                      feedback=settings.feedback, seeds=[seed], count_tokens=False,
                      sampling=SamplingParams(temperature=0.0, max_new_tokens=settings.max_new_tokens, stop=settings.stop),
