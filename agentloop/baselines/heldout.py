@@ -120,15 +120,19 @@ def evaluate_model(model: str | None, settings: HeldOutSettings, out: str | Path
     ``checkpoint`` (a run's checkpoint folder: full weights, or a LoRA adapter on ``model``) is loaded as
     ``agentloop eval`` does; ``policy`` (an instance) replaces both. A finished ``out`` is reused (resume).
     """
+    import yaml
+
     from agentloop.evaluation.evaluate import EvalConfig, PolicyConfig, evaluate
     from agentloop.types import SamplingParams
 
+    # The held-out entry (id, kwargs, limit) as a one-entry suite file: the form EvalConfig takes kwargs in.
     suites = Path(out).with_name(Path(out).name + ".suites.yaml")
     Path(out).parent.mkdir(parents=True, exist_ok=True)
-    import yaml
-
+    # make() defaults to stopping at the first success whatever the feedback mode; for none/retry that would
+    # use the verifier's verdict (an oracle), so say explicitly that every attempt is played.
+    kwargs = {**settings.kwargs, "stop_on_success": settings.feedback not in ("none", "retry")}
     suites.write_text(yaml.safe_dump({"heldout": {"envs": [
-        {"env": settings.env, "kwargs": settings.kwargs, "limit": settings.tasks, "name": "heldout"}]}}))
+        {"env": settings.env, "kwargs": kwargs, "limit": settings.tasks, "name": "heldout"}]}}))
     cfg = EvalConfig(policy=PolicyConfig(id="hf", kwargs={"model": model, "max_batch_size": settings.batch_size},
                                          checkpoint=checkpoint),
                      suite="heldout", suites_file=str(suites), k=settings.attempts,

@@ -82,8 +82,10 @@ class GRPOResult(BaseModel):
 class EnvReward:
     """A TRL reward function scoring each completion with the environment's own verdict.
 
-    >>> reward = EnvReward(lambda: agentloop.make("math/arith-v0", max_attempts=1))  # doctest: +SKIP
-    >>> reward(prompts=[...], completions=[[{"role": "assistant", "content": "Answer: 7"}]], task_index=[0])
+    Example::
+
+        reward = EnvReward(lambda: agentloop.make("math/arith-v0", max_attempts=1))
+        GRPOTrainer(model=..., reward_funcs=[reward], train_dataset=grpo_dataset(cfg))  # rows carry task_index
     """
 
     __name__ = "env_reward"  # TRL labels the reward in its logs by the function's name
@@ -164,20 +166,42 @@ def _trl_args(cfg: GRPOBaselineConfig, out: Path) -> Any:
 
 
 def run_grpo(cfg: GRPOBaselineConfig, out: str | Path) -> GRPOResult:
-    """Evaluate, train with TRL's GRPOTrainer on the environment's rewards, save, evaluate again (module docstring)."""
+    """Evaluate, train with TRL's GRPOTrainer on the environment's rewards, save, evaluate again (module docstring).
+
+    Resumable: finished evaluations are reused, and a saved model (``out/model`` with its ``train_stats.json``)
+    is not trained again.
+    """
+    import json
+
     import torch
-    from trl import GRPOTrainer
 
     from agentloop.baselines.heldout import attempts_of, evaluate_model, ops_of
-    from agentloop.registry import make
-    from agentloop.training.trainer import load_model, seed_everything
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
-    seed_everything(cfg.seed)
     before_eps = evaluate_model(cfg.model, cfg.heldout, out / "eval-before", seed=cfg.seed)
+    model_dir, stats_file = out / "model", out / "model" / "train_stats.json"
+    if not stats_file.exists():
+        stats = _train(cfg, out, model_dir)
+        stats_file.write_text(json.dumps(stats, indent=1) + "\n")  # written last: marks the model complete
+    stats = json.loads(stats_file.read_text())
+    after_eps = evaluate_model(str(model_dir), cfg.heldout, out / "eval-after", seed=cfg.seed)
+    k = cfg.heldout.attempts
+    return GRPOResult(before=attempts_of(before_eps, k), after=attempts_of(after_eps, k), ops=ops_of(before_eps),
+                      model_dir=str(model_dir), **stats)
+
+
+def _train(cfg: GRPOBaselineConfig, out: Path, model_dir: Path) -> dict[str, Any]:
+    """Train with TRL's GRPOTrainer and save model + tokenizer to ``model_dir``; returns the training stats."""
+    import torch
+    from trl import GRPOTrainer
+
+    from agentloop.registry import make
+    from agentloop.training.trainer import load_model, seed_everything
+
+    seed_everything(cfg.seed)
     model, tokenizer = load_model(cfg.model, device="cuda" if torch.cuda.is_available() else "cpu")
     reward = EnvReward(lambda: make(cfg.env, max_attempts=1, **cfg.train_kwargs))
     t0 = time.perf_counter()
@@ -185,13 +209,9 @@ def run_grpo(cfg: GRPOBaselineConfig, out: str | Path) -> GRPOResult:
                           processing_class=tokenizer)
     trainer.train()
     seconds = time.perf_counter() - t0
-    model_dir = out / "model"
     trainer.model.save_pretrained(str(model_dir))
     tokenizer.save_pretrained(str(model_dir))
     logged = [float(r["reward"]) for r in trainer.state.log_history if "reward" in r]
-    after_eps = evaluate_model(str(model_dir), cfg.heldout, out / "eval-after", seed=cfg.seed)
-    k = cfg.heldout.attempts
-    return GRPOResult(before=attempts_of(before_eps, k), after=attempts_of(after_eps, k), ops=ops_of(before_eps),
-                      train_steps=int(trainer.state.global_step), reward_first=logged[0] if logged else None,
-                      reward_last=logged[-1] if logged else None, reward_errors=reward.errors,
-                      train_seconds=round(seconds, 1), model_dir=str(model_dir))
+    return {"train_steps": int(trainer.state.global_step), "reward_first": logged[0] if logged else None,
+            "reward_last": logged[-1] if logged else None, "reward_errors": reward.errors,
+            "train_seconds": round(seconds, 1)}

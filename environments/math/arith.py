@@ -36,7 +36,7 @@ import ast
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -317,7 +317,7 @@ class ArithEnv(TaskEnv):
                     metadata={"difficulty": self.difficulty, "op": operation(question, answer),
                               "question": question})
 
-    def reset(self, *, seed: int | None = None, options: dict | None = None):
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = super().reset(seed=seed, options=options)
         return obs, {**info, "op": self.task.metadata["op"]}
 

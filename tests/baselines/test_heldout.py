@@ -50,8 +50,10 @@ def test_evaluate_model_plays_two_attempts_without_oracle_and_tags_operations(tm
     eps = evaluate_model(None, settings, tmp_path / "ev", policy=ScriptedPolicy(_fix_subtractions))
     attempts, ops = attempts_of(eps, 2), ops_of(eps)
     assert len(attempts) == 40 and set(ops) == {"add", "sub", "sub_neg", "mul"}
+    # retry feedback reveals no verdict, so both attempts are always played: stopping at a success would
+    # use the oracle (Acc@t2 would copy every right first answer without the model saying it again).
+    assert all(len(e.turns) == 2 for e in eps)
     for a, op in zip(attempts, ops):
-        # retry feedback: both attempts are always played (no stop on success), so add stays right twice
         assert a == {"add": [True, True], "sub": [False, True], "sub_neg": [False, True], "mul": [False, False]}[op]
     # A finished run directory is reused, not re-generated.
     again = evaluate_model(None, settings, tmp_path / "ev", policy=ScriptedPolicy("Answer: 0"))

@@ -91,7 +91,11 @@ def test_grpo_cell_and_a_transfer_cell_run_in_smoke_mode_and_merge_into_one_tabl
     results = tmp_path / "efficacy.json"
     grpo = efficacy.run_cell("grpo-arith", smoke=True, model=tiny_model_dir, runs_dir=tmp_path, results=results)
     assert grpo["summary"]["train_steps"] >= 1 and grpo["summary"]["reward_errors"] == 0
-    assert Path(grpo["summary"]["model_dir"], "config.json").exists()
+    weights = Path(grpo["summary"]["model_dir"], "config.json")
+    stamp = weights.stat().st_mtime_ns
+    again = efficacy.run_cell("grpo-arith", smoke=True, model=tiny_model_dir, runs_dir=tmp_path, results=results)
+    assert weights.stat().st_mtime_ns == stamp  # resumed: the saved model is reused, not trained again
+    assert (again["before"], again["after"], again["summary"]) == (grpo["before"], grpo["after"], grpo["summary"])
     rise = efficacy.run_cell("transfer-rise-arith", smoke=True, model=tiny_model_dir, runs_dir=tmp_path,
                              results=results)
     for entry in (grpo, rise):
