@@ -11,6 +11,8 @@ where method-specific conditioning such as LeTI's ``<|good|>`` prefix applies) o
 :func:`evaluate_model`, which evaluates a model folder through :func:`agentloop.evaluation.evaluate`
 with the same wrapper (``MultiAttempt``), greedy decoding and stop strings, so numbers from TRL's
 GRPO and from our methods are comparable. Both sort episodes by task index, so before and after pair.
+Under ``none``/``retry`` feedback every attempt is played (no stop at the first success, which would
+need the verifier's verdict), as in the improve loop's own evaluation.
 
 Not covered: more than two attempts (the block reads attempts 1 and ``attempts``); sampled (n > 1)
 evaluation.
