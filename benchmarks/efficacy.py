@@ -113,7 +113,66 @@ def sized(cell: CellFile, smoke: bool, model: str | None) -> CellFile:
         transfer = [_smoke_heldout(t) for t in transfer]
     if model is not None:
         config["model"] = model
+    if cell.kind == "improve":  # task files named relative to the repository (configs/efficacy/data/...)
+        env = dict(config["env"])
+        for key in ("kwargs", "train_kwargs", "eval_kwargs"):
+            if "path" in env.get(key, {}) and not Path(env[key]["path"]).is_absolute():
+                env[key] = {**env[key], "path": str(ROOT / env[key]["path"])}
+        config["env"] = env
     return cell.model_copy(update={"config": config, "transfer": [HeldOutSettings(**t) for t in transfer]})
+
+
+# -- procedural code tasks (LeTI cells) --------------------------------------------------------------------------
+CODE_TASKS = {"train": CELLS_DIR / "data" / "code-tasks-train.jsonl", "test": CELLS_DIR / "data" / "code-tasks-test.jsonl"}
+FENCE = "`" * 3
+_NUMERIC = (  # (name, what the function returns, reference body, test inputs)
+    ("add", "x plus {a}", "x + {a}", (0, 5, -3)),
+    ("sub", "x minus {a}", "x - {a}", (0, 50, -3)),
+    ("mul", "x multiplied by {a}", "x * {a}", (0, 3, -2)),
+    ("mod", "the remainder of x divided by {a}", "x % {a}", (0, 7, 100)),
+    ("smaller", "the smaller of x and {a}", "min(x, {a})", (0, 15, 100)),
+    ("is_multiple", "True if x is divisible by {a}, else False", "x % {a} == 0", (0, 12, 35)),
+)
+_TEXT = (  # (name, what the function returns, reference body, test inputs)
+    ("count", "how many times the character '{c}' occurs in the string s", "s.count('{c}')", ("", "{c}a{c}", "xyz")),
+    ("ends_with", "True if the string s ends with the character '{c}', else False", "s.endswith('{c}')",
+     ("", "ab{c}", "{c}ab")),
+)
+
+
+def code_tasks() -> dict[str, list[dict[str, Any]]]:
+    """Simple function-writing tasks the 135M model can partly solve, dealt into disjoint train/test splits.
+
+    Each task is a template with one constant (a number 2-30 or a letter); a task is held out when a hash
+    of its id falls below 0.3, so no held-out task (template + constant) is trained on.
+    """
+    import hashlib
+
+    rows = []
+    for name, what, body, inputs in _NUMERIC:
+        for a in range(2, 31):
+            fn = f"{name}_{a}"
+            ref = f"def {fn}(x):\n    return {body.format(a=a)}"
+            tests = [f"assert {fn}({x}) == {eval(body.format(a=a), {'x': x})}" for x in inputs]  # noqa: S307
+            rows.append({"id": fn, "prompt": f"Write a Python function {fn}(x) that returns {what.format(a=a)}. "
+                         f"Write it in a {FENCE}python code block.", "tests": tests, "reference": ref})
+    for name, what, body, inputs in _TEXT:
+        for c in "abcdefghijklmnopqrstuvwxyz":
+            fn = f"{name}_{c}"
+            ref = f"def {fn}(s):\n    return {body.format(c=c)}"
+            tests = [f"assert {fn}({x.format(c=c)!r}) == {eval(body.format(c=c), {'s': x.format(c=c)})!r}"  # noqa: S307
+                     for x in inputs]
+            rows.append({"id": fn, "prompt": f"Write a Python function {fn}(s) that returns {what.format(c=c)}. "
+                         f"Write it in a {FENCE}python code block.", "tests": tests, "reference": ref})
+    held = lambda r: int.from_bytes(hashlib.sha256(r["id"].encode()).digest()[:8], "big") / 2**64 < 0.3  # noqa: E731
+    return {"train": [r for r in rows if not held(r)], "test": [r for r in rows if held(r)]}
+
+
+def write_code_tasks() -> None:
+    """(Re)write configs/efficacy/data/code-tasks-{train,test}.jsonl from :func:`code_tasks`."""
+    for split, rows in code_tasks().items():
+        CODE_TASKS[split].parent.mkdir(parents=True, exist_ok=True)
+        CODE_TASKS[split].write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
 # -- running a cell --------------------------------------------------------------------------------------------
@@ -286,8 +345,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs-dir", type=Path, default=None, help="Where the cells' run directories go.")
     p.add_argument("--table", action="store_true", help="Print the markdown tables of the results file.")
     p.add_argument("--list", action="store_true", help="List the cells.")
+    p.add_argument("--write-code-tasks", action="store_true", help="Regenerate the LeTI cells' code task files.")
     args = p.parse_args(argv)
     results = args.results or (SMOKE_RESULTS if args.smoke else RESULTS)
+    if args.write_code_tasks:
+        write_code_tasks()
+        return 0
     if args.list:
         for name in cell_names():
             print(f"{name:28s} {load_cell(name).description}")

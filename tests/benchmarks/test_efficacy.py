@@ -68,6 +68,24 @@ def test_arithmetic_cells_hold_out_the_disjoint_test_split():
             assert (env["train_kwargs"]["split"], env["eval_kwargs"]["split"]) == ("train", "test"), name
 
 
+def test_code_task_files_are_current_disjoint_and_solved_by_their_references():
+    import agentloop
+
+    tasks = efficacy.code_tasks()
+    for split, rows in tasks.items():  # the committed files are exactly what the generator writes
+        assert efficacy.CODE_TASKS[split].read_text().splitlines() == [json.dumps(r) for r in rows]
+    assert not {r["id"] for r in tasks["train"]} & {r["id"] for r in tasks["test"]}
+    assert 50 <= len(tasks["test"]) <= 80 and len(tasks["train"]) > 2 * len(tasks["test"])
+    fence = "`" * 3
+    for split in ("train", "test"):
+        env = agentloop.make("code/tasks-v0", path=str(efficacy.CODE_TASKS[split])).unwrapped
+        for i in range(env.num_tasks()):
+            task = env.get_task(i)
+            assert env.verify(task, f"{fence}python\n{task.answer['reference']}\n{fence}").success, task.id
+            wrong = task.answer["reference"].replace("return ", "return not ")  # a wrong body fails some test
+            assert not env.verify(task, f"{fence}python\n{wrong}\n{fence}").success, task.id
+
+
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory) -> str:
     import torch
