@@ -86,6 +86,17 @@ def test_code_task_files_are_current_disjoint_and_solved_by_their_references():
             assert not env.verify(task, f"{fence}python\n{wrong}\n{fence}").success, task.id
 
 
+def test_diagnosis_reads_the_intervals_unless_the_cell_has_notes():
+    up = {"value": 0.1, "lo": 0.02, "hi": 0.18}
+    down = {"value": -0.1, "lo": -0.18, "hi": -0.02}
+    flat = {"value": 0.01, "lo": -0.05, "hi": 0.07}
+    assert efficacy.diagnosis({"gains": {"gain_acc_t1": up, "gain_delta": flat}}) == \
+        "Acc@t1: gain; delta(t1,t2): no significant change"
+    assert efficacy.diagnosis({"gains": {"gain_acc_t1": down}}) == "Acc@t1: loss"
+    assert efficacy.diagnosis({"gains": {"gain_acc_t1": up}, "notes": "collapsed to one answer"}) == \
+        "collapsed to one answer"
+
+
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory) -> str:
     import torch
@@ -135,3 +146,4 @@ def test_grpo_cell_and_a_transfer_cell_run_in_smoke_mode_and_merge_into_one_tabl
     assert "grpo-arith (smoke)" in table and "math/gsm8k-v0" in table and "countdown/Countdown-v0" in table
     ops = efficacy.ops_table(results)
     assert "| transfer-rise-arith |" in ops and "| grpo-arith |" in ops
+    assert efficacy.main(["--table", "--results", str(results)]) == 0
