@@ -25,6 +25,12 @@ Results merge per cell into ``benchmarks/results/efficacy.json`` (``--smoke`` ru
 
 ``--smoke`` checks the machinery only (numbers mean nothing); ``--model DIR`` replaces the embedded
 model (tests use a tiny random one). Numbers depend on the machine's load: it is recorded per cell.
+The LeTI cells' procedural code tasks live in ``configs/efficacy/data`` and are rewritten by
+``--write-code-tasks`` (a test checks the committed files match the generator).
+
+Not covered: every cell is evaluated with the same intrinsic protocol (``retry``, no critic, no
+verifier feedback), so the critique-loop cell's held-out figures do not use its critic; cells are
+sized from earlier CPU timings (the default run: 410 s), not yet timed one by one on a quiet machine.
 """
 
 from __future__ import annotations
