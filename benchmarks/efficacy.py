@@ -18,7 +18,7 @@ Results merge per cell into ``benchmarks/results/efficacy.json`` (``--smoke`` ru
 ``efficacy-smoke.json``); ``--table`` prints the markdown table for the README.
 
     .venv/bin/python benchmarks/efficacy.py --list
-    .venv/bin/python benchmarks/efficacy.py --cell rise-arith            # one cell (<= 20 min on a quiet 2-core machine)
+    .venv/bin/python benchmarks/efficacy.py --cell rise-arith            # one cell (<= 20 min, quiet 2-core machine)
     .venv/bin/python benchmarks/efficacy.py --all                        # every cell, each in its own process
     .venv/bin/python benchmarks/efficacy.py --cell grpo-arith --smoke    # a handful of tasks, 1 iteration, 8 tokens
     .venv/bin/python benchmarks/efficacy.py --table
@@ -129,7 +129,7 @@ def sized(cell: CellFile, smoke: bool, model: str | None) -> CellFile:
 
 
 # -- procedural code tasks (LeTI cells) --------------------------------------------------------------------------
-CODE_TASKS = {"train": CELLS_DIR / "data" / "code-tasks-train.jsonl", "test": CELLS_DIR / "data" / "code-tasks-test.jsonl"}
+CODE_TASKS = {split: CELLS_DIR / "data" / f"code-tasks-{split}.jsonl" for split in ("train", "test")}
 FENCE = "`" * 3
 _NUMERIC = (  # (name, what the function returns, reference body, test inputs)
     ("add", "x plus {a}", "x + {a}", (0, 5, -3)),
@@ -320,7 +320,8 @@ def table(path: Path = RESULTS) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in sorted(cells):
         e = cells[name]
-        lines.append(_row(name + (" (smoke)" if e.get("smoke") else ""), e, e["before"], e["after"], e["gains"], e["env"]))
+        label = name + (" (smoke)" if e.get("smoke") else "")
+        lines.append(_row(label, e, e["before"], e["after"], e["gains"], e["env"]))
         for t in e.get("transfer", []):
             lines.append(_row(f"{name} → transfer", e, t["before"], t["after"], t["gains"], t["env"]))
     return "\n".join(lines)
@@ -341,7 +342,8 @@ def ops_table(path: Path = RESULTS) -> str:
 
 # -- command line ---------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cell", action="append", default=[], help="Run this cell (repeatable).")
     p.add_argument("--all", action="store_true", help="Run every cell, each in its own process (per-cell peak RSS).")
     p.add_argument("--smoke", action="store_true", help="A handful of tasks, 1 iteration, 8 tokens: machinery only.")

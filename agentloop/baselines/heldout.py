@@ -139,7 +139,8 @@ def evaluate_model(model: str | None, settings: HeldOutSettings, out: str | Path
                                          checkpoint=checkpoint),
                      suite="heldout", suites_file=str(suites), k=settings.attempts,
                      feedback=settings.feedback, seeds=[seed], count_tokens=False,
-                     sampling=SamplingParams(temperature=0.0, max_new_tokens=settings.max_new_tokens, stop=settings.stop),
+                     sampling=SamplingParams(temperature=0.0, max_new_tokens=settings.max_new_tokens,
+                                             stop=settings.stop),
                      max_concurrency=settings.batch_size)
     result = evaluate(cfg, out, resume=Path(out).exists(), policy=policy, progress=False)
     return list(result.run.episodes())

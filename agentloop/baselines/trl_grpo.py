@@ -59,7 +59,8 @@ class GRPOBaselineConfig(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> GRPOBaselineConfig:
         if self.batch_size % self.num_generations:
-            raise ValueError(f"batch_size={self.batch_size} is not a multiple of num_generations={self.num_generations}: "
+            raise ValueError(f"batch_size={self.batch_size} is not a multiple of "
+                             f"num_generations={self.num_generations}: "
                              "TRL generates whole groups per batch; use e.g. batch_size="
                              f"{self.num_generations * max(1, self.batch_size // self.num_generations)}.")
         return self
@@ -102,7 +103,8 @@ class EnvReward:
             return completion
         if isinstance(completion, Sequence) and completion and isinstance(completion[-1], dict):
             return str(completion[-1].get("content", ""))
-        raise TypeError(f"EnvReward: a completion must be text or a list of chat messages, got {type(completion).__name__}.")
+        raise TypeError("EnvReward: a completion must be text or a list of chat messages, "
+                        f"got {type(completion).__name__}.")
 
     def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], task_index: Sequence[int],
                  **_: Any) -> list[float]:

@@ -180,7 +180,8 @@ def _canon(node: ast.expr) -> str:
         return str(node.value)
     if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)) \
             or isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
-        return "(" + " ".join(("+" if s > 0 else "-") + t for s, t in sorted(_terms(node, 1), key=lambda x: (x[1], x[0]))) + ")"
+        terms = sorted(_terms(node, 1), key=lambda x: (x[1], x[0]))
+        return "(" + " ".join(("+" if s > 0 else "-") + t for s, t in terms) + ")"
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
         return "[" + "*".join(sorted(_factors(node))) + "]"
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
@@ -291,7 +292,8 @@ class ArithEnv(TaskEnv):
             raise ConfigError(f"math/arith-v0: split must be 'train', 'test' or null (no split), got {split!r}.")
         if not 0.0 < test_fraction < 1.0:
             raise ConfigError(f"math/arith-v0: test_fraction must be between 0 and 1 (exclusive), got {test_fraction}.")
-        self.difficulty, self._n, self.seed, self.split, self.test_fraction = difficulty, num_tasks, seed, split, test_fraction
+        self.difficulty, self._n, self.seed = difficulty, num_tasks, seed
+        self.split, self.test_fraction = split, test_fraction
         self._problems: list[Problem] = []
         if split is not None:
             self._problems = split_problems(seed, difficulty, split, num_tasks, test_fraction)
