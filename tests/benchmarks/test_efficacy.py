@@ -1,0 +1,149 @@
+"""The efficacy matrix machinery: every cell's config, the same-budget rule, and two cells end to end in smoke
+mode on a tiny random model (GRPO through TRL, and an improve cell with transfer environments)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location("efficacy_bench", ROOT / "benchmarks" / "efficacy.py")
+efficacy = importlib.util.module_from_spec(_spec)
+sys.modules["efficacy_bench"] = efficacy  # pydantic resolves the module's annotations through sys.modules
+_spec.loader.exec_module(efficacy)
+
+
+def _validate(cell):
+    from agentloop.baselines.trl_grpo import GRPOBaselineConfig
+    from agentloop.improve import ImproveConfig
+
+    return (ImproveConfig if cell.kind == "improve" else GRPOBaselineConfig).model_validate(cell.config)
+
+
+def test_the_matrix_has_every_method_and_each_cell_validates_at_both_sizes():
+    names = efficacy.cell_names()
+    cells = {n: efficacy.load_cell(n) for n in names}
+    methods = {c.config["method"]["name"] if c.kind == "improve" else "grpo" for c in cells.values()}
+    assert methods == {"rs_sft", "rise", "score", "leti", "critique_loop", "faft", "grpo"}
+    assert any(c.transfer for c in cells.values())
+    for name, cell in cells.items():
+        for smoke in (False, True):
+            cfg = _validate(efficacy.sized(cell, smoke, None))
+            heldout = cfg.eval if cell.kind == "improve" else cfg.heldout
+            assert (heldout.attempts, heldout.feedback) == (2, "retry"), name  # two attempts, no oracle, everywhere
+        assert cell.control is None or cell.control in cells, f"{name}: control {cell.control} is not a cell"
+
+
+def _budget(cell) -> int:
+    """Training samples drawn over the run: tasks x samples per task x iterations (GRPO: prompts x group)."""
+    c = cell.config
+    if cell.kind == "grpo":
+        return c["train_tasks"] * c["num_generations"] * int(c.get("epochs", 1))
+    return c["env"]["train_tasks"] * c["method"]["samples_per_task"] * c["iterations"]
+
+
+def test_methods_and_their_controls_share_the_budget_and_the_held_out_tasks():
+    for name in efficacy.cell_names():
+        cell = efficacy.load_cell(name)
+        if cell.control is None or name.startswith("transfer"):
+            continue
+        control = efficacy.load_cell(cell.control)
+        assert _budget(cell) == _budget(control), f"{name} and its control {cell.control} differ in budget"
+        ours = cell.config["heldout"] if cell.kind == "grpo" else {
+            "env": cell.config["env"]["id"], "tasks": cell.config["env"]["eval_tasks"],
+            "kwargs": {**cell.config["env"].get("kwargs", {}), **cell.config["env"]["eval_kwargs"]}}
+        env = control.config["env"]
+        assert ours["env"] == env["id"] and ours["tasks"] == env["eval_tasks"]
+        assert ours["kwargs"] == {**env.get("kwargs", {}), **env["eval_kwargs"]}
+
+
+def test_arithmetic_cells_hold_out_the_disjoint_test_split():
+    for name in efficacy.cell_names():
+        env = efficacy.load_cell(name).config["env"]
+        if isinstance(env, dict) and env["id"] == "math/arith-v0":
+            assert (env["train_kwargs"]["split"], env["eval_kwargs"]["split"]) == ("train", "test"), name
+
+
+def test_code_task_files_are_current_disjoint_and_solved_by_their_references():
+    import agentloop
+
+    tasks = efficacy.code_tasks()
+    for split, rows in tasks.items():  # the committed files are exactly what the generator writes
+        assert efficacy.CODE_TASKS[split].read_text().splitlines() == [json.dumps(r) for r in rows]
+    assert not {r["id"] for r in tasks["train"]} & {r["id"] for r in tasks["test"]}
+    assert 50 <= len(tasks["test"]) <= 80 and len(tasks["train"]) > 2 * len(tasks["test"])
+    fence = "`" * 3
+    for split in ("train", "test"):
+        env = agentloop.make("code/tasks-v0", path=str(efficacy.CODE_TASKS[split])).unwrapped
+        for i in range(env.num_tasks()):
+            task = env.get_task(i)
+            assert env.verify(task, f"{fence}python\n{task.answer['reference']}\n{fence}").success, task.id
+            wrong = task.answer["reference"].replace("return ", "return not ")  # a wrong body fails some test
+            assert not env.verify(task, f"{fence}python\n{wrong}\n{fence}").success, task.id
+
+
+def test_diagnosis_reads_the_intervals_unless_the_cell_has_notes():
+    up = {"value": 0.1, "lo": 0.02, "hi": 0.18}
+    down = {"value": -0.1, "lo": -0.18, "hi": -0.02}
+    flat = {"value": 0.01, "lo": -0.05, "hi": 0.07}
+    assert efficacy.diagnosis({"gains": {"gain_acc_t1": up, "gain_delta": flat}}) == \
+        "Acc@t1: gain; delta(t1,t2): no significant change"
+    assert efficacy.diagnosis({"gains": {"gain_acc_t1": down}}) == "Acc@t1: loss"
+    assert efficacy.diagnosis({"gains": {"gain_acc_t1": up}, "notes": "collapsed to one answer"}) == \
+        "collapsed to one answer"
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory) -> str:
+    import torch
+    from agentloop.policies.default_model import default_model_path
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(str(default_model_path()))
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                      tie_word_embeddings=True, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    path = tmp_path_factory.mktemp("tiny")
+    LlamaForCausalLM(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+@pytest.mark.slow
+def test_grpo_cell_and_a_transfer_cell_run_in_smoke_mode_and_merge_into_one_table(tmp_path, tiny_model_dir):
+    pytest.importorskip("trl", reason="the GRPO cell needs trl (a declared dependency of agentloop)")
+    results = tmp_path / "efficacy.json"
+    grpo = efficacy.run_cell("grpo-arith", smoke=True, model=tiny_model_dir, runs_dir=tmp_path, results=results)
+    assert grpo["summary"]["train_steps"] >= 1 and grpo["summary"]["reward_errors"] == 0
+    weights = Path(grpo["summary"]["model_dir"], "config.json")
+    stamp = weights.stat().st_mtime_ns
+    again = efficacy.run_cell("grpo-arith", smoke=True, model=tiny_model_dir, runs_dir=tmp_path, results=results)
+    assert weights.stat().st_mtime_ns == stamp  # resumed: the saved model is reused, not trained again
+    assert (again["before"], again["after"], again["summary"]) == (grpo["before"], grpo["after"], grpo["summary"])
+    rise = efficacy.run_cell("transfer-rise-arith", smoke=True, model=tiny_model_dir, runs_dir=tmp_path,
+                             results=results)
+    for entry in (grpo, rise):
+        for side in ("before", "after"):
+            assert entry[side]["n"] == efficacy.SMOKE_TASKS and entry[side]["attempts"] == 2
+            assert {"acc_t1", "acc_t2", "delta_t1_t2", "delta_i_to_c", "delta_c_to_i"} <= set(entry[side])
+            assert set(entry[side]["by_op"]) <= {"add", "sub", "sub_neg", "mul"}
+        assert {"gain_acc_t1", "gain_acc_t2", "gain_delta"} == set(entry["gains"])
+        assert entry["wall_s"] > 0 and entry["peak_rss_mib"] > 0 and entry["smoke"]
+    assert [t["env"] for t in rise["transfer"]] == ["math/gsm8k-v0", "countdown/Countdown-v0"]
+    # The transfer "after" evaluation loads the run's final checkpoint, "before" the starting model.
+    after_cfg = json.loads((tmp_path / "transfer-rise-arith" / "transfer-0-after" / "config.json").read_text())
+    assert "iter-1" in json.dumps(after_cfg) and "iter-1" not in (
+        tmp_path / "transfer-rise-arith" / "transfer-0-before" / "config.json").read_text()
+    saved = json.loads(results.read_text())["cells"]
+    assert set(saved) == {"grpo-arith", "transfer-rise-arith"}  # merged per cell
+    table = efficacy.table(results)
+    assert len([line for line in table.splitlines() if line.startswith("| ")]) == 1 + 2 + 2  # header, cells, transfers
+    assert "grpo-arith (smoke)" in table and "math/gsm8k-v0" in table and "countdown/Countdown-v0" in table
+    ops = efficacy.ops_table(results)
+    assert "| transfer-rise-arith |" in ops and "| grpo-arith |" in ops
+    assert efficacy.main(["--table", "--results", str(results)]) == 0
