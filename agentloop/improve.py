@@ -401,8 +401,7 @@ class _Loop:
             from agentloop.rollout import RolloutEngine
 
             return RolloutEngine(policy, critic, config)
-        self.ray_engine.policy, self.ray_engine.critic, self.ray_engine.config = policy, critic, config
-        return self.ray_engine
+        return self.ray_engine.using(policy, critic, config)
 
     def close(self) -> None:
         """Stop the Ray workers (and Ray, if the engine started it)."""

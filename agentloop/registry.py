@@ -87,12 +87,25 @@ class Spec(BaseModel):
 
 
 class EnvSpec(Spec):
-    """An environment registration, with the wrappers ``make`` stacks by default."""
+    """An environment registration, with the wrappers ``make`` stacks by default.
 
-    max_attempts: int = Field(default=1, ge=1, description="K > 1 wraps the env in MultiAttempt(k=K).")
+    ``gym_spec`` is its Gymnasium form (:class:`gymnasium.envs.registration.EnvSpec`): ``make`` sets
+    it as the environment's ``spec``, so ``env.spec.id`` and ``env.spec.kwargs`` name what was built
+    and ``env.spec.additional_wrappers`` lists the wrappers stacked on it (MultiAttempt, TurnLimit,
+    with their settings), as users of Gymnasium expect.
+    """
+
+    max_attempts: int = Field(default=1, ge=1, description="> 1 wraps the env in MultiAttempt(max_attempts=...).")
     feedback: FeedbackMode = Field(default="env", description="MultiAttempt feedback mode when max_attempts > 1.")
     stop_on_success: bool = True
     max_turns: int | None = Field(default=None, ge=1, description="Wrap in TurnLimit(max_turns) when set.")
+
+    def gym_spec(self, kwargs: dict[str, Any]) -> Any:
+        """The Gymnasium spec of an environment built from this registration with ``kwargs``."""
+        from gymnasium.envs.registration import EnvSpec as GymEnvSpec
+
+        return GymEnvSpec(id=self.id, entry_point=self.entry_point, kwargs=dict(kwargs),
+                          max_episode_steps=self.max_turns, order_enforce=False, disable_env_checker=True)
 
 
 class PluginInfo(BaseModel):
@@ -306,25 +319,27 @@ class EnvRegistry(Registry[EnvSpec]):
     def __init__(self) -> None:
         super().__init__("environments", EnvSpec, ENV_ID_RE)
 
-    def make(self, id: str, *, max_attempts: int | None = None, feedback: FeedbackMode | None = None,
-             stop_on_success: bool | None = None, max_turns: int | None = None, critic: Any = None,
-             critique_all: bool | None = None, **kwargs: Any) -> Any:
-        from agentloop.wrappers import MultiAttempt, TurnLimit
+    def make(self, id: str, *, max_attempts: int | None = None, max_turns: int | None = None, **kwargs: Any) -> Any:
+        """Build ``id``: the factory gets the spec's kwargs updated by ``kwargs``; MultiAttempt's own settings
+        (``feedback``, ``stop_on_success``, ``critic``, ``critique_all``, templates, ...: every
+        :class:`~agentloop.wrappers.MultiAttemptConfig` field) go to the wrapper instead."""
+        from agentloop.wrappers import MultiAttempt, MultiAttemptConfig, TurnLimit
 
         spec = self.spec(id)
+        wrapper_keys = (set(MultiAttemptConfig.model_fields) - {"max_attempts"}) | {"critic"}
+        attempt_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in wrapper_keys and kwargs[k] is not None}
         env = super().make(id, **kwargs)
-        env.unwrapped.agentloop_spec = spec
-        k = spec.max_attempts if max_attempts is None else max_attempts
-        if k > 1:
-            stop = spec.stop_on_success if stop_on_success is None else stop_on_success
-            if critique_all and stop_on_success is None:
-                stop = None  # no oracle: the critic's approval ends the episode, not the verifier's verdict
-            env = MultiAttempt(env, k=k, feedback=feedback or spec.feedback, critic=critic, stop_on_success=stop,
-                               **({} if critique_all is None else {"critique_all": critique_all}))
-        elif feedback is not None and feedback != spec.feedback:
-            raise ConfigError(f"feedback={feedback!r} needs max_attempts > 1 (got {k}); feedback is given between attempts.")
-        elif critique_all:
-            raise ConfigError(f"critique_all=True needs max_attempts > 1 (got {k}); critiques come between attempts.")
+        env.unwrapped.spec = spec.gym_spec({**spec.kwargs, **kwargs})
+        n = spec.max_attempts if max_attempts is None else max_attempts
+        if n > 1:
+            attempt_kwargs.setdefault("feedback", spec.feedback)
+            if "stop_on_success" not in attempt_kwargs and not attempt_kwargs.get("critique_all"):
+                # no oracle under critique_all: the critic's approval ends the episode, not the verifier's verdict
+                attempt_kwargs["stop_on_success"] = spec.stop_on_success
+            env = MultiAttempt(env, max_attempts=n, **attempt_kwargs)
+        elif attempt_kwargs.get("feedback", spec.feedback) != spec.feedback or attempt_kwargs.get("critique_all"):
+            raise ConfigError(f"{', '.join(sorted(attempt_kwargs))} need max_attempts > 1 (got {n}): feedback and "
+                              "critiques come between attempts.")
         turns = spec.max_turns if max_turns is None else max_turns
         if turns is not None:
             env = TurnLimit(env, max_turns=turns)
@@ -342,8 +357,8 @@ def register(id: str, entry_point: str | Callable[..., Any], kwargs: dict[str, A
 
 
 def make(id: str, **overrides: Any) -> Any:
-    """Build a registered environment; ``overrides`` update its kwargs or its wrappers (max_attempts, feedback,
-    stop_on_success, critique_all, max_turns, critic)."""
+    """Build a registered environment; ``overrides`` update its kwargs or its wrappers (max_attempts and any
+    MultiAttempt setting: feedback, stop_on_success, critique_all, critic, ...; max_turns for TurnLimit)."""
     return envs.make(id, **overrides)
 
 

@@ -51,3 +51,31 @@ def answer_of(conversation) -> str:
     """The word the EchoEnv prompt in ``conversation`` asks for."""
     prompt = next(m.content for m in conversation if m.role == "user")
     return prompt.rsplit(" ", 1)[-1]
+
+
+TOOL_SCHEMA = {"type": "function", "function": {"name": "add", "description": "Add.", "parameters": {
+    "type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}}}
+
+
+class ToolsEnv(EchoEnv):
+    """EchoEnv that asks the policy to render one tool natively (reset info ``render_tools``)."""
+
+    def reset(self, *, seed=None, options=None):
+        from agentloop.rollout import RENDER_TOOLS_KEY
+
+        obs, info = super().reset(seed=seed, options=options)
+        return obs, {**info, RENDER_TOOLS_KEY: [TOOL_SCHEMA]}
+
+
+class RecordingPolicy:
+    """A policy whose generate takes ``tools``: records the tools of every call, answers like ``reply``."""
+
+    def __init__(self, reply: Callable | None = None):
+        self.tools: list = []
+        self.reply = reply or (lambda conversation: "x")
+
+    def generate(self, conversations, sampling, tools=None):
+        from agentloop.types import Completion
+
+        self.tools.append(tools)
+        return [Completion(text=self.reply(c)) for c in conversations]

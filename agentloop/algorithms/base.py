@@ -22,7 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agentloop.protocols import Critic, Policy
 from agentloop.rollout import Job, RolloutConfig, RolloutEngine
-from agentloop.types import Completion, Episode, Message, SamplingParams
+from agentloop.types import Episode, Message, SamplingParams
+from agentloop.wrappers import PolicyWrapper
 
 __all__ = ["Algorithm", "Collector", "ConditionedPolicy", "EnvFactory", "EpisodeSpec", "MethodConfig", "TaskSet", "usable"]
 
@@ -67,15 +68,18 @@ class EpisodeSpec:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-class ConditionedPolicy:
-    """A policy whose conversations are rewritten by ``condition`` before generation (LeTI, FAFT)."""
+class ConditionedPolicy(PolicyWrapper):
+    """A policy whose conversations are rewritten by ``condition`` before generation (LeTI, FAFT).
+
+    Every other ``generate`` argument (``tools`` included) passes through (:class:`PolicyWrapper`).
+    """
 
     def __init__(self, policy: Policy, condition: Callable[[Sequence[Message]], list[Message]]):
-        self.policy = policy
+        super().__init__(policy)
         self.condition = condition
 
-    def generate(self, conversations: Sequence[Sequence[Message]], sampling: SamplingParams) -> list[Completion]:
-        return self.policy.generate([self.condition(c) for c in conversations], sampling)
+    def conversations(self, conversations: Sequence[Sequence[Message]]) -> list[list[Message]]:
+        return [self.condition(c) for c in conversations]
 
 
 class Algorithm:

@@ -35,7 +35,8 @@ class CritiqueLoopConfig(MethodConfig):
     """Critique-in-the-loop settings."""
 
     name: Literal["critique_loop"] = "critique_loop"
-    rounds: int = Field(default=1, ge=1, le=8, description="Critique-and-refine rounds after a wrong answer.")
+    max_attempts: int = Field(default=2, ge=2, le=9, description="Attempts per episode: the first answer plus one "
+                              "critique-and-refine round per further attempt.")
     critic: dict[str, Any] = Field(default_factory=lambda: {"id": "verifier", "kwargs": {}},
                                    description="{'id': critic registry id, 'kwargs': {...}}.")
     min_work_chars: int = Field(default=8, ge=0, description="Shortcut check: characters of working a refinement needs.")
@@ -94,10 +95,10 @@ class CritiqueLoop(Algorithm):
     def train_env(self, make_env: Any) -> EnvFactory:
         from agentloop.wrappers import CritiqueInTheLoop
 
-        rounds = self.config.rounds
+        max_attempts = self.config.max_attempts
 
         def factory() -> Any:
-            return CritiqueInTheLoop(make_env(), critic=None, rounds=rounds, oracle=True)
+            return CritiqueInTheLoop(make_env(), critic=None, max_attempts=max_attempts, oracle=True)
         return factory
 
     def examples(self, episodes: Sequence[Episode], tokenizer: Any) -> list[TrainExample]:

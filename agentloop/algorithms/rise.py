@@ -2,7 +2,7 @@
 
 A single-turn task becomes a multi-turn MDP: after a wrong attempt the user turn is
 ``"The answer is incorrect. Please try again. Here's the question: {question}"`` and the episode
-stops at the first correct answer (up to ``turns`` attempts). Every attempt ``a_t`` in state
+stops at the first correct answer (up to ``max_attempts`` attempts). Every attempt ``a_t`` in state
 ``s_t`` (the whole conversation before it) becomes a training example whose only trained span is
 that final assistant turn (earlier turns are context), weighted by reward-weighted regression
 ``exp(r / tau)`` (:func:`~agentloop.algorithms.losses.rwr_weights`, tau = 0.4), after one of the
@@ -52,7 +52,7 @@ class RISEConfig(MethodConfig):
     """RISE settings."""
 
     name: Literal["rise"] = "rise"
-    turns: int = Field(default=3, ge=1, le=16, description="Attempts per training episode (stops at the first success).")
+    max_attempts: int = Field(default=3, ge=1, le=16, description="Attempts per training episode (stops at the first success).")
     tau: float = Field(default=0.4, gt=0, description="RWR temperature: weights exp(r / tau).")
     filter: Filter = Field(default="all", description="Which attempts become training examples (see the module docstring).")
     feedback_template: str = Field(default=RISE_FEEDBACK, description="User turn after a wrong attempt; may use {question}.")
@@ -107,9 +107,9 @@ class RISE(Algorithm):
 
         def factory() -> Any:
             env = make_env()
-            if c.turns == 1:
+            if c.max_attempts == 1:
                 return env
-            return MultiAttempt(env, k=c.turns, feedback="binary", stop_on_success=True,
+            return MultiAttempt(env, max_attempts=c.max_attempts, feedback="binary", stop_on_success=True,
                                 binary_wrong_template=c.feedback_template)
         return factory
 
