@@ -13,12 +13,13 @@ conversation the policy sees, e.g. LeTI's reward token) and ``eval_wrappers``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agentloop.protocols import Critic, Policy
 from agentloop.rollout import Job, RolloutConfig, RolloutEngine
@@ -46,6 +47,20 @@ class MethodConfig(BaseModel):
     restart_from_base: bool = Field(
         default=False, description="Fine-tune from the starting model each iteration (critique-loop paper) "
         "instead of continuing from the last checkpoint.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_attempts(cls, data: Any) -> Any:
+        """The number of attempts is ``max_attempts`` everywhere; RISE's ``turns`` and the critique loop's
+        ``rounds`` (= max_attempts - 1) are still read, with a DeprecationWarning."""
+        if not isinstance(data, dict) or "max_attempts" not in cls.model_fields:
+            return data
+        for old, shift in (("turns", 0), ("rounds", 1)):
+            if old in data and "max_attempts" not in data:
+                warnings.warn(f"method.{old} is deprecated; use method.max_attempts"
+                              + (f" (= {old} + 1)" if shift else ""), DeprecationWarning, stacklevel=2)
+                data = {k: v for k, v in data.items() if k != old} | {"max_attempts": int(data[old]) + shift}
+        return data
 
 
 @dataclass(frozen=True)
