@@ -245,6 +245,7 @@ class _WorkerPool:
     workers: dict[int, Any] = field(default_factory=dict)
     next_id: int = 0
     restarts: int = 0
+    finished: int = 0  # episodes that reached the driver, over every run of every engine on these actors
 
 
 @dataclass
@@ -299,6 +300,11 @@ class RayRolloutEngine:
     @property
     def restarts(self) -> int:
         return self._pool.restarts
+
+    @property
+    def episodes_run(self) -> int:
+        """Episodes these worker actors finished, across every ``run`` (of this engine and those ``using`` made)."""
+        return self._pool.finished
 
     def using(self, policy: Policy, critic: Critic | None = None, config: RolloutConfig | None = None) -> RayRolloutEngine:
         """An engine on the same worker actors with another policy, critic and sampling (central generation).
@@ -369,6 +375,7 @@ class RayRolloutEngine:
             if index in results:  # a re-run of an episode that already reached the driver: keep the first
                 return
             results[index] = episode
+            self._pool.finished += 1
             if run_dir is not None:
                 run_dir.append_episode(episode, key=keys[index])
             if on_episode is not None:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agentloop.protocols import Critic, Policy
 from agentloop.rollout import Job, RolloutConfig, RolloutEngine
+from agentloop.runs import episode_key
 from agentloop.types import Episode, Message, SamplingParams
 from agentloop.wrappers import PolicyWrapper
 
@@ -121,7 +122,7 @@ class Algorithm:
         """The episodes to collect for training at ``iteration`` (default: samples_per_task per task)."""
         env = self.train_env(tasks.make_env)
         return [
-            EpisodeSpec(key=f"collect|iter={iteration}|task={i}|sample={j}", env=env, options={"index": i},
+            EpisodeSpec(key=episode_key("collect", task=i, sample=j, iteration=iteration), env=env, options={"index": i},
                         metadata={"phase": "collect", "iteration": iteration, "task_index": i, "sample": j})
             for i in tasks.indices for j in range(self.config.samples_per_task)
         ]

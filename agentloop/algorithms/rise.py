@@ -27,9 +27,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from agentloop.algorithms.base import Algorithm, EnvFactory, MethodConfig
+from agentloop.config import ComponentRef
 from agentloop.training.data import TrainExample, chat_example
 from agentloop.types import Episode, Message, SamplingParams, assistant
 
@@ -39,13 +40,7 @@ RISE_FEEDBACK = "The answer is incorrect. Please try again. Here's the question:
 Filter = Literal["all", "better", "best", "success"]
 
 
-class TeacherSettings(BaseModel):
-    """A policy from the registry that writes the attempts after the first (RISE distillation)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: str = Field(description="Policy registry id (hf, vllm, openai, ...).")
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="Constructor kwargs, e.g. {model: ...}.")
+TeacherSettings = ComponentRef  # the policy that writes the attempts after the first (RISE distillation)
 
 
 class RISEConfig(MethodConfig):
@@ -56,7 +51,7 @@ class RISEConfig(MethodConfig):
     tau: float = Field(default=0.4, gt=0, description="RWR temperature: weights exp(r / tau).")
     filter: Filter = Field(default="all", description="Which attempts become training examples (see the module docstring).")
     feedback_template: str = Field(default=RISE_FEEDBACK, description="User turn after a wrong attempt; may use {question}.")
-    teacher: TeacherSettings | None = Field(
+    teacher: ComponentRef | None = Field(
         default=None, description="Distillation: the policy producing attempts after the first (None = self-distillation).")
 
 
@@ -95,9 +90,7 @@ class RISE(Algorithm):
         if self.config.teacher is None:
             return learner
         if self._teacher is None:
-            from agentloop.registry import make_policy
-
-            self._teacher = make_policy(self.config.teacher.id, **self.config.teacher.kwargs)
+            self._teacher = self.config.teacher.make_policy()
         return TurnRoutedPolicy(learner, self._teacher)
 
     def train_env(self, make_env: Any) -> EnvFactory:

@@ -41,7 +41,7 @@ def test_ray_eval_equals_single_process_and_leaves_ray_running(tmp_path, ray_loc
         return real_run(self, jobs, on_episode, **kw)
 
     monkeypatch.setattr(RayRolloutEngine, "run", counting_run)
-    base = EvalConfig(envs=list(echo_ids), k=2, feedback="binary")
+    base = EvalConfig(envs=list(echo_ids), max_attempts=2, feedback="binary")
     single = evaluate(base, tmp_path / "one", policy=ScriptedPolicy(fixer_reply), progress=False)
     cfg = EvalConfig.model_validate({**base.model_dump(), "distributed": DIST})  # as a config file gives it
     spread = evaluate(cfg, tmp_path / "ray", policy=ScriptedPolicy(fixer_reply), progress=False)
@@ -53,7 +53,7 @@ def test_ray_eval_equals_single_process_and_leaves_ray_running(tmp_path, ray_loc
 
 
 def test_ray_eval_resumes_and_may_switch_engines(tmp_path, ray_local, echo_ids):
-    cfg = EvalConfig(envs=list(echo_ids), k=2, feedback="binary", distributed=DIST)
+    cfg = EvalConfig(envs=list(echo_ids), max_attempts=2, feedback="binary", distributed=DIST)
     seen = []
 
     def crash(ep):

@@ -15,7 +15,7 @@ from tests.helpers import EchoEnv
 
 
 def test_eval_writes_episodes_and_hand_checkable_metrics(tmp_path, echo_ids, fixer):
-    cfg = EvalConfig(envs=[echo_ids[0]], k=2, feedback="binary")
+    cfg = EvalConfig(envs=[echo_ids[0]], max_attempts=2, feedback="binary")
     res = evaluate(cfg, tmp_path / "run", policy=fixer, progress=False)
     eps = res.run.episodes()
     assert len(eps) == 6 and res.new_episodes == 6
@@ -25,12 +25,12 @@ def test_eval_writes_episodes_and_hand_checkable_metrics(tmp_path, echo_ids, fix
     assert [a["value"] for a in b["acc_by_attempt"]] == [pytest.approx(2 / 6), pytest.approx(4 / 6)]
     assert b["delta_i_to_c"]["value"] == pytest.approx(2 / 6) and b["delta_c_to_i"]["value"] == 0
     assert b["fix_rate"]["value"] == pytest.approx(0.5) and b["fix_rate"]["n"] == 4
-    assert json.loads((res.run.path / "metrics.json").read_text())["k"] == 2
+    assert json.loads((res.run.path / "metrics.json").read_text())["max_attempts"] == 2
     assert res.run.read_config()["policy"]["id"] == "instance:ScriptedPolicy"
 
 
 def test_eval_resumes_without_duplicates(tmp_path, echo_ids):
-    cfg = EvalConfig(envs=list(echo_ids), k=2, max_concurrency=2)
+    cfg = EvalConfig(envs=list(echo_ids), max_attempts=2, max_concurrency=2)
     seen = []
 
     def crash(ep):
@@ -51,7 +51,7 @@ def test_eval_resumes_without_duplicates(tmp_path, echo_ids):
 
 
 def test_samples_seeds_and_compare(tmp_path, echo_ids, fixer):
-    cfg = EvalConfig(envs=[echo_ids[1]], k=2, n=2, seeds=[0, 1], compare=True, sampling={"temperature": 0.7})
+    cfg = EvalConfig(envs=[echo_ids[1]], max_attempts=2, n=2, seeds=[0, 1], compare=True, sampling={"temperature": 0.7})
     res = evaluate(cfg, tmp_path / "run", policy=fixer, progress=False)
     eps = res.run.episodes()
     assert len(eps) == 3 * 2 * (2 + 2)  # tasks x seeds x (n sequential + K parallel)
@@ -63,7 +63,7 @@ def test_samples_seeds_and_compare(tmp_path, echo_ids, fixer):
 
 
 def test_limit_and_bad_input_fail_before_work(tmp_path, echo_ids, fixer):
-    res = evaluate(EvalConfig(envs=[echo_ids[0]], k=1, limit=2), tmp_path / "r", policy=fixer, progress=False)
+    res = evaluate(EvalConfig(envs=[echo_ids[0]], max_attempts=1, limit=2), tmp_path / "r", policy=fixer, progress=False)
     assert len(res.run.episodes()) == 2
     with pytest.raises(RegistryError, match="test/Nope-v0"):
         evaluate(EvalConfig(envs=["test/Nope-v0"]), tmp_path / "r2", policy=fixer, progress=False)
@@ -83,7 +83,7 @@ def test_limit_and_bad_input_fail_before_work(tmp_path, echo_ids, fixer):
 def test_user_suite_with_kwargs_and_labels(tmp_path, echo_ids, fixer):
     f = tmp_path / "suites.yaml"
     f.write_text(f"mine:\n  envs:\n    - {{env: {echo_ids[0]}, kwargs: {{n_tasks: 2}}}}\n    - {{env: {echo_ids[1]}, limit: 1}}\n")
-    res = evaluate(EvalConfig(suite="mine", suites_file=str(f), k=1), tmp_path / "r", policy=fixer, progress=False)
+    res = evaluate(EvalConfig(suite="mine", suites_file=str(f), max_attempts=1), tmp_path / "r", policy=fixer, progress=False)
     assert sorted(res.metrics["per_env"]) == ["test/EvalEcho-v0[n_tasks=2]", "test/EvalEchoB-v0"]
     assert res.metrics["overall"]["n_episodes"] == 3
 
@@ -95,8 +95,8 @@ def test_config_rules_name_the_problem():
         EvalConfig(envs=["a/b-v0"], n=2)
     with pytest.raises(ValueError, match="needs a critic"):
         EvalConfig(envs=["a/b-v0"], feedback="critic")
-    with pytest.raises(ValueError, match="k >= 2"):
-        EvalConfig(envs=["a/b-v0"], k=1, compare=True, sampling={"temperature": 1.0})
+    with pytest.raises(ValueError, match="max_attempts >= 2"):
+        EvalConfig(envs=["a/b-v0"], max_attempts=1, compare=True, sampling={"temperature": 1.0})
 
 
 def test_resolve_checkpoint(tmp_path):
@@ -114,7 +114,7 @@ def test_resolve_checkpoint(tmp_path):
 
 
 def test_critic_feedback_reports_critic_quality(tmp_path, echo_ids, fixer):
-    cfg = EvalConfig(envs=[echo_ids[0]], k=2, feedback="critic", critic={"id": "verifier"})
+    cfg = EvalConfig(envs=[echo_ids[0]], max_attempts=2, feedback="critic", critic={"id": "verifier"})
     res = evaluate(cfg, tmp_path / "run", policy=fixer, progress=False)
     critic = res.metrics["overall"]["critic"]
     # only the 4 wrong first answers are critiqued (oracle mode); the verifier is always right
@@ -137,7 +137,7 @@ def test_environment_figures_are_aggregated(tmp_path, fixer):
     from agentloop.registry import envs
 
     with envs.registered("test/EvalTests-v0", _TestsEnv, kwargs={"n_tasks": 4}):
-        res = evaluate(EvalConfig(envs=["test/EvalTests-v0"], k=1), tmp_path / "r", policy=fixer, progress=False)
+        res = evaluate(EvalConfig(envs=["test/EvalTests-v0"], max_attempts=1), tmp_path / "r", policy=fixer, progress=False)
     m = res.metrics["overall"]["env_metrics"]
     # tasks 0..3 answered word0, nope, nope, word3 -> passed 2, 1, 0, 2 of 2 each
     assert m["tests_passed"]["value"] == pytest.approx(5 / 4) and m["tests_passed"]["method"] == "bootstrap"
