@@ -6,7 +6,8 @@ object, validating keyword arguments against the factory's signature, and (for e
 the wrappers the spec asks for.
 
 Plugins are distributions that declare an entry point in the group ``agentloop.environments``,
-``agentloop.critics`` or ``agentloop.policies``. The entry point names a callable that receives the
+``agentloop.critics``, ``agentloop.policies`` or ``agentloop.algorithms`` (self-improvement methods:
+``register("name", entry_point="pkg:Algorithm", config="pkg:Config")``). The entry point names a callable that receives the
 registry's ``register`` function::
 
     # pyproject.toml of a plugin
@@ -48,7 +49,7 @@ ENV_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+-v\d+$")
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)?(-v\d+)?$")
 PLUGINS_ENV_VAR = "AGENTLOOP_PLUGINS"
 
-Kind = Literal["environments", "policies", "critics"]
+Kind = Literal["environments", "policies", "critics", "algorithms"]
 
 
 class Spec(BaseModel):
@@ -106,6 +107,18 @@ class EnvSpec(Spec):
 
         return GymEnvSpec(id=self.id, entry_point=self.entry_point, kwargs=dict(kwargs),
                           max_episode_steps=self.max_turns, order_enforce=False, disable_env_checker=True)
+
+
+class AlgorithmSpec(Spec):
+    """A self-improvement method: ``entry_point`` names the :class:`~agentloop.algorithms.base.Algorithm`
+    subclass, ``config`` its :class:`~agentloop.algorithms.base.MethodConfig` subclass (whose ``name``
+    field is the registered id; it is the ``method`` section of an improve config)."""
+
+    config: str | type = Field(description="'module:ConfigClass' or the class.")
+
+    def load_config(self) -> type:
+        """The method's config class."""
+        return Spec(id=self.id, entry_point=self.config, source=self.source).load()  # type: ignore[arg-type,return-value]
 
 
 class PluginInfo(BaseModel):
@@ -349,6 +362,7 @@ class EnvRegistry(Registry[EnvSpec]):
 envs = EnvRegistry()
 policies: Registry[Spec] = Registry("policies", Spec)
 critics: Registry[Spec] = Registry("critics", Spec)
+algorithms: Registry[AlgorithmSpec] = Registry("algorithms", AlgorithmSpec)
 
 
 def register(id: str, entry_point: str | Callable[..., Any], kwargs: dict[str, Any] | None = None, **spec_fields: Any) -> EnvSpec:
@@ -378,12 +392,34 @@ def make_critic(id: str, **kwargs: Any) -> Any:
     return critics.make(id, **kwargs)
 
 
+def make_algorithm(config: Any) -> Any:
+    """The :class:`~agentloop.algorithms.base.Algorithm` of a method config (its ``name`` is the registered id)."""
+    return algorithms.spec(config.name).load()(config)
+
+
+def method_config(data: Any) -> Any:
+    """Validate an improve config's ``method`` section with the config class its ``name`` registers."""
+    if not isinstance(data, dict) or "name" not in data:
+        raise ValueError(f"method needs a name (one of: {', '.join(algorithms.ids())}), got {data!r}")
+    try:
+        cls = algorithms.spec(str(data["name"])).load_config()
+    except RegistryError as e:
+        raise ValueError(str(e)) from None
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        from agentloop.config import format_validation_error
+
+        raise ValueError(format_validation_error(cls, e).replace("\n  ", "\n  method.")) from None
+
+
 def all_plugins() -> list[PluginInfo]:
     """Discovery results for every group."""
-    return [*envs.plugins, *policies.plugins, *critics.plugins]
+    return [*envs.plugins, *policies.plugins, *critics.plugins, *algorithms.plugins]
 
 
 __all__ = [
-    "EnvRegistry", "EnvSpec", "PluginError", "PluginInfo", "Registry", "Spec", "all_plugins", "critics", "envs",
-    "list_envs", "make", "make_critic", "make_policy", "policies", "register", "spec",
+    "AlgorithmSpec", "EnvRegistry", "EnvSpec", "PluginError", "PluginInfo", "Registry", "Spec", "algorithms",
+    "all_plugins", "critics", "envs", "list_envs", "make", "make_algorithm", "make_critic", "make_policy",
+    "method_config", "policies", "register", "spec",
 ]
