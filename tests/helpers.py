@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+import json
+from pathlib import Path
+from typing import Any
 
 from agentloop.env import Task, TaskEnv, Verdict
 from agentloop.types import user
@@ -79,3 +82,35 @@ class RecordingPolicy:
 
         self.tools.append(tools)
         return [Completion(text=self.reply(c)) for c in conversations]
+
+
+def tiny_model(seed: int = 0, vocab: int = 64, hidden: int = 32, layers: int = 2) -> Any:
+    """A small random-init Llama (the SmolLM2 architecture family), identical for a given seed."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                         tie_word_embeddings=True)
+    return LlamaForCausalLM(config)
+
+
+def improve_config(model: str | None, **extra) -> dict:
+    """A small improve config (arith, 2 iterations, a few tasks) for the tiny model; ``extra`` replaces sections."""
+    cfg = {
+        "model": model, "threads": 1, "iterations": 2, "seed": 0,
+        "env": {"id": "math/arith-v0", "kwargs": {"difficulty": 1, "num_tasks": 1000}, "train_kwargs": {"seed": 0},
+                "eval_kwargs": {"seed": 1}, "train_tasks": 6, "eval_tasks": 5},
+        "method": {"name": "rs_sft", "samples_per_task": 2},
+        "collect": {"temperature": 1.0, "max_new_tokens": 6, "batch_size": 1},
+        "train": {"lr": 1e-3, "batch_size": 4, "dtype": "float32"},
+        "eval": {"max_new_tokens": 6, "batch_size": 4},
+    }
+    cfg.update(extra)
+    return cfg
+
+
+def run_keys(run: Path) -> list[str]:
+    """The run keys of the episodes recorded in run directory ``run``, in file order."""
+    return [json.loads(line)["metadata"]["run_key"] for line in (run / "episodes.jsonl").read_text().splitlines()]
