@@ -2,7 +2,7 @@
 
 ::
 
-    cfg = load_config(EvalConfig, "configs/eval.yaml", ["eval.k=3", "policy.kwargs.device=cuda"])
+    cfg = load_config(EvalConfig, "configs/eval.yaml", ["max_attempts=3", "policy.kwargs.device=cuda"])
 
 * A file is YAML (``.yaml``/``.yml``) or TOML (``.toml``); its top level is a mapping.
 * An override is ``dotted.path=value``; the value is parsed as YAML (``3`` is an int, ``true`` a bool,
@@ -82,13 +82,13 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
-    """``"eval.k=3"`` -> ``(["eval", "k"], 3)``."""
+    """``"eval.max_attempts=3"`` -> ``(["eval", "max_attempts"], 3)``."""
     if "=" not in item:
-        raise ConfigError(f"override {item!r} must look like dotted.field=value (e.g. eval.k=3).")
+        raise ConfigError(f"override {item!r} must look like dotted.field=value (e.g. eval.max_attempts=3).")
     key, raw = item.split("=", 1)
     path = key.strip().split(".")
     if not all(path):
-        raise ConfigError(f"override {item!r}: {key!r} is not a dotted field path (e.g. eval.k).")
+        raise ConfigError(f"override {item!r}: {key!r} is not a dotted field path (e.g. eval.max_attempts).")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:

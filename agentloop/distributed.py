@@ -48,6 +48,7 @@ Example::
 from __future__ import annotations
 
 import functools
+import logging
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -68,6 +69,8 @@ __all__ = [
     "DistributedConfig", "RayRolloutEngine", "WorkerReport", "connect", "critic_factory", "make_engine",
     "policy_factory",
 ]
+
+logger = logging.getLogger(__name__)
 
 _ADDRESS_RE = re.compile(r"^(local|auto|ray://\S+|[A-Za-z0-9_.-]+:\d+)$")
 
@@ -146,6 +149,7 @@ def connect(config: DistributedConfig) -> bool:
     if config.address != "local":
         kwargs["address"] = config.address
     ray.init(**kwargs)
+    logger.info("Ray %s (address=%s)", "started locally" if config.address == "local" else "connected", config.address)
     return True
 
 
@@ -499,6 +503,8 @@ class _Driver:
         except Exception:  # noqa: BLE001 - already dead is the usual case
             pass
         lost = sorted(i for i, item in self.live.items() if item.worker == wid)
+        logger.warning("Ray worker %d died (%s: %s); re-running its %d live episode(s)", wid, type(err).__name__,
+                       str(err)[:200], len(lost))
         for index in reversed(lost):
             item = self.live.pop(index)
             self.waiting_action.pop(index, None)
@@ -514,6 +520,7 @@ class _Driver:
 
     def _give_up(self) -> None:
         err = RuntimeError("no Ray workers left (max_worker_restarts reached)")
+        logger.error("%s: recording %d unfinished episode(s) as failed", err, len(self.live) + len(self.queue))
         for index in [*self.live, *self.queue]:
             self.finish(index, _lost_episode(self.jobs[index], err, self.tries.get(index, 0)))
         self.live.clear()

@@ -33,6 +33,7 @@ import inspect
 import os
 import re
 import threading
+import logging
 import traceback
 import typing
 import warnings
@@ -44,6 +45,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from agentloop.errors import ConfigError, PluginError, RegistryError
 from agentloop.types import FeedbackMode
+
+logger = logging.getLogger(__name__)
 
 ENV_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+-v\d+$")
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)?(-v\d+)?$")
@@ -276,7 +279,9 @@ class Registry(Generic[S]):
             return PluginInfo(**base, status="failed", error=err + "\n" + traceback.format_exc(limit=3))
         finally:
             self._loading_source = ""
-        return PluginInfo(**base, status="loaded", registered=tuple(sorted(set(self._specs) - before)))
+        registered = tuple(sorted(set(self._specs) - before))
+        logger.debug("%s: plugin %r from %s registered %s", self.group, ep.name, dist, ", ".join(registered) or "nothing")
+        return PluginInfo(**base, status="loaded", registered=registered)
 
     @property
     def plugins(self) -> list[PluginInfo]:

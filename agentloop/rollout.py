@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import traceback as tb
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -42,6 +43,8 @@ from agentloop.types import (
     Turn,
 )
 from agentloop.wrappers import build_turn, final_messages
+
+logger = logging.getLogger(__name__)
 
 EnvSource = str | gym.Env | Callable[[], gym.Env]
 
@@ -352,6 +355,9 @@ class RolloutEngine:
             except Exception as e:  # closing is best effort, but still worth recording
                 if state.error is None:
                     state.error = episode_error("engine", e, None)
+        if state.error is not None:
+            logger.debug("episode %d (%s, seed %s) failed at %s: %s: %s", state.index, state.env_id, state.job.seed,
+                         state.error.stage, state.error.type, state.error.message[:200])
         return Episode(
             env_id=state.env_id, seed=state.job.seed, task_id=state.task_id, turns=tuple(state.turns),
             messages=tuple(state.obs), error=state.error, metadata=dict(state.job.metadata),

@@ -56,6 +56,16 @@ def answer_of(conversation) -> str:
     return prompt.rsplit(" ", 1)[-1]
 
 
+def fixer_reply(conversation) -> str:
+    """Task i: i % 3 == 0 right at once; == 1 wrong first then right; == 2 always wrong."""
+    word = answer_of(conversation)
+    i = int(word.removeprefix("word"))
+    tries = sum(m.role == "assistant" for m in conversation)
+    if i % 3 == 0 or (i % 3 == 1 and tries >= 1):
+        return word
+    return "nope"
+
+
 TOOL_SCHEMA = {"type": "function", "function": {"name": "add", "description": "Add.", "parameters": {
     "type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}}}
 

@@ -40,6 +40,28 @@ def _flags(policy: str | None, policy_args: list[str], checkpoint: str | None, e
     return data, [f"policy.kwargs.{a}" for a in policy_args]
 
 
+class EnvBars:
+    """Rich progress bars of ``agentloop eval``: one per environment, fed by ``evaluate``'s progress callback."""
+
+    def __init__(self, console: Any):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+            TimeRemainingColumn
+
+        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TextColumn("ok {task.fields[ok]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                             console=console)
+        self._ids: dict[str, Any] = {}
+        self._bar.start()
+
+    def __call__(self, label: str, done: int, total: int, ok: int) -> None:
+        if label not in self._ids:
+            self._ids[label] = self._bar.add_task(label, total=total, ok=0)
+        self._bar.update(self._ids[label], completed=done, total=total, ok=ok)
+
+    def close(self) -> None:
+        self._bar.stop()
+
+
 def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_cmd(
@@ -79,7 +101,12 @@ def register(app: typer.Typer) -> None:
         base = read_config_file(config) if config else {}
         cfg = load_config(EvalConfig, None, [*policy_overrides, *set_], base=merge(base, data))
         console = Console()
-        result = evaluate(cfg, out, resume=resume, progress=not quiet)
+        bars = None if quiet else EnvBars(console)
+        try:
+            result = evaluate(cfg, out, resume=resume, progress=bars)
+        finally:
+            if bars is not None:
+                bars.close()
         _print_summary(console, result.metrics)
         console.print(f"run directory: {result.run.path} ({result.new_episodes} new episodes)")
         if report:

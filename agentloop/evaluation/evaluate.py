@@ -22,6 +22,7 @@ environment without ``num_tasks`` gets ``limit`` seeded episodes (``limit`` is t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,11 @@ from agentloop.errors import ConfigError
 from agentloop.evaluation.suites import SuiteEntry, get_suite
 from agentloop.runs import RunDir, episode_key
 from agentloop.types import Episode, FeedbackMode, SamplingParams
+
+logger = logging.getLogger(__name__)
+
+#: ``progress(env_label, done, total, successes)``: an environment's episodes advanced.
+EvalProgress = Callable[[str, int, int, int], None]
 
 __all__ = ["AttemptSettings", "CriticConfig", "EvalConfig", "EvalResult", "PlannedEnv", "PolicyConfig", "build_engine", "evaluate",
            "plan_envs", "resolve_checkpoint"]
@@ -245,10 +251,11 @@ def plan_jobs(cfg: EvalConfig, planned: list[PlannedEnv]) -> list[Any]:
 
 
 def evaluate(cfg: EvalConfig, out: str | Path, *, resume: bool = False, policy: Any = None, critic: Any = None,
-             progress: bool = True, on_episode: Callable[[Episode], None] | None = None) -> EvalResult:
-    """Run (or resume) an evaluation into the run directory ``out``; see the module docstring.
+             progress: EvalProgress | None = None, on_episode: Callable[[Episode], None] | None = None) -> EvalResult:
+    """Run (or resume) an evaluation into the run directory ``out``; see the module docstring. Prints nothing.
 
     ``policy``/``critic`` instances override ``cfg.policy``/``cfg.critic`` (e.g. a model being trained).
+    ``progress(label, done, total, ok)`` is called per environment as episodes finish (the CLI draws bars).
     """
     from agentloop.rollout import RolloutConfig
 
@@ -262,12 +269,13 @@ def evaluate(cfg: EvalConfig, out: str | Path, *, resume: bool = False, policy: 
                         ignore=("max_concurrency", "step_workers", "distributed"))
     done = run.done_keys()
     jobs = [j for j in plan_jobs(cfg, planned) if j.metadata["run_key"] not in done]
+    logger.info("%d episodes to run (%d already recorded in %s)", len(jobs), len(done), run.path)
     if jobs:
         sampling = cfg.sampling.model_copy(update={"return_logprobs": cfg.sampling.return_logprobs or cfg.count_tokens})
         rollout = RolloutConfig(sampling=sampling, max_concurrency=cfg.max_concurrency, step_workers=cfg.step_workers)
         engine = build_engine(cfg, rollout, policy, critic)
         try:
-            _run_with_progress(engine, run, jobs, planned, cfg, progress, on_episode)
+            _run(engine, run, jobs, planned, cfg, progress, on_episode)
         finally:
             if hasattr(engine, "close"):  # the Ray engine's worker actors (and Ray, if it started it)
                 engine.close()
@@ -310,34 +318,26 @@ def summarize_run(run: RunDir, max_attempts: int) -> dict[str, Any]:
     return metrics
 
 
-def _run_with_progress(engine: Any, run: RunDir, jobs: list[Any], planned: list[PlannedEnv], cfg: EvalConfig,
-                       show: bool, on_episode: Callable[[Episode], None] | None) -> None:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
+def _run(engine: Any, run: RunDir, jobs: list[Any], planned: list[PlannedEnv], cfg: EvalConfig,
+         progress: EvalProgress | None, on_episode: Callable[[Episode], None] | None) -> None:
+    """Run ``jobs``, appending each finished episode to ``run`` and reporting per-environment progress."""
     per_task = cfg.n + (cfg.max_attempts if cfg.compare else 0)
     totals = {p.entry.label: p.n_tasks * len(cfg.seeds) * per_task for p in planned}
-    remaining = {label: sum(j.metadata["env_label"] == label for j in jobs) for label in totals}
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("ok {task.fields[ok]}"),
-               TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=not show, transient=False) as bar:
-        ids = {label: bar.add_task(label, total=totals[label], completed=totals[label] - remaining[label], ok=0)
-               for label in totals}
-        ok = dict.fromkeys(totals, 0)
+    done = {label: totals[label] - sum(j.metadata["env_label"] == label for j in jobs) for label in totals}
+    ok = dict.fromkeys(totals, 0)
+    if progress is not None:
+        for label in totals:
+            progress(label, done[label], totals[label], 0)
 
-        def record(ep: Episode) -> None:
-            run.append_episode(ep)
-            label = str(ep.metadata["env_label"])
-            ok[label] += int(ep.success)
-            bar.update(ids[label], advance=1, ok=ok[label])
-            if on_episode is not None:
-                on_episode(ep)
+    def record(ep: Episode) -> None:
+        run.append_episode(ep)
+        label = str(ep.metadata["env_label"])
+        done[label] += 1
+        ok[label] += int(ep.success)
+        if progress is not None:
+            progress(label, done[label], totals[label], ok[label])
+        if on_episode is not None:
+            on_episode(ep)
 
-        engine.run(jobs, on_episode=record)
-
+    engine.run(jobs, on_episode=record)
+    logger.info("evaluated %d new episodes into %s", len(jobs), run.path)

@@ -27,14 +27,14 @@ class ApprovingCritic:
 def test_approving_critic_stops_after_one_attempt(tmp_path, echo_ids):
     cfg = EvalConfig(envs=[echo_ids[1]], max_attempts=3, feedback="critic", critic={"id": "llm"}, critique_all=True)
     critic = ApprovingCritic()
-    res = evaluate(cfg, tmp_path / "all", policy=ScriptedPolicy(["nope"]), critic=critic, progress=False)
+    res = evaluate(cfg, tmp_path / "all", policy=ScriptedPolicy(["nope"]), critic=critic)
     eps = res.run.episodes()
     assert len(eps) == 3 and all(len(ep.turns) == 1 and not ep.success for ep in eps)
     assert len(critic.requests) == 3 and all(r.success is None for r in critic.requests)  # no verdict leaked
     assert res.run.read_config()["critique_all"] is True
     # the oracle mode with the same critic keeps going: wrong answers are critiqued and retried up to k
     oracle = evaluate(cfg.model_copy(update={"critique_all": False}), tmp_path / "oracle",
-                      policy=ScriptedPolicy(["nope"]), critic=ApprovingCritic(), progress=False)
+                      policy=ScriptedPolicy(["nope"]), critic=ApprovingCritic())
     assert all(len(ep.turns) == 3 for ep in oracle.run.episodes())
 
 

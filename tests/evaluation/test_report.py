@@ -49,10 +49,10 @@ def _parse(path) -> Page:
 @pytest.fixture
 def two_runs(tmp_path, echo_ids, fixer):
     cfg = EvalConfig(envs=list(echo_ids), max_attempts=2, n=2, compare=True, sampling={"temperature": 0.5})
-    a = evaluate(cfg, tmp_path / "a", policy=fixer, progress=False)
+    a = evaluate(cfg, tmp_path / "a", policy=fixer)
     a.run.log_metrics({"iteration": 0, "loss": 1.0})
     a.run.log_metrics({"iteration": 1, "loss": 0.5})
-    b = evaluate(cfg, tmp_path / "b", policy=ScriptedPolicy(answer_of), progress=False)
+    b = evaluate(cfg, tmp_path / "b", policy=ScriptedPolicy(answer_of))
     return a.run.path, b.run.path
 
 
@@ -80,7 +80,7 @@ def test_comparison_has_paired_differences(two_runs, tmp_path):
 
 
 def test_mismatched_runs_are_refused(two_runs, tmp_path, echo_ids, fixer):
-    other = evaluate(EvalConfig(envs=[echo_ids[0]], max_attempts=2), tmp_path / "c", policy=fixer, progress=False)
+    other = evaluate(EvalConfig(envs=[echo_ids[0]], max_attempts=2), tmp_path / "c", policy=fixer)
     with pytest.raises(ConfigError, match="different environments"):
         build_report([two_runs[0], other.run.path], tmp_path / "x")
     with pytest.raises(ConfigError, match="cannot report on"):
