@@ -13,16 +13,16 @@ as it finishes, keyed by :func:`~agentloop.runs.episode_key` with the phase, tas
 iteration), one metrics row per iteration (``metrics.jsonl``; held-out rows carry the typed
 :class:`~agentloop.evaluation.summarize.AttemptMetrics` under ``held_out``, which the report
 reads), the summary (``metrics.json``, with every :class:`~agentloop.evaluation.heldout.HeldOutResult`)
-and the checkpoints.
+and the checkpoints. ``resume=True`` reloads the last committed checkpoint and skips every recorded
+episode, so a run killed at any point (SIGKILL included) finishes with exactly the episodes an
+uninterrupted run has.
 
 Episodes run only through the rollout engine (:class:`~agentloop.algorithms.base.Collector`);
 the held-out evaluation is :mod:`agentloop.evaluation.heldout` (environments built by the registry
 with ``eval.max_attempts``, the metrics ``agentloop eval`` reports). The method comes from the
 algorithm registry (``method.name``; plugins add methods through the ``agentloop.algorithms``
 entry point). ``improve`` prints nothing: it logs through :mod:`logging` and reports progress to an
-optional ``progress(label, done, total, info)`` callback (the CLI draws rich bars from it). ``resume=True`` reloads the
-last committed checkpoint and skips every recorded episode, so a run killed at any point (SIGKILL
-included) finishes with exactly the episodes an uninterrupted run has.
+optional ``progress(label, done, total, info)`` callback (the CLI draws rich bars from it).
 
 Generation (``generation``): ``backend: hf`` generates with a bf16 copy of the in-training model,
 refreshed in memory after each training phase (default). ``backend: vllm`` builds one vLLM engine from

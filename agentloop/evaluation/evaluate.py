@@ -23,6 +23,7 @@ environment without ``num_tasks`` gets ``limit`` seeded episodes (``limit`` is t
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,11 +76,15 @@ class AttemptSettings(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _renamed(cls, data: Any) -> Any:
+        """``k`` (eval) and ``attempts`` (improve's eval section) are the old names: read, with a DeprecationWarning."""
         if isinstance(data, dict):
             for old in ("k", "attempts"):
                 if old in data:
-                    raise ValueError(f"'{old}' was renamed to 'max_attempts' (one name for the number of attempts "
-                                     f"everywhere); write max_attempts: {data[old]}")
+                    if "max_attempts" in data:
+                        raise ValueError(f"give max_attempts only: '{old}' is its deprecated name")
+                    warnings.warn(f"'{old}' is deprecated; write max_attempts: {data[old]} (one name for the number "
+                                  "of attempts everywhere)", DeprecationWarning, stacklevel=2)
+                    data = {k: v for k, v in data.items() if k != old} | {"max_attempts": data[old]}
         return data
 
     @model_validator(mode="after")
