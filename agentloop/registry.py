@@ -345,7 +345,8 @@ class EnvRegistry(Registry[EnvSpec]):
 
         spec = self.spec(id)
         wrapper_keys = (set(MultiAttemptConfig.model_fields) - {"max_attempts"}) | {"critic"}
-        attempt_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in wrapper_keys and kwargs[k] is not None}
+        popped = {k: kwargs.pop(k) for k in list(kwargs) if k in wrapper_keys}
+        attempt_kwargs = {k: v for k, v in popped.items() if v is not None}  # None = the spec's default
         env = super().make(id, **kwargs)
         env.unwrapped.spec = spec.gym_spec({**spec.kwargs, **kwargs})
         n = spec.max_attempts if max_attempts is None else max_attempts

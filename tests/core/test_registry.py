@@ -136,3 +136,11 @@ def test_policy_and_critic_registries_share_the_shape():
     assert "scripted" in policies.ids()
     pol = agentloop.make_policy("scripted", replies=["hi"])
     assert pol.generate([[agentloop.Message(role="user", content="x")]], agentloop.SamplingParams())[0].text == "hi"
+
+
+def test_make_routes_every_multiattempt_setting_to_the_wrapper(echo_env_id):
+    env = agentloop.make(echo_env_id, max_attempts=2, feedback="env", env_template="Again: {feedback}",
+                         stop_on_success=None, n_tasks=4)
+    assert env.config.env_template == "Again: {feedback}" and env.config.stop_on_success is True  # spec default
+    assert env.unwrapped.n_tasks == 4 and env.spec.kwargs == {"n_tasks": 4}
+    assert env.spec.additional_wrappers[0].kwargs["env_template"] == "Again: {feedback}"
