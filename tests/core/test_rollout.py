@@ -142,3 +142,29 @@ def test_n_must_be_one():
     on_episode = []
     rollout([Job(env=EchoEnv, seed=0)], ScriptedPolicy(["x"]), on_episode=on_episode.append)
     assert len(on_episode) == 1
+
+
+def test_per_episode_api_drives_episodes_by_hand():
+    """start / act / step / critique / finish: what the Ray workers call, usable on its own."""
+    from agentloop.rollout import RolloutEngine
+    from agentloop.types import Completion, Critique
+
+    engine = RolloutEngine(ScriptedPolicy(["nope", "word0"]))
+    state = engine.start(0, Job(env=lambda: MultiAttempt(EchoEnv(), max_attempts=2, feedback="binary"), seed=0,
+                                options={"index": 0}))
+    assert state.waiting_action and not state.waiting_critique and state.tools is None
+    engine.act([state])  # the policy answers "nope": a second attempt follows
+    assert not state.done and len(state.turns) == 1
+    engine.step(state, Completion(text="word0"))  # an action computed elsewhere (the Ray driver)
+    assert state.done
+    assert engine.finish(state).attempt_success == (False, True)
+
+    critic_env = Job(env=lambda: MultiAttempt(EchoEnv(), max_attempts=2, feedback="critic"), seed=0, options={"index": 0})
+    state = engine.start(1, critic_env)
+    engine.step(state, Completion(text="nope"))
+    assert state.waiting_critique
+    engine.critique([state], [Critique(text="Check the word.", final_correct=False, critic="test")])
+    assert state.waiting_action and "Check the word." in state.obs[-1].content
+    failed = engine.start(2, Job(env="test/Nope-v0"))
+    assert failed.done and failed.error.stage == "reset"
+    assert engine.finish(failed).error.type == "RegistryError"
