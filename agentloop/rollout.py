@@ -11,6 +11,12 @@ episode as an :class:`~agentloop.types.EpisodeError` with the stage where it hap
 other episodes carry on. An unparseable action is the environment's verdict
 (``info["parse_error"]``), recorded on the turn.
 
+The engine is the one place episodes run. ``run`` is its whole loop; the per-episode API it is
+built from (:meth:`RolloutEngine.start`, ``act`` = ``generate`` + ``step``, ``critique``,
+``finish``, ``round``) is public so that drivers holding episodes elsewhere use the same code: the
+Ray workers (:mod:`agentloop.distributed`) start, step, critique and finish their episodes with it,
+and the Ray driver's central generation is this engine's ``generate`` and ``request_critiques``.
+
 Example::
 
     episodes = rollout([Job(env="math/arith-v0", seed=s) for s in range(8)], policy)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -122,3 +123,16 @@ def tiny_model_dir(tmp_path_factory) -> str:
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def hf32() -> Any:
+    """The default model in float32 (exact comparisons against forward passes); skipped if not installed."""
+    pytest.importorskip("torch")
+    from agentloop.errors import PolicyError
+    from agentloop.policies.hf import HFPolicy
+
+    try:
+        return HFPolicy(dtype="float32", max_batch_size=8)
+    except PolicyError as e:
+        pytest.skip(f"default model unavailable: {e}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +125,10 @@ def improve_config(model: str | None, **extra) -> dict:
 def run_keys(run: Path) -> list[str]:
     """The run keys of the episodes recorded in run directory ``run``, in file order."""
     return [json.loads(line)["metadata"]["run_key"] for line in (run / "episodes.jsonl").read_text().splitlines()]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
