@@ -242,8 +242,8 @@ def plan_jobs(cfg: EvalConfig, planned: list[PlannedEnv]) -> list[Any]:
             for i in range(p.n_tasks):
                 for mode, samples, make_kwargs in modes:
                     for j in range(samples):
-                        key = episode_key(label, task=i, sample=j, seed=seed)
-                        key = key if mode == "sequential" else f"par|{key}"
+                        group = label if mode == "sequential" else f"par|{label}"  # parallel samples: own keys
+                        key = episode_key(group, task=i, sample=j, seed=seed)
                         jobs.append(Job(
                             env=p.entry.env,
                             seed=seed if p.by_index else seed * 1_000_003 + i,
