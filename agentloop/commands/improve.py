@@ -46,6 +46,8 @@ class PhaseBars:
             self._task = self._progress.add_task(label, total=None, info="")
             self._label = label
         self._progress.update(self._task, completed=done, total=total, info=info)
+        if total is not None and done >= total:  # the phase is over: the bar stays above the next log line
+            self.close()
 
     def close(self) -> None:
         if self._progress is not None:
