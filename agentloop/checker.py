@@ -31,7 +31,7 @@ PROBE_ACTIONS = ("", "I think the answer is 42.")
 
 
 def _fail(env: gym.Env, msg: str) -> CheckError:
-    name = getattr(getattr(env.unwrapped, "agentloop_spec", None), "id", None) or type(env.unwrapped).__name__
+    name = getattr(getattr(env, "spec", None), "id", None) or type(env.unwrapped).__name__
     return CheckError(f"check_env({name}): {msg}")
 
 

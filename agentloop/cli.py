@@ -102,16 +102,67 @@ def plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON inste
     console.print(table)
 
 
+COMMANDS_GROUP = "agentloop.commands"
+
+
 def _register_command_modules() -> None:
     for mod in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
         module = importlib.import_module(f"{commands.__name__}.{mod.name}")
         module.register(app)
 
 
+def _register_plugin_commands() -> None:
+    """Commands from plugins: entry points in the group ``agentloop.commands`` naming a ``register(app)`` callable.
+
+    ``AGENTLOOP_PLUGINS`` limits them like the other plugin groups; a plugin that fails to load is
+    reported with a warning and the other commands still work.
+    """
+    import importlib.metadata as md
+    import os
+    import warnings
+
+    from agentloop.registry import PLUGINS_ENV_VAR
+
+    allowed = os.environ.get(PLUGINS_ENV_VAR)
+    allow = None if allowed is None else {a.strip() for a in allowed.split(",") if a.strip()}
+    for ep in md.entry_points(group=COMMANDS_GROUP):
+        dist = ep.dist.name if ep.dist is not None else ""
+        if allow is not None and ep.name not in allow and dist not in allow:
+            continue
+        try:
+            ep.load()(app)
+        except Exception as e:  # a broken plugin must not take the CLI down
+            warnings.warn(f"agentloop: command plugin {ep.name!r} from {dist or 'unknown'!r} failed to load: "
+                          f"{type(e).__name__}: {e}", RuntimeWarning, stacklevel=2)
+
+
 _register_command_modules()
+_register_plugin_commands()
+
+
+def configure_logging(level: int | str | None = None) -> None:
+    """Route the library's ``logging`` records (logger ``agentloop``) to a rich handler on stderr.
+
+    The level comes from ``level``, else ``AGENTLOOP_LOG_LEVEL``, else INFO. Libraries calling
+    agentloop configure logging themselves; nothing is printed unless they do.
+    """
+    import logging
+    import os
+
+    from rich.logging import RichHandler
+
+    logger = logging.getLogger("agentloop")
+    if any(isinstance(h, RichHandler) for h in logger.handlers):
+        return
+    handler = RichHandler(console=err_console, show_path=False, rich_tracebacks=False, log_time_format="[%X]")
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level or os.environ.get("AGENTLOOP_LOG_LEVEL", "INFO").upper())
+    logger.propagate = False
 
 
 def main() -> None:
+    configure_logging()
     try:
         app()
     except AgentLoopError as e:

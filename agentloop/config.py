@@ -2,7 +2,7 @@
 
 ::
 
-    cfg = load_config(EvalConfig, "configs/eval.yaml", ["eval.k=3", "policy.kwargs.device=cuda"])
+    cfg = load_config(EvalConfig, "configs/eval.yaml", ["max_attempts=3", "policy.kwargs.device=cuda"])
 
 * A file is YAML (``.yaml``/``.yml``) or TOML (``.toml``); its top level is a mapping.
 * An override is ``dotted.path=value``; the value is parsed as YAML (``3`` is an int, ``true`` a bool,
@@ -23,13 +23,40 @@ from typing import Any, TypeVar
 
 import tomllib
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentloop.errors import ConfigError
 
-__all__ = ["apply_overrides", "format_validation_error", "load_config", "merge", "parse_override", "read_config_file"]
+__all__ = ["ComponentRef", "apply_overrides", "format_validation_error", "load_config", "merge", "parse_override", "read_config_file"]
 
 M = TypeVar("M", bound=BaseModel)
+
+
+class ComponentRef(BaseModel):
+    """A registered component in a config: its registry id and constructor kwargs.
+
+    The one way configs name policies, critics and teachers (``{id: llm, kwargs: {max_new_tokens: 256}}``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(description="Registry id (policies: hf, vllm, openai, scripted; critics: llm, verifier; or a plugin's).")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Constructor kwargs, checked against the factory.")
+
+    def make_policy(self, **extra: Any) -> Any:
+        """Build the registered policy ``id`` with ``kwargs`` updated by ``extra``."""
+        from agentloop.registry import make_policy
+
+        return make_policy(self.id, **{**self.kwargs, **extra})
+
+    def make_critic(self, actor: Any = None) -> Any:
+        """Build the registered critic ``id``; an ``llm`` critic without a policy kwarg critiques with ``actor``."""
+        from agentloop.registry import make_critic
+
+        kwargs = dict(self.kwargs)
+        if self.id == "llm" and "policy" not in kwargs and actor is not None:
+            kwargs["policy"] = actor
+        return make_critic(self.id, **kwargs)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -55,13 +82,13 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
-    """``"eval.k=3"`` -> ``(["eval", "k"], 3)``."""
+    """``"eval.max_attempts=3"`` -> ``(["eval", "max_attempts"], 3)``."""
     if "=" not in item:
-        raise ConfigError(f"override {item!r} must look like dotted.field=value (e.g. eval.k=3).")
+        raise ConfigError(f"override {item!r} must look like dotted.field=value (e.g. eval.max_attempts=3).")
     key, raw = item.split("=", 1)
     path = key.strip().split(".")
     if not all(path):
-        raise ConfigError(f"override {item!r}: {key!r} is not a dotted field path (e.g. eval.k).")
+        raise ConfigError(f"override {item!r}: {key!r} is not a dotted field path (e.g. eval.max_attempts).")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:

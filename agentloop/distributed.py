@@ -14,8 +14,10 @@ single-process :class:`~agentloop.rollout.RolloutEngine`, so nothing changes unt
   (:func:`policy_factory` for registry ids) and runs its episodes' rounds itself. Use it when each
   node has its own accelerator.
 
-Episodes are the same records the single-process engine writes: the workers run the engine's own
-phases (reset, step, critique, finish) on their slots, so a seeded deterministic policy gives
+Episodes are the same records the single-process engine writes: the workers drive the engine's
+public per-episode API (``start``, ``step``, ``critique``, ``finish``; ``round`` per node) and the
+driver's central generation is the engine's own ``generate`` / ``request_critiques`` (batched, with
+per-conversation retry and native tool schemas from ``WorkerReport.tools``), so a seeded deterministic policy gives
 identical episodes (apart from the random ``Episode.id``).
 
 Fault tolerance: when a worker dies (node lost, OOM kill, ``os._exit`` in an environment), every
@@ -46,8 +48,8 @@ Example::
 from __future__ import annotations
 
 import functools
+import logging
 import re
-import traceback as tb
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -57,8 +59,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from agentloop.errors import ConfigError
 from agentloop.protocols import Critic, Policy
-from agentloop.rollout import Job, RolloutConfig, RolloutEngine
-from agentloop.types import Completion, Critique, CritiqueRequest, Episode, EpisodeError, ErrorStage, Message
+from agentloop.rollout import EpisodeState, Job, RolloutConfig, RolloutEngine, episode_error
+from agentloop.types import Completion, Critique, CritiqueRequest, Episode, EpisodeError, Message
 
 if TYPE_CHECKING:
     from agentloop.runs import RunDir
@@ -67,6 +69,8 @@ __all__ = [
     "DistributedConfig", "RayRolloutEngine", "WorkerReport", "connect", "critic_factory", "make_engine",
     "policy_factory",
 ]
+
+logger = logging.getLogger(__name__)
 
 _ADDRESS_RE = re.compile(r"^(local|auto|ray://\S+|[A-Za-z0-9_.-]+:\d+)$")
 
@@ -145,27 +149,23 @@ def connect(config: DistributedConfig) -> bool:
     if config.address != "local":
         kwargs["address"] = config.address
     ray.init(**kwargs)
+    logger.info("Ray %s (address=%s)", "started locally" if config.address == "local" else "connected", config.address)
     return True
 
 
 # -- the worker side ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class WorkerReport:
-    """What a worker says after a round: finished episodes and what its live episodes wait for."""
+    """What a worker says after a round: finished episodes and what its live episodes wait for.
+
+    ``tools`` holds the tool schemas (``render_tools``) of the episodes in ``waiting_action`` whose
+    environment asks the policy to render them natively; the driver passes them to ``generate``.
+    """
 
     finished: list[tuple[int, Episode]] = field(default_factory=list)
     waiting_action: list[tuple[int, list[Message], int]] = field(default_factory=list)  # (index, obs, turns so far)
     waiting_critique: list[tuple[int, CritiqueRequest, int]] = field(default_factory=list)
-
-
-class _OneCritique:
-    """Hands the engine's critique phase a critique the driver already computed."""
-
-    def __init__(self, critique: Critique):
-        self._critique = critique
-
-    def critique(self, requests: Sequence[CritiqueRequest]) -> list[Critique]:
-        return [self._critique for _ in requests]
+    tools: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 class _NoPolicy:
@@ -176,7 +176,8 @@ class _NoPolicy:
 
 
 class EnvWorker:
-    """Holds live episodes (the engine's slots) and advances them when the driver asks.
+    """Holds live episodes (the engine's :class:`~agentloop.rollout.EpisodeState` s) and advances them
+    through the engine's public per-episode API when the driver asks.
 
     The same class runs in-process in unit tests and as a Ray actor (``ray.remote(EnvWorker)``).
     """
@@ -187,8 +188,7 @@ class EnvWorker:
         policy = make_policy() if make_policy is not None else _NoPolicy()
         critic = make_critic() if make_critic is not None else None
         self.engine = RolloutEngine(policy, critic, config)
-        self.own_critic = critic
-        self.slots: dict[int, Any] = {}
+        self.states: dict[int, EpisodeState] = {}
 
     def ping(self) -> int:
         import os
@@ -202,47 +202,32 @@ class EnvWorker:
         engine = self.engine
         _register_specs(env_specs)
         for index, job in new:
-            self.slots[index] = engine._start(index, job)
-        for index, outcome in critiques:
-            slot = self.slots[index]
-            if isinstance(outcome, EpisodeError):
-                slot.error, slot.done = outcome, True
-            else:
-                engine.critic = _OneCritique(outcome)
-                engine._critique_phase([slot])
+            self.states[index] = engine.start(index, job)
+        if critiques:
+            engine.critique([self.states[i] for i, _ in critiques], [c for _, c in critiques])
         for index, outcome in actions:
-            slot = self.slots[index]
+            state = self.states[index]
             if isinstance(outcome, EpisodeError):
-                slot.error, slot.done = outcome, True
+                state.fail(outcome)
             else:
-                engine._step(slot, outcome)
+                engine.step(state, outcome)
         if self.local:
-            self._local_round()
+            engine.round(list(self.states.values()))
         return self._report()
-
-    def _local_round(self) -> None:
-        """One round of the engine's loop over this worker's slots, with its own policy and critic."""
-        engine = self.engine
-        engine.critic = self.own_critic
-        live = [s for s in self.slots.values() if not s.done]
-        engine._critique_phase([s for s in live if s.request is not None])
-        ready = [s for s in live if not s.done and s.request is None]
-        if ready:
-            for slot, completion in zip(ready, engine._generate(ready)):
-                if completion is not None:
-                    engine._step(slot, completion)
 
     def _report(self) -> WorkerReport:
         report = WorkerReport()
-        for index in list(self.slots):
-            slot = self.slots[index]
-            if slot.done:
-                report.finished.append((index, self.engine._finish(slot)))
-                del self.slots[index]
-            elif slot.request is not None:
-                report.waiting_critique.append((index, slot.request, len(slot.turns)))
+        for index in list(self.states):
+            state = self.states[index]
+            if state.done:
+                report.finished.append((index, self.engine.finish(state)))
+                del self.states[index]
+            elif state.waiting_critique:
+                report.waiting_critique.append((index, state.request, len(state.turns)))  # type: ignore[arg-type]
             else:
-                report.waiting_action.append((index, list(slot.obs), len(slot.turns)))
+                report.waiting_action.append((index, list(state.obs), len(state.turns)))
+                if state.tools:
+                    report.tools[index] = state.tools
         return report
 
 
@@ -256,24 +241,15 @@ def _register_specs(specs: Sequence[Any]) -> None:
 
 
 # -- the driver side ------------------------------------------------------------------------------
-def _error(stage: ErrorStage, exc: BaseException, turn: int | None) -> EpisodeError:
-    return EpisodeError(stage=stage, type=type(exc).__name__, message=str(exc)[:2000], turn=turn,
-                        traceback="".join(tb.format_exception(exc))[-4000:])
+@dataclass
+class _WorkerPool:
+    """The worker actors of one RayRolloutEngine (and of the engines its ``using`` made)."""
 
-
-def _batched(fn: Callable[[list[Any]], list[Any]], items: list[Any], what: str) -> list[Any]:
-    """``fn`` over all items at once; if that fails, item by item so only the bad ones fail (as the engine does)."""
-    if not items:
-        return []
-    try:
-        out = list(fn(items))
-        if len(out) != len(items):
-            raise RuntimeError(f"{what} returned {len(out)} results for {len(items)} inputs")
-        return out
-    except Exception as e:
-        if len(items) == 1:
-            return [e]
-        return [_batched(fn, [item], what)[0] for item in items]
+    started_ray: bool
+    workers: dict[int, Any] = field(default_factory=dict)
+    next_id: int = 0
+    restarts: int = 0
+    finished: int = 0  # episodes that reached the driver, over every run of every engine on these actors
 
 
 @dataclass
@@ -305,37 +281,77 @@ class RayRolloutEngine:
         if not central and make_policy is None:
             raise ConfigError("generation='per_node' needs make_policy= (a picklable zero-argument factory, e.g. "
                               "agentloop.distributed.policy_factory('hf', device='cuda')).")
-        self.policy, self.critic = policy, critic
+        # central generation: this engine's generate / request_critiques answer every worker's episodes
+        self.central = RolloutEngine(policy, critic, self.config) if central else None  # type: ignore[arg-type]
         self._factories = (None, None) if central else (make_policy, make_critic)
-        self._started_ray = connect(self.distributed)
-        self.restarts = 0
-        self.workers: dict[int, Any] = {}
-        self._next_worker = 0
+        self._pool = _WorkerPool(started_ray=connect(self.distributed))
         for _ in range(self.distributed.num_workers):
             self._spawn()
+
+    @property
+    def policy(self) -> Policy | None:
+        return self.central.policy if self.central is not None else None
+
+    @property
+    def critic(self) -> Critic | None:
+        return self.central.critic if self.central is not None else None
+
+    @property
+    def workers(self) -> dict[int, Any]:
+        """Live worker actors by id (shared with every engine made by :meth:`using`)."""
+        return self._pool.workers
+
+    @property
+    def restarts(self) -> int:
+        return self._pool.restarts
+
+    @property
+    def episodes_run(self) -> int:
+        """Episodes these worker actors finished, across every ``run`` (of this engine and those ``using`` made)."""
+        return self._pool.finished
+
+    def using(self, policy: Policy, critic: Critic | None = None, config: RolloutConfig | None = None) -> RayRolloutEngine:
+        """An engine on the same worker actors with another policy, critic and sampling (central generation).
+
+        Starting actors takes seconds, so a job that runs several phases (``improve``: evaluation with
+        greedy sampling, collection with a critic) starts them once and runs each phase through ``using``.
+        Closing any of these engines stops the shared actors.
+        """
+        config = config or self.config
+        if self.central is None:
+            raise ConfigError("using() swaps the driver's policy, which needs generation='central'; per_node workers "
+                              "build their own policy from make_policy.")
+        if config.max_turns != self.config.max_turns:
+            raise ConfigError(f"using(config.max_turns={config.max_turns}): the workers were started with max_turns="
+                              f"{self.config.max_turns}; start another RayRolloutEngine for another turn cap.")
+        other = object.__new__(RayRolloutEngine)
+        other.config, other.distributed, other._factories, other._pool = config, self.distributed, self._factories, self._pool
+        other.central = RolloutEngine(policy, critic, config)
+        return other
 
     # -- lifecycle ------------------------------------------------------------------------------
     def _spawn(self) -> int:
         import ray
 
-        d = self.distributed
+        d, pool = self.distributed, self._pool
         actor_cls = ray.remote(num_cpus=d.num_cpus_per_worker, num_gpus=d.num_gpus_per_worker,
                                max_restarts=0)(EnvWorker)
-        wid = self._next_worker
-        self._next_worker += 1
-        self.workers[wid] = actor_cls.remote(self.config, *self._factories)
+        wid = pool.next_id
+        pool.next_id += 1
+        pool.workers[wid] = actor_cls.remote(self.config, *self._factories)
         return wid
 
     def close(self) -> None:
         """Stop the workers (and Ray, if this engine started it)."""
         import ray
 
-        for actor in self.workers.values():
+        pool = self._pool
+        for actor in pool.workers.values():
             ray.kill(actor)
-        self.workers.clear()
-        if self._started_ray:
+        pool.workers.clear()
+        if pool.started_ray:
             ray.shutdown()
-            self._started_ray = False
+            pool.started_ray = False
 
     def __enter__(self) -> RayRolloutEngine:
         return self
@@ -363,6 +379,7 @@ class RayRolloutEngine:
             if index in results:  # a re-run of an episode that already reached the driver: keep the first
                 return
             results[index] = episode
+            self._pool.finished += 1
             if run_dir is not None:
                 run_dir.append_episode(episode, key=keys[index])
             if on_episode is not None:
@@ -390,7 +407,7 @@ class _Driver:
         self.e, self.jobs, self.queue, self.finish = engine, jobs, queue, finish
         self.live: dict[int, _Live] = {}
         self.tries: dict[int, int] = {}
-        self.waiting_action: dict[int, tuple[list[Message], int]] = {}
+        self.waiting_action: dict[int, tuple[list[Message], int, list[dict[str, Any]] | None]] = {}
         self.waiting_critique: dict[int, tuple[CritiqueRequest, int]] = {}
 
     def loop(self) -> None:
@@ -420,28 +437,19 @@ class _Driver:
 
     def _central(self, calls: dict[int, dict[str, list[Any]]]) -> None:
         """Central generation: one batched critic call and one batched policy call for every worker's episodes."""
-        e = self.e
-        if e.distributed.generation != "central":
+        central = self.e.central
+        if central is None:
             return
         crit = list(self.waiting_critique.items())
-        if crit:
-            if e.critic is None:
-                outcomes: list[Any] = [ConfigError(
-                    "the environment asked for a critique but no critic was given: pass critic= to the "
-                    "rollout engine or to MultiAttempt") for _ in crit]
-            else:
-                outcomes = _batched(e.critic.critique, [req for _, (req, _) in crit], "critic")
-            for (index, (_, turns)), out in zip(crit, outcomes):
-                value = _error("critic", out, turns - 1) if isinstance(out, BaseException) else out
-                calls[self.live[index].worker]["critiques"].append((index, value))
+        outcomes: list[Any] = central.request_critiques([req for _, (req, _) in crit])
+        for (index, (_, turns)), out in zip(crit, outcomes):
+            value = episode_error("critic", out, turns - 1) if isinstance(out, BaseException) else out
+            calls[self.live[index].worker]["critiques"].append((index, value))
         acts = list(self.waiting_action.items())
-        if acts:
-            sampling = e.config.sampling
-            outcomes = _batched(lambda convs: e.policy.generate(convs, sampling),  # type: ignore[union-attr]
-                                [obs for _, (obs, _) in acts], "policy")
-            for (index, (_, turns)), out in zip(acts, outcomes):
-                value = _error("policy", out, turns) if isinstance(out, BaseException) else out
-                calls[self.live[index].worker]["actions"].append((index, value))
+        outcomes = central.generate([obs for _, (obs, _, _) in acts], [tools for _, (_, _, tools) in acts])
+        for (index, (_, turns, _)), out in zip(acts, outcomes):
+            value = episode_error("policy", out, turns) if isinstance(out, BaseException) else out
+            calls[self.live[index].worker]["actions"].append((index, value))
         self.waiting_action.clear()
         self.waiting_critique.clear()
 
@@ -466,7 +474,7 @@ class _Driver:
                 self.live.pop(index, None)
                 self.finish(index, episode)
             for index, obs, turns in report.waiting_action:
-                self.waiting_action[index] = (obs, turns)
+                self.waiting_action[index] = (obs, turns, report.tools.get(index))
             for index, request, turns in report.waiting_critique:
                 self.waiting_critique[index] = (request, turns)
 
@@ -495,6 +503,8 @@ class _Driver:
         except Exception:  # noqa: BLE001 - already dead is the usual case
             pass
         lost = sorted(i for i, item in self.live.items() if item.worker == wid)
+        logger.warning("Ray worker %d died (%s: %s); re-running its %d live episode(s)", wid, type(err).__name__,
+                       str(err)[:200], len(lost))
         for index in reversed(lost):
             item = self.live.pop(index)
             self.waiting_action.pop(index, None)
@@ -505,11 +515,12 @@ class _Driver:
             else:
                 self.queue.appendleft(index)
         if self.e.restarts < self.e.distributed.max_worker_restarts:
-            self.e.restarts += 1
+            self.e._pool.restarts += 1
             self.e._spawn()
 
     def _give_up(self) -> None:
         err = RuntimeError("no Ray workers left (max_worker_restarts reached)")
+        logger.error("%s: recording %d unfinished episode(s) as failed", err, len(self.live) + len(self.queue))
         for index in [*self.live, *self.queue]:
             self.finish(index, _lost_episode(self.jobs[index], err, self.tries.get(index, 0)))
         self.live.clear()

@@ -6,7 +6,8 @@ object, validating keyword arguments against the factory's signature, and (for e
 the wrappers the spec asks for.
 
 Plugins are distributions that declare an entry point in the group ``agentloop.environments``,
-``agentloop.critics`` or ``agentloop.policies``. The entry point names a callable that receives the
+``agentloop.critics``, ``agentloop.policies`` or ``agentloop.algorithms`` (self-improvement methods:
+``register("name", entry_point="pkg:Algorithm", config="pkg:Config")``). The entry point names a callable that receives the
 registry's ``register`` function::
 
     # pyproject.toml of a plugin
@@ -32,6 +33,7 @@ import inspect
 import os
 import re
 import threading
+import logging
 import traceback
 import typing
 import warnings
@@ -44,11 +46,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from agentloop.errors import ConfigError, PluginError, RegistryError
 from agentloop.types import FeedbackMode
 
+logger = logging.getLogger(__name__)
+
 ENV_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+-v\d+$")
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)?(-v\d+)?$")
 PLUGINS_ENV_VAR = "AGENTLOOP_PLUGINS"
 
-Kind = Literal["environments", "policies", "critics"]
+Kind = Literal["environments", "policies", "critics", "algorithms"]
 
 
 class Spec(BaseModel):
@@ -87,12 +91,37 @@ class Spec(BaseModel):
 
 
 class EnvSpec(Spec):
-    """An environment registration, with the wrappers ``make`` stacks by default."""
+    """An environment registration, with the wrappers ``make`` stacks by default.
 
-    max_attempts: int = Field(default=1, ge=1, description="K > 1 wraps the env in MultiAttempt(k=K).")
+    ``gym_spec`` is its Gymnasium form (:class:`gymnasium.envs.registration.EnvSpec`): ``make`` sets
+    it as the environment's ``spec``, so ``env.spec.id`` and ``env.spec.kwargs`` name what was built
+    and ``env.spec.additional_wrappers`` lists the wrappers stacked on it (MultiAttempt, TurnLimit,
+    with their settings), as users of Gymnasium expect.
+    """
+
+    max_attempts: int = Field(default=1, ge=1, description="> 1 wraps the env in MultiAttempt(max_attempts=...).")
     feedback: FeedbackMode = Field(default="env", description="MultiAttempt feedback mode when max_attempts > 1.")
     stop_on_success: bool = True
     max_turns: int | None = Field(default=None, ge=1, description="Wrap in TurnLimit(max_turns) when set.")
+
+    def gym_spec(self, kwargs: dict[str, Any]) -> Any:
+        """The Gymnasium spec of an environment built from this registration with ``kwargs``."""
+        from gymnasium.envs.registration import EnvSpec as GymEnvSpec
+
+        return GymEnvSpec(id=self.id, entry_point=self.entry_point, kwargs=dict(kwargs),
+                          max_episode_steps=self.max_turns, order_enforce=False, disable_env_checker=True)
+
+
+class AlgorithmSpec(Spec):
+    """A self-improvement method: ``entry_point`` names the :class:`~agentloop.algorithms.base.Algorithm`
+    subclass, ``config`` its :class:`~agentloop.algorithms.base.MethodConfig` subclass (whose ``name``
+    field is the registered id; it is the ``method`` section of an improve config)."""
+
+    config: str | type = Field(description="'module:ConfigClass' or the class.")
+
+    def load_config(self) -> type:
+        """The method's config class."""
+        return Spec(id=self.id, entry_point=self.config, source=self.source).load()  # type: ignore[arg-type,return-value]
 
 
 class PluginInfo(BaseModel):
@@ -250,7 +279,9 @@ class Registry(Generic[S]):
             return PluginInfo(**base, status="failed", error=err + "\n" + traceback.format_exc(limit=3))
         finally:
             self._loading_source = ""
-        return PluginInfo(**base, status="loaded", registered=tuple(sorted(set(self._specs) - before)))
+        registered = tuple(sorted(set(self._specs) - before))
+        logger.debug("%s: plugin %r from %s registered %s", self.group, ep.name, dist, ", ".join(registered) or "nothing")
+        return PluginInfo(**base, status="loaded", registered=registered)
 
     @property
     def plugins(self) -> list[PluginInfo]:
@@ -306,25 +337,28 @@ class EnvRegistry(Registry[EnvSpec]):
     def __init__(self) -> None:
         super().__init__("environments", EnvSpec, ENV_ID_RE)
 
-    def make(self, id: str, *, max_attempts: int | None = None, feedback: FeedbackMode | None = None,
-             stop_on_success: bool | None = None, max_turns: int | None = None, critic: Any = None,
-             critique_all: bool | None = None, **kwargs: Any) -> Any:
-        from agentloop.wrappers import MultiAttempt, TurnLimit
+    def make(self, id: str, *, max_attempts: int | None = None, max_turns: int | None = None, **kwargs: Any) -> Any:
+        """Build ``id``: the factory gets the spec's kwargs updated by ``kwargs``; MultiAttempt's own settings
+        (``feedback``, ``stop_on_success``, ``critic``, ``critique_all``, templates, ...: every
+        :class:`~agentloop.wrappers.MultiAttemptConfig` field) go to the wrapper instead."""
+        from agentloop.wrappers import MultiAttempt, MultiAttemptConfig, TurnLimit
 
         spec = self.spec(id)
+        wrapper_keys = (set(MultiAttemptConfig.model_fields) - {"max_attempts"}) | {"critic"}
+        popped = {k: kwargs.pop(k) for k in list(kwargs) if k in wrapper_keys}
+        attempt_kwargs = {k: v for k, v in popped.items() if v is not None}  # None = the spec's default
         env = super().make(id, **kwargs)
-        env.unwrapped.agentloop_spec = spec
-        k = spec.max_attempts if max_attempts is None else max_attempts
-        if k > 1:
-            stop = spec.stop_on_success if stop_on_success is None else stop_on_success
-            if critique_all and stop_on_success is None:
-                stop = None  # no oracle: the critic's approval ends the episode, not the verifier's verdict
-            env = MultiAttempt(env, k=k, feedback=feedback or spec.feedback, critic=critic, stop_on_success=stop,
-                               **({} if critique_all is None else {"critique_all": critique_all}))
-        elif feedback is not None and feedback != spec.feedback:
-            raise ConfigError(f"feedback={feedback!r} needs max_attempts > 1 (got {k}); feedback is given between attempts.")
-        elif critique_all:
-            raise ConfigError(f"critique_all=True needs max_attempts > 1 (got {k}); critiques come between attempts.")
+        env.unwrapped.spec = spec.gym_spec({**spec.kwargs, **kwargs})
+        n = spec.max_attempts if max_attempts is None else max_attempts
+        if n > 1:
+            attempt_kwargs.setdefault("feedback", spec.feedback)
+            if "stop_on_success" not in attempt_kwargs and not attempt_kwargs.get("critique_all"):
+                # no oracle under critique_all: the critic's approval ends the episode, not the verifier's verdict
+                attempt_kwargs["stop_on_success"] = spec.stop_on_success
+            env = MultiAttempt(env, max_attempts=n, **attempt_kwargs)
+        elif attempt_kwargs.get("feedback", spec.feedback) != spec.feedback or attempt_kwargs.get("critique_all"):
+            raise ConfigError(f"{', '.join(sorted(attempt_kwargs))} need max_attempts > 1 (got {n}): feedback and "
+                              "critiques come between attempts.")
         turns = spec.max_turns if max_turns is None else max_turns
         if turns is not None:
             env = TurnLimit(env, max_turns=turns)
@@ -334,6 +368,7 @@ class EnvRegistry(Registry[EnvSpec]):
 envs = EnvRegistry()
 policies: Registry[Spec] = Registry("policies", Spec)
 critics: Registry[Spec] = Registry("critics", Spec)
+algorithms: Registry[AlgorithmSpec] = Registry("algorithms", AlgorithmSpec)
 
 
 def register(id: str, entry_point: str | Callable[..., Any], kwargs: dict[str, Any] | None = None, **spec_fields: Any) -> EnvSpec:
@@ -342,8 +377,8 @@ def register(id: str, entry_point: str | Callable[..., Any], kwargs: dict[str, A
 
 
 def make(id: str, **overrides: Any) -> Any:
-    """Build a registered environment; ``overrides`` update its kwargs or its wrappers (max_attempts, feedback,
-    stop_on_success, critique_all, max_turns, critic)."""
+    """Build a registered environment; ``overrides`` update its kwargs or its wrappers (max_attempts and any
+    MultiAttempt setting: feedback, stop_on_success, critique_all, critic, ...; max_turns for TurnLimit)."""
     return envs.make(id, **overrides)
 
 
@@ -363,12 +398,34 @@ def make_critic(id: str, **kwargs: Any) -> Any:
     return critics.make(id, **kwargs)
 
 
+def make_algorithm(config: Any) -> Any:
+    """The :class:`~agentloop.algorithms.base.Algorithm` of a method config (its ``name`` is the registered id)."""
+    return algorithms.spec(config.name).load()(config)
+
+
+def method_config(data: Any) -> Any:
+    """Validate an improve config's ``method`` section with the config class its ``name`` registers."""
+    if not isinstance(data, dict) or "name" not in data:
+        raise ValueError(f"method needs a name (one of: {', '.join(algorithms.ids())}), got {data!r}")
+    try:
+        cls = algorithms.spec(str(data["name"])).load_config()
+    except RegistryError as e:
+        raise ValueError(str(e)) from None
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        from agentloop.config import format_validation_error
+
+        raise ValueError(format_validation_error(cls, e).replace("\n  ", "\n  method.")) from None
+
+
 def all_plugins() -> list[PluginInfo]:
     """Discovery results for every group."""
-    return [*envs.plugins, *policies.plugins, *critics.plugins]
+    return [*envs.plugins, *policies.plugins, *critics.plugins, *algorithms.plugins]
 
 
 __all__ = [
-    "EnvRegistry", "EnvSpec", "PluginError", "PluginInfo", "Registry", "Spec", "all_plugins", "critics", "envs",
-    "list_envs", "make", "make_critic", "make_policy", "policies", "register", "spec",
+    "AlgorithmSpec", "EnvRegistry", "EnvSpec", "PluginError", "PluginInfo", "Registry", "Spec", "algorithms",
+    "all_plugins", "critics", "envs", "list_envs", "make", "make_algorithm", "make_critic", "make_policy",
+    "method_config", "policies", "register", "spec",
 ]

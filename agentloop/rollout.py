@@ -11,6 +11,12 @@ episode as an :class:`~agentloop.types.EpisodeError` with the stage where it hap
 other episodes carry on. An unparseable action is the environment's verdict
 (``info["parse_error"]``), recorded on the turn.
 
+The engine is the one place episodes run. ``run`` is its whole loop; the per-episode API it is
+built from (:meth:`RolloutEngine.start`, ``act`` = ``generate`` + ``step``, ``critique``,
+``finish``, ``round``) is public so that drivers holding episodes elsewhere use the same code: the
+Ray workers (:mod:`agentloop.distributed`) start, step, critique and finish their episodes with it,
+and the Ray driver's central generation is this engine's ``generate`` and ``request_critiques``.
+
 Example::
 
     episodes = rollout([Job(env="math/arith-v0", seed=s) for s in range(8)], policy)
@@ -18,6 +24,7 @@ Example::
 
 from __future__ import annotations
 
+import logging
 import traceback as tb
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -42,6 +49,8 @@ from agentloop.types import (
     Turn,
 )
 from agentloop.wrappers import build_turn, final_messages
+
+logger = logging.getLogger(__name__)
 
 EnvSource = str | gym.Env | Callable[[], gym.Env]
 
@@ -83,7 +92,14 @@ class Job:
 
 
 @dataclass(slots=True)
-class _Slot:
+class EpisodeState:
+    """One live episode inside an engine: its environment, the conversation so far and what it waits for.
+
+    Built by :meth:`RolloutEngine.start`, advanced by :meth:`RolloutEngine.step` and
+    :meth:`RolloutEngine.critique`, turned into an :class:`~agentloop.types.Episode` by
+    :meth:`RolloutEngine.finish`. The Ray workers hold these between the driver's calls.
+    """
+
     index: int
     job: Job
     env_id: str
@@ -96,8 +112,23 @@ class _Slot:
     error: EpisodeError | None = None
     done: bool = False
 
+    @property
+    def waiting_critique(self) -> bool:
+        """Live and waiting for a critique of its last answer."""
+        return not self.done and self.request is not None
 
-def _error(stage: ErrorStage, exc: BaseException, turn: int | None) -> EpisodeError:
+    @property
+    def waiting_action(self) -> bool:
+        """Live and waiting for the actor's next action."""
+        return not self.done and self.request is None
+
+    def fail(self, error: EpisodeError) -> None:
+        """Record ``error`` and end the episode (a failed rollout is data)."""
+        self.error, self.done = error, True
+
+
+def episode_error(stage: ErrorStage, exc: BaseException, turn: int | None) -> EpisodeError:
+    """The record of ``exc`` raised at ``stage`` (turn index when known), as stored on an episode."""
     return EpisodeError(stage=stage, type=type(exc).__name__, message=str(exc)[:2000], turn=turn,
                         traceback="".join(tb.format_exception(exc))[-4000:])
 
@@ -105,7 +136,7 @@ def _error(stage: ErrorStage, exc: BaseException, turn: int | None) -> EpisodeEr
 def _env_id(job: Job, env: gym.Env | None) -> str:
     if isinstance(job.env, str):
         return job.env
-    spec = getattr(env.unwrapped, "agentloop_spec", None) if env is not None else None
+    spec = env.spec if env is not None else None
     if spec is not None:
         return spec.id
     return type(env.unwrapped).__name__ if env is not None else "unknown"
@@ -121,43 +152,49 @@ def _build_env(job: Job) -> gym.Env:
     return job.env()
 
 
+def _takes_tools(policy: Any) -> bool:
+    from agentloop.wrappers import PolicyWrapper
+
+    return policy.takes_tools if isinstance(policy, PolicyWrapper) else accepts_tools(policy)
+
+
+NO_CRITIC = ("the environment asked for a critique but no critic was given: pass critic= to the rollout engine "
+             "or to MultiAttempt")
+
+
 class RolloutEngine:
-    """Runs jobs to completion; see the module docstring. Reusable across calls."""
+    """Runs jobs to completion; see the module docstring. Reusable across calls.
+
+    ``run`` is the whole loop. The per-episode API it is built from is public, for drivers that hold
+    episodes elsewhere (the Ray workers): :meth:`start`, :meth:`act` (= :meth:`generate` + :meth:`step`),
+    :meth:`critique`, :meth:`finish`, and :meth:`round` (one turn of every live episode).
+    """
 
     def __init__(self, policy: Policy, critic: Critic | None = None, config: RolloutConfig | None = None):
         if not hasattr(policy, "generate"):
             raise ConfigError(f"policy must have a generate(conversations, sampling) method, got {type(policy).__name__}.")
         self.policy = policy
-        self.policy_takes_tools = accepts_tools(policy)
+        self.policy_takes_tools = _takes_tools(policy)
         self.critic = critic
         self.config = config or RolloutConfig()
 
-    # -- public ---------------------------------------------------------------------------------
+    # -- the whole loop -------------------------------------------------------------------------
     def run(self, jobs: Iterable[Job], on_episode: Callable[[Episode], None] | None = None) -> list[Episode]:
         """Run every job; returns the episodes in job order. ``on_episode`` sees each as it finishes."""
         queue = deque(enumerate(jobs))
         results: dict[int, Episode] = {}
-        active: list[_Slot] = []
+        active: list[EpisodeState] = []
         pool = ThreadPoolExecutor(self.config.step_workers) if self.config.step_workers > 1 else None
         try:
             while queue or active:
                 while queue and len(active) < self.config.max_concurrency:
                     i, job = queue.popleft()
-                    active.append(self._start(i, job))
-                self._critique_phase([s for s in active if s.request is not None and not s.done])
-                ready = [s for s in active if not s.done and s.request is None]
-                if ready:
-                    completions = self._generate(ready)
-                    steps = [(s, c) for s, c in zip(ready, completions) if c is not None]
-                    if pool is None:
-                        for s, c in steps:
-                            self._step(s, c)
-                    else:
-                        list(pool.map(lambda sc: self._step(*sc), steps))
+                    active.append(self.start(i, job))
+                self.round(active, pool)
                 still = []
                 for s in active:
                     if s.done:
-                        ep = self._finish(s)
+                        ep = self.finish(s)
                         results[s.index] = ep
                         if on_episode is not None:
                             on_episode(ep)
@@ -169,61 +206,84 @@ class RolloutEngine:
                 pool.shutdown(wait=True)
         return [results[i] for i in sorted(results)]
 
-    # -- phases ---------------------------------------------------------------------------------
-    def _start(self, index: int, job: Job) -> _Slot:
-        slot = _Slot(index=index, job=job, env_id=job.env if isinstance(job.env, str) else "")
-        try:
-            slot.env = _build_env(job)
-            slot.env_id = _env_id(job, slot.env)
-            obs, info = slot.env.reset(seed=job.seed, options=job.options)
-            slot.obs = list(obs)
-            slot.task_id = info.get("task_id")
-            slot.tools = info.get(RENDER_TOOLS_KEY) or None
-        except Exception as e:
-            slot.error, slot.done = _error("reset", e, None), True
-        return slot
+    def round(self, states: Sequence[EpisodeState], pool: ThreadPoolExecutor | None = None) -> None:
+        """One turn of every live episode: one batched critique call, then one batched generate call and the steps."""
+        self.critique([s for s in states if s.waiting_critique])
+        self.act([s for s in states if s.waiting_action], pool)
 
-    def _generate(self, slots: list[_Slot]) -> list[Completion | None]:
-        """One batched call; if it fails, retry each conversation alone so only the bad ones error."""
-        if not self.policy_takes_tools and any(s.tools for s in slots):
-            return self._generate_without_tools(slots)
+    # -- per episode ----------------------------------------------------------------------------
+    def start(self, index: int, job: Job) -> EpisodeState:
+        """Build and reset the job's environment; a failure is recorded on the returned state (stage reset)."""
+        state = EpisodeState(index=index, job=job, env_id=job.env if isinstance(job.env, str) else "")
         try:
-            convs = [s.obs for s in slots]
-            if any(s.tools for s in slots):
-                out = list(self.policy.generate(convs, self.config.sampling, tools=[s.tools for s in slots]))
+            state.env = _build_env(job)
+            state.env_id = _env_id(job, state.env)
+            obs, info = state.env.reset(seed=job.seed, options=job.options)
+            state.obs = list(obs)
+            state.task_id = info.get("task_id")
+            state.tools = info.get(RENDER_TOOLS_KEY) or None
+        except Exception as e:
+            state.fail(episode_error("reset", e, None))
+        return state
+
+    def act(self, states: Sequence[EpisodeState], pool: ThreadPoolExecutor | None = None) -> None:
+        """Generate the next action of every state (one batched call) and step its environment."""
+        if not states:
+            return
+        outcomes = self.generate([s.obs for s in states], [s.tools for s in states])
+        steps = []
+        for s, out in zip(states, outcomes):
+            if isinstance(out, BaseException):
+                s.fail(episode_error("policy", out, len(s.turns)))
             else:
-                out = list(self.policy.generate(convs, self.config.sampling))
-            if len(out) != len(slots):
-                raise RuntimeError(f"policy returned {len(out)} completions for {len(slots)} conversations")
+                steps.append((s, out))
+        if pool is None:
+            for s, c in steps:
+                self.step(s, c)
+        else:
+            list(pool.map(lambda sc: self.step(*sc), steps))
+
+    def generate(self, conversations: Sequence[list[Message]],
+                 tools: Sequence[list[dict[str, Any]] | None] | None = None) -> list[Completion | Exception]:
+        """One batched ``policy.generate``; if it fails, each conversation alone, so only the bad ones fail.
+
+        Returns a completion or the exception per conversation. ``tools[i]`` (the environment's
+        ``render_tools``) is passed through when any conversation has tools; a policy that cannot take
+        them gets an error for those conversations instead of silently losing the tools.
+        """
+        tools = list(tools) if tools is not None else [None] * len(conversations)
+        if not conversations:
+            return []
+        if not self.policy_takes_tools and any(tools):
+            err = ConfigError(f"the environment asks the policy to render its tools natively ({RENDER_TOOLS_KEY}), "
+                              f"but {type(self.policy).__name__}.generate takes no tools argument; use a policy "
+                              "that does (hf, vllm, openai) or the environment's text tool prompt")
+            plain = iter(self.generate([c for c, t in zip(conversations, tools) if not t]))
+            return [err if t else next(plain) for t in tools]
+        try:
+            if any(tools):
+                out = list(self.policy.generate(conversations, self.config.sampling, tools=tools))  # type: ignore[call-arg]
+            else:
+                out = list(self.policy.generate(conversations, self.config.sampling))
+            if len(out) != len(conversations):
+                raise RuntimeError(f"policy returned {len(out)} completions for {len(conversations)} conversations")
             return out
         except Exception as e:
-            if len(slots) > 1:
-                return [self._generate([s])[0] for s in slots]
-            slots[0].error, slots[0].done = _error("policy", e, len(slots[0].turns)), True
-            return [None]
+            if len(conversations) > 1:
+                return [self.generate([c], [t])[0] for c, t in zip(conversations, tools)]
+            return [e]
 
-    def _generate_without_tools(self, slots: list[_Slot]) -> list[Completion | None]:
-        """The policy cannot render tools natively: those episodes error, the others generate."""
-        plain = [s for s in slots if not s.tools]
-        for s in slots:
-            if s.tools:
-                err = ConfigError(f"the environment asks the policy to render its tools natively ({RENDER_TOOLS_KEY}), "
-                                  f"but {type(self.policy).__name__}.generate takes no tools argument; use a policy "
-                                  "that does (hf, vllm, openai) or the environment's text tool prompt")
-                s.error, s.done = _error("policy", err, len(s.turns)), True
-        done = iter(self._generate(plain) if plain else [])
-        return [None if s.tools else next(done) for s in slots]
-
-    def _step(self, slot: _Slot, completion: Completion) -> None:
-        env = slot.env
+    def step(self, state: EpisodeState, completion: Completion) -> None:
+        """Play ``completion`` as the state's action: step the environment and record the turn."""
+        env = state.env
         assert env is not None
         action = completion.text
-        index = len(slot.turns)
+        index = len(state.turns)
         try:
             obs, reward, terminated, truncated, info = env.step(action)
         except Exception as e:
-            slot.error, slot.done = _error("step", e, index), True
-            slot.obs = final_messages(slot.obs, action)
+            state.fail(episode_error("step", e, index))
+            state.obs = final_messages(state.obs, action)
             return
         try:
             extra: dict[str, Any] = {}
@@ -231,70 +291,82 @@ class RolloutEngine:
                 extra = {"token_ids": completion.token_ids, "logprobs": completion.logprobs}
             if completion.warning:
                 info = {**info, "policy_warning": completion.warning}
-            turn = build_turn(index, slot.obs, action, reward, terminated, truncated, info, **extra)
+            turn = build_turn(index, state.obs, action, reward, terminated, truncated, info, **extra)
         except Exception as e:
-            slot.error, slot.done = _error("engine", e, index), True
+            state.fail(episode_error("engine", e, index))
             return
-        slot.turns.append(turn)
-        slot.obs = list(obs)
+        state.turns.append(turn)
+        state.obs = list(obs)
         request = info.get("critique_request")
         if request is not None and not (terminated or truncated):
-            slot.request = CritiqueRequest.model_validate(request)
+            state.request = CritiqueRequest.model_validate(request)
         if terminated or truncated:
-            slot.obs = final_messages(list(obs), action)
-            slot.done = True
-        elif len(slot.turns) >= self.config.max_turns:
-            slot.turns[-1] = slot.turns[-1].model_copy(update={"truncated": True})
-            slot.done = True
+            state.obs = final_messages(list(obs), action)
+            state.done = True
+        elif len(state.turns) >= self.config.max_turns:
+            state.turns[-1] = state.turns[-1].model_copy(update={"truncated": True})
+            state.done = True
 
-    def _critique_phase(self, slots: list[_Slot]) -> None:
-        if not slots:
+    def critique(self, states: Sequence[EpisodeState],
+                 critiques: Sequence[Critique | EpisodeError] | None = None) -> None:
+        """Answer the states' critique requests: with ``critiques`` given (computed elsewhere, e.g. by a
+        Ray driver) apply those, else one batched call of this engine's critic."""
+        if not states:
             return
+        if critiques is None:
+            critiques = self.request_critiques([s.request for s in states])  # type: ignore[misc]
+            critiques = [episode_error("critic", c, len(s.turns) - 1) if isinstance(c, BaseException) else c
+                         for s, c in zip(states, critiques)]
+        for s, critique in zip(states, critiques):
+            if isinstance(critique, EpisodeError):
+                s.fail(critique)
+            else:
+                self._apply_critique(s, critique)
+
+    def request_critiques(self, requests: Sequence[CritiqueRequest]) -> list[Critique | Exception]:
+        """One batched ``critic.critique``; if it fails, each request alone. A critique or the exception per request."""
+        if not requests:
+            return []
         if self.critic is None:
-            for s in slots:
-                err = ConfigError("the environment asked for a critique but no critic was given: pass critic= "
-                                  "to the rollout engine or to MultiAttempt")
-                s.error, s.done = _error("critic", err, len(s.turns) - 1), True
-            return
-        requests = [s.request for s in slots]
+            return [ConfigError(NO_CRITIC) for _ in requests]
         try:
-            critiques: list[Critique | None] = list(self.critic.critique(requests))  # type: ignore[arg-type]
-            if len(critiques) != len(slots):
-                raise RuntimeError(f"critic returned {len(critiques)} critiques for {len(slots)} requests")
-        except Exception:
-            critiques = []
-            for s in slots:
-                try:
-                    critiques.append(self.critic.critique([s.request])[0])  # type: ignore[list-item]
-                except Exception as e:
-                    s.error, s.done = _error("critic", e, len(s.turns) - 1), True
-                    critiques.append(None)
-        for s, critique in zip(slots, critiques):
-            if critique is None:
-                continue
-            s.request = None
-            try:
-                obs, terminated, extra = s.env.get_wrapper_attr("apply_critique")(critique)  # type: ignore[union-attr]
-            except Exception as e:
-                s.error, s.done = _error("wrapper", e, len(s.turns) - 1), True
-                continue
-            last = build_turn(s.turns[-1].index, list(s.turns[-1].observation), s.turns[-1].action,
-                              s.turns[-1].reward, terminated, False, {**s.turns[-1].info, **extra})
-            s.turns[-1] = last.model_copy(update={"token_ids": s.turns[-1].token_ids, "logprobs": s.turns[-1].logprobs})
-            s.obs = list(obs)
-            s.done = terminated
+            out: list[Critique | Exception] = list(self.critic.critique(list(requests)))
+            if len(out) != len(requests):
+                raise RuntimeError(f"critic returned {len(out)} critiques for {len(requests)} requests")
+            return out
+        except Exception as e:
+            if len(requests) > 1:
+                return [self.request_critiques([r])[0] for r in requests]
+            return [e]
 
-    def _finish(self, slot: _Slot) -> Episode:
-        if slot.env is not None:
+    def _apply_critique(self, s: EpisodeState, critique: Critique) -> None:
+        s.request = None
+        try:
+            obs, terminated, extra = s.env.get_wrapper_attr("apply_critique")(critique)  # type: ignore[union-attr]
+        except Exception as e:
+            s.fail(episode_error("wrapper", e, len(s.turns) - 1))
+            return
+        prev = s.turns[-1]
+        last = build_turn(prev.index, list(prev.observation), prev.action, prev.reward, terminated, False,
+                          {**prev.info, **extra})
+        s.turns[-1] = last.model_copy(update={"token_ids": prev.token_ids, "logprobs": prev.logprobs})
+        s.obs = list(obs)
+        s.done = terminated
+
+    def finish(self, state: EpisodeState) -> Episode:
+        """Close the environment and return the episode record."""
+        if state.env is not None:
             try:
-                slot.env.close()
+                state.env.close()
             except Exception as e:  # closing is best effort, but still worth recording
-                if slot.error is None:
-                    slot.error = _error("engine", e, None)
-        messages = slot.obs if slot.obs else []
+                if state.error is None:
+                    state.error = episode_error("engine", e, None)
+        if state.error is not None:
+            logger.debug("episode %d (%s, seed %s) failed at %s: %s: %s", state.index, state.env_id, state.job.seed,
+                         state.error.stage, state.error.type, state.error.message[:200])
         return Episode(
-            env_id=slot.env_id, seed=slot.job.seed, task_id=slot.task_id, turns=tuple(slot.turns),
-            messages=tuple(messages), error=slot.error, metadata=dict(slot.job.metadata),
+            env_id=state.env_id, seed=state.job.seed, task_id=state.task_id, turns=tuple(state.turns),
+            messages=tuple(state.obs), error=state.error, metadata=dict(state.job.metadata),
         )
 
 
@@ -307,4 +379,4 @@ def rollout(jobs: Iterable[Job] | Sequence[Job], policy: Policy, critic: Critic 
     return RolloutEngine(policy, critic, config).run(jobs, on_episode=on_episode)
 
 
-__all__ = ["RENDER_TOOLS_KEY", "Job", "RolloutConfig", "RolloutEngine", "rollout"]
+__all__ = ["RENDER_TOOLS_KEY", "EpisodeState", "Job", "RolloutConfig", "RolloutEngine", "episode_error", "rollout"]

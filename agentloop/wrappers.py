@@ -19,6 +19,8 @@ options, which the environment contract makes the same task; the policy sees the
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +29,16 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agentloop.errors import ConfigError, EnvError
-from agentloop.protocols import Critic
+from agentloop.protocols import Critic, Policy, ToolSchemas
 from agentloop.types import (
+    Completion,
     Critique,
     CritiqueRequest,
     Episode,
     Feedback,
     FeedbackMode,
     Message,
+    SamplingParams,
     Turn,
     assistant,
     user,
@@ -51,7 +55,7 @@ class MultiAttemptConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    k: int = Field(default=2, ge=1, le=64, description="Maximum number of attempts.")
+    max_attempts: int = Field(default=2, ge=1, le=64, description="Maximum number of attempts.")
     feedback: FeedbackMode = Field(default="env", description="What the actor is told between attempts.")
     stop_on_success: bool | None = Field(
         default=None,
@@ -92,12 +96,12 @@ class MultiAttemptConfig(BaseModel):
         return self.feedback not in ("none", "retry") and not self.critique_all
 
 
-class MultiAttempt(gym.Wrapper):
-    """Up to ``k`` attempts at the same task with feedback between them.
+class MultiAttempt(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Up to ``max_attempts`` attempts at the same task with feedback between them.
 
     Example::
 
-        env = MultiAttempt(agentloop.make("math/arith-v0"), k=2, feedback="retry")
+        env = MultiAttempt(agentloop.make("math/arith-v0"), max_attempts=2, feedback="retry")
         obs, info = env.reset(seed=0)
         obs, r, term, trunc, info = env.step("The answer is 3")   # term is False: a second attempt follows
 
@@ -106,11 +110,18 @@ class MultiAttempt(gym.Wrapper):
     ``apply_critique(critique)`` before the next step; the engine batches these across episodes.
     """
 
-    def __init__(self, env: gym.Env, k: int = 2, feedback: FeedbackMode = "env", critic: Critic | None = None,
+    def __init__(self, env: gym.Env, max_attempts: int = 2, feedback: FeedbackMode = "env", critic: Critic | None = None,
                  stop_on_success: bool | None = None, **options: Any):
-        super().__init__(env)
+        if "k" in options:  # the pre-0.2 name; one name for the number of attempts everywhere now
+            warnings.warn("MultiAttempt(k=...) is deprecated; use max_attempts=...", DeprecationWarning, stacklevel=2)
+            max_attempts = options.pop("k")
+        # recorded on env.spec.additional_wrappers; the critic object is not a setting and is left out
+        gym.utils.RecordConstructorArgs.__init__(self, max_attempts=max_attempts, feedback=feedback,
+                                                 stop_on_success=stop_on_success, **options)
+        gym.Wrapper.__init__(self, env)
         try:
-            self.config = MultiAttemptConfig(k=k, feedback=feedback, stop_on_success=stop_on_success, **options)
+            self.config = MultiAttemptConfig(max_attempts=max_attempts, feedback=feedback,
+                                             stop_on_success=stop_on_success, **options)
         except Exception as e:
             raise ConfigError(f"MultiAttempt: {e}") from e
         if critic is not None and not hasattr(critic, "critique"):
@@ -159,7 +170,7 @@ class MultiAttempt(gym.Wrapper):
         if not (terminated or truncated):
             return current, reward, False, False, info
         success = bool(info.get("success", False))
-        last = self._attempt + 1 >= self.config.k
+        last = self._attempt + 1 >= self.config.max_attempts
         stop = last or (success and self.config.stops_on_success)
         if self.config.feedback == "critic" and not stop and (self.config.critique_all or not success):
             request = CritiqueRequest(question=self._question, answer=action, messages=tuple(current),
@@ -225,22 +236,28 @@ class MultiAttempt(gym.Wrapper):
 
 
 class CritiqueInTheLoop(MultiAttempt):
-    """Actor answers, critic critiques, actor refines: ``rounds`` refinements (METHODS.md section 4).
+    """Actor answers, critic critiques, actor refines: up to ``max_attempts - 1`` refinements (METHODS.md section 4).
 
     ``oracle=True`` critiques only wrong answers (the verifier decides); ``oracle=False`` critiques
     every answer and stops when the critic judges the answer correct.
     """
 
-    def __init__(self, env: gym.Env, critic: Critic | None = None, rounds: int = 1, oracle: bool = True, **options: Any):
-        super().__init__(env, k=rounds + 1, feedback="critic", critic=critic,
+    def __init__(self, env: gym.Env, critic: Critic | None = None, max_attempts: int = 2, oracle: bool = True,
+                 **options: Any):
+        if "rounds" in options:  # the pre-0.2 name: rounds of critique = max_attempts - 1
+            warnings.warn("CritiqueInTheLoop(rounds=R) is deprecated; use max_attempts=R + 1", DeprecationWarning,
+                          stacklevel=2)
+            max_attempts = options.pop("rounds") + 1
+        super().__init__(env, max_attempts=max_attempts, feedback="critic", critic=critic,
                          stop_on_success=True if oracle else False, critique_all=not oracle, **options)
 
 
-class TurnLimit(gym.Wrapper):
+class TurnLimit(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Truncate the episode after ``max_turns`` actions."""
 
     def __init__(self, env: gym.Env, max_turns: int):
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, max_turns=max_turns)
+        gym.Wrapper.__init__(self, env)
         if max_turns < 1:
             raise ConfigError(f"TurnLimit: max_turns must be >= 1, got {max_turns}.")
         self.max_turns = max_turns
@@ -299,8 +316,7 @@ class RecordEpisode(gym.Wrapper):
     def __init__(self, env: gym.Env, path: str | Path | None = None, env_id: str | None = None):
         super().__init__(env)
         self.path = Path(path) if path is not None else None
-        spec = getattr(env.unwrapped, "agentloop_spec", None)
-        self.env_id = env_id or (spec.id if spec is not None else type(env.unwrapped).__name__)
+        self.env_id = env_id or (env.spec.id if env.spec is not None else type(env.unwrapped).__name__)
         self.episodes: list[Episode] = []
         self._turns: list[Turn] = []
         self._obs: list[Message] = []
@@ -331,8 +347,63 @@ class RecordEpisode(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
+class PolicyWrapper:
+    """Base class of policies that wrap another policy: every ``generate`` argument passes through.
+
+    A subclass overrides :meth:`generate` (or only :meth:`conversations`) and calls
+    ``super().generate(...)``; the optional ``tools`` argument reaches the inner policy whenever it
+    can take it, so native-tool environments keep working through any stack of wrappers. Attributes
+    the wrapper does not define are read from the inner policy (``wrapper.model`` is the model of an
+    hf policy); ``unwrapped`` is the innermost policy.
+
+    Example::
+
+        class Shouting(PolicyWrapper):
+            def conversations(self, conversations):
+                return [[m.model_copy(update={"content": m.content.upper()}) for m in c] for c in conversations]
+    """
+
+    def __init__(self, policy: Policy):
+        if not hasattr(policy, "generate"):
+            raise ConfigError(f"PolicyWrapper: policy must have a generate method, got {type(policy).__name__}.")
+        self.policy = policy
+
+    @property
+    def takes_tools(self) -> bool:
+        """Whether the innermost policy renders tools natively (the rollout engine asks this)."""
+        from agentloop.protocols import accepts_tools
+
+        inner = self.policy
+        return inner.takes_tools if isinstance(inner, PolicyWrapper) else accepts_tools(inner)
+
+    @property
+    def unwrapped(self) -> Any:
+        inner = self.policy
+        return inner.unwrapped if isinstance(inner, PolicyWrapper) else inner
+
+    def conversations(self, conversations: Sequence[Sequence[Message]]) -> list[list[Message]]:
+        """The conversations the inner policy sees (default: unchanged)."""
+        return [list(c) for c in conversations]
+
+    def generate(self, conversations: Sequence[Sequence[Message]], sampling: SamplingParams,
+                 tools: Sequence[ToolSchemas | None] | None = None) -> list[Completion]:
+        convs = self.conversations(conversations)
+        if tools is None or not any(tools):
+            return self.policy.generate(convs, sampling)
+        if not self.takes_tools:
+            raise ConfigError(f"{type(self).__name__} got tools for native rendering, but the policy it wraps "
+                              f"({type(self.unwrapped).__name__}) takes no tools argument; use a policy that does "
+                              "(hf, vllm, openai) or the environment's text tool prompt")
+        return self.policy.generate(convs, sampling, tools=tools)  # type: ignore[call-arg]
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "policy":  # not set yet (during unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.policy, name)
+
+
 __all__ = [
-    "SCORE_RETRY_INSTRUCTION", "CritiqueInTheLoop", "MultiAttempt", "MultiAttemptConfig", "RecordEpisode",
-    "TurnLimit", "build_turn", "final_messages",
+    "SCORE_RETRY_INSTRUCTION", "CritiqueInTheLoop", "MultiAttempt", "MultiAttemptConfig", "PolicyWrapper",
+    "RecordEpisode", "TurnLimit", "build_turn", "final_messages",
 ]
 

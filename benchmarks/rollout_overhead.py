@@ -49,7 +49,7 @@ def reply(conversation) -> str:
 
 
 def make_env() -> MultiAttempt:
-    return MultiAttempt(Parity(), k=2, feedback="env")
+    return MultiAttempt(Parity(), max_attempts=2, feedback="env")
 
 
 def bare_loop(n: int, policy: ScriptedPolicy, sampling: SamplingParams) -> float:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+import json
+import socket
+from pathlib import Path
+from typing import Any
 
 from agentloop.env import Task, TaskEnv, Verdict
 from agentloop.types import user
@@ -51,3 +55,80 @@ def answer_of(conversation) -> str:
     """The word the EchoEnv prompt in ``conversation`` asks for."""
     prompt = next(m.content for m in conversation if m.role == "user")
     return prompt.rsplit(" ", 1)[-1]
+
+
+def fixer_reply(conversation) -> str:
+    """Task i: i % 3 == 0 right at once; == 1 wrong first then right; == 2 always wrong."""
+    word = answer_of(conversation)
+    i = int(word.removeprefix("word"))
+    tries = sum(m.role == "assistant" for m in conversation)
+    if i % 3 == 0 or (i % 3 == 1 and tries >= 1):
+        return word
+    return "nope"
+
+
+TOOL_SCHEMA = {"type": "function", "function": {"name": "add", "description": "Add.", "parameters": {
+    "type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}}}
+
+
+class ToolsEnv(EchoEnv):
+    """EchoEnv that asks the policy to render one tool natively (reset info ``render_tools``)."""
+
+    def reset(self, *, seed=None, options=None):
+        from agentloop.rollout import RENDER_TOOLS_KEY
+
+        obs, info = super().reset(seed=seed, options=options)
+        return obs, {**info, RENDER_TOOLS_KEY: [TOOL_SCHEMA]}
+
+
+class RecordingPolicy:
+    """A policy whose generate takes ``tools``: records the tools of every call, answers like ``reply``."""
+
+    def __init__(self, reply: Callable | None = None):
+        self.tools: list = []
+        self.reply = reply or (lambda conversation: "x")
+
+    def generate(self, conversations, sampling, tools=None):
+        from agentloop.types import Completion
+
+        self.tools.append(tools)
+        return [Completion(text=self.reply(c)) for c in conversations]
+
+
+def tiny_model(seed: int = 0, vocab: int = 64, hidden: int = 32, layers: int = 2) -> Any:
+    """A small random-init Llama (the SmolLM2 architecture family), identical for a given seed."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                         tie_word_embeddings=True)
+    return LlamaForCausalLM(config)
+
+
+def improve_config(model: str | None, **extra) -> dict:
+    """A small improve config (arith, 2 iterations, a few tasks) for the tiny model; ``extra`` replaces sections."""
+    cfg = {
+        "model": model, "threads": 1, "iterations": 2, "seed": 0,
+        "env": {"id": "math/arith-v0", "kwargs": {"difficulty": 1, "num_tasks": 1000}, "train_kwargs": {"seed": 0},
+                "eval_kwargs": {"seed": 1}, "train_tasks": 6, "eval_tasks": 5},
+        "method": {"name": "rs_sft", "samples_per_task": 2},
+        "collect": {"temperature": 1.0, "max_new_tokens": 6, "batch_size": 1},
+        "train": {"lr": 1e-3, "batch_size": 4, "dtype": "float32"},
+        "eval": {"max_new_tokens": 6, "batch_size": 4},
+    }
+    cfg.update(extra)
+    return cfg
+
+
+def run_keys(run: Path) -> list[str]:
+    """The run keys of the episodes recorded in run directory ``run``, in file order."""
+    return [json.loads(line)["metadata"]["run_key"] for line in (run / "episodes.jsonl").read_text().splitlines()]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -21,50 +21,16 @@ import pytest
 from agentloop.config import load_config
 from agentloop.errors import ConfigError
 from agentloop.improve import ImproveConfig, improve
+from tests.helpers import improve_config, run_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory) -> str:
-    import torch
-    from agentloop.policies.default_model import default_model_path
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    tok = AutoTokenizer.from_pretrained(str(default_model_path()))
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      tie_word_embeddings=True, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-    path = tmp_path_factory.mktemp("tiny")
-    LlamaForCausalLM(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
-
-
-def _config(model: str, **extra) -> dict:
-    cfg = {
-        "model": model, "threads": 1, "iterations": 2, "seed": 0,
-        "env": {"id": "math/arith-v0", "kwargs": {"difficulty": 1, "num_tasks": 1000}, "train_kwargs": {"seed": 0},
-                "eval_kwargs": {"seed": 1}, "train_tasks": 6, "eval_tasks": 5},
-        "method": {"name": "rs_sft", "samples_per_task": 2},
-        "collect": {"temperature": 1.0, "max_new_tokens": 6, "batch_size": 1},
-        "train": {"lr": 1e-3, "batch_size": 4, "dtype": "float32"},
-        "eval": {"max_new_tokens": 6, "batch_size": 4},
-    }
-    cfg.update(extra)
-    return cfg
-
-
-def _keys(run: Path) -> list[str]:
-    return [json.loads(line)["metadata"]["run_key"] for line in (run / "episodes.jsonl").read_text().splitlines()]
-
-
 def test_improve_writes_run_directory(tiny_model_dir, tmp_path):
-    cfg = ImproveConfig.model_validate(_config(tiny_model_dir))
+    cfg = ImproveConfig.model_validate(improve_config(tiny_model_dir))
     result = improve(cfg, out=tmp_path / "run")
     run = tmp_path / "run"
-    keys = _keys(run)
+    keys = run_keys(run)
     assert len(keys) == len(set(keys)) == 3 * 5 + 2 * 6 * 2  # 3 evaluations of 5 tasks, 2 x 6 tasks x 2 samples
     assert {p.name for p in (run / "checkpoints").iterdir()} == {"iter-1", "iter-2"}
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -76,31 +42,31 @@ def test_improve_writes_run_directory(tiny_model_dir, tmp_path):
 
 def test_sigkill_mid_iteration_then_resume_loses_nothing(tiny_model_dir, tmp_path):
     plain = tmp_path / "plain"
-    improve(ImproveConfig.model_validate(_config(tiny_model_dir)), out=plain)
-    expected = Counter(_keys(plain))
+    improve(ImproveConfig.model_validate(improve_config(tiny_model_dir)), out=plain)
+    expected = Counter(run_keys(plain))
 
     killed = tmp_path / "killed"
     code = ("import json, sys; from agentloop.improve import ImproveConfig, improve; "
             "improve(ImproveConfig.model_validate(json.loads(sys.argv[1])), out=sys.argv[2])")
-    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(_config(tiny_model_dir)), str(killed)],
+    proc = subprocess.Popen([sys.executable, "-c", code, json.dumps(improve_config(tiny_model_dir)), str(killed)],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     episodes = killed / "episodes.jsonl"
     deadline = time.time() + 300
     # kill once iteration 1 has collected some (not all) of its episodes: mid-iteration
     while time.time() < deadline and proc.poll() is None:
-        keys = _keys(killed) if episodes.exists() else []
-        if sum(k.startswith("collect|iter=1") for k in keys) >= 3:
+        keys = run_keys(killed) if episodes.exists() else []
+        if sum(k.startswith("collect|") and k.endswith("|iter=1") for k in keys) >= 3:
             break
         time.sleep(0.02)
     assert proc.poll() is None, "the run finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    before = _keys(killed)
-    assert 0 < sum(k.startswith("collect|iter=1") for k in before) < 12
+    before = run_keys(killed)
+    assert 0 < sum(k.startswith("collect|") and k.endswith("|iter=1") for k in before) < 12
     assert not (killed / "checkpoints" / "iter-1").exists()
 
-    improve(ImproveConfig.model_validate(_config(tiny_model_dir)), out=killed, resume=True)
-    after = Counter(_keys(killed))
+    improve(ImproveConfig.model_validate(improve_config(tiny_model_dir)), out=killed, resume=True)
+    after = Counter(run_keys(killed))
     assert after == expected  # same episodes, none lost, none duplicated
     rows = [json.loads(line) for line in (killed / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [0, 1, 2]
@@ -108,23 +74,23 @@ def test_sigkill_mid_iteration_then_resume_loses_nothing(tiny_model_dir, tmp_pat
 
 def test_resume_after_finished_iteration_continues_from_checkpoint(tiny_model_dir, tmp_path):
     run = tmp_path / "run"
-    improve(ImproveConfig.model_validate(_config(tiny_model_dir, iterations=1)), out=run)
+    improve(ImproveConfig.model_validate(improve_config(tiny_model_dir, iterations=1)), out=run)
     with pytest.raises(Exception, match="config differs|--resume"):
-        improve(ImproveConfig.model_validate(_config(tiny_model_dir, iterations=2)), out=run)
-    cfg2 = ImproveConfig.model_validate(_config(tiny_model_dir, iterations=1))
+        improve(ImproveConfig.model_validate(improve_config(tiny_model_dir, iterations=2)), out=run)
+    cfg2 = ImproveConfig.model_validate(improve_config(tiny_model_dir, iterations=1))
     result = improve(cfg2, out=run, resume=True)  # nothing left to do: metrics only
-    assert len(_keys(run)) == 2 * 5 + 6 * 2 and len(result.iterations) == 2
+    assert len(run_keys(run)) == 2 * 5 + 6 * 2 and len(result.iterations) == 2
 
 
 def test_bad_configs_fail_before_any_work(tmp_path):
     base = ROOT / "configs" / "default.yaml"
-    with pytest.raises(ConfigError, match="method.rise.bogus: unknown field"):
+    with pytest.raises(ConfigError, match="method.bogus: unknown field"):
         load_config(ImproveConfig, base, ["method.bogus=1"])
     with pytest.raises(ConfigError, match="held-out split must differ"):
         load_config(ImproveConfig, base, ["env.eval_kwargs.seed=0"])
     with pytest.raises(ConfigError, match="LeTI adds reward tokens"):
         load_config(ImproveConfig, base, ["method={name: leti}", "train.lora={r: 8}"])
-    with pytest.raises(ConfigError, match="eval.attempts >= 2"):
+    with pytest.raises(ConfigError, match="eval.max_attempts >= 2"):
         load_config(ImproveConfig, base, ["method={name: score}"])
 
 
@@ -162,17 +128,17 @@ def test_training_tasks_never_include_held_out_prompts():
 
 
 @pytest.mark.parametrize("method", [
-    {"name": "rise", "turns": 2, "samples_per_task": 2},
+    {"name": "rise", "max_attempts": 2, "samples_per_task": 2},
     {"name": "score", "samples_per_task": 2, "stage1_iterations": 1},
     {"name": "leti", "samples_per_task": 2},
     {"name": "critique_loop", "samples_per_task": 2},
     {"name": "faft", "samples_per_task": 2},
 ], ids=lambda m: m["name"])
 def test_every_method_runs_two_iterations(tiny_model_dir, tmp_path, method):
-    extra = {"method": method, "env": {**_config(tiny_model_dir)["env"], "train_tasks": 3, "eval_tasks": 3}}
+    extra = {"method": method, "env": {**improve_config(tiny_model_dir)["env"], "train_tasks": 3, "eval_tasks": 3}}
     if method["name"] == "score":
-        extra["eval"] = {"attempts": 2, "feedback": "retry", "max_new_tokens": 6, "batch_size": 4}
-    result = improve(ImproveConfig.model_validate(_config(tiny_model_dir, **extra)), out=tmp_path / "run")
+        extra["eval"] = {"max_attempts": 2, "feedback": "retry", "max_new_tokens": 6, "batch_size": 4}
+    result = improve(ImproveConfig.model_validate(improve_config(tiny_model_dir, **extra)), out=tmp_path / "run")
     assert [r["iteration"] for r in result.iterations] == [0, 1, 2]
     assert (tmp_path / "run" / "checkpoints" / "iter-2").is_dir()
 
@@ -180,23 +146,23 @@ def test_every_method_runs_two_iterations(tiny_model_dir, tmp_path, method):
 def test_restart_from_base_restores_starting_weights(tiny_model_dir, tmp_path):
     import torch
 
-    from agentloop.improve import _Loop
+    from agentloop.improve import ImproveLoop
 
-    cfg = ImproveConfig.model_validate(_config(tiny_model_dir, method={"name": "critique_loop"}))
-    loop = _Loop(cfg, tmp_path / "run", resume=False, console=None)
+    cfg = ImproveConfig.model_validate(improve_config(tiny_model_dir, method={"name": "critique_loop"}))
+    loop = ImproveLoop(cfg, tmp_path / "run")
     start = [p.detach().clone() for p in loop.model.parameters()]
     with torch.no_grad():
         for p in loop.model.parameters():
             p.add_(1.0)
-    loop._reload_base()
+    loop.reload_base()
     assert all(torch.equal(a, b) for a, b in zip(start, loop.model.parameters()))
 
 
-def test_cli_runs_prints_the_gain_and_resumes_from_the_run_config(tiny_model_dir, tmp_path):
+def test_cli_runs_prints_the_gain_and_resumes_from_the_runimprove_config(tiny_model_dir, tmp_path):
     import yaml
 
     cfg_path = tmp_path / "tiny.yaml"
-    cfg_path.write_text(yaml.safe_dump(_config(tiny_model_dir, iterations=1)))
+    cfg_path.write_text(yaml.safe_dump(improve_config(tiny_model_dir, iterations=1)))
     run = tmp_path / "run"
     cli = [sys.executable, "-m", "agentloop.cli", "improve"]
     first = subprocess.run([*cli, str(cfg_path), "--out", str(run)], cwd=ROOT, capture_output=True, text=True,
@@ -206,19 +172,39 @@ def test_cli_runs_prints_the_gain_and_resumes_from_the_run_config(tiny_model_dir
     again = subprocess.run([*cli, "--resume", "--out", str(run)], cwd=ROOT, capture_output=True, text=True,
                            timeout=300, check=False)
     assert again.returncode == 0, again.stderr
-    assert len(_keys(run)) == 2 * 5 + 6 * 2
+    assert len(run_keys(run)) == 2 * 5 + 6 * 2
 
 
 def test_eval_every_skips_intermediate_evaluations(tiny_model_dir, tmp_path):
-    cfg = _config(tiny_model_dir, iterations=2)
+    cfg = improve_config(tiny_model_dir, iterations=2)
     cfg["eval"] = {**cfg["eval"], "every": 5}
     result = improve(ImproveConfig.model_validate(cfg), out=tmp_path / "run")
     assert [r["phase"] for r in result.iterations] == ["eval", "train", "eval"]
-    assert len(_keys(tmp_path / "run")) == 2 * 5 + 2 * 6 * 2
+    assert len(run_keys(tmp_path / "run")) == 2 * 5 + 2 * 6 * 2
 
 
 def test_lora_run_saves_adapter_and_generation_copy_follows(tiny_model_dir, tmp_path):
-    cfg = _config(tiny_model_dir, iterations=1)
+    cfg = improve_config(tiny_model_dir, iterations=1)
     cfg["train"] = {**cfg["train"], "lora": {"r": 4, "alpha": 8}}
     improve(ImproveConfig.model_validate(cfg), out=tmp_path / "run")
     assert (tmp_path / "run" / "checkpoints" / "iter-1" / "adapter_config.json").exists()
+
+
+def test_native_tool_env_reaches_the_policy_through_improve(tiny_model_dir, tmp_path):
+    """improve wraps the generation policy (ConditionedPolicy): a native-tool environment's schemas must still
+    reach it, in collection and in held-out evaluation."""
+    from agentloop.registry import envs
+    from agentloop.runs import RunDir
+    from tests.helpers import TOOL_SCHEMA, RecordingPolicy, ToolsEnv, answer_of
+
+    policy = RecordingPolicy(answer_of)
+    env = {"id": "test/ImproveTools-v0", "train_kwargs": {"prefix": "a"}, "eval_kwargs": {"prefix": "b"},
+           "train_tasks": 2, "eval_tasks": 2}
+    with envs.registered("test/ImproveTools-v0", ToolsEnv, kwargs={"n_tasks": 4}):
+        cfg = ImproveConfig.model_validate(improve_config(tiny_model_dir, iterations=1, env=env))
+        result = improve(cfg, out=tmp_path / "run", policy=policy)
+    episodes = RunDir.open(tmp_path / "run").episodes()
+    assert len(episodes) == 2 * 2 + 2 * 2 and all(e.error is None and e.success for e in episodes)
+    schemas = [tools for call in policy.tools for tools in (call or [])]
+    assert len(schemas) == len(episodes) and all(t == [TOOL_SCHEMA] for t in schemas)
+    assert result.before == result.after == 1.0 and result.held_out[-1].metrics.acc_by_attempt[0].value == 1.0

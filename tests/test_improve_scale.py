@@ -1,6 +1,6 @@
 """The improve loop's generation section: config rules, Ray collection, adapter sync (hf standing in for vLLM).
 
-Uses the tiny random model and config helper of tests/test_improve.py: these tests check the
+Uses the tiny random model (tests/conftest.py) and config helper (tests/helpers.py): these tests check the
 machinery (which engine runs the episodes, which weights generation uses), not learning.
 """
 
@@ -14,15 +14,15 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from agentloop.improve import ImproveConfig, _Loop, improve
-from tests.test_improve import _config, _keys, tiny_model_dir  # noqa: F401  (fixture)
+from agentloop.improve import ImproveConfig, ImproveLoop, improve
+from tests.helpers import improve_config, run_keys
 
 ROOT = Path(__file__).resolve().parents[1]
 LORA = {"r": 4, "alpha": 8, "target_modules": ["q_proj", "v_proj"]}
 
 
 def _with(model: str, generation: dict, **extra) -> ImproveConfig:
-    cfg = _config(model, **extra)
+    cfg = improve_config(model, **extra)
     return ImproveConfig.model_validate({**cfg, "generation": generation})
 
 
@@ -45,7 +45,7 @@ def test_generation_config_rules(generation, extra, match):
 
 
 def test_generation_defaults_keep_the_single_process_hf_path():
-    cfg = ImproveConfig.model_validate(_config("m"))
+    cfg = ImproveConfig.model_validate(improve_config("m"))
     g = cfg.generation
     assert g.backend == "hf" and not g.adapter_sync and g.distributed.address is None
     vllm = _with("m", {"backend": "vllm"}, train={"lora": LORA})
@@ -67,24 +67,21 @@ def ray_local():
     ray.shutdown()
 
 
-def test_ray_collection_records_the_same_episodes_as_one_process(tiny_model_dir, ray_local, tmp_path):  # noqa: F811
+def test_ray_collection_records_the_same_episodes_as_one_process(tiny_model_dir, ray_local, tmp_path):
     single = tmp_path / "single"
-    improve(ImproveConfig.model_validate(_config(tiny_model_dir, iterations=1)), out=single)
+    improve(ImproveConfig.model_validate(improve_config(tiny_model_dir, iterations=1)), out=single)
     dist = {"address": "local", "num_workers": 2, "episodes_per_worker": 4}
     ray_run = tmp_path / "ray"
-    loop = _Loop(_with(tiny_model_dir, {"distributed": dist}, iterations=1), ray_run, resume=False, console=None)
-    engines, build = [], loop._engine
-    loop._engine = lambda *a: engines.append(build(*a)) or engines[-1]  # record which engine each phase ran on
+    loop = ImproveLoop(_with(tiny_model_dir, {"distributed": dist}, iterations=1), ray_run)
+    engine = loop.ray_engine
     try:
         result = loop.run_all()
+        # every episode of every phase (eval 0, collect 1, eval 1) ran on the one set of worker actors
+        assert engine.episodes_run == 2 * 5 + 6 * 2
     finally:
         loop.close()
-    from agentloop.distributed import RayRolloutEngine
-
-    assert len(engines) == 3 and all(isinstance(e, RayRolloutEngine) for e in engines)  # eval 0, collect 1, eval 1
-    assert len({id(e) for e in engines}) == 1  # one set of worker actors for the whole run
-    assert Counter(_keys(ray_run)) == Counter(_keys(single))  # 2 evaluations x 5 + 6 tasks x 2 samples, once each
-    assert len(_keys(ray_run)) == 2 * 5 + 6 * 2 and result.n == 5
+    assert Counter(run_keys(ray_run)) == Counter(run_keys(single))  # 2 evaluations x 5 + 6 tasks x 2 samples, once each
+    assert len(run_keys(ray_run)) == 2 * 5 + 6 * 2 and result.n == 5
     assert (ray_run / "checkpoints" / "iter-1").exists()
     # the engine closed its actors at the end (the fixture's Ray instance stays up): their CPUs are free again
     deadline = time.time() + 30
@@ -94,7 +91,7 @@ def test_ray_collection_records_the_same_episodes_as_one_process(tiny_model_dir,
 
     # resume over Ray after a finished run (improve() closes the engine itself): nothing re-run, metrics only
     again = improve(_with(tiny_model_dir, {"distributed": dist}, iterations=1), out=ray_run, resume=True)
-    assert len(_keys(ray_run)) == 2 * 5 + 6 * 2 and len(again.iterations) == 2
+    assert len(run_keys(ray_run)) == 2 * 5 + 6 * 2 and len(again.iterations) == 2
 
 
 # -- adapter sync (the vllm path's wiring, with the hf policy as the engine) ----------------------
@@ -112,25 +109,25 @@ def _assert_serves_trained_adapter(loop) -> None:
     assert all(torch.allclose(served[k], trained[k]) for k in trained)
 
 
-def test_adapter_sync_pushes_each_trained_adapter_to_the_engine(tiny_model_dir, tmp_path):  # noqa: F811
+def test_adapter_sync_pushes_each_trained_adapter_to_the_engine(tiny_model_dir, tmp_path):
     pytest.importorskip("peft")
     # faft trains on every episode (feedback-conditioned), so the tiny model's wrong answers still train the adapter
     cfg = _with(tiny_model_dir, {"sync": "adapter", "adapters": {"keep_last": 1}}, method={"name": "faft", "samples_per_task": 2},
                 train={"lr": 1e-2, "batch_size": 4, "dtype": "float32", "lora": LORA})
     run = tmp_path / "run"
-    loop = _Loop(cfg, run, resume=False, console=None)
+    loop = ImproveLoop(cfg, run)
     assert loop.gen is None  # no in-memory generation copy: the engine was built from the base folder
     embed = loop.gen_policy.model.get_input_embeddings().weight.data_ptr()
     result = loop.run_all()
     loop.close()
-    assert len(_keys(run)) == 3 * 5 + 2 * 6 * 2 and result.n == 5
+    assert len(run_keys(run)) == 3 * 5 + 2 * 6 * 2 and result.n == 5
     assert sorted(p.name for p in (run / "adapters").iterdir()) == ["adapter-0002"]  # keep_last=1
     assert (run / "adapters" / "adapter-0002" / "adapter_config.json").exists()
     _assert_serves_trained_adapter(loop)
     assert loop.gen_policy.model.get_input_embeddings().weight.data_ptr() == embed  # base never reloaded
 
     # resume after the finished run: the fresh engine starts from the base folder and gets the restored adapter
-    resumed = _Loop(cfg, run, resume=True, console=None)
+    resumed = ImproveLoop(cfg, run, resume=True)
     assert resumed.start == 3
     _assert_serves_trained_adapter(resumed)
     resumed.close()
@@ -144,7 +141,7 @@ def test_vllm_backend_runs_the_loop(tmp_path):
         pytest.skip("vLLM needs a CUDA GPU")
     cfg = _with(None, {"backend": "vllm", "vllm_kwargs": {"max_model_len": 1024}},
                 train={"lr": 1e-4, "batch_size": 4, "lora": {"r": 8, "alpha": 16}}, device="cuda")
-    loop = _Loop(cfg, tmp_path / "run", resume=False, console=None)
+    loop = ImproveLoop(cfg, tmp_path / "run")
     engine = loop.gen_policy.llm
     result = loop.run_all()
     loop.close()

@@ -13,16 +13,19 @@ conversation the policy sees, e.g. LeTI's reward token) and ``eval_wrappers``.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agentloop.protocols import Critic, Policy
 from agentloop.rollout import Job, RolloutConfig, RolloutEngine
-from agentloop.types import Completion, Episode, Message, SamplingParams
+from agentloop.runs import episode_key
+from agentloop.types import Episode, Message, SamplingParams
+from agentloop.wrappers import PolicyWrapper
 
 __all__ = ["Algorithm", "Collector", "ConditionedPolicy", "EnvFactory", "EpisodeSpec", "MethodConfig", "TaskSet", "usable"]
 
@@ -46,6 +49,20 @@ class MethodConfig(BaseModel):
         default=False, description="Fine-tune from the starting model each iteration (critique-loop paper) "
         "instead of continuing from the last checkpoint.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_attempts(cls, data: Any) -> Any:
+        """The number of attempts is ``max_attempts`` everywhere; RISE's ``turns`` and the critique loop's
+        ``rounds`` (= max_attempts - 1) are still read, with a DeprecationWarning."""
+        if not isinstance(data, dict) or "max_attempts" not in cls.model_fields:
+            return data
+        for old, shift in (("turns", 0), ("rounds", 1)):
+            if old in data and "max_attempts" not in data:
+                warnings.warn(f"method.{old} is deprecated; use method.max_attempts"
+                              + (f" (= {old} + 1)" if shift else ""), DeprecationWarning, stacklevel=2)
+                data = {k: v for k, v in data.items() if k != old} | {"max_attempts": int(data[old]) + shift}
+        return data
+
 
 @dataclass(frozen=True)
 class TaskSet:
@@ -67,15 +84,18 @@ class EpisodeSpec:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-class ConditionedPolicy:
-    """A policy whose conversations are rewritten by ``condition`` before generation (LeTI, FAFT)."""
+class ConditionedPolicy(PolicyWrapper):
+    """A policy whose conversations are rewritten by ``condition`` before generation (LeTI, FAFT).
+
+    Every other ``generate`` argument (``tools`` included) passes through (:class:`PolicyWrapper`).
+    """
 
     def __init__(self, policy: Policy, condition: Callable[[Sequence[Message]], list[Message]]):
-        self.policy = policy
+        super().__init__(policy)
         self.condition = condition
 
-    def generate(self, conversations: Sequence[Sequence[Message]], sampling: SamplingParams) -> list[Completion]:
-        return self.policy.generate([self.condition(c) for c in conversations], sampling)
+    def conversations(self, conversations: Sequence[Sequence[Message]]) -> list[list[Message]]:
+        return [self.condition(c) for c in conversations]
 
 
 class Algorithm:
@@ -102,7 +122,7 @@ class Algorithm:
         """The episodes to collect for training at ``iteration`` (default: samples_per_task per task)."""
         env = self.train_env(tasks.make_env)
         return [
-            EpisodeSpec(key=f"collect|iter={iteration}|task={i}|sample={j}", env=env, options={"index": i},
+            EpisodeSpec(key=episode_key("collect", task=i, sample=j, iteration=iteration), env=env, options={"index": i},
                         metadata={"phase": "collect", "iteration": iteration, "task_index": i, "sample": j})
             for i in tasks.indices for j in range(self.config.samples_per_task)
         ]

@@ -1,8 +1,8 @@
 """Critique-in-the-loop self-training (Xi et al. 2024; METHODS.md section 4).
 
 Per iteration: the actor samples ``samples_per_task`` answers per question inside
-``CritiqueInTheLoop(rounds, oracle=True)``: a correct first answer ends the episode; a wrong one is
-critiqued by the critic and refined by the actor (up to ``rounds`` times). Training set: the
+``CritiqueInTheLoop(max_attempts, oracle=True)``: a correct first answer ends the episode; a wrong one is
+critiqued by the critic and refined by the actor (up to ``max_attempts - 1`` times). Training set: the
 correct first answers plus the correct refinements that pass the shortcut check (the refinement
 must show its work: at least ``min_work_chars`` characters beyond the final answer line and at
 least one line of working), each trained as an answer to the *original* question (prompt ->
@@ -25,6 +25,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from agentloop.algorithms.base import Algorithm, EnvFactory, MethodConfig, usable
+from agentloop.config import ComponentRef
 from agentloop.training.data import TrainExample, chat_example
 from agentloop.types import CritiqueRequest, Episode, assistant
 
@@ -35,9 +36,11 @@ class CritiqueLoopConfig(MethodConfig):
     """Critique-in-the-loop settings."""
 
     name: Literal["critique_loop"] = "critique_loop"
-    rounds: int = Field(default=1, ge=1, le=8, description="Critique-and-refine rounds after a wrong answer.")
-    critic: dict[str, Any] = Field(default_factory=lambda: {"id": "verifier", "kwargs": {}},
-                                   description="{'id': critic registry id, 'kwargs': {...}}.")
+    max_attempts: int = Field(default=2, ge=2, le=9, description="Attempts per episode: the first answer plus one "
+                              "critique-and-refine round per further attempt.")
+    critic: ComponentRef = Field(default_factory=lambda: ComponentRef(id="verifier"),
+                                 description="The critic: {id: verifier | llm | a plugin's, kwargs: {...}}; an llm critic "
+                                 "without a policy kwarg critiques with the actor.")
     min_work_chars: int = Field(default=8, ge=0, description="Shortcut check: characters of working a refinement needs.")
     train_critic: bool = Field(default=False, description="Also train the (llm) critic on critiques that led to a fix.")
     restart_from_base: bool = Field(default=True, description="Paper: fine-tune the starting model each iteration.")
@@ -82,22 +85,16 @@ class CritiqueLoop(Algorithm):
         self.critic: Any = None
 
     def make_critic(self, actor_policy: Any) -> Any:
-        from agentloop.registry import make_critic
-
-        spec = dict(self.config.critic)
-        kwargs = dict(spec.get("kwargs") or {})
-        if spec.get("id") == "llm" and "policy" not in kwargs:
-            kwargs["policy"] = actor_policy
-        self.critic = make_critic(str(spec.get("id", "verifier")), **kwargs)
+        self.critic = self.config.critic.make_critic(actor_policy)
         return self.critic
 
     def train_env(self, make_env: Any) -> EnvFactory:
         from agentloop.wrappers import CritiqueInTheLoop
 
-        rounds = self.config.rounds
+        max_attempts = self.config.max_attempts
 
         def factory() -> Any:
-            return CritiqueInTheLoop(make_env(), critic=None, rounds=rounds, oracle=True)
+            return CritiqueInTheLoop(make_env(), critic=None, max_attempts=max_attempts, oracle=True)
         return factory
 
     def examples(self, episodes: Sequence[Episode], tokenizer: Any) -> list[TrainExample]:

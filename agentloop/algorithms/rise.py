@@ -2,7 +2,7 @@
 
 A single-turn task becomes a multi-turn MDP: after a wrong attempt the user turn is
 ``"The answer is incorrect. Please try again. Here's the question: {question}"`` and the episode
-stops at the first correct answer (up to ``turns`` attempts). Every attempt ``a_t`` in state
+stops at the first correct answer (up to ``max_attempts`` attempts). Every attempt ``a_t`` in state
 ``s_t`` (the whole conversation before it) becomes a training example whose only trained span is
 that final assistant turn (earlier turns are context), weighted by reward-weighted regression
 ``exp(r / tau)`` (:func:`~agentloop.algorithms.losses.rwr_weights`, tau = 0.4), after one of the
@@ -27,9 +27,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from agentloop.algorithms.base import Algorithm, EnvFactory, MethodConfig
+from agentloop.config import ComponentRef
 from agentloop.training.data import TrainExample, chat_example
 from agentloop.types import Episode, Message, SamplingParams, assistant
 
@@ -39,24 +40,18 @@ RISE_FEEDBACK = "The answer is incorrect. Please try again. Here's the question:
 Filter = Literal["all", "better", "best", "success"]
 
 
-class TeacherSettings(BaseModel):
-    """A policy from the registry that writes the attempts after the first (RISE distillation)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    id: str = Field(description="Policy registry id (hf, vllm, openai, ...).")
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="Constructor kwargs, e.g. {model: ...}.")
+TeacherSettings = ComponentRef  # the policy that writes the attempts after the first (RISE distillation)
 
 
 class RISEConfig(MethodConfig):
     """RISE settings."""
 
     name: Literal["rise"] = "rise"
-    turns: int = Field(default=3, ge=1, le=16, description="Attempts per training episode (stops at the first success).")
+    max_attempts: int = Field(default=3, ge=1, le=16, description="Attempts per training episode (stops at the first success).")
     tau: float = Field(default=0.4, gt=0, description="RWR temperature: weights exp(r / tau).")
     filter: Filter = Field(default="all", description="Which attempts become training examples (see the module docstring).")
     feedback_template: str = Field(default=RISE_FEEDBACK, description="User turn after a wrong attempt; may use {question}.")
-    teacher: TeacherSettings | None = Field(
+    teacher: ComponentRef | None = Field(
         default=None, description="Distillation: the policy producing attempts after the first (None = self-distillation).")
 
 
@@ -95,9 +90,7 @@ class RISE(Algorithm):
         if self.config.teacher is None:
             return learner
         if self._teacher is None:
-            from agentloop.registry import make_policy
-
-            self._teacher = make_policy(self.config.teacher.id, **self.config.teacher.kwargs)
+            self._teacher = self.config.teacher.make_policy()
         return TurnRoutedPolicy(learner, self._teacher)
 
     def train_env(self, make_env: Any) -> EnvFactory:
@@ -107,9 +100,9 @@ class RISE(Algorithm):
 
         def factory() -> Any:
             env = make_env()
-            if c.turns == 1:
+            if c.max_attempts == 1:
                 return env
-            return MultiAttempt(env, k=c.turns, feedback="binary", stop_on_success=True,
+            return MultiAttempt(env, max_attempts=c.max_attempts, feedback="binary", stop_on_success=True,
                                 binary_wrong_template=c.feedback_template)
         return factory
 

@@ -1,6 +1,6 @@
 """SCoRe: multi-turn RL for self-correction (Kumar et al. 2024; METHODS.md section 1).
 
-Two attempts per task: ``MultiAttempt(k=2, feedback="retry")`` appends the fixed self-correction
+Two attempts per task: ``MultiAttempt(max_attempts=2, feedback="retry")`` appends the fixed self-correction
 instruction (the environment's own, else the paper's MATH text) that never reveals the verdict.
 Each episode gives two training sequences: attempt 1 (prompt -> y1) and attempt 2
 (prompt, y1, instruction -> y2), each training only its own reply.
@@ -100,7 +100,7 @@ class SCoRe(Algorithm):
         instruction = self.config.retry_instruction
 
         def factory() -> Any:
-            return MultiAttempt(make_env(), k=2, feedback="retry", stop_on_success=False,
+            return MultiAttempt(make_env(), max_attempts=2, feedback="retry", stop_on_success=False,
                                 retry_instruction=instruction)
         return factory
 

@@ -12,7 +12,7 @@ import typer
 
 
 def _flags(policy: str | None, policy_args: list[str], checkpoint: str | None, envs: list[str], suite: str | None,
-           suites_file: str | None, k: int | None, feedback: str | None, critic: str | None, n: int | None,
+           suites_file: str | None, max_attempts: int | None, feedback: str | None, critic: str | None, n: int | None,
            seeds: str | None, limit: int | None, temperature: float | None, max_new_tokens: int | None,
            compare: bool | None, critique_all: bool | None = None) -> tuple[dict[str, Any], list[str]]:
     """The flags that were given, as a config mapping, plus policy kwargs as overrides."""
@@ -21,7 +21,8 @@ def _flags(policy: str | None, policy_args: list[str], checkpoint: str | None, e
         data.setdefault("policy", {})["id"] = policy
     if checkpoint is not None:
         data.setdefault("policy", {})["checkpoint"] = checkpoint
-    for key, value in (("envs", list(envs) or None), ("suite", suite), ("suites_file", suites_file), ("k", k),
+    for key, value in (("envs", list(envs) or None), ("suite", suite), ("suites_file", suites_file),
+                       ("max_attempts", max_attempts),
                        ("feedback", feedback), ("n", n), ("limit", limit), ("compare", compare),
                        ("critique_all", critique_all)):
         if value is not None:
@@ -39,6 +40,28 @@ def _flags(policy: str | None, policy_args: list[str], checkpoint: str | None, e
     return data, [f"policy.kwargs.{a}" for a in policy_args]
 
 
+class EnvBars:
+    """Rich progress bars of ``agentloop eval``: one per environment, fed by ``evaluate``'s progress callback."""
+
+    def __init__(self, console: Any):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+            TimeRemainingColumn
+
+        self._bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                             TextColumn("ok {task.fields[ok]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                             console=console)
+        self._ids: dict[str, Any] = {}
+        self._bar.start()
+
+    def __call__(self, label: str, done: int, total: int, ok: int) -> None:
+        if label not in self._ids:
+            self._ids[label] = self._bar.add_task(label, total=total, ok=0)
+        self._bar.update(self._ids[label], completed=done, total=total, ok=ok)
+
+    def close(self) -> None:
+        self._bar.stop()
+
+
 def register(app: typer.Typer) -> None:
     @app.command("eval")
     def eval_cmd(
@@ -49,7 +72,7 @@ def register(app: typer.Typer) -> None:
         env: list[str] = typer.Option([], "--env", "-e", help="Environment id (repeatable)."),
         suite: str = typer.Option(None, "--suite", "-s", help="Named suite (see `agentloop suites`)."),
         suites_file: str = typer.Option(None, "--suites-file", help="YAML/TOML file with user-defined suites."),
-        k: int = typer.Option(None, "--k", "-k", help="Attempts per episode (default 2)."),
+        max_attempts: int = typer.Option(None, "--max-attempts", "-k", help="Attempts per episode (default 2)."),
         feedback: str = typer.Option(None, "--feedback", help="none|binary|retry|env|oracle|critic (default env)."),
         critic: str = typer.Option(None, "--critic", help="Critic id for --feedback critic (llm, verifier)."),
         critique_all: bool = typer.Option(None, "--critique-all/--no-critique-all", help="With --feedback critic: "
@@ -73,12 +96,17 @@ def register(app: typer.Typer) -> None:
         from agentloop.config import load_config, merge, read_config_file
         from agentloop.evaluation.evaluate import EvalConfig, evaluate
 
-        data, policy_overrides = _flags(policy, policy_arg, checkpoint, env, suite, suites_file, k, feedback, critic,
+        data, policy_overrides = _flags(policy, policy_arg, checkpoint, env, suite, suites_file, max_attempts, feedback, critic,
                                         n, seeds, limit, temperature, max_new_tokens, compare, critique_all)
         base = read_config_file(config) if config else {}
         cfg = load_config(EvalConfig, None, [*policy_overrides, *set_], base=merge(base, data))
         console = Console()
-        result = evaluate(cfg, out, resume=resume, progress=not quiet)
+        bars = None if quiet else EnvBars(console)
+        try:
+            result = evaluate(cfg, out, resume=resume, progress=bars)
+        finally:
+            if bars is not None:
+                bars.close()
         _print_summary(console, result.metrics)
         console.print(f"run directory: {result.run.path} ({result.new_episodes} new episodes)")
         if report:
@@ -109,7 +137,7 @@ def _print_summary(console: Any, metrics: dict[str, Any]) -> None:
 
     from agentloop.evaluation.metrics import Estimate
 
-    k = int(metrics.get("k", 1))
+    k = int(metrics.get("max_attempts", 1))
     table = Table(title="accuracy by attempt (%, 95% interval, N)")
     for col in ["environment"] + [f"Acc@t{t}" for t in range(1, k + 1)] + (["i->c", "c->i"] if k > 1 else []):
         table.add_column(col)

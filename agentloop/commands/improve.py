@@ -9,6 +9,7 @@ before any work starts, naming the field and the rule.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -20,6 +21,38 @@ def _split(config: str | None, overrides: list[str]) -> tuple[str | None, list[s
     if config is not None and "=" in config and not Path(config).exists():
         return None, [config, *overrides]
     return config, list(overrides)
+
+
+class PhaseBars:
+    """Rich progress bars for improve's phases: one bar per label, the previous one stopped when a new label starts.
+
+    Called as ``improve``'s ``progress(label, done, total, info)`` callback.
+    """
+
+    def __init__(self, console: Any):
+        self.console = console
+        self._progress: Any = None
+        self._task: Any = None
+        self._label = ""
+
+    def __call__(self, label: str, done: int, total: int | None, info: str = "") -> None:
+        if label != self._label:
+            self.close()
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=self.console)
+            self._progress.start()
+            self._task = self._progress.add_task(label, total=None, info="")
+            self._label = label
+        self._progress.update(self._task, completed=done, total=total, info=info)
+        if total is not None and done >= total:  # the phase is over: the bar stays above the next log line
+            self.close()
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress, self._label = None, ""
 
 
 def register(app: typer.Typer) -> None:
@@ -56,5 +89,9 @@ def register(app: typer.Typer) -> None:
         if resume and not target.exists():
             raise ConfigError(f"--resume: {target} does not exist; give the run directory with --out.")
         console.print(f"agentloop improve: {cfg.method.name} on {cfg.env.id}, {cfg.iterations} iterations -> {target}")
-        result = improve(cfg, out=target, resume=resume, console=console)
+        bars = PhaseBars(console)
+        try:
+            result = improve(cfg, out=target, resume=resume, progress=bars)
+        finally:
+            bars.close()
         console.print(format_result(result))

@@ -70,7 +70,7 @@ def compute_matched(seq: Sequence[Episode], par: Sequence[Episode], k: int) -> d
     def col(name: str) -> list[Any]:
         return [r[name] for r in rows]
 
-    out: dict[str, Any] = {"n_problems": len(rows), "k": k, "tokens_exact": all(col("exact"))}
+    out: dict[str, Any] = {"n_problems": len(rows), "max_attempts": k, "tokens_exact": all(col("exact"))}
     for name in ("seq_final", "seq_oracle", "par_first", "par_majority", "par_oracle", "tm_majority", "tm_oracle"):
         out[name] = M.proportion(col(name)).model_dump()
     for name in ("seq_tokens", "par_tokens", "tm_samples"):

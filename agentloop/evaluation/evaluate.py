@@ -22,6 +22,8 @@ environment without ``num_tasks`` gets ``limit`` seeded episodes (``limit`` is t
 
 from __future__ import annotations
 
+import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,51 +31,88 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from agentloop.config import ComponentRef
 from agentloop.distributed import DistributedConfig
 from agentloop.errors import ConfigError
 from agentloop.evaluation.suites import SuiteEntry, get_suite
 from agentloop.runs import RunDir, episode_key
 from agentloop.types import Episode, FeedbackMode, SamplingParams
 
-__all__ = ["CriticConfig", "EvalConfig", "EvalResult", "PlannedEnv", "PolicyConfig", "build_engine", "evaluate",
+logger = logging.getLogger(__name__)
+
+#: ``progress(env_label, done, total, successes)``: an environment's episodes advanced.
+EvalProgress = Callable[[str, int, int, int], None]
+
+__all__ = ["AttemptSettings", "CriticConfig", "EvalConfig", "EvalResult", "PlannedEnv", "PolicyConfig", "build_engine", "evaluate",
            "plan_envs", "resolve_checkpoint"]
 
 
-class PolicyConfig(BaseModel):
+class PolicyConfig(ComponentRef):
     """Which policy answers: a registered backend id with its kwargs, or a checkpoint of a run."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     id: str = Field(default="hf", description="Registered policy id: hf, vllm, openai, scripted, or a plugin's.")
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="Constructor kwargs of the policy.")
     checkpoint: str | None = Field(default=None, description="A checkpoint folder, or a run directory (its "
                                    "latest checkpoint); loaded as model= (full weights) or adapter= (LoRA).")
 
 
-class CriticConfig(BaseModel):
-    """The critic of feedback='critic' (a registered critic id and its kwargs)."""
+CriticConfig = ComponentRef  # the critic of feedback='critic'; an llm critic without a policy kwarg uses the actor
+
+
+class AttemptSettings(BaseModel):
+    """How each evaluation episode is played: attempts and the feedback between them.
+
+    Shared by ``agentloop eval`` (:class:`EvalConfig`) and ``agentloop improve``'s held-out
+    evaluation (its ``eval`` section); :func:`attempt_kwargs` turns it into ``make`` keywords.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: str = Field(description="Registered critic id: llm, verifier, or a plugin's.")
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="Constructor kwargs of the critic. For "
-                                   "'llm' without a policy kwarg the actor critiques itself.")
+    max_attempts: int = Field(default=2, ge=1, le=64, description="Attempts per episode (K).")
+    feedback: FeedbackMode = Field(default="env", description="Feedback between attempts.")
+    critic: ComponentRef | None = Field(default=None, description="Critic for feedback='critic' ({id, kwargs}).")
+    critique_all: bool = Field(default=False, description="feedback='critic' without an oracle: every answer is "
+                               "critiqued and the episode stops when the critic approves (METHODS.md section 4).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        """``k`` (eval) and ``attempts`` (improve's eval section) are the old names: read, with a DeprecationWarning."""
+        if isinstance(data, dict):
+            for old in ("k", "attempts"):
+                if old in data:
+                    if "max_attempts" in data:
+                        raise ValueError(f"give max_attempts only: '{old}' is its deprecated name")
+                    warnings.warn(f"'{old}' is deprecated; write max_attempts: {data[old]} (one name for the number "
+                                  "of attempts everywhere)", DeprecationWarning, stacklevel=2)
+                    data = {k: v for k, v in data.items() if k != old} | {"max_attempts": data[old]}
+        return data
+
+    @model_validator(mode="after")
+    def _attempt_rules(self) -> AttemptSettings:
+        if self.feedback == "critic" and self.critic is None:
+            raise ValueError("feedback='critic' needs a critic (critic.id=llm or critic.id=verifier)")
+        if self.critique_all and (self.feedback != "critic" or self.max_attempts < 2):
+            raise ValueError("critique_all=True critiques every answer between attempts; it needs feedback='critic' "
+                             "and max_attempts >= 2")
+        return self
+
+    def attempt_kwargs(self) -> dict[str, Any]:
+        """The ``agentloop.make`` keywords that play an episode this way."""
+        kwargs: dict[str, Any] = {"max_attempts": self.max_attempts}
+        if self.max_attempts > 1:
+            kwargs["feedback"] = self.feedback
+            if self.critique_all:
+                kwargs["critique_all"] = True
+        return kwargs
 
 
-class EvalConfig(BaseModel):
+class EvalConfig(AttemptSettings):
     """Everything one evaluation run needs; written to the run directory as its resolved config."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     envs: list[str] = Field(default_factory=list, description="Environment ids (or use suite).")
     suite: str | None = Field(default=None, description="A named suite (built-in or from suites_file).")
     suites_file: str | None = Field(default=None, description="YAML/TOML file of user-defined suites.")
-    k: int = Field(default=2, ge=1, le=64, description="Attempts per episode.")
-    feedback: FeedbackMode = Field(default="env", description="Feedback between attempts.")
-    critic: CriticConfig | None = Field(default=None, description="Critic for feedback='critic'.")
-    critique_all: bool = Field(default=False, description="feedback='critic' without an oracle: every answer is "
-                               "critiqued and the episode stops when the critic approves (METHODS.md section 4).")
     n: int = Field(default=1, ge=1, description="Samples (episodes) per task; >1 gives pass@k and CL/CS.")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="Environment seeds.")
     limit: int | None = Field(default=None, ge=1, description="At most this many tasks per environment.")
@@ -90,18 +129,14 @@ class EvalConfig(BaseModel):
     def _check(self) -> EvalConfig:
         if bool(self.envs) == bool(self.suite):
             raise ValueError("give exactly one of envs (environment ids) or suite (a suite name)")
-        if self.feedback == "critic" and self.critic is None:
-            raise ValueError("feedback='critic' needs a critic (critic.id=llm or critic.id=verifier)")
-        if self.critique_all and (self.feedback != "critic" or self.k < 2):
-            raise ValueError("critique_all=True critiques every answer between attempts; it needs feedback='critic' "
-                             "and k >= 2")
         if self.sampling.n != 1:
             raise ValueError("sampling.n must be 1; use n (samples per task) instead")
         if (self.n > 1 or self.compare) and self.sampling.temperature == 0:
             raise ValueError("n > 1 or compare=True at temperature 0 would repeat the same greedy answer; "
                              "set sampling.temperature > 0 (e.g. 0.7)")
-        if self.compare and self.k < 2:
-            raise ValueError("compare=True compares K sequential attempts with K parallel samples; it needs k >= 2")
+        if self.compare and self.max_attempts < 2:
+            raise ValueError("compare=True compares K sequential attempts with K parallel samples; it needs "
+                             "max_attempts >= 2")
         return self
 
 
@@ -188,15 +223,8 @@ def build_policy(cfg: PolicyConfig) -> Any:
     return make_policy(cfg.id, **policy_kwargs(cfg))
 
 
-def build_critic(cfg: CriticConfig | None, actor: Any) -> Any:
-    if cfg is None:
-        return None
-    from agentloop.registry import make_critic
-
-    kwargs = dict(cfg.kwargs)
-    if cfg.id == "llm" and "policy" not in kwargs:
-        kwargs["policy"] = actor  # self-critique with the actor's own model
-    return make_critic(cfg.id, **kwargs)
+def build_critic(cfg: ComponentRef | None, actor: Any) -> Any:
+    return None if cfg is None else cfg.make_critic(actor)  # an llm critic without a policy: self-critique
 
 
 def plan_jobs(cfg: EvalConfig, planned: list[PlannedEnv]) -> list[Any]:
@@ -206,20 +234,16 @@ def plan_jobs(cfg: EvalConfig, planned: list[PlannedEnv]) -> list[Any]:
     jobs = []
     for p in planned:
         label = p.entry.label
-        seq_kwargs = {**p.entry.kwargs, "max_attempts": cfg.k}
-        if cfg.k > 1:
-            seq_kwargs["feedback"] = cfg.feedback
-            if cfg.critique_all:
-                seq_kwargs["critique_all"] = True
+        seq_kwargs = {**p.entry.kwargs, **cfg.attempt_kwargs()}
         modes = [("sequential", cfg.n, seq_kwargs)]
         if cfg.compare:
-            modes.append(("parallel", cfg.k, {**p.entry.kwargs, "max_attempts": 1}))
+            modes.append(("parallel", cfg.max_attempts, {**p.entry.kwargs, "max_attempts": 1}))
         for seed in cfg.seeds:
             for i in range(p.n_tasks):
                 for mode, samples, make_kwargs in modes:
                     for j in range(samples):
-                        key = episode_key(label, task=i, sample=j, seed=seed)
-                        key = key if mode == "sequential" else f"par|{key}"
+                        group = label if mode == "sequential" else f"par|{label}"  # parallel samples: own keys
+                        key = episode_key(group, task=i, sample=j, seed=seed)
                         jobs.append(Job(
                             env=p.entry.env,
                             seed=seed if p.by_index else seed * 1_000_003 + i,
@@ -232,10 +256,11 @@ def plan_jobs(cfg: EvalConfig, planned: list[PlannedEnv]) -> list[Any]:
 
 
 def evaluate(cfg: EvalConfig, out: str | Path, *, resume: bool = False, policy: Any = None, critic: Any = None,
-             progress: bool = True, on_episode: Callable[[Episode], None] | None = None) -> EvalResult:
-    """Run (or resume) an evaluation into the run directory ``out``; see the module docstring.
+             progress: EvalProgress | None = None, on_episode: Callable[[Episode], None] | None = None) -> EvalResult:
+    """Run (or resume) an evaluation into the run directory ``out``; see the module docstring. Prints nothing.
 
     ``policy``/``critic`` instances override ``cfg.policy``/``cfg.critic`` (e.g. a model being trained).
+    ``progress(label, done, total, ok)`` is called per environment as episodes finish (the CLI draws bars).
     """
     from agentloop.rollout import RolloutConfig
 
@@ -249,16 +274,17 @@ def evaluate(cfg: EvalConfig, out: str | Path, *, resume: bool = False, policy: 
                         ignore=("max_concurrency", "step_workers", "distributed"))
     done = run.done_keys()
     jobs = [j for j in plan_jobs(cfg, planned) if j.metadata["run_key"] not in done]
+    logger.info("%d episodes to run (%d already recorded in %s)", len(jobs), len(done), run.path)
     if jobs:
         sampling = cfg.sampling.model_copy(update={"return_logprobs": cfg.sampling.return_logprobs or cfg.count_tokens})
         rollout = RolloutConfig(sampling=sampling, max_concurrency=cfg.max_concurrency, step_workers=cfg.step_workers)
         engine = build_engine(cfg, rollout, policy, critic)
         try:
-            _run_with_progress(engine, run, jobs, planned, cfg, progress, on_episode)
+            _run(engine, run, jobs, planned, cfg, progress, on_episode)
         finally:
             if hasattr(engine, "close"):  # the Ray engine's worker actors (and Ray, if it started it)
                 engine.close()
-    metrics = summarize_run(run, cfg.k)
+    metrics = summarize_run(run, cfg.max_attempts)
     return EvalResult(run=run, metrics=metrics, new_episodes=len(jobs))
 
 
@@ -289,42 +315,34 @@ def build_engine(cfg: EvalConfig, rollout: Any, policy: Any = None, critic: Any 
     return make_engine(None, None, rollout, dist, make_policy=make_pol, make_critic=make_crit)
 
 
-def summarize_run(run: RunDir, k: int) -> dict[str, Any]:
+def summarize_run(run: RunDir, max_attempts: int) -> dict[str, Any]:
     from agentloop.evaluation.summarize import summarize
 
-    metrics = summarize(run.episodes(), k)
+    metrics = summarize(run.episodes(), max_attempts)
     run.write_metrics(metrics)
     return metrics
 
 
-def _run_with_progress(engine: Any, run: RunDir, jobs: list[Any], planned: list[PlannedEnv], cfg: EvalConfig,
-                       show: bool, on_episode: Callable[[Episode], None] | None) -> None:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    per_task = cfg.n + (cfg.k if cfg.compare else 0)
+def _run(engine: Any, run: RunDir, jobs: list[Any], planned: list[PlannedEnv], cfg: EvalConfig,
+         progress: EvalProgress | None, on_episode: Callable[[Episode], None] | None) -> None:
+    """Run ``jobs``, appending each finished episode to ``run`` and reporting per-environment progress."""
+    per_task = cfg.n + (cfg.max_attempts if cfg.compare else 0)
     totals = {p.entry.label: p.n_tasks * len(cfg.seeds) * per_task for p in planned}
-    remaining = {label: sum(j.metadata["env_label"] == label for j in jobs) for label in totals}
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("ok {task.fields[ok]}"),
-               TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=not show, transient=False) as bar:
-        ids = {label: bar.add_task(label, total=totals[label], completed=totals[label] - remaining[label], ok=0)
-               for label in totals}
-        ok = dict.fromkeys(totals, 0)
+    done = {label: totals[label] - sum(j.metadata["env_label"] == label for j in jobs) for label in totals}
+    ok = dict.fromkeys(totals, 0)
+    if progress is not None:
+        for label in totals:
+            progress(label, done[label], totals[label], 0)
 
-        def record(ep: Episode) -> None:
-            run.append_episode(ep)
-            label = str(ep.metadata["env_label"])
-            ok[label] += int(ep.success)
-            bar.update(ids[label], advance=1, ok=ok[label])
-            if on_episode is not None:
-                on_episode(ep)
+    def record(ep: Episode) -> None:
+        run.append_episode(ep)
+        label = str(ep.metadata["env_label"])
+        done[label] += 1
+        ok[label] += int(ep.success)
+        if progress is not None:
+            progress(label, done[label], totals[label], ok[label])
+        if on_episode is not None:
+            on_episode(ep)
 
-        engine.run(jobs, on_episode=record)
-
+    engine.run(jobs, on_episode=record)
+    logger.info("evaluated %d new episodes into %s", len(jobs), run.path)

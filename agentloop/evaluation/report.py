@@ -46,8 +46,8 @@ class RunView:
     episodes: list[Episode] = field(default_factory=list)
 
     @property
-    def k(self) -> int:
-        return int(self.metrics.get("k") or self.config.get("k") or 1)
+    def max_attempts(self) -> int:
+        return int(self.metrics.get("max_attempts") or self.config.get("max_attempts") or 1)
 
 
 def load_run(path: str | Path, name: str | None = None) -> RunView:
@@ -60,7 +60,7 @@ def load_run(path: str | Path, name: str | None = None) -> RunView:
     episodes = run.episodes()
     metrics = run.read_metrics()
     if run.kind == "eval" and episodes:
-        metrics = summarize(episodes, int(config.get("k") or 0) or None)
+        metrics = summarize(episodes, int(config.get("max_attempts") or 0) or None)
     label = name or run.path.resolve().name
     return RunView(name=label, path=run.path, kind=run.kind, config=config, metrics=metrics,
                    history=run.history(), episodes=episodes)
@@ -201,7 +201,7 @@ def _summary(runs: list[RunView]) -> Section:
         envs = c.get("suite") or ", ".join(c.get("envs", [])) or (env.get("id") if isinstance(env, dict) else env) or "-"
         pol = policy.get("checkpoint") or policy.get("id", "-") if isinstance(policy, dict) else str(policy)
         overall = r.metrics.get("overall", {})
-        rows.append([r.name, r.kind, str(pol), envs, str(c.get("k", "-")), str(c.get("feedback", "-")),
+        rows.append([r.name, r.kind, str(pol), envs, str(c.get("max_attempts", "-")), str(c.get("feedback", "-")),
                      str(overall.get("n_episodes", len(r.episodes))), str(overall.get("n_errors", "-"))])
     return Section("summary", "Summary", "Figures are percentages unless marked otherwise, each with its 95% interval [lo, hi] and N.",
                    [(["run", "kind", "policy", "environments", "K", "feedback", "episodes", "errors"], rows)])
@@ -210,7 +210,7 @@ def _summary(runs: list[RunView]) -> Section:
 def _accuracy(runs: list[RunView]) -> Section | None:
     if not any(r.metrics.get("overall") for r in runs):
         return None
-    k = max(r.k for r in runs)
+    k = max(r.max_attempts for r in runs)
     sec = Section("accuracy-by-attempt", "Accuracy by attempt",
                   "Acc@t: share of problems whose answer at attempt t is correct (an episode that stopped at a "
                   "correct answer keeps it).")
@@ -229,7 +229,7 @@ def _accuracy(runs: list[RunView]) -> Section | None:
 
 
 def _transitions(runs: list[RunView]) -> Section | None:
-    if all(r.k < 2 for r in runs) or not any(r.metrics.get("overall") for r in runs):
+    if all(r.max_attempts < 2 for r in runs) or not any(r.metrics.get("overall") for r in runs):
         return None
     sec = Section("transitions", "Self-correction transitions (t1 to tK)",
                   "delta = Acc@tK - Acc@t1 = delta i->c - delta c->i; fix rate = i->c / (1 - Acc@t1); "
@@ -356,6 +356,24 @@ def _run_metrics(runs: list[RunView]) -> Section | None:
     return Section("run-metrics", "Run metrics", "Scalar figures from metrics.json.", [(["run", "figure", "value"], rows)])
 
 
+def _held_out(runs: list[RunView]) -> Section | None:
+    """Training runs (improve): the held-out AttemptMetrics logged at each evaluated iteration."""
+    from agentloop.evaluation.summarize import AttemptMetrics
+
+    found = [(r, row["iteration"], AttemptMetrics.model_validate(row["held_out"]))
+             for r in runs if r.kind != "eval" for row in r.history if row.get("held_out")]
+    if not found:
+        return None
+    k = max(m.max_attempts for _, _, m in found)
+    rows = [[r.name, str(it), str(m.n_episodes), str(m.n_errors)] + [e.fmt() for e in m.acc_by_attempt]
+            + [""] * (k - len(m.acc_by_attempt)) + ([m.delta_i_to_c.fmt() if m.delta_i_to_c else "n/a"] if k > 1 else [])
+            for r, it, m in found]
+    header = ["run", "iteration", "episodes", "errors"] + [f"Acc@t{t}" for t in range(1, k + 1)]
+    return Section("held-out", "Held-out evaluation by iteration", "The held-out split of each training run, "
+                   "evaluated greedily at the logged iterations (acc_by_attempt, delta_i_to_c).",
+                   [(header + (["delta i->c"] if k > 1 else []), rows)])
+
+
 def _training(runs: list[RunView]) -> Section | None:
     sec = Section("training-curves", "Training curves", "Per-iteration metrics from metrics.jsonl.")
     for r in runs:
@@ -369,7 +387,7 @@ def _training(runs: list[RunView]) -> Section | None:
 def _comparison(runs: list[RunView]) -> Section | None:
     if len(runs) < 2:
         return None
-    cmp = compare_runs([(r.name, r.episodes, r.k) for r in runs])
+    cmp = compare_runs([(r.name, r.episodes, r.max_attempts) for r in runs])
     sec = Section("comparison", "Comparison", f"On the {cmp['n_shared']} problems all runs share; differences are "
                   f"paired (same problems) against {cmp['baseline']}, with bootstrap intervals.")
     rows = [[x["name"], _est(x["acc_t1"]), _est(x["acc_final"]), _est(x["diff_t1"]), _est(x["diff_final"])]
@@ -447,8 +465,8 @@ def render_html(title: str, subtitle: str, sections: list[Section]) -> str:
 def build_sections(runs: list[RunView]) -> list[Section]:
     """Every section that has data, in reading order (the comparison is checked first: it may refuse)."""
     comparison = _comparison(runs)  # mismatched runs raise here, before any plotting
-    builders = [_accuracy, _transitions, _per_env, _sampling, _compute_matched, _critic, _env_metrics, _run_metrics,
-                _training]
+    builders = [_accuracy, _transitions, _per_env, _sampling, _compute_matched, _critic, _env_metrics, _held_out,
+                _run_metrics, _training]
     sections = [_summary(runs)] + [s for b in builders if (s := b(runs)) is not None]
     return sections + ([comparison] if comparison else [])
 

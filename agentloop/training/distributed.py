@@ -15,13 +15,8 @@
   group (``agentloop improve`` does this when ``train.distributed.num_processes > 1``): it saves the
   current weights and the examples, launches :func:`fit_worker` in every process (``python -m
   agentloop.training.distributed --fit SPEC``), and loads the checkpoint rank 0 wrote.
-* ``python -m agentloop.training.distributed --trainer`` (:func:`trainer_run`) runs the project's
-  :class:`~agentloop.training.trainer.Trainer` with its model wrapped by accelerate (DDP); the
-  trainer splits each global batch across the processes and normalises by global counts.
-* ``python -m agentloop.training.distributed`` (``reference_run``) trains a tiny random-init Llama
-  for a few steps on a fixed synthetic global batch with a masked LM loss and saves the parameters;
-  the tests launch it with 1 and 2 CPU processes and compare. It is the reference the trainers
-  follow; it is not itself a trainer (no checkpoints, no schedule, no LoRA).
+* The reference runs the tests launch with 1 and 2 CPU processes (a bare masked-LM step and the
+  project's Trainer under DDP) live with the tests, in ``tests/distributed/reference_runs.py``.
 * :class:`AdapterSync` puts the generation engine in the loop: after each training iteration it
   saves the LoRA adapter (atomically, versioned) and hands it to the policy's ``load_adapter``; for
   the ``vllm`` policy that is a fresh ``LoRARequest`` on the running engine, so the base model is
@@ -53,8 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AdapterSync", "AdapterSyncConfig", "DistributedTrainingConfig", "TrainingLaunchError", "engine_placement",
-    "fit_in_processes", "fit_worker", "global_token_mean_loss", "launch", "launch_command", "launch_env",
-    "reference_run", "shard", "trainer_run",
+    "fit_in_processes", "fit_worker", "global_token_mean_loss", "launch", "launch_command", "launch_env", "shard",
 ]
 
 
@@ -178,109 +172,17 @@ def global_token_mean_loss(logits: torch.Tensor, input_ids: torch.Tensor, loss_m
     return total * world / torch.clamp(count, min=1.0)
 
 
-# -- the reference run (what the multi-process test launches) ------------------------------------
-def tiny_model(seed: int = 0, vocab: int = 64, hidden: int = 32, layers: int = 2) -> Any:
-    """A small random-init Llama (the SmolLM2 architecture family), identical for a given seed."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
-                         tie_word_embeddings=True)
-    return LlamaForCausalLM(config)
-
-
-def synthetic_batch(rows: int, seq_len: int, vocab: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fixed token ids and a loss mask whose rows hold *different* numbers of target tokens."""
-    import torch
-
-    gen = torch.Generator().manual_seed(seed)
-    ids = torch.randint(0, vocab, (rows, seq_len), generator=gen)
-    mask = torch.zeros(rows, seq_len)
-    for r in range(rows):
-        mask[r, 2 + r % (seq_len - 3):] = 1.0  # prompt of varying length, then the reply to learn
-    return ids, mask
-
-
-def reference_run(out: str | Path, steps: int = 3, global_batch: int = 8, seq_len: int = 12, seed: int = 0,
-                  lr: float = 1e-2, optimizer: Literal["adamw", "sgd"] = "adamw") -> dict[str, float]:
-    """Train :func:`tiny_model` for ``steps`` steps under the current accelerate state; rank 0 saves the weights."""
-    import torch
-    from accelerate import Accelerator
-    from safetensors.torch import save_file
-
-    accelerator = Accelerator()
-    model = tiny_model(seed)
-    opt = (torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0) if optimizer == "adamw"
-           else torch.optim.SGD(model.parameters(), lr=lr))
-    model, opt = accelerator.prepare(model, opt)
-    rows = shard(global_batch, accelerator.process_index, accelerator.num_processes)
-    losses = []
-    vocab = accelerator.unwrap_model(model).config.vocab_size
-    ids, mask = synthetic_batch(global_batch, seq_len, vocab, seed)
-    ids, mask = ids[rows].to(accelerator.device), mask[rows].to(accelerator.device)
-    for _ in range(steps):
-        logits = model(input_ids=ids).logits
-        loss = global_token_mean_loss(logits, ids, mask, accelerator)
-        opt.zero_grad()
-        accelerator.backward(loss)
-        opt.step()
-        losses.append(float(accelerator.reduce(loss.detach(), reduction="mean")))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        state = {k: v.detach().cpu().contiguous() for k, v in accelerator.unwrap_model(model).state_dict().items()}
-        state.pop("lm_head.weight", None)  # tied to the embeddings; safetensors refuses shared storage
-        save_file(state, str(out))
-    accelerator.wait_for_everyone()
-    return {"loss_first": losses[0], "loss_last": losses[-1], "processes": accelerator.num_processes}
-
-
-def trainer_run(out: str | Path, steps: int = 3, global_batch: int = 8, seed: int = 0, lr: float = 1e-3,
-                examples: int | None = None, reduction: Literal["token", "sequence"] = "token",
-                micro_batch: int | None = None) -> dict[str, float]:
-    """The project's :class:`~agentloop.training.trainer.Trainer` under accelerate (DDP when launched on N processes).
-
-    Every process passes the same ``examples`` chat examples (default: ``global_batch``) of varying
-    length; the trainer shuffles them once (same seed on every rank) and each of the ``steps``
-    optimizer steps trains on a global batch of ``global_batch`` rows split across the processes,
-    with the loss normalised over the global batch. ``out`` is a checkpoint folder written by
-    :meth:`Trainer.save` (rank 0 only).
-    """
-    from accelerate import Accelerator
-    from transformers import AutoTokenizer
-
-    from agentloop.policies.default_model import default_model_path
-    from agentloop.training.data import chat_example
-    from agentloop.training.trainer import TrainConfig, Trainer
-    from agentloop.types import assistant, user
-
-    accelerator = Accelerator()
-    tok = AutoTokenizer.from_pretrained(str(default_model_path()))
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    model = tiny_model(seed, vocab=len(tok))
-    n = examples or global_batch
-    data = [chat_example(tok, [user(f"Count to {k}."), assistant(" ".join(str(j) for j in range(1, 3 * k + 2)))])
-            for k in range(n)]
-    model = accelerator.prepare(model)
-    config = TrainConfig(lr=lr, batch_size=global_batch, micro_batch_size=micro_batch, max_steps=steps,
-                         epochs=-(-steps * global_batch // n), max_len=128, reduction=reduction, dtype="float32",
-                         seed=seed)
-    trainer = Trainer(model, tok, config)
-    stats = trainer.fit(data, objective="sft")
-    trainer.save(out)
-    return {"loss_first": float(stats.loss_first or 0.0), "loss_last": float(stats.loss_last or 0.0),
-            "steps": stats.steps, "tokens": stats.tokens, "processes": accelerator.num_processes}
-
-
 # -- the generation engine in the loop ------------------------------------------------------------
 class AdapterSyncConfig(BaseModel):
-    """How the freshly trained LoRA adapter reaches the generation engine each iteration."""
+    """How the freshly trained LoRA adapter reaches the generation engine each iteration.
+
+    Also the ``generation.adapters`` section of an improve config, where ``directory`` stays unset
+    (improve uses RUN/adapters).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    directory: str = Field(description="Folder for the versioned adapters (e.g. RUN/adapters).")
+    directory: str | None = Field(default=None, description="Folder for the versioned adapters (improve: RUN/adapters).")
     keep_last: int = Field(default=2, ge=1, description="Adapter folders kept; older ones are deleted.")
     placement: Literal["shared", "separate"] = Field(
         default="shared", description="'shared': trainer and vLLM on one GPU (vLLM takes engine_memory_share of "
@@ -319,12 +221,15 @@ class AdapterSync:
             sync.push(trainer.model, it)           # next rollouts use the new adapter
     """
 
-    def __init__(self, policy: Any, config: AdapterSyncConfig):
+    def __init__(self, policy: Any, config: AdapterSyncConfig, directory: str | Path | None = None):
         if not hasattr(policy, "load_adapter"):
             raise ConfigError(f"{type(policy).__name__} has no load_adapter(path); adapter sync needs the 'vllm' or "
                               "'hf' policy.")
+        if directory is None and config.directory is None:
+            raise ConfigError("AdapterSync needs a folder for the adapters: set AdapterSyncConfig.directory or pass "
+                              "directory=.")
         self.policy, self.config = policy, config
-        self.directory = Path(config.directory)
+        self.directory = Path(directory if directory is not None else config.directory)  # type: ignore[arg-type]
         self.pushed: list[Path] = []
 
     def push(self, model: Any, iteration: int) -> Path:
@@ -426,35 +331,9 @@ def fit_worker(spec_path: str | Path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="Reference data-parallel run: tiny random-init Llama, masked LM loss.")
-    ap.add_argument("--out", help="safetensors file for the final parameters (written by rank 0).")
-    ap.add_argument("--fit", metavar="SPEC", help="Run one process of fit_in_processes (spec written by it).")
-    ap.add_argument("--steps", type=int, default=3)
-    ap.add_argument("--global-batch", type=int, default=8)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--lr", type=float, default=1e-2)
-    ap.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
-    ap.add_argument("--trainer", action="store_true",
-                    help="Run the project's Trainer (AdamW); --out is then a checkpoint folder.")
-    ap.add_argument("--examples", type=int, default=None, help="--trainer: examples in the data (default: batch).")
-    ap.add_argument("--reduction", choices=["token", "sequence"], default="token")
-    ap.add_argument("--micro-batch", type=int, default=None, help="--trainer: micro-batch size per process.")
-    a = ap.parse_args(argv)
-    if a.fit:
-        fit_worker(a.fit)
-        return
-    if not a.out:
-        ap.error("--out is required (except with --fit)")
-    if a.trainer:
-        stats = trainer_run(a.out, steps=a.steps, global_batch=a.global_batch, seed=a.seed, lr=a.lr,
-                            examples=a.examples, reduction=a.reduction, micro_batch=a.micro_batch)
-        if int(os.environ.get("RANK", "0")) == 0:
-            print(stats, flush=True)
-        return
-    stats = reference_run(a.out, steps=a.steps, global_batch=a.global_batch, seed=a.seed, lr=a.lr,
-                          optimizer=a.optimizer)
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(stats, flush=True)
+    ap = argparse.ArgumentParser(description="One process of fit_in_processes (launched by it, not by hand).")
+    ap.add_argument("--fit", metavar="SPEC", required=True, help="The spec file fit_in_processes wrote.")
+    fit_worker(ap.parse_args(argv).fit)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from tests.helpers import EchoEnv, SwappableEnv
 
 def test_good_envs_pass():
     check_env(EchoEnv())
-    check_env(MultiAttempt(EchoEnv(), k=3, feedback="env"))
+    check_env(MultiAttempt(EchoEnv(), max_attempts=3, feedback="env"))
 
 
 class Nondeterministic(EchoEnv):

@@ -31,4 +31,6 @@ def test_plugins_lists_distributions():
     assert result.exit_code == 0
     infos = json.loads(result.output)
     assert any(p["distribution"] == "agentloop-countdown" and p["status"] == "loaded" for p in infos)
-    assert {p["group"] for p in infos} == {"agentloop.environments", "agentloop.policies", "agentloop.critics"}
+    assert {p["group"] for p in infos} == {"agentloop.environments", "agentloop.policies", "agentloop.critics",
+                                          "agentloop.algorithms"}
+    assert any(p["group"] == "agentloop.algorithms" and "rise" in p["registered"] for p in infos)

@@ -17,14 +17,20 @@ def test_register_make_spec_and_list(echo_env_id):
     assert spec.description == "test echo env"
     env = agentloop.make(echo_env_id, n_tasks=3)
     assert isinstance(env.unwrapped, EchoEnv) and env.unwrapped.n_tasks == 3
-    assert env.unwrapped.agentloop_spec.id == echo_env_id
+    assert env.spec.id == echo_env_id and env.spec.kwargs["n_tasks"] == 3  # Gymnasium's EnvSpec on env.spec
+    assert env.spec.additional_wrappers == ()
 
 
 def test_make_stacks_wrappers_from_spec_and_overrides():
     with envs.registered("test/Multi-v1", EchoEnv, max_attempts=3, feedback="binary", max_turns=5):
         env = agentloop.make("test/Multi-v1")
         assert isinstance(env, TurnLimit) and isinstance(env.env, MultiAttempt)
-        assert env.env.config.k == 3 and env.env.config.feedback == "binary"
+        assert env.env.config.max_attempts == 3 and env.env.config.feedback == "binary"
+        # the stacked wrappers are recorded on the spec, with their settings, as Gymnasium does
+        names = [w.name for w in env.spec.additional_wrappers]
+        assert names == ["MultiAttempt", "TurnLimit"] and env.spec.id == "test/Multi-v1"
+        assert env.spec.additional_wrappers[0].kwargs["max_attempts"] == 3
+        assert env.spec.additional_wrappers[1].kwargs == {"max_turns": 5}
         single = agentloop.make("test/Multi-v1", max_attempts=1, max_turns=None)
         assert isinstance(single, TurnLimit)  # max_turns=None keeps the spec's limit
         assert not isinstance(single.env, MultiAttempt)
@@ -130,3 +136,11 @@ def test_policy_and_critic_registries_share_the_shape():
     assert "scripted" in policies.ids()
     pol = agentloop.make_policy("scripted", replies=["hi"])
     assert pol.generate([[agentloop.Message(role="user", content="x")]], agentloop.SamplingParams())[0].text == "hi"
+
+
+def test_make_routes_every_multiattempt_setting_to_the_wrapper(echo_env_id):
+    env = agentloop.make(echo_env_id, max_attempts=2, feedback="env", env_template="Again: {feedback}",
+                         stop_on_success=None, n_tasks=4)
+    assert env.config.env_template == "Again: {feedback}" and env.config.stop_on_success is True  # spec default
+    assert env.unwrapped.n_tasks == 4 and env.spec.kwargs == {"n_tasks": 4}
+    assert env.spec.additional_wrappers[0].kwargs["env_template"] == "Again: {feedback}"

@@ -19,7 +19,7 @@ class CountingPolicy(ScriptedPolicy):
 
 def test_batches_turn_by_turn_and_keeps_job_order():
     policy = CountingPolicy(lambda conv: "wrong" if sum(m.role == "assistant" for m in conv) == 0 else answer_of(conv))
-    jobs = [Job(env=lambda: MultiAttempt(EchoEnv(n_tasks=20), k=2, feedback="binary"), seed=s) for s in range(10)]
+    jobs = [Job(env=lambda: MultiAttempt(EchoEnv(n_tasks=20), max_attempts=2, feedback="binary"), seed=s) for s in range(10)]
     episodes = rollout(jobs, policy)
     assert policy.batch_sizes == [10, 10]  # one batched call per turn across all episodes
     assert [e.seed for e in episodes] == list(range(10))
@@ -93,7 +93,7 @@ class BatchCritic:
 
 def test_deferred_critiques_are_batched_by_the_engine():
     critic = BatchCritic()
-    jobs = [Job(env=lambda: MultiAttempt(EchoEnv(), k=2, feedback="critic"), seed=s) for s in range(6)]
+    jobs = [Job(env=lambda: MultiAttempt(EchoEnv(), max_attempts=2, feedback="critic"), seed=s) for s in range(6)]
     episodes = rollout(jobs, ScriptedPolicy(["first", "second"]), critic=critic)
     assert critic.calls == [6]
     for ep in episodes:
@@ -104,7 +104,7 @@ def test_deferred_critiques_are_batched_by_the_engine():
 
 
 def test_missing_critic_is_an_episode_error_not_a_crash():
-    jobs = [Job(env=lambda: MultiAttempt(EchoEnv(), k=2, feedback="critic"), seed=0)]
+    jobs = [Job(env=lambda: MultiAttempt(EchoEnv(), max_attempts=2, feedback="critic"), seed=0)]
     ep = rollout(jobs, ScriptedPolicy(["x"]))[0]
     assert ep.error.stage == "critic" and "no critic" in ep.error.message
 
@@ -119,7 +119,7 @@ def test_token_ids_and_logprobs_are_kept():
 
 
 def test_threaded_steps_give_the_same_episodes():
-    jobs = [Job(env=lambda: MultiAttempt(EchoEnv(n_tasks=30), k=3, feedback="env"), seed=s) for s in range(12)]
+    jobs = [Job(env=lambda: MultiAttempt(EchoEnv(n_tasks=30), max_attempts=3, feedback="env"), seed=s) for s in range(12)]
     policy = ScriptedPolicy(["a", "b", "c"])
     one = RolloutEngine(policy, config=RolloutConfig(step_workers=1)).run(jobs)
     two = RolloutEngine(policy, config=RolloutConfig(step_workers=4)).run(jobs)
@@ -142,3 +142,29 @@ def test_n_must_be_one():
     on_episode = []
     rollout([Job(env=EchoEnv, seed=0)], ScriptedPolicy(["x"]), on_episode=on_episode.append)
     assert len(on_episode) == 1
+
+
+def test_per_episode_api_drives_episodes_by_hand():
+    """start / act / step / critique / finish: what the Ray workers call, usable on its own."""
+    from agentloop.rollout import RolloutEngine
+    from agentloop.types import Completion, Critique
+
+    engine = RolloutEngine(ScriptedPolicy(["nope", "word0"]))
+    state = engine.start(0, Job(env=lambda: MultiAttempt(EchoEnv(), max_attempts=2, feedback="binary"), seed=0,
+                                options={"index": 0}))
+    assert state.waiting_action and not state.waiting_critique and state.tools is None
+    engine.act([state])  # the policy answers "nope": a second attempt follows
+    assert not state.done and len(state.turns) == 1
+    engine.step(state, Completion(text="word0"))  # an action computed elsewhere (the Ray driver)
+    assert state.done
+    assert engine.finish(state).attempt_success == (False, True)
+
+    critic_env = Job(env=lambda: MultiAttempt(EchoEnv(), max_attempts=2, feedback="critic"), seed=0, options={"index": 0})
+    state = engine.start(1, critic_env)
+    engine.step(state, Completion(text="nope"))
+    assert state.waiting_critique
+    engine.critique([state], [Critique(text="Check the word.", final_correct=False, critic="test")])
+    assert state.waiting_action and "Check the word." in state.obs[-1].content
+    failed = engine.start(2, Job(env="test/Nope-v0"))
+    assert failed.done and failed.error.stage == "reset"
+    assert engine.finish(failed).error.type == "RegistryError"

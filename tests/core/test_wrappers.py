@@ -36,7 +36,7 @@ def task_word(env, seed=0):
     ("oracle", "The expected reply is word"),
 ])
 def test_feedback_modes_after_a_wrong_attempt(mode, expected):
-    env = MultiAttempt(EchoEnv(), k=2, feedback=mode)
+    env = MultiAttempt(EchoEnv(), max_attempts=2, feedback=mode)
     steps = play(env, ["nope", "still wrong"])
     obs, r, term, trunc, info = steps[0]
     assert not term and r == 0.0 and info["attempt"] == 0
@@ -50,7 +50,7 @@ def test_feedback_modes_after_a_wrong_attempt(mode, expected):
 
 
 def test_same_task_on_every_attempt_and_success_stops():
-    env = MultiAttempt(EchoEnv(n_tasks=50), k=3, feedback="env")
+    env = MultiAttempt(EchoEnv(n_tasks=50), max_attempts=3, feedback="env")
     word = task_word(env, seed=7)
     steps = play(env, ["x", word, "never used"], seed=7)
     assert len(steps) == 2 and steps[1][2] and steps[1][4]["success"]
@@ -60,11 +60,11 @@ def test_same_task_on_every_attempt_and_success_stops():
 
 
 def test_retry_and_none_modes_do_not_stop_on_success_by_default():
-    env = MultiAttempt(EchoEnv(), k=2, feedback="retry")
+    env = MultiAttempt(EchoEnv(), max_attempts=2, feedback="retry")
     word = task_word(env)
     steps = play(env, [word, word])
     assert len(steps) == 2  # the second attempt is played although the first was right
-    stop = MultiAttempt(EchoEnv(), k=2, feedback="retry", stop_on_success=True)
+    stop = MultiAttempt(EchoEnv(), max_attempts=2, feedback="retry", stop_on_success=True)
     assert len(play(stop, [word, word])) == 1
 
 
@@ -72,7 +72,7 @@ def test_env_retry_instruction_overrides_the_default():
     class Custom(EchoEnv):
         retry_instruction = "Only output the final correct Python program!"
 
-    steps = play(MultiAttempt(Custom(), k=2, feedback="retry"), ["a", "b"])
+    steps = play(MultiAttempt(Custom(), max_attempts=2, feedback="retry"), ["a", "b"])
     assert steps[0][0][-1].content == "Only output the final correct Python program!"
 
 
@@ -88,7 +88,7 @@ class FixedCritic:
 
 def test_critic_mode_with_a_critic_object():
     critic = FixedCritic()
-    env = MultiAttempt(EchoEnv(), k=2, feedback="critic", critic=critic)
+    env = MultiAttempt(EchoEnv(), max_attempts=2, feedback="critic", critic=critic)
     steps = play(env, ["bad", "also bad"])
     assert "Step 1 is wrong in 'bad'" in steps[0][0][-1].content
     assert steps[0][4]["critique"]["text"].startswith("Step 1")
@@ -96,7 +96,7 @@ def test_critic_mode_with_a_critic_object():
 
 
 def test_critic_mode_without_critic_defers_to_the_driver():
-    env = MultiAttempt(EchoEnv(), k=2, feedback="critic")
+    env = MultiAttempt(EchoEnv(), max_attempts=2, feedback="critic")
     env.reset(seed=0)
     obs, r, term, trunc, info = env.step("bad")
     assert not term and "critique_request" in info
@@ -109,18 +109,25 @@ def test_critic_mode_without_critic_defers_to_the_driver():
 
 
 def test_critique_in_the_loop_without_oracle_stops_when_the_critic_approves():
-    env = CritiqueInTheLoop(EchoEnv(), critic=FixedCritic(verdict=True), rounds=3, oracle=False)
+    env = CritiqueInTheLoop(EchoEnv(), critic=FixedCritic(verdict=True), max_attempts=4, oracle=False)
     steps = play(env, ["whatever", "more"])
     assert len(steps) == 1 and steps[0][2] is True  # the critic said correct: no refinement
-    env = CritiqueInTheLoop(EchoEnv(), critic=FixedCritic(verdict=False), rounds=2, oracle=False)
+    env = CritiqueInTheLoop(EchoEnv(), critic=FixedCritic(verdict=False), max_attempts=3, oracle=False)
     assert len(play(env, ["a", "b", "c", "d"])) == 3
 
 
 def test_config_conflicts_are_explained():
     with pytest.raises(ConfigError, match="critique_all"):
-        MultiAttempt(EchoEnv(), k=2, feedback="env", critique_all=True)
-    with pytest.raises(ConfigError, match="k"):
-        MultiAttempt(EchoEnv(), k=0)
+        MultiAttempt(EchoEnv(), max_attempts=2, feedback="env", critique_all=True)
+    with pytest.raises(ConfigError, match="max_attempts"):
+        MultiAttempt(EchoEnv(), max_attempts=0)
+
+
+def test_old_attempt_names_still_work_with_a_deprecation_warning():
+    with pytest.warns(DeprecationWarning, match="max_attempts"):
+        assert MultiAttempt(EchoEnv(), k=3).config.max_attempts == 3
+    with pytest.warns(DeprecationWarning, match="max_attempts"):
+        assert CritiqueInTheLoop(EchoEnv(), rounds=2).config.max_attempts == 3
 
 
 def test_turn_limit_truncates():
@@ -137,7 +144,7 @@ def test_turn_limit_truncates():
 
 def test_record_episode_writes_jsonl(tmp_path):
     path = tmp_path / "eps.jsonl"
-    env = RecordEpisode(MultiAttempt(EchoEnv(), k=2, feedback="binary"), path=path, env_id="test/Echo-v0")
+    env = RecordEpisode(MultiAttempt(EchoEnv(), max_attempts=2, feedback="binary"), path=path, env_id="test/Echo-v0")
     word = task_word(env, seed=1)
     play(env, ["x", word], seed=1)
     ep = env.episode

@@ -6,11 +6,10 @@ import pytest
 
 from agentloop.critics.llm import LLMCritic
 from agentloop.types import CritiqueRequest, SamplingParams
-from tests.policies.conftest import hf32  # noqa: F401  (the session's default-model fixture)
 
 
 @pytest.mark.slow
-def test_real_model_critique_is_a_record(hf32) -> None:  # noqa: F811
+def test_real_model_critique_is_a_record(hf32) -> None:
     critic = LLMCritic(policy=hf32, sampling=SamplingParams(max_new_tokens=40))
     requests = [CritiqueRequest(question="What is 2+3?", answer="2+3 = 6. The answer is 6."),
                 CritiqueRequest(question="What is 4*5?", answer="4*5 = 20. The answer is 20.")]

@@ -35,7 +35,8 @@ def test_wheels_are_unpacked_and_imported_first(tmp_path):
     """The dependency installer of the GPU machine, on the pure-python wheels that `prepare` downloaded."""
     wheels = ROOT / ".cache" / "device" / "whl"
     if not any(wheels.glob("gymnasium-*.whl")):
-        pytest.skip("run 'python benchmarks/device/improve_gpu.py prepare' first (needs a package index)")
+        pytest.skip("the GPU machine's wheel cache is not prepared: run 'python benchmarks/device/improve_gpu.py prepare' "
+                    "first (needs a package index)")
     code = (
         "import sys, importlib.util as u\n"
         f"spec = u.spec_from_file_location('improve_gpu', {str(SCRIPT)!r}); m = u.module_from_spec(spec)\n"

@@ -7,6 +7,7 @@ token reduction, micro-batches), the Trainer seeing through the DDP wrapper, and
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -25,7 +26,11 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("accelerate")
 pytest.importorskip("transformers")
 
-MODULE = "agentloop.training.distributed"
+MODULE = "tests.distributed.reference_runs"  # run with the repository root on the path
+ROOT = Path(__file__).resolve().parents[2]
+
+
+_PATH = {"PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH", "")])}
 
 
 def _free_port() -> int:
@@ -39,7 +44,7 @@ def _single(out, *args: str) -> dict:
     from safetensors.torch import load_file
 
     subprocess.run([sys.executable, "-m", MODULE, "--out", str(out), *args], check=True, capture_output=True,
-                   timeout=300)
+                   timeout=300, cwd=ROOT)
     return load_file(str(out / "model.safetensors" if "--trainer" in args else out))
 
 
@@ -66,12 +71,13 @@ def test_config_and_command():
 def test_two_processes_match_one(tmp_path):
     from safetensors.torch import load_file
 
-    from agentloop.training.distributed import tiny_model
+    from tests.helpers import tiny_model
 
     args = ["--optimizer", "sgd", "--lr", "1.0", "--steps", "3", "--global-batch", "8"]
     one = _single(tmp_path / "one.safetensors", *args)
     config = DistributedTrainingConfig(num_processes=2, cpu=True, main_process_port=_free_port())
-    proc = launch(config, MODULE, ["--out", str(tmp_path / "two.safetensors"), *args], module=True, timeout=300)
+    proc = launch(config, MODULE, ["--out", str(tmp_path / "two.safetensors"), *args], module=True, timeout=300,
+                  env=_PATH)
     assert "'processes': 2" in proc.stdout  # really two ranks, not a silent single-process fallback
     two = load_file(str(tmp_path / "two.safetensors"))
     init = {k: v for k, v in tiny_model(0).state_dict().items() if k in one}
@@ -92,7 +98,7 @@ def test_project_trainer_two_processes_match_one(tmp_path):
     one = _single(tmp_path / "one", *args)  # one process, no micro-batching: the exact token mean of each batch
     config = DistributedTrainingConfig(num_processes=2, cpu=True, main_process_port=_free_port())
     proc = launch(config, MODULE, ["--out", str(tmp_path / "two"), *args, "--micro-batch", "1"], module=True,
-                  timeout=300)
+                  timeout=300, env=_PATH)
     assert "'processes': 2" in proc.stdout and "'steps': 4" in proc.stdout
     two = load_file(str(tmp_path / "two" / "model.safetensors"))
     assert not list(tmp_path.glob(".tmp-*"))  # one writer (rank 0): no half-written or competing checkpoint
@@ -112,7 +118,7 @@ def test_trainer_looks_through_ddp_wrapper(tmp_path):
     from transformers import AutoTokenizer
 
     from agentloop.training.data import chat_example
-    from agentloop.training.distributed import tiny_model
+    from tests.helpers import tiny_model
     from agentloop.training.trainer import TrainConfig, Trainer
     from agentloop.types import assistant, user
 
@@ -136,23 +142,6 @@ def test_trainer_looks_through_ddp_wrapper(tmp_path):
     trained, loaded = model.state_dict(), fresh.model.state_dict()
     assert all(torch.equal(trained[k], loaded[k]) for k in trained if "lora_" in k)
     assert fresh.calls == 1
-
-
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory):
-    from agentloop.policies.default_model import default_model_path
-    from transformers import AutoTokenizer
-
-    from agentloop.training.distributed import tiny_model
-
-    tok = AutoTokenizer.from_pretrained(str(default_model_path()))
-    path = tmp_path_factory.mktemp("tiny")
-    model = tiny_model(0, vocab=len(tok))
-    model.config.max_position_embeddings = 512  # room for improve's chat prompts (rotary: no new weights)
-    model.config.pad_token_id, model.config.eos_token_id = tok.pad_token_id, tok.eos_token_id
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
 
 
 @pytest.mark.slow
@@ -238,7 +227,7 @@ def _init_of(trained: dict) -> dict:
     from agentloop.policies.default_model import default_model_path
     from transformers import AutoTokenizer
 
-    from agentloop.training.distributed import tiny_model
+    from tests.helpers import tiny_model
 
     vocab = len(AutoTokenizer.from_pretrained(str(default_model_path())))
     return {k: v for k, v in tiny_model(0, vocab=vocab).state_dict().items() if k in trained}

@@ -14,7 +14,7 @@ from agentloop.registry import envs
 from agentloop.rollout import Job, RolloutEngine
 from agentloop.runs import RunDir
 from agentloop.types import Critique, CritiqueRequest, Episode
-from tests.helpers import EchoEnv, answer_of
+from tests.helpers import TOOL_SCHEMA, EchoEnv, RecordingPolicy, ToolsEnv, answer_of
 
 ray = pytest.importorskip("ray")
 
@@ -105,7 +105,33 @@ def test_env_worker_in_process(echo_id):
     failed = EpisodeError(stage="policy", type="RuntimeError", message="boom", turn=0)
     report = worker.advance(actions=[(0, Completion(text="word1")), (1, failed)])
     done = dict(report.finished)
-    assert done[0].success and done[1].error == failed and worker.slots == {}
+    assert done[0].success and done[1].error == failed and worker.states == {}
+
+
+def test_env_worker_reports_native_tools():
+    from agentloop.distributed import EnvWorker
+    from agentloop.rollout import RolloutConfig
+
+    report = EnvWorker(RolloutConfig()).advance(new=[(0, Job(env=ToolsEnv, seed=0)), (1, Job(env=EchoEnv, seed=1))])
+    assert [i for i, _, _ in report.waiting_action] == [0, 1]
+    assert report.tools == {0: [TOOL_SCHEMA]}
+
+
+def test_central_generation_carries_tools_to_the_policy(ray_local):
+    """Native-tool environments on Ray workers: the driver's generate gets each episode's tool schemas."""
+    policy = RecordingPolicy(answer_of)
+    jobs = [Job(env=ToolsEnv, seed=s, options={"index": s}) for s in range(3)] + [Job(env=EchoEnv, seed=3)]
+    with _engine() as engine:
+        engine = engine.using(policy)  # the same worker actors with another driver policy
+        got = engine.run(jobs)
+    assert all(ep.error is None and ep.success for ep in got)
+    calls = [t for t in policy.tools if t is not None]
+    assert sum(x == [TOOL_SCHEMA] for call in calls for x in call) == 3
+    # a driver policy without a tools argument: the native episodes error (stage policy), the others run
+    with _engine() as engine:
+        native, plain = engine.run([Job(env=ToolsEnv, seed=0), Job(env=EchoEnv, seed=1, options={"index": 1})])
+    assert native.error.stage == "policy" and "render its tools natively" in native.error.message
+    assert plain.error is None and plain.success
 
 
 def test_central_generation_matches_single_process(ray_local, echo_id):

@@ -7,17 +7,7 @@ from collections.abc import Iterator
 import pytest
 from agentloop.policies.scripted import ScriptedPolicy
 
-from tests.helpers import EchoEnv, answer_of
-
-
-def fixer_reply(conversation) -> str:
-    """Task i: i % 3 == 0 right at once; == 1 wrong first then right; == 2 always wrong."""
-    word = answer_of(conversation)
-    i = int(word.removeprefix("word"))
-    tries = sum(m.role == "assistant" for m in conversation)
-    if i % 3 == 0 or (i % 3 == 1 and tries >= 1):
-        return word
-    return "nope"
+from tests.helpers import EchoEnv, fixer_reply
 
 
 @pytest.fixture

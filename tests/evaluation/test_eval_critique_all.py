@@ -25,24 +25,24 @@ class ApprovingCritic:
 
 
 def test_approving_critic_stops_after_one_attempt(tmp_path, echo_ids):
-    cfg = EvalConfig(envs=[echo_ids[1]], k=3, feedback="critic", critic={"id": "llm"}, critique_all=True)
+    cfg = EvalConfig(envs=[echo_ids[1]], max_attempts=3, feedback="critic", critic={"id": "llm"}, critique_all=True)
     critic = ApprovingCritic()
-    res = evaluate(cfg, tmp_path / "all", policy=ScriptedPolicy(["nope"]), critic=critic, progress=False)
+    res = evaluate(cfg, tmp_path / "all", policy=ScriptedPolicy(["nope"]), critic=critic)
     eps = res.run.episodes()
     assert len(eps) == 3 and all(len(ep.turns) == 1 and not ep.success for ep in eps)
     assert len(critic.requests) == 3 and all(r.success is None for r in critic.requests)  # no verdict leaked
     assert res.run.read_config()["critique_all"] is True
     # the oracle mode with the same critic keeps going: wrong answers are critiqued and retried up to k
     oracle = evaluate(cfg.model_copy(update={"critique_all": False}), tmp_path / "oracle",
-                      policy=ScriptedPolicy(["nope"]), critic=ApprovingCritic(), progress=False)
+                      policy=ScriptedPolicy(["nope"]), critic=ApprovingCritic())
     assert all(len(ep.turns) == 3 for ep in oracle.run.episodes())
 
 
 def test_critique_all_needs_critic_feedback_and_attempts(echo_ids):
     with pytest.raises(ValueError, match="critique_all"):
-        EvalConfig(envs=[echo_ids[0]], k=2, feedback="binary", critique_all=True)
-    with pytest.raises(ValueError, match="k >= 2"):
-        EvalConfig(envs=[echo_ids[0]], k=1, feedback="critic", critic={"id": "llm"}, critique_all=True)
+        EvalConfig(envs=[echo_ids[0]], max_attempts=2, feedback="binary", critique_all=True)
+    with pytest.raises(ValueError, match="max_attempts >= 2"):
+        EvalConfig(envs=[echo_ids[0]], max_attempts=1, feedback="critic", critic={"id": "llm"}, critique_all=True)
     with pytest.raises(ConfigError, match="max_attempts > 1"):
         make(echo_ids[0], max_attempts=1, critique_all=True)
     env = make(echo_ids[0], max_attempts=2, feedback="critic", critique_all=True)
@@ -55,7 +55,7 @@ def test_cli_critique_all_with_self_critiquing_llm(tmp_path, echo_ids):
     # the actor answers wrong; as its own llm critic it approves ("Correctness of the final answer: Correct")
     replies = '{"Check the answer": "Correctness of the final answer: Correct"}'
     args = ["eval", "--policy", "scripted", "-p", f"replies={replies}", "-p", "default=nope", "--env", echo_ids[1],
-            "--k", "3", "--feedback", "critic", "--critic", "llm", "--quiet", "--no-report"]
+            "--max-attempts", "3", "--feedback", "critic", "--critic", "llm", "--quiet", "--no-report"]
     r = CliRunner().invoke(app, [*args, "--critique-all", "--out", str(tmp_path / "all")])
     assert r.exit_code == 0, r.output
     eps = RunDir.open(tmp_path / "all").episodes()

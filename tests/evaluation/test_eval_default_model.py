@@ -10,9 +10,9 @@ from agentloop.evaluation.report import build_report
 
 @pytest.mark.slow
 def test_default_model_eval_and_report(tmp_path):
-    cfg = EvalConfig(envs=["math/arith-v0"], limit=2, k=2, feedback="env", sampling={"max_new_tokens": 16},
+    cfg = EvalConfig(envs=["math/arith-v0"], limit=2, max_attempts=2, feedback="env", sampling={"max_new_tokens": 16},
                      policy={"id": "hf", "kwargs": {"max_batch_size": 4}})
-    res = evaluate(cfg, tmp_path / "run", progress=False)
+    res = evaluate(cfg, tmp_path / "run")
     eps = res.run.episodes()
     assert len(eps) == 2 and all(ep.error is None for ep in eps)
     assert all(t.token_ids for ep in eps for t in ep.turns)  # exact token counts were requested

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 from agentloop.policies.scripted import ScriptedPolicy
+from tests.helpers import fixer_reply
 
 from agentloop.distributed import DistributedConfig, RayRolloutEngine
 from agentloop.errors import ConfigError
 from agentloop.evaluation.evaluate import EvalConfig, evaluate
 from agentloop.runs import RunDir
-from tests.evaluation.conftest import fixer_reply
 
 ray = pytest.importorskip("ray")
 
@@ -41,10 +41,10 @@ def test_ray_eval_equals_single_process_and_leaves_ray_running(tmp_path, ray_loc
         return real_run(self, jobs, on_episode, **kw)
 
     monkeypatch.setattr(RayRolloutEngine, "run", counting_run)
-    base = EvalConfig(envs=list(echo_ids), k=2, feedback="binary")
-    single = evaluate(base, tmp_path / "one", policy=ScriptedPolicy(fixer_reply), progress=False)
+    base = EvalConfig(envs=list(echo_ids), max_attempts=2, feedback="binary")
+    single = evaluate(base, tmp_path / "one", policy=ScriptedPolicy(fixer_reply))
     cfg = EvalConfig.model_validate({**base.model_dump(), "distributed": DIST})  # as a config file gives it
-    spread = evaluate(cfg, tmp_path / "ray", policy=ScriptedPolicy(fixer_reply), progress=False)
+    spread = evaluate(cfg, tmp_path / "ray", policy=ScriptedPolicy(fixer_reply))
     assert spread.new_episodes == single.new_episodes == 9 and ran_on_ray == [9]
     assert spread.metrics == single.metrics
     assert _keyed(spread.run) == _keyed(single.run)
@@ -53,7 +53,7 @@ def test_ray_eval_equals_single_process_and_leaves_ray_running(tmp_path, ray_loc
 
 
 def test_ray_eval_resumes_and_may_switch_engines(tmp_path, ray_local, echo_ids):
-    cfg = EvalConfig(envs=list(echo_ids), k=2, feedback="binary", distributed=DIST)
+    cfg = EvalConfig(envs=list(echo_ids), max_attempts=2, feedback="binary", distributed=DIST)
     seen = []
 
     def crash(ep):
@@ -62,19 +62,19 @@ def test_ray_eval_resumes_and_may_switch_engines(tmp_path, ray_local, echo_ids):
             raise KeyboardInterrupt  # a kill after 3 finished episodes
 
     with pytest.raises(KeyboardInterrupt):
-        evaluate(cfg, tmp_path / "run", policy=ScriptedPolicy(fixer_reply), progress=False, on_episode=crash)
+        evaluate(cfg, tmp_path / "run", policy=ScriptedPolicy(fixer_reply), on_episode=crash)
     assert len(RunDir.open(tmp_path / "run").episodes()) == 3
     # resume on one process: where episodes run is not part of what the run is
     single = cfg.model_copy(update={"distributed": DistributedConfig()})
-    res = evaluate(single, tmp_path / "run", policy=ScriptedPolicy(fixer_reply), progress=False, resume=True)
+    res = evaluate(single, tmp_path / "run", policy=ScriptedPolicy(fixer_reply), resume=True)
     keys = [ep.metadata["run_key"] for ep in res.run.episodes()]
     assert res.new_episodes == 6 and len(keys) == len(set(keys)) == 9
-    again = evaluate(cfg, tmp_path / "run", policy=ScriptedPolicy(fixer_reply), progress=False, resume=True)
+    again = evaluate(cfg, tmp_path / "run", policy=ScriptedPolicy(fixer_reply), resume=True)
     assert again.new_episodes == 0 and again.metrics == res.metrics
 
 
 def test_per_node_refuses_instances_before_creating_the_run(tmp_path, echo_ids):
     cfg = EvalConfig(envs=[echo_ids[0]], distributed={**DIST, "generation": "per_node"})
     with pytest.raises(ConfigError, match="per_node"):
-        evaluate(cfg, tmp_path / "r", policy=ScriptedPolicy(fixer_reply), progress=False)
+        evaluate(cfg, tmp_path / "r", policy=ScriptedPolicy(fixer_reply))
     assert not (tmp_path / "r").exists()

@@ -48,11 +48,11 @@ def _parse(path) -> Page:
 
 @pytest.fixture
 def two_runs(tmp_path, echo_ids, fixer):
-    cfg = EvalConfig(envs=list(echo_ids), k=2, n=2, compare=True, sampling={"temperature": 0.5})
-    a = evaluate(cfg, tmp_path / "a", policy=fixer, progress=False)
+    cfg = EvalConfig(envs=list(echo_ids), max_attempts=2, n=2, compare=True, sampling={"temperature": 0.5})
+    a = evaluate(cfg, tmp_path / "a", policy=fixer)
     a.run.log_metrics({"iteration": 0, "loss": 1.0})
     a.run.log_metrics({"iteration": 1, "loss": 0.5})
-    b = evaluate(cfg, tmp_path / "b", policy=ScriptedPolicy(answer_of), progress=False)
+    b = evaluate(cfg, tmp_path / "b", policy=ScriptedPolicy(answer_of))
     return a.run.path, b.run.path
 
 
@@ -80,7 +80,7 @@ def test_comparison_has_paired_differences(two_runs, tmp_path):
 
 
 def test_mismatched_runs_are_refused(two_runs, tmp_path, echo_ids, fixer):
-    other = evaluate(EvalConfig(envs=[echo_ids[0]], k=2), tmp_path / "c", policy=fixer, progress=False)
+    other = evaluate(EvalConfig(envs=[echo_ids[0]], max_attempts=2), tmp_path / "c", policy=fixer)
     with pytest.raises(ConfigError, match="different environments"):
         build_report([two_runs[0], other.run.path], tmp_path / "x")
     with pytest.raises(ConfigError, match="cannot report on"):
@@ -93,14 +93,14 @@ def test_cli_eval_and_report(tmp_path, echo_ids):
     runner = CliRunner()
     out = tmp_path / "run"
     r = runner.invoke(app, ["eval", "--policy", "scripted", "-p", "replies=[nope, word0]", "--env", echo_ids[1],
-                            "--k", "2", "--feedback", "binary", "--out", str(out), "--quiet"])
+                            "--max-attempts", "2", "--feedback", "binary", "--out", str(out), "--quiet"])
     assert r.exit_code == 0, r.output
     assert "Acc@t2" in r.output and (out / "report" / "report.html").exists()
     r = runner.invoke(app, ["report", str(out), "--out", str(tmp_path / "rep")])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "rep" / "report.md").exists()
-    r = runner.invoke(app, ["eval", "--env", echo_ids[1], "--set", "k=0", "--out", str(tmp_path / "bad")])
-    assert r.exit_code != 0 and "k: Input should be greater than or equal to 1" in str(r.exception)
+    r = runner.invoke(app, ["eval", "--env", echo_ids[1], "--set", "max_attempts=0", "--out", str(tmp_path / "bad")])
+    assert r.exit_code != 0 and "max_attempts: Input should be greater than or equal to 1" in str(r.exception)
     r = runner.invoke(app, ["suites"])
     assert r.exit_code == 0 and "mbpp-test" in r.output
 
@@ -108,11 +108,25 @@ def test_cli_eval_and_report(tmp_path, echo_ids):
 def test_improve_style_run_shows_metrics_and_curves(tmp_path):
     from agentloop.runs import RunDir
 
+    from agentloop.evaluation.summarize import attempt_metrics
+    from agentloop.types import Episode, Turn
+
+    def held_out(verdicts: list[tuple[bool, bool]]) -> dict:
+        """The AttemptMetrics improve logs: episodes of two attempts with the given verdicts."""
+        eps = [Episode(env_id="math/arith-v0", turns=tuple(
+            Turn(index=i, observation=(), action="a", reward=float(ok), terminated=i == 1, truncated=False,
+                 success=ok, attempt=i) for i, ok in enumerate(v))) for v in verdicts]
+        return attempt_metrics(eps, 2).model_dump(mode="json")
+
     run = RunDir.create(tmp_path / "imp", {"env": {"id": "math/arith-v0"}, "method": {"name": "rise"}}, kind="improve")
-    for it, (acc, loss) in enumerate([(0.2, None), (0.3, 1.2), (0.35, 0.9)]):
-        run.log_metrics({"iteration": it, "acc@t1": acc, **({"loss": loss} if loss else {}), "phase": "eval"})
+    outcomes = [[(False, True), (False, False)], [(True, True), (False, True)], [(True, True), (True, True)]]
+    for it, (verdicts, loss) in enumerate(zip(outcomes, [None, 1.2, 0.9])):
+        run.log_metrics({"iteration": it, "held_out": held_out(verdicts), **({"loss": loss} if loss else {}),
+                         "phase": "eval"})
     run.write_metrics({"method": "rise", "before": 0.2, "after": 0.35, "n": 20, "iterations": []})
     _, html = build_report([run.path])
     page = _parse(html)
-    assert page.sections == ["summary", "run-metrics", "training-curves"]
+    assert page.sections == ["summary", "held-out", "run-metrics", "training-curves"]
     assert "math/arith-v0" in page.cells and "0.35" in page.cells and len(page.images) == 1
+    # the held-out table is read from the typed records: Acc@t1 0% -> 50% -> 100%, Acc@t2 50% -> 100%
+    assert "0.0 [0.0, 65.8] (N=2)" in page.cells and "100.0 [34.2, 100.0] (N=2)" in page.cells

@@ -1,8 +1,7 @@
-"""Fixtures of the policy tests: the embedded default model, loaded once per session."""
+"""Fixtures of the policy tests: an in-process server (the default model fixture ``hf32`` is in tests/conftest.py)."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -10,24 +9,7 @@ from typing import Any
 
 import pytest
 
-
-@pytest.fixture(scope="session")
-def hf32() -> Any:
-    """The default model in float32 (exact comparisons against forward passes); skipped if not installed."""
-    pytest.importorskip("torch")
-    from agentloop.errors import PolicyError
-    from agentloop.policies.hf import HFPolicy
-
-    try:
-        return HFPolicy(dtype="float32", max_batch_size=8)
-    except PolicyError as e:
-        pytest.skip(f"default model unavailable: {e}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.helpers import free_port
 
 
 class ThreadServer:

@@ -20,7 +20,7 @@ from agentloop.rollout import Job, rollout
 from agentloop.serve import MicroBatcher
 from agentloop.types import Message, SamplingParams, user
 from tests.helpers import EchoEnv, answer_of
-from tests.policies.conftest import free_port
+from tests.helpers import free_port
 
 REPLIES = {"ping": "pong STOP ignored", **{f"q{i}": f"a{i}" for i in range(20)}}
 

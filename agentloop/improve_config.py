@@ -1,0 +1,189 @@
+"""The configuration of ``agentloop improve`` (:class:`ImproveConfig`, one section per concern) and its result.
+
+Each section is a pydantic model with ``extra="forbid"``; rules that involve several fields are
+checked here with messages that name the fix. The method section is validated by the config class
+its ``name`` registers (``agentloop.algorithms`` entry points), so plugin methods configure the
+same way as the built-ins. The loop itself is :mod:`agentloop.improve`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator, model_validator
+
+from agentloop.algorithms.base import MethodConfig
+from agentloop.distributed import DistributedConfig
+from agentloop.evaluation.evaluate import AttemptSettings
+from agentloop.evaluation.heldout import HeldOutResult
+from agentloop.training.distributed import AdapterSyncConfig
+from agentloop.training.trainer import TrainConfig
+from agentloop.types import FeedbackMode
+
+__all__ = ["CollectSettings", "EnvSettings", "GenerationSettings", "HeldOutSettings", "ImproveConfig", "ImproveResult"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EnvSettings(_Section):
+    """Which environment, and which tasks train and which are held out."""
+
+    id: str = Field(description="Registered environment id, e.g. math/arith-v0.")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Constructor kwargs shared by both splits.")
+    train_kwargs: dict[str, Any] = Field(default_factory=dict, description="Kwargs of the training split (e.g. seed: 0).")
+    eval_kwargs: dict[str, Any] = Field(default_factory=dict, description="Kwargs of the held-out split (e.g. seed: 1).")
+    train_tasks: int = Field(default=128, ge=1, description="Fresh training tasks per iteration.")
+    eval_tasks: int = Field(default=200, ge=1, description="Held-out tasks evaluated every iteration.")
+    dedupe: bool = Field(default=True, description="Skip training tasks whose prompt occurs in the held-out split.")
+
+    @model_validator(mode="after")
+    def _held_out(self) -> EnvSettings:
+        if {**self.kwargs, **self.train_kwargs} == {**self.kwargs, **self.eval_kwargs}:
+            raise ValueError("env.train_kwargs and env.eval_kwargs select the same tasks: the held-out split must differ "
+                             "from the training split (e.g. train_kwargs: {seed: 0}, eval_kwargs: {seed: 1}, or MBPP "
+                             "split: train vs test).")
+        return self
+
+    def split_kwargs(self, split: Literal["train", "eval"]) -> dict[str, Any]:
+        return {**self.kwargs, **(self.train_kwargs if split == "train" else self.eval_kwargs)}
+
+
+class CollectSettings(_Section):
+    """Sampling of training episodes."""
+
+    temperature: float = Field(default=1.0, ge=0.0, description="Sampling temperature (the methods use 1.0).")
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    max_new_tokens: int = Field(default=256, ge=1, description="Reply length cap: generation time grows with it.")
+    stop: tuple[str, ...] = Field(default=(), description="Stop strings (cut the reply early: faster).")
+    batch_size: int = Field(default=64, ge=1, description="Episodes generated together (rollout concurrency).")
+    step_workers: int = Field(default=1, ge=1, description="Threads stepping environments (code sandboxes).")
+
+
+class HeldOutSettings(AttemptSettings):
+    """Held-out evaluation: greedy, every ``every`` iterations; attempts and feedback as in ``agentloop eval``."""
+
+    max_attempts: int = Field(default=1, ge=1, le=8, description="Attempts per held-out task (>1: self-correction metrics).")
+    feedback: FeedbackMode = Field(default="retry", description="Feedback between evaluation attempts.")
+    max_new_tokens: int = Field(default=256, ge=1)
+    stop: tuple[str, ...] = ()
+    batch_size: int = Field(default=64, ge=1)
+    metric: Literal["t1", "final"] = Field(default="t1", description="Which accuracy the gain is reported on: "
+                                           "first attempt, or the last attempt (self-correction methods).")
+    every: int = Field(default=1, ge=1, description="Evaluate every N iterations; the starting model and the last "
+                       "iteration are always evaluated (a larger N saves evaluation time on CPU).")
+
+
+class GenerationSettings(_Section):
+    """Which engine generates the rollouts (collection and held-out evaluation), and where it runs."""
+
+    backend: Literal["hf", "vllm"] = Field(
+        default="hf", description="'hf': transformers in this process; 'vllm': a vLLM engine built once from the base "
+        "model folder with LoRA enabled (needs a CUDA GPU and train.lora).")
+    sync: Literal["auto", "copy", "adapter"] = Field(
+        default="auto", description="How trained weights reach generation after each training phase. 'copy': a "
+        "generation copy of the in-training model is refreshed in memory (hf only); 'adapter': the LoRA adapter is "
+        "saved to RUN/adapters and loaded by the engine (no base-model reload). auto = adapter for vllm, copy for hf.")
+    adapters: AdapterSyncConfig = Field(default_factory=AdapterSyncConfig, description="Adapter sync settings "
+                                        "(directory unset: RUN/adapters).")
+    vllm_kwargs: dict[str, Any] = Field(default_factory=dict, description="More VLLMPolicy arguments "
+                                        "(max_model_len, engine_kwargs, ...).")
+    distributed: DistributedConfig = Field(
+        default_factory=DistributedConfig, description="Ray rollouts: address null = single process (default); with "
+        "an address, environment workers run on Ray and this process generates for all of them (central).")
+
+    @property
+    def adapter_sync(self) -> bool:
+        return self.sync == "adapter" or (self.sync == "auto" and self.backend == "vllm")
+
+    @model_validator(mode="after")
+    def _check(self) -> GenerationSettings:
+        if self.backend == "vllm" and self.sync == "copy":
+            raise ValueError("generation.backend=vllm with sync=copy: a running vLLM engine cannot take in-memory "
+                             "weights; it receives LoRA adapters (sync: adapter or auto).")
+        if self.distributed.generation == "per_node":
+            raise ValueError("generation.distributed.generation=per_node is not possible in improve: each worker would "
+                             "build its own model from the base weights and never see the trained ones (the hf "
+                             "generation copy lives in this process; adapters are pushed to this process's engine). "
+                             "Use generation: central (workers step environments, this process generates).")
+        return self
+
+
+class ImproveConfig(_Section):
+    """The whole improve run. ``agentloop improve CONFIG key.sub=value ...`` builds this."""
+
+    env: EnvSettings
+    method: SerializeAsAny[MethodConfig] = Field(description="The self-improvement method: name selects a registered "
+                                                 "method (built-in or from an agentloop.algorithms plugin).")
+    model: str | None = Field(default=None, description="Model folder or hub id; None = the embedded SmolLM2-135M.")
+    iterations: int = Field(default=2, ge=0, description="Collect/train/evaluate iterations after the baseline.")
+    collect: CollectSettings = Field(default_factory=CollectSettings)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: HeldOutSettings = Field(default_factory=HeldOutSettings)
+    generation: GenerationSettings = Field(default_factory=GenerationSettings,
+                                           description="Generation backend, weight sync and Ray rollouts.")
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto = cuda when available.")
+    generation_dtype: Literal["auto", "bfloat16", "float32"] = Field(
+        default="auto", description="Precision of the generation copy; auto = bf16 where supported.")
+    threads: int | None = Field(
+        default=None, ge=1, description="CPU threads for torch; None = auto: all cores, or 1 when the machine is "
+        "already busy (load average >= cores), because OpenMP threads competing with other processes stall "
+        "(measured on 2 shared cores: 64x24 tokens in 59 s with 1 thread, 250 s with 2).")
+    seed: int = 0
+    out: str | None = Field(default=None, description="Run directory; default runs/improve-<method>-<time>.")
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _method(cls, v: Any) -> Any:
+        from agentloop.registry import method_config
+
+        return v if isinstance(v, MethodConfig) else method_config(v)
+
+    @model_validator(mode="after")
+    def _conflicts(self) -> ImproveConfig:
+        if self.method.name == "leti" and self.train.lora is not None:
+            raise ValueError("method.name=leti with train.lora set: LeTI adds reward tokens whose new embeddings must be "
+                             "trained, which a LoRA adapter does not do; use full fine-tuning (train.lora: null).")
+        if self.method.name == "score" and self.eval.max_attempts < 2:
+            raise ValueError("method.name=score trains a second attempt; evaluate it with eval.max_attempts >= 2 "
+                             "(and eval.feedback: retry) so the report shows Acc@t2.")
+        if self.eval.metric == "final" and self.eval.max_attempts < 2:
+            raise ValueError("eval.metric=final needs eval.max_attempts >= 2 (with one attempt it equals t1).")
+        return self
+
+    @model_validator(mode="after")
+    def _generation_rules(self) -> ImproveConfig:
+        g = self.generation
+        if g.adapter_sync and self.train.lora is None:
+            raise ValueError(f"generation.backend={g.backend} with adapter sync needs train.lora: only the LoRA adapter "
+                             "is handed to the generation engine after each training phase (full fine-tuning would "
+                             "mean reloading the whole model); set train.lora: {r: 16}, or use backend hf, sync copy.")
+        if g.backend == "vllm" and self.device == "cpu":
+            raise ValueError("generation.backend=vllm needs a CUDA GPU; set device: auto or cuda, or use backend hf.")
+        if g.backend == "vllm" and self.train.lora is not None and "max_lora_rank" in g.vllm_kwargs \
+                and g.vllm_kwargs["max_lora_rank"] < self.train.lora.r:
+            raise ValueError(f"generation.vllm_kwargs.max_lora_rank={g.vllm_kwargs['max_lora_rank']} is below "
+                             f"train.lora.r={self.train.lora.r}: vLLM would refuse the trained adapter.")
+        return self
+
+
+class ImproveResult(BaseModel):
+    """The summary printed at the end and written to metrics.json."""
+
+    run_dir: str
+    method: str
+    env: str
+    metric: str = Field(description="What before/after measure: acc_by_attempt[1] (t1) or acc_by_attempt[K] (final).")
+    n: int
+    before: float
+    after: float
+    gain: float
+    gain_lo: float
+    gain_hi: float
+    excludes_zero: bool
+    held_out: list[HeldOutResult] = Field(default_factory=list, description="Every held-out evaluation, in order.")
+    iterations: list[dict[str, Any]]
+    wall_s: float
+    threads: int = 0
+    load_avg_start: float | None = Field(default=None, description="1-minute load average when the run started.")
