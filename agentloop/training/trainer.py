@@ -5,9 +5,12 @@ One class, three objectives (the maths lives in :mod:`agentloop.algorithms.losse
 * ``sft``: masked NLL of the trained segments, each sequence scaled by its ``weight`` (1 = plain SFT);
 * ``rwr``: the same with the weights exp(r / tau) normalised by :func:`~agentloop.algorithms.losses.rwr_weights`
   before they reach the trainer (RISE);
-* ``reinforce``: REINFORCE with ``weight`` as the (baseline-subtracted) advantage and a per-token
-  KL penalty against a frozen reference (SCoRe); the reference is the LoRA-disabled model when
-  training LoRA, else a frozen copy of the starting weights.
+* ``reinforce``: policy gradient with ``weight`` as the (baseline-subtracted) advantage, a clipped
+  importance ratio against the behaviour policy (the weights at the start of the ``fit`` call,
+  which collected the samples; a frozen copy is kept for the call) so the several optimizer steps
+  of one call stay unbiased, and a per-token KL penalty against a frozen reference (SCoRe) whose
+  gradient is that of KL(pi || pi_ref); the reference is the LoRA-disabled model when training
+  LoRA, else a frozen copy of the starting weights.
 
 Precision: trainable weights stay float32 (so small updates are not rounded away, METHODS.md
 section 8) and the forward pass runs under bf16 autocast where the hardware supports it (CUDA
@@ -93,7 +96,11 @@ class TrainConfig(BaseModel):
     dtype: Literal["auto", "bfloat16", "float32"] = Field(
         default="auto", description="Autocast precision of the forward pass; auto = bf16 where supported.")
     gradient_checkpointing: bool = Field(default=False, description="Trade compute for activation memory.")
-    kl_estimator: Literal["k1", "k3"] = Field(default="k3", description="Per-token KL estimator (reinforce).")
+    kl_estimator: Literal["k1", "k2", "k3"] = Field(
+        default="k3", description="Per-token KL estimator reported in the reinforce loss; the gradient is always "
+        "that of KL(pi || pi_ref) (see agentloop.algorithms.losses.kl_penalty).")
+    clip_eps: float = Field(default=0.2, gt=0, description="Reinforce: clip range of the importance ratio "
+                            "pi / pi_behaviour (PPO/GRPO-style) when samples serve several optimizer steps.")
     reduction: Literal["token", "sequence"] = Field(default="token", description="Loss normalisation.")
     seed: int = 0
     distributed: DistributedTrainingConfig = Field(
@@ -185,6 +192,8 @@ class Trainer:
         self.device = next(model.parameters()).device
         self.calls = 0
         self._ref = ref_model
+        self._behaviour: Any = None  # frozen copy of the model at the start of the current fit call (reinforce)
+        self._behaviour_call = -1
         use_bf16 = self.config.dtype == "bfloat16" or (self.config.dtype == "auto" and bf16_supported(self.device))
         self.autocast_dtype = torch.bfloat16 if use_bf16 else None
 
@@ -232,6 +241,25 @@ class Trainer:
                 p.requires_grad_(False)
         return self._logp(self._ref, ids, attn)
 
+    @torch.no_grad()
+    def _behaviour_logp(self, ids: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+        """Log-probs under the behaviour policy: the model as it was when this ``fit`` call started.
+
+        The improve loop collects with the current weights and then fits, so the weights at the
+        start of a ``fit`` call are the policy that sampled its examples. A frozen copy is taken at
+        the first reinforce loss of each call (before any optimizer step of that call) and gives
+        ``old_logp`` for the clipped importance ratio of every later step.
+        """
+        if self._behaviour is None or self._behaviour_call != self.calls:
+            import copy
+
+            self._behaviour = None  # free the previous call's copy before making the new one
+            self._behaviour = copy.deepcopy(self.unwrapped).eval()
+            for p in self._behaviour.parameters():
+                p.requires_grad_(False)
+            self._behaviour_call = self.calls
+        return self._logp(self._behaviour, ids, attn)
+
     def collate(self, examples: Sequence[TrainExample]) -> dict[str, torch.Tensor]:
         """Right-padded ids, attention mask, loss mask (shifted to align with token_logprobs), weights, KL coefs."""
         encoded = [encode_example(self.tokenizer, ex, self.config.max_len) for ex in examples]
@@ -269,8 +297,10 @@ class Trainer:
         if objective == "reinforce":
             kl = batch["kl_coef"]
             ref = self._ref_logp(batch["input_ids"], batch["attention_mask"]) if bool((kl > 0).any()) else None
+            old = self._behaviour_logp(batch["input_ids"], batch["attention_mask"])
             return L.reinforce_loss(logp, mask, batch["weights"], ref_logp=ref, kl_coef=kl,
-                                    estimator=self.config.kl_estimator, reduction=self.config.reduction)
+                                    estimator=self.config.kl_estimator, reduction=self.config.reduction,
+                                    old_logp=old, clip_eps=self.config.clip_eps)
         raise ConfigError(f"unknown objective {objective!r}; use 'sft', 'rwr' or 'reinforce'.")
 
     # -- the loop -----------------------------------------------------------------------------------
