@@ -158,6 +158,29 @@ def test_leti_binary_ablation_drops_feedback(tokenizer):
     assert not any(FEEDBACK_OPEN in ex.text for ex in exs)
 
 
+def test_leti_long_traceback_keeps_the_reward_token(tokenizer):
+    from agentloop.algorithms.leti import BAD, FEEDBACK_CLOSE, FEEDBACK_OPEN, add_reward_tokens, leti_example
+    from agentloop.training.data import encode_example
+
+    tokenizer = copy.deepcopy(tokenizer)
+    add_reward_tokens(tokenizer)
+    traceback = "Traceback (most recent call last):\n" + "".join(
+        f'  File "/tmp/prog.py", line {i}, in f{i}\n    return f{i + 1}(x)\n' for i in range(200)) + \
+        "RecursionError: maximum recursion depth exceeded"
+    solution = "def f(x):\n    return f(x)\n"
+    ex = leti_example(tokenizer, [user("Write f.")], solution, success=False, feedback=traceback,
+                      max_feedback_chars=len(traceback))
+    ids, mask, cut = encode_example(tokenizer, ex, 256)
+    assert cut and len(ids) == 256 and all(mask)
+    vocab = tokenizer.get_vocab()
+    for token in (BAD, FEEDBACK_OPEN, FEEDBACK_CLOSE):
+        assert vocab[token] in ids, f"{token} was cut"
+    text = tokenizer.decode(ids)
+    assert "RecursionError: maximum recursion depth exceeded" in text  # the feedback keeps its end
+    assert text.rstrip().endswith("<|im_end|>") and "return f(x)" in text  # the solution is whole
+    assert text.index(BAD) < text.index("Write f.") < text.index("def f(x)")
+
+
 def test_leti_reward_tokens_are_single_tokens(tokenizer):
     from agentloop.algorithms.leti import GOOD, add_reward_tokens
 
