@@ -210,6 +210,24 @@ def test_critique_loop_keeps_correct_and_refined(tiny_model, tokenizer):
     assert shows_work("12 + 7 = 19\nAnswer: 19", 8) and not shows_work("Answer: 19", 8)
 
 
+@pytest.mark.parametrize("text, ok", [
+    ("Answer: -19", False),               # a signed answer is not working
+    ("The answer is -19.", False),
+    ("Answer: x = 19", False),            # 'x' the variable, not a product
+    ("Final answer (next): 19", False),   # 'x' inside a word
+    ("Answer: 19", False),
+    ("12 + 7 = 19, so the answer is 19", True),
+    ("5 x 3 = 15, so the answer is 15", True),
+    ("-12 - 7 = -19, so the answer is -19", True),
+    ("20 / 4 = 5, the answer is 5", True),
+    ("First add the numbers.\nAnswer: 19", True),  # a line of working beyond the answer line
+])
+def test_critique_loop_shortcut_check(text, ok):
+    from agentloop.algorithms.critique_loop import shows_work
+
+    assert shows_work(text, 8) is ok
+
+
 def test_faft_trains_on_all_samples_with_feedback(tiny_model, tokenizer):
     from agentloop.algorithms.faft import (
         FAFT,
