@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from agentloop.algorithms.base import Collector, TaskSet
+from agentloop.env import Verdict
 from agentloop.training.data import chat_example
 from agentloop.training.trainer import TrainConfig, Trainer
 from agentloop.types import SamplingParams, assistant, user
@@ -254,6 +255,73 @@ def test_faft_trains_on_all_samples_with_feedback(tiny_model, tokenizer):
     assert algo.condition(prompt)[-1].content.endswith("feedback:\ncorrect")
     fb = "is_valid_accommodation: fail, reason: too short\nis_valid_restaurants: pass"
     assert all_success_feedback(fb) == "is_valid_accommodation: pass\nis_valid_restaurants: pass"
+
+
+class _CheckEnv(YesEnv):
+    """Feedback one line per check, like TravelPlanner's evaluator."""
+
+    def verify(self, task, action):
+        ok = action.strip() == "yes"
+        lines = ["is_yes: pass, reason:It says yes." if ok else "is_yes: fail, reason:It does not say yes.",
+                 "is_short: pass, reason:One word."]
+        return Verdict(reward=float(ok), success=ok, feedback="\n".join(lines))
+
+
+def test_faft_success_feedback_is_ready_before_the_first_evaluation(tmp_path):
+    from agentloop.algorithms.base import TaskSet
+    from agentloop.algorithms.faft import FAFT, FAFTConfig
+
+    algo = FAFT(FAFTConfig(samples_per_task=2))
+    text = algo.prepare(TaskSet(make_env=_CheckEnv, indices=(0, 1)), run_dir=tmp_path)
+    # derived from the environment's own verdict on a known-good answer, before any episode exists
+    assert text == "is_yes: pass, reason:It says yes.\nis_short: pass, reason:One word."
+    prompt = [user("Question 0: is it true?")]
+    assert algo.condition(prompt)[-1].content.endswith("feedback:\n" + text)
+    # a resumed run reads the persisted text back (even where the environment could no longer derive it)
+    resumed = FAFT(FAFTConfig(samples_per_task=2))
+    assert resumed.prepare(TaskSet(make_env=YesEnv, indices=()), run_dir=tmp_path) == text
+    # the config's text wins over both
+    fixed = FAFT(FAFTConfig(success_feedback="all good"))
+    assert fixed.prepare(TaskSet(make_env=_CheckEnv, indices=(0,)), run_dir=None) == "all good"
+
+
+def test_faft_examples_do_not_change_the_inference_feedback(tokenizer):
+    from agentloop.algorithms.base import Collector, TaskSet
+    from agentloop.algorithms.faft import FAFT, FAFTConfig
+
+    algo = FAFT(FAFTConfig(samples_per_task=2))
+    prompt = [user("Question 0: is it true?")]
+    specs = algo.specs(1, TaskSet(make_env=_CheckEnv, indices=(0, 1)))  # without prepare(), this fixes the text
+    before = algo.condition(prompt)
+    assert before[-1].content.endswith("feedback:\nis_yes: pass, reason:It says yes.\nis_short: pass, reason:One word.")
+    episodes = Collector(AlternatingPolicy(), SamplingParams(temperature=1.0)).collect(specs)
+    assert algo.examples(episodes, tokenizer)
+    assert algo.condition(prompt) == before  # what evaluation and collection see is fixed by prepare, not by training
+
+
+def test_faft_prepare_names_the_fix_when_nothing_can_be_derived():
+    from agentloop.algorithms.base import TaskSet
+    from agentloop.algorithms.faft import FAFT, FAFTConfig
+    from agentloop.errors import ConfigError
+
+    class NoGold(YesEnv):
+        def get_task(self, index):
+            return super().get_task(index).model_copy(update={"answer": None})
+
+    with pytest.raises(ConfigError, match="success_feedback"):
+        FAFT(FAFTConfig()).prepare(TaskSet(make_env=NoGold, indices=(0,)))
+
+
+def test_faft_prepare_on_travel_gives_the_evaluators_all_pass_lines():
+    from agentloop.algorithms.base import TaskSet
+    from agentloop.algorithms.faft import FAFT, FAFTConfig
+    from agentloop.environments.travel import success_feedback
+    from agentloop.registry import make
+
+    algo = FAFT(FAFTConfig())
+    text = algo.prepare(TaskSet(make_env=lambda: make("travel/synthetic-v0", level="easy", num_tasks=4, seed=0),
+                                indices=(0, 1)))
+    assert text == success_feedback()
 
 
 @pytest.mark.parametrize("name", ["rs_sft", "rise", "score", "leti", "critique_loop", "faft"])
