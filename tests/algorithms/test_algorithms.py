@@ -76,6 +76,27 @@ def test_rise_weights_and_direction(tiny_model, tokenizer):
     assert after > before
 
 
+def test_rise_eval_settings_give_no_oracle_multi_attempt_evaluation():
+    from agentloop.algorithms.rise import RISE, RISEConfig
+    from agentloop.wrappers import MultiAttempt
+
+    algo = RISE(RISEConfig(turns=3, feedback_template="Wrong. Again: {question}"))
+    settings = algo.eval_attempt_settings()
+    assert settings["stop_on_success"] is False
+    env = MultiAttempt(YesEnv(), k=3, **settings)
+    obs, _ = env.reset(options={"index": 1})
+    # a correct first answer neither ends the episode nor is revealed: RISE's own text follows every attempt
+    obs, reward, terminated, _, _ = env.step("yes")
+    assert reward == 1.0 and not terminated
+    assert obs[-1].content == "Wrong. Again: Question 1: is it true?"
+    obs, reward, terminated, _, _ = env.step("no")
+    assert reward == 0.0 and not terminated and obs[-1].content == "Wrong. Again: Question 1: is it true?"
+    _, _, terminated, _, _ = env.step("yes")
+    assert terminated
+    # the same text the training episodes use after a wrong attempt
+    assert RISE(RISEConfig()).eval_attempt_settings()["none_template"] == RISEConfig().feedback_template
+
+
 def test_rise_filters():
     from agentloop.algorithms.rise import RISE, RISEConfig, rise_training_pairs
 
