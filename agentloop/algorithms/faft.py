@@ -87,8 +87,9 @@ def derive_success_feedback(make_env: Callable[..., Any], indices: Sequence[int]
     inner = getattr(env, "unwrapped", env)
     if not (hasattr(inner, "get_task") and hasattr(inner, "verify")):
         return ""
+    n = inner.num_tasks() if hasattr(inner, "num_tasks") else None
     best, fallback = "", ""
-    for index in list(indices)[:PROBE_TASKS]:
+    for index in [i for i in indices if n is None or i < n][:PROBE_TASKS]:
         task = inner.get_task(index)
         if not isinstance(task.answer, (str, int, float)) or isinstance(task.answer, bool):
             continue
