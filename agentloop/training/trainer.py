@@ -7,8 +7,8 @@ One class, three objectives (the maths lives in :mod:`agentloop.algorithms.losse
   before they reach the trainer (RISE);
 * ``reinforce``: policy gradient with ``weight`` as the (baseline-subtracted) advantage, a clipped
   importance ratio against the behaviour policy (the weights at the start of the ``fit`` call,
-  which collected the samples; a frozen copy is kept for the call) so the several optimizer steps
-  of one call stay unbiased, and a per-token KL penalty against a frozen reference (SCoRe) whose
+  which collected the samples; a copy of the trainable weights is kept for the call) so the
+  several optimizer steps of one call are corrected for reusing the samples, and a per-token KL penalty against a frozen reference (SCoRe) whose
   gradient is that of KL(pi || pi_ref); the reference is the LoRA-disabled model when training
   LoRA, else a frozen copy of the starting weights.
 
@@ -192,7 +192,7 @@ class Trainer:
         self.device = next(model.parameters()).device
         self.calls = 0
         self._ref = ref_model
-        self._behaviour: Any = None  # frozen copy of the model at the start of the current fit call (reinforce)
+        self._behaviour: list[torch.Tensor] | None = None  # trainable weights at the start of this fit call
         self._behaviour_call = -1
         use_bf16 = self.config.dtype == "bfloat16" or (self.config.dtype == "auto" and bf16_supported(self.device))
         self.autocast_dtype = torch.bfloat16 if use_bf16 else None
@@ -242,23 +242,37 @@ class Trainer:
         return self._logp(self._ref, ids, attn)
 
     @torch.no_grad()
-    def _behaviour_logp(self, ids: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
-        """Log-probs under the behaviour policy: the model as it was when this ``fit`` call started.
+    def _behaviour_logp(self, ids: torch.Tensor, attn: torch.Tensor) -> torch.Tensor | None:
+        """Log-probs under the behaviour policy: the weights as they were when this ``fit`` call started.
 
         The improve loop collects with the current weights and then fits, so the weights at the
-        start of a ``fit`` call are the policy that sampled its examples. A frozen copy is taken at
-        the first reinforce loss of each call (before any optimizer step of that call) and gives
-        ``old_logp`` for the clipped importance ratio of every later step.
+        start of a ``fit`` call are the policy that sampled its examples. The trainable parameters
+        (all weights, or only the LoRA adapter) are copied at the first reinforce loss of each call;
+        while no optimizer step has changed them the samples are on-policy and this returns None
+        (ratio 1, no extra forward). Afterwards the copy is swapped in for a no-grad forward and the
+        current values are put back; call it *before* the policy forward of the same step, whose
+        graph must not see the swap.
         """
+        params = [p for p in self.unwrapped.parameters() if p.requires_grad]
         if self._behaviour is None or self._behaviour_call != self.calls:
-            import copy
-
             self._behaviour = None  # free the previous call's copy before making the new one
-            self._behaviour = copy.deepcopy(self.unwrapped).eval()
-            for p in self._behaviour.parameters():
-                p.requires_grad_(False)
+            self._behaviour = [p.detach().clone() for p in params]
             self._behaviour_call = self.calls
-        return self._logp(self._behaviour, ids, attn)
+            return None
+        if all(torch.equal(p, b) for p, b in zip(params, self._behaviour)):
+            return None
+        model = self.unwrapped
+        current = [p.detach().clone() for p in params]
+        was_training = model.training
+        try:
+            for p, b in zip(params, self._behaviour):
+                p.copy_(b)
+            model.eval()
+            return self._logp(model, ids, attn)
+        finally:
+            for p, c in zip(params, current):
+                p.copy_(c)
+            model.train(was_training)
 
     def collate(self, examples: Sequence[TrainExample]) -> dict[str, torch.Tensor]:
         """Right-padded ids, attention mask, loss mask (shifted to align with token_logprobs), weights, KL coefs."""
@@ -286,6 +300,8 @@ class Trainer:
         ``weighted`` picks the per-sequence weighted NLL for sft/rwr; None decides from this
         micro-batch (weighted unless objective is sft with every weight 1).
         """
+        # The behaviour forward swaps weights in and out, so it runs before the graph of this step is built.
+        old = self._behaviour_logp(batch["input_ids"], batch["attention_mask"]) if objective == "reinforce" else None
         logp = self._logp(self.model, batch["input_ids"], batch["attention_mask"])
         mask = batch["loss_mask"] * batch["attention_mask"][:, 1:]
         if objective in ("sft", "rwr"):
@@ -297,7 +313,6 @@ class Trainer:
         if objective == "reinforce":
             kl = batch["kl_coef"]
             ref = self._ref_logp(batch["input_ids"], batch["attention_mask"]) if bool((kl > 0).any()) else None
-            old = self._behaviour_logp(batch["input_ids"], batch["attention_mask"])
             return L.reinforce_loss(logp, mask, batch["weights"], ref_logp=ref, kl_coef=kl,
                                     estimator=self.config.kl_estimator, reduction=self.config.reduction,
                                     old_logp=old, clip_eps=self.config.clip_eps)
