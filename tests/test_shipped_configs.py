@@ -19,6 +19,8 @@ import pytest
 from agentloop.config import load_config, read_config_file
 from agentloop.improve import ImproveConfig, improve
 
+pytestmark = pytest.mark.slow  # trains (seconds per config); still runs in CI
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 TRAIN_TASKS, EVAL_TASKS, SAMPLES = 2, 2, 2
@@ -98,6 +100,17 @@ def test_shipped_config_runs_one_tiny_iteration(path, tiny_model_dir, tmp_path):
     # no episode failed: every one has at least one turn and no recorded error
     assert [e.get("error") for e in episodes] == [None] * len(episodes)
     assert all(e["turns"] for e in episodes)
+    # the method's own collection wrappers ran
+    turns = [len(e["turns"]) for e in collected]
+    method = cfg.method
+    if method.name == "score":
+        assert turns == [2] * len(collected)  # retry mode: always two attempts
+    elif method.name == "rise":
+        assert max(turns) <= method.turns
+    elif method.name == "critique_loop":
+        assert max(turns) <= method.rounds + 1
+    else:
+        assert turns == [1] * len(collected)
     # the evaluation ran the configured number of attempts' worth of machinery
     if cfg.eval.attempts > 1:
         assert f"acc@t{cfg.eval.attempts}" in result.iterations[-1]
