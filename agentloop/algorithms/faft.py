@@ -10,12 +10,13 @@ The all-success text is fixed once, before the first evaluation and collection, 
 :meth:`FAFT.prepare` (the loop calls it with the training tasks and the run directory), and never
 changes afterwards: ``success_feedback`` from the config if set; else the text saved in the run
 directory (``faft_state.json``; a resumed run reads it back); else derived from the environment:
-the feedback the environment's own verifier gives its gold answer on the first tasks (for
-TravelPlanner the evaluator's 8 ``name: pass, reason:...`` lines, the paper's text), keeping the
-longest; failing that, the check lines of any verdict turned to ``name: pass``
-(:func:`all_success_feedback`). When nothing can be derived, ``prepare`` raises and names the
-fix (set ``method.success_feedback``). If ``prepare`` was not called, the first collection
-derives it (``train_env``), so only an evaluation before any collection runs without it.
+the feedback the environment's own verifier gives the gold answers of the first tasks, when it
+is the same for every task (for TravelPlanner the evaluator's 8 ``name: pass, reason:...`` lines,
+the paper's text; see :func:`derive_success_feedback`). When nothing task-independent can be
+derived (e.g. "Your final answer 19 is correct."), ``prepare`` raises and names the fix (set
+``method.success_feedback``). If ``prepare`` was not called, the first collection
+derives it where it can (``train_env``, no error), so only an evaluation before any collection
+runs without it.
 Placement (a documented choice): the paper's template is ``reference information box:{ref}
 query:{query} feedback:{feedback} draft travel plan:{plan}``; the environment's prompt already
 holds the reference information and the query, so the feedback block is appended to the last
@@ -78,29 +79,37 @@ def derive_success_feedback(make_env: Callable[..., Any], indices: Sequence[int]
     """The all-success feedback of an environment, from its verifier's verdict on gold answers.
 
     For up to ``PROBE_TASKS`` of ``indices`` whose task has a text (or number) gold answer, the
-    environment's own ``verify(task, gold)`` is run: a successful verdict's feedback is the
-    success text (the longest one wins, e.g. the most applicable checks); without any, the check
-    lines of the verdicts seen are turned to ``name: pass``. Returns "" when nothing was found
-    (an environment without ``get_task``/``verify`` or without gold answers).
+    environment's own ``verify(task, gold)`` is run. The text must suit every task, so: if every
+    successful verdict gave the same feedback, that is it (TravelPlanner's 8 pass lines); if they
+    differ but are all ``name: pass`` check lines, the one with the most checks; otherwise the check
+    lines seen in any verdict turned to ``name: pass`` (:func:`all_success_feedback`). Returns ""
+    when none of these exists (no gold answers, or task-specific free-text feedback such as
+    "Your final answer 19 is correct.", which would leak one task's answer into every prompt).
     """
     env = make_env()
     inner = getattr(env, "unwrapped", env)
     if not (hasattr(inner, "get_task") and hasattr(inner, "verify")):
         return ""
     n = inner.num_tasks() if hasattr(inner, "num_tasks") else None
-    best, fallback = "", ""
+    successes: list[str] = []
+    fallback = ""
     for index in [i for i in indices if n is None or i < n][:PROBE_TASKS]:
         task = inner.get_task(index)
         if not isinstance(task.answer, (str, int, float)) or isinstance(task.answer, bool):
             continue
         verdict = inner.verify(task, str(task.answer))
-        feedback = str(verdict.feedback or "")
-        if verdict.success and len(feedback.splitlines()) > len(best.splitlines()):
-            best = feedback
+        feedback = str(verdict.feedback or "").strip()
+        if verdict.success and feedback:
+            successes.append(feedback)
         derived = all_success_feedback(feedback)
         if len(derived.splitlines()) > len(fallback.splitlines()):
             fallback = derived
-    return best or fallback
+    if successes and len(set(successes)) == 1:
+        return successes[0]
+    checks = [f for f in successes if all(_CHECK_LINE.match(line) for line in f.splitlines())]
+    if checks:
+        return max(checks, key=lambda f: len(f.splitlines()))
+    return fallback
 
 
 class FAFT(Algorithm):
@@ -138,8 +147,11 @@ class FAFT(Algorithm):
         return text
 
     def train_env(self, make_env: Callable[..., Any]) -> EnvFactory:
-        if not self._prepared:  # prepare() was not called by the loop: fix the text before the first collection
-            self.prepare(TaskSet(make_env=make_env, indices=tuple(range(PROBE_TASKS))))
+        if not self._prepared:
+            # A loop that does not call prepare(): fix the text before the first collection where it can be
+            # derived; otherwise collection and evaluation run without a feedback block, as before prepare().
+            text = derive_success_feedback(make_env, tuple(range(PROBE_TASKS)))
+            self.success_text, self._prepared = text, True
         return make_env
 
     def condition(self, conversation: Sequence[Message]) -> list[Message]:

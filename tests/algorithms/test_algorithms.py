@@ -329,8 +329,15 @@ def test_faft_prepare_names_the_fix_when_nothing_can_be_derived():
         def get_task(self, index):
             return super().get_task(index).model_copy(update={"answer": None})
 
-    with pytest.raises(ConfigError, match="success_feedback"):
-        FAFT(FAFTConfig()).prepare(TaskSet(make_env=NoGold, indices=(0,)))
+    class TaskSpecific(YesEnv):  # the success text names the task: it cannot be shown for every task
+        def verify(self, task, action):
+            return Verdict(reward=1.0, success=True, feedback=f"Your answer to {task.id} is correct.")
+
+    for env in (NoGold, TaskSpecific):
+        with pytest.raises(ConfigError, match="success_feedback"):
+            FAFT(FAFTConfig()).prepare(TaskSet(make_env=env, indices=(0, 1)))
+    # the same free text for every task is fine
+    assert FAFT(FAFTConfig()).prepare(TaskSet(make_env=YesEnv, indices=(0, 1))) == "correct"
 
 
 def test_faft_prepare_on_travel_gives_the_evaluators_all_pass_lines():
