@@ -249,8 +249,8 @@ class Trainer:
         start of a ``fit`` call are the policy that sampled its examples. The trainable parameters
         (all weights, or only the LoRA adapter) are copied at the first reinforce loss of each call;
         while no optimizer step has changed them the samples are on-policy and this returns None
-        (ratio 1, no extra forward). Afterwards the copy is swapped in for a no-grad forward and the
-        current values are put back; call it *before* the policy forward of the same step, whose
+        (ratio 1, no extra forward). Afterwards the copy is swapped in (pointers, not values) for a
+        no-grad forward and the current weights are put back; call it *before* the policy forward of the same step, whose
         graph must not see the swap.
         """
         params = [p for p in self.unwrapped.parameters() if p.requires_grad]
@@ -262,16 +262,16 @@ class Trainer:
         if all(torch.equal(p, b) for p, b in zip(params, self._behaviour)):
             return None
         model = self.unwrapped
-        current = [p.detach().clone() for p in params]
+        current = [p.data for p in params]
         was_training = model.training
         try:
             for p, b in zip(params, self._behaviour):
-                p.copy_(b)
+                p.data = b  # a pointer swap, no copy (tied weights are one Parameter, so they follow)
             model.eval()
             return self._logp(model, ids, attn)
         finally:
             for p, c in zip(params, current):
-                p.copy_(c)
+                p.data = c
             model.train(was_training)
 
     def collate(self, examples: Sequence[TrainExample]) -> dict[str, torch.Tensor]:
