@@ -204,7 +204,7 @@ def _run_improve(cell: CellFile, run_dir: Path) -> tuple[dict[str, Any], Any, st
     cfg = ImproveConfig.model_validate(cell.config)
     result = improve(cfg, out=run_dir, resume=run_dir.exists())
     before_eps, after_eps = improve_eval_episodes(run_dir, 0), improve_eval_episodes(run_dir, cfg.iterations)
-    k = cfg.eval.attempts
+    k = cfg.eval.max_attempts
     figures = _measured(attempts_of(before_eps, k), attempts_of(after_eps, k), ops_of(before_eps), cfg.seed)
     latest = RunDir(run_dir).latest_checkpoint()
     return figures, result.model_dump(mode="json"), str(latest) if latest is not None else None
@@ -228,7 +228,7 @@ def _transfer(cell: CellFile, run_dir: Path, checkpoint: str | None, seed: int) 
     for i, t in enumerate(cell.transfer):
         before = evaluate_model(model, t, run_dir / f"transfer-{i}-before", seed=seed)
         after = evaluate_model(model, t, run_dir / f"transfer-{i}-after", seed=seed, checkpoint=checkpoint)
-        figures = _measured(attempts_of(before, t.attempts), attempts_of(after, t.attempts), ops_of(before), seed)
+        figures = _measured(attempts_of(before, t.max_attempts), attempts_of(after, t.max_attempts), ops_of(before), seed)
         out.append({"env": t.env, "kwargs": t.kwargs, **figures})
     return out
 

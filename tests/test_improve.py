@@ -36,7 +36,13 @@ def test_improve_writes_run_directory(tiny_model_dir, tmp_path):
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in rows] == [0, 1, 2]
     assert json.loads((run / "metrics.json").read_text())["n"] == 5 == result.n
-    assert result.gain_lo <= result.gain <= result.gain_hi
+    # the report is the recorded held-out episodes' accuracy: recount it from episodes.jsonl
+    episodes = [json.loads(line) for line in (run / "episodes.jsonl").read_text().splitlines()]
+    acc = {it: [bool(e["turns"][0].get("success")) for e in episodes
+                if e["metadata"]["phase"] == "eval" and e["metadata"]["iteration"] == it] for it in (0, 2)}
+    assert len(acc[0]) == len(acc[2]) == 5
+    assert result.before == pytest.approx(sum(acc[0]) / 5) and result.after == pytest.approx(sum(acc[2]) / 5)
+    assert result.gain == pytest.approx(result.after - result.before)
     assert (run / "result.json").exists()
 
 
@@ -92,12 +98,6 @@ def test_bad_configs_fail_before_any_work(tmp_path):
         load_config(ImproveConfig, base, ["method={name: leti}", "train.lora={r: 8}"])
     with pytest.raises(ConfigError, match="eval.max_attempts >= 2"):
         load_config(ImproveConfig, base, ["method={name: score}"])
-
-
-@pytest.mark.parametrize("path", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
-def test_shipped_configs_validate(path):
-    cfg = load_config(ImproveConfig, path)
-    assert cfg.iterations >= 1
 
 
 def test_cli_dry_run_default():

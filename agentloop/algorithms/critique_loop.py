@@ -19,6 +19,7 @@ are negatives and are counted, not trained on. Not covered: a separately trained
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -47,13 +48,23 @@ class CritiqueLoopConfig(MethodConfig):
     data: Literal["iteration", "union"] = Field(default="union", description="Paper: the union of all iterations.")
 
 
+# An arithmetic operation between two numbers: "12 + 7", "5 x 3", "-12 - 7", "20/4", "3*(2". A sign
+# ("-19") or a letter x ("x = 19", "next") is not one.
+_OPERATION = re.compile(r"\d\s*(?:[-+*/\u00d7\u00f7^]|x(?=\s*[-(]?\d))\s*[-(]?\s*\d")
+
+
 def shows_work(text: str, min_chars: int) -> bool:
-    """The shortcut check: the solution has working beyond its final answer line."""
+    """The shortcut check: the solution has working beyond its final answer line.
+
+    A multi-line solution needs ``min_chars`` characters before its last (answer) line. A one-line
+    solution shows work only if it writes an arithmetic operation between two numbers (e.g.
+    "12 + 7 = 19, so the answer is 19") and is longer than ``min_chars``; a signed answer such as
+    "Answer: -19" does not.
+    """
     lines = [ln for ln in text.strip().splitlines() if ln.strip()]
     working = "\n".join(lines[:-1]) if len(lines) > 1 else ""
     if not working and len(lines) == 1:
-        # one line may still show work, e.g. "12 + 7 = 19, so the answer is 19"
-        working = lines[0] if any(op in lines[0] for op in "=+-*/x") and len(lines[0]) > min_chars else ""
+        working = lines[0] if _OPERATION.search(lines[0]) and len(lines[0]) > min_chars else ""
     return len(working.strip()) >= min_chars
 
 

@@ -71,11 +71,26 @@ def leti_conversation(prompt: Sequence[Message], prefix: str) -> list[Message]:
 
 def leti_example(tokenizer: Any, prompt: Sequence[Message], solution: str, success: bool, feedback: str | None,
                  textual: bool = True, max_feedback_chars: int = 1000, group: str | None = None) -> TrainExample:
-    """The feedback-conditioned sequence of one sampled solution; every token is trained."""
+    """The feedback-conditioned sequence of one sampled solution; every token is trained.
+
+    When the sequence is longer than the trainer's ``max_len`` the feedback text is cut first (its
+    start; the end of a traceback names the error) and the reward and feedback-delimiter tokens
+    never are (see :func:`~agentloop.training.data.encode_example`).
+    """
     fb = (feedback or "")[-max_feedback_chars:] if max_feedback_chars else ""
-    msgs = [*leti_conversation(prompt, _prefix(success, fb, textual)), assistant(solution)]
-    segments = tuple(Segment(text=s.text, train=True) for s in chat_segments(tokenizer, msgs, train="none"))
-    return TrainExample(segments=segments, group=group, meta={"success": success})
+    prefix = _prefix(success, fb, textual)
+    msgs = [*leti_conversation(prompt, prefix), assistant(solution)]
+    text = "".join(s.text for s in chat_segments(tokenizer, msgs, train="none"))
+    at = text.find(prefix)
+    if at < 0:  # a template that rewrote the user message: no pinning possible, train the text as is
+        return TrainExample(segments=(Segment(text=text, train=True),), group=group, meta={"success": success})
+    head, reward, tail = text[:at], prefix[: len(BAD if not success else GOOD)], text[at + len(prefix):]
+    pieces = [Segment(text=head, train=True), Segment(text=reward, train=True, cut="never")]
+    if prefix != reward:  # <|lang_feedback|>FEEDBACK<|/lang_feedback|>
+        pieces += [Segment(text=FEEDBACK_OPEN, train=True, cut="never"), Segment(text=fb, train=True, cut="first"),
+                   Segment(text=FEEDBACK_CLOSE, train=True, cut="never")]
+    pieces.append(Segment(text=tail, train=True))
+    return TrainExample(segments=tuple(p for p in pieces if p.text), group=group, meta={"success": success})
 
 
 class LeTI(Algorithm):

@@ -13,10 +13,11 @@ Conventions:
   and batch composition. ``reduction="sequence"`` averages per-sequence means instead.
 
 Covered: SCoRe's Stage I/II rewards and shaping (METHODS.md section 1), leave-one-out (RLOO)
-per-prompt baselines, the K1 and K3 per-token KL estimators, REINFORCE with a KL penalty,
+per-prompt baselines, the K1/K2/K3 per-token KL estimators and a KL penalty whose gradient is the
+gradient of KL(pi || pi_ref) (:func:`kl_penalty`), REINFORCE with a clipped importance ratio
+(PPO/GRPO-style, so one batch of samples can serve several optimiser steps) and the KL penalty,
 RISE's reward-weighted regression weights exp(r / tau) (section 2), masked SFT / LM loss (LeTI,
-FAFT, critique-loop, rejection sampling). Not covered: PPO-style ratio clipping (every method
-here is on-policy REINFORCE or supervised).
+FAFT, critique-loop, rejection sampling).
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ from typing import Literal
 
 import torch
 
-KLEstimator = Literal["k1", "k3"]
+KLEstimator = Literal["k1", "k2", "k3"]
 Reduction = Literal["token", "sequence"]
 
 __all__ = [
-    "kl_per_token", "masked_mean", "reinforce_loss", "rloo_advantages", "rwr_weights", "score_stage1_rewards",
+    "kl_penalty", "kl_per_token", "masked_mean", "reinforce_loss", "rloo_advantages", "rwr_weights", "score_stage1_rewards",
     "score_stage2_rewards", "sft_loss", "token_logprobs", "weighted_sft_loss",
 ]
 
@@ -113,34 +114,81 @@ def rloo_advantages(rewards: torch.Tensor, groups: Sequence[int] | torch.Tensor)
 
 
 def kl_per_token(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: KLEstimator = "k3") -> torch.Tensor:
-    """Per-token estimate of KL(pi || pi_ref) from samples of pi.
+    """Per-token *value* estimate of KL(pi || pi_ref) from samples of pi (Schulman's k1/k2/k3).
 
-    * ``k1``: ``log pi - log pi_ref`` (unbiased, can be negative, high variance);
-    * ``k3``: ``exp(d) - d - 1`` with ``d = log pi_ref - log pi`` (unbiased, always >= 0, lower variance).
+    With ``d = log pi - log pi_ref``:
+
+    * ``k1``: ``d`` (unbiased, can be negative, high variance);
+    * ``k2``: ``d**2 / 2`` (biased, always >= 0, low variance);
+    * ``k3``: ``exp(-d) + d - 1`` (unbiased, always >= 0, lower variance than k1).
+
+    These are estimates of the KL's *value*; differentiated as they stand, their gradients are
+    not the gradient of KL(pi || pi_ref) (k1's expected gradient is 0, k3's is the gradient of
+    KL(pi_ref || pi)). Use :func:`kl_penalty` in a loss.
     """
-    d = ref_logp.detach() - logp
+    d = logp - ref_logp.detach()
     if estimator == "k1":
-        return -d
+        return d
+    if estimator == "k2":
+        return 0.5 * d * d
     if estimator == "k3":
-        return torch.exp(d) - d - 1.0
-    raise ValueError(f"kl_per_token: estimator must be 'k1' or 'k3', got {estimator!r}.")
+        return torch.exp(-d) + d - 1.0
+    raise ValueError(f"kl_per_token: estimator must be 'k1', 'k2' or 'k3', got {estimator!r}.")
+
+
+def kl_penalty(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: KLEstimator = "k3",
+               weight: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """Per-token KL penalty: value ``kl_per_token(estimator)``, gradient that of KL(pi || pi_ref).
+
+    The gradient is always the k2 one, ``weight * (log pi - log pi_ref) * grad log pi``. For a
+    token sampled from pi its expectation is exactly the gradient of the per-position
+    KL(pi(.|prefix) || pi_ref(.|prefix)): ``E_pi[(log pi - log pi_ref) grad log pi] =
+    sum_y grad pi (log pi - log pi_ref) = grad KL`` (the missing ``sum_y pi grad log pi`` term is
+    ``grad sum_y pi = 0``). For tokens sampled from an older behaviour policy mu, pass
+    ``weight = pi / mu`` (detached): the importance weight makes the expectation under mu the same
+    gradient. The value (for logging) is the named estimator; it does not affect the gradient.
+    Why not differentiate k1 or k3 directly: k1's expected gradient is ``E_pi[grad log pi] = 0``
+    (no regularisation) and k3's is the gradient of KL(pi_ref || pi), the other direction. Prefix
+    effects (a token changing the KL of later positions) are not included: the penalty is the
+    per-token KL at the sampled prefixes, the usual choice for RL fine-tuning of LMs.
+    """
+    value = kl_per_token(logp, ref_logp, estimator).detach()
+    d = logp - ref_logp.detach()
+    surrogate = 0.5 * d * d
+    w = weight.detach() if isinstance(weight, torch.Tensor) else weight
+    return value + w * (surrogate - surrogate.detach())
 
 
 def reinforce_loss(logp: torch.Tensor, mask: torch.Tensor, advantages: torch.Tensor,
                    ref_logp: torch.Tensor | None = None, kl_coef: torch.Tensor | float = 0.0,
-                   estimator: KLEstimator = "k3", reduction: Reduction = "token") -> torch.Tensor:
-    """REINFORCE with a per-token KL penalty: minimise ``-(A_b) * log pi(y_bt) + beta_b * KL_bt`` over masked tokens.
+                   estimator: KLEstimator = "k3", reduction: Reduction = "token",
+                   old_logp: torch.Tensor | None = None, clip_eps: float = 0.2) -> torch.Tensor:
+    """Clipped policy gradient with a per-token KL penalty over masked tokens.
+
+    Per token: ``-min(r * A_b, clip(r, 1 - eps, 1 + eps) * A_b) + beta_b * KL_bt`` with the
+    importance ratio ``r = exp(log pi - old_logp)`` (PPO/GRPO's clipped surrogate). ``old_logp`` is
+    the behaviour policy's log-probability of each sampled token (the model that collected the
+    samples); with None the samples are taken to be on-policy (``old_logp = logp`` detached, r = 1),
+    and the gradient is exactly REINFORCE's ``-A * grad log pi``. The ratio lets one batch of
+    samples serve several optimiser steps without the bias of treating stale samples as fresh;
+    the clip stops a step from moving a token's probability further than ``1 +- eps`` times the
+    behaviour policy's in the advantage's direction.
 
     ``advantages`` is ``[B]`` (one per sequence, already baseline-subtracted) and is treated as a
     constant. ``kl_coef`` is a float or a ``[B]`` tensor, so SCoRe can pin attempt 1 with beta2 and
-    attempt 2 with beta1 in one batch.
+    attempt 2 with beta1 in one batch. The KL term is :func:`kl_penalty`, weighted by the detached
+    ratio so its expected gradient is that of KL(pi || pi_ref) for stale samples too.
     """
+    if clip_eps <= 0:
+        raise ValueError(f"reinforce_loss: clip_eps must be > 0 (got {clip_eps}); 0.2 is PPO's usual value.")
     adv = advantages.detach().to(logp.dtype).unsqueeze(-1)
-    per_token = -adv * logp
+    old = logp.detach() if old_logp is None else old_logp.detach().to(logp.dtype)
+    ratio = torch.exp(logp - old)
+    per_token = -torch.min(ratio * adv, ratio.clamp(1.0 - clip_eps, 1.0 + clip_eps) * adv)
     if ref_logp is not None:
         beta = torch.as_tensor(kl_coef, dtype=logp.dtype, device=logp.device)
         beta = beta.unsqueeze(-1) if beta.dim() == 1 else beta
-        per_token = per_token + beta * kl_per_token(logp, ref_logp, estimator)
+        per_token = per_token + beta * kl_penalty(logp, ref_logp, estimator, weight=ratio.detach())
     return masked_mean(per_token, mask, reduction)
 
 

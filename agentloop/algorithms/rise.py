@@ -20,6 +20,14 @@ trajectories and the filter picks among their turns, which needs no branching ro
 ``teacher`` set (a policy registry id and kwargs), attempts after the first come from that
 policy instead (distillation): the collector is given a policy that routes by turn.
 Iterate: each iteration collects with the latest model.
+
+Evaluation (METHODS.md section 2): held-out multi-attempt evaluation runs *without an oracle*:
+after every attempt, right or wrong, the user turn is the same RISE text (so the verdict is never
+revealed) and the episode runs all its attempts; Acc@tk is then the accuracy of the k-th answer.
+:meth:`RISE.eval_attempt_settings` gives the ``MultiAttempt`` keyword arguments for this
+(``feedback="none"`` with RISE's template, ``stop_on_success=False``); the loop's evaluation uses
+them instead of its generic feedback mode. Binary feedback with stop-at-first-success (the
+collection setting) would make later-turn accuracy oracle-stopped.
 """
 
 from __future__ import annotations
@@ -92,6 +100,15 @@ class RISE(Algorithm):
         if self._teacher is None:
             self._teacher = self.config.teacher.make_policy()
         return TurnRoutedPolicy(learner, self._teacher)
+
+    def eval_attempt_settings(self) -> dict[str, Any]:
+        """``MultiAttempt`` kwargs (all but ``k``) for held-out multi-attempt evaluation with no oracle.
+
+        The RISE feedback text follows every attempt whatever its verdict (``feedback="none"`` writes
+        ``none_template`` formatted with the question), and every attempt runs. Use as
+        ``MultiAttempt(env, k=eval_attempts, **algorithm.eval_attempt_settings())``.
+        """
+        return {"feedback": "none", "none_template": self.config.feedback_template, "stop_on_success": False}
 
     def train_env(self, make_env: Any) -> EnvFactory:
         from agentloop.wrappers import MultiAttempt

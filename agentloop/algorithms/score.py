@@ -12,7 +12,13 @@ Each episode gives two training sequences: attempt 1 (prompt -> y1) and attempt 
 
 Gradient: REINFORCE with the leave-one-out per-prompt baseline over ``samples_per_task`` samples
 (:func:`~agentloop.algorithms.losses.rloo_advantages`; the paper does not state its baseline) and a
-per-token KL penalty against the frozen starting policy (K3 by default, ``train.kl_estimator``).
+per-token KL penalty against the frozen starting policy whose gradient is that of KL(pi || pi_ref)
+(:func:`~agentloop.algorithms.losses.kl_penalty`; ``train.kl_estimator`` picks the reported value).
+Off-policy reuse: one iteration's samples serve every optimizer step of its training phase
+(``len(examples) / batch_size * epochs`` steps), so the trainer weights each token by the clipped
+importance ratio pi / pi_behaviour (PPO/GRPO-style, ``train.clip_eps``), the behaviour policy being
+the weights that collected the samples (those at the start of the phase); the first step is plain
+on-policy REINFORCE.
 Simplification: each attempt's return is its own turn reward (the shaped R2 for attempt 2), not
 the sum of later rewards: with shaping, a return-to-go would reward a wrong first attempt
 (G1 = (1 - alpha) r1 + ...), which is not the paper's intent. Not covered: selecting the
@@ -72,7 +78,8 @@ def score_examples(episodes: Sequence[Episode], tokenizer: Any, config: SCoReCon
     r1 = torch.tensor([r[0] for _, r in kept])
     r2 = torch.tensor([r[1] for _, r in kept])
     R1, R2 = score_stage1_rewards(r1, r2) if stage == 1 else score_stage2_rewards(r1, r2, config.alpha)
-    groups = [hash(str(ep.task_id)) % (2**31) for ep, _ in kept]
+    ids: dict[str, int] = {}
+    groups = [ids.setdefault(str(ep.task_id), len(ids)) for ep, _ in kept]
     a1, a2 = rloo_advantages(R1, groups), rloo_advantages(R2, groups)
     kl1 = config.beta2 if stage == 1 else config.beta1
     out = []

@@ -14,7 +14,7 @@ GRPO and from our methods are comparable. Both sort episodes by task index, so b
 Under ``none``/``retry`` feedback every attempt is played (no stop at the first success, which would
 need the verifier's verdict), as in the improve loop's own evaluation.
 
-Not covered: more than two attempts (the block reads attempts 1 and ``attempts``); sampled (n > 1)
+Not covered: more than two attempts (the block reads attempts 1 and ``max_attempts``); sampled (n > 1)
 evaluation.
 """
 
@@ -32,14 +32,14 @@ __all__ = ["HeldOutSettings", "attempts_of", "block", "compare", "evaluate_model
 
 
 class HeldOutSettings(BaseModel):
-    """Which held-out tasks, and how they are played (greedy, ``attempts`` attempts, feedback between)."""
+    """Which held-out tasks, and how they are played (greedy, ``max_attempts`` attempts, feedback between)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     env: str = Field(description="Registered environment id, e.g. math/arith-v0 or math/gsm8k-v0.")
     kwargs: dict[str, Any] = Field(default_factory=dict, description="make() kwargs of the held-out split.")
     tasks: int = Field(default=200, ge=1, description="Evaluate tasks 0..tasks-1.")
-    attempts: int = Field(default=2, ge=1, le=8, description="Attempts per task (2: Acc@t1, Acc@t2 and deltas).")
+    max_attempts: int = Field(default=2, ge=1, le=8, description="Attempts per task (2: Acc@t1, Acc@t2 and deltas).")
     feedback: FeedbackMode = Field(default="retry", description="Between attempts; retry = no oracle, no verdict.")
     max_new_tokens: int = Field(default=48, ge=1)
     stop: tuple[str, ...] = ()
@@ -75,7 +75,7 @@ def block(attempts: Sequence[Sequence[bool]], ops: Sequence[str | None] | None =
     from agentloop.evaluation.metrics import accuracy_at, delta, delta_c_to_i, delta_i_to_c
 
     k = max((len(a) for a in attempts), default=1)
-    out: dict[str, Any] = {"n": len(attempts), "attempts": k, "acc_t1": _est(accuracy_at(attempts, 1))}
+    out: dict[str, Any] = {"n": len(attempts), "max_attempts": k, "acc_t1": _est(accuracy_at(attempts, 1))}
     if k >= 2:
         out.update(acc_t2=_est(accuracy_at(attempts, k)), delta_t1_t2=_est(delta(attempts, 1, k, seed=seed)),
                    delta_i_to_c=_est(delta_i_to_c(attempts, 1, k)), delta_c_to_i=_est(delta_c_to_i(attempts, 1, k)))
@@ -137,10 +137,10 @@ def evaluate_model(model: str | None, settings: HeldOutSettings, out: str | Path
         {"env": settings.env, "kwargs": kwargs, "limit": settings.tasks, "name": "heldout"}]}}))
     cfg = EvalConfig(policy=PolicyConfig(id="hf", kwargs={"model": model, "max_batch_size": settings.batch_size},
                                          checkpoint=checkpoint),
-                     suite="heldout", suites_file=str(suites), k=settings.attempts,
+                     suite="heldout", suites_file=str(suites), max_attempts=settings.max_attempts,
                      feedback=settings.feedback, seeds=[seed], count_tokens=False,
                      sampling=SamplingParams(temperature=0.0, max_new_tokens=settings.max_new_tokens,
                                              stop=settings.stop),
                      max_concurrency=settings.batch_size)
-    result = evaluate(cfg, out, resume=Path(out).exists(), policy=policy, progress=False)
+    result = evaluate(cfg, out, resume=Path(out).exists(), policy=policy)
     return list(result.run.episodes())

@@ -190,7 +190,7 @@ def run_grpo(cfg: GRPOBaselineConfig, out: str | Path) -> GRPOResult:
         stats_file.write_text(json.dumps(stats, indent=1) + "\n")  # written last: marks the model complete
     stats = json.loads(stats_file.read_text())
     after_eps = evaluate_model(str(model_dir), cfg.heldout, out / "eval-after", seed=cfg.seed)
-    k = cfg.heldout.attempts
+    k = cfg.heldout.max_attempts
     return GRPOResult(before=attempts_of(before_eps, k), after=attempts_of(after_eps, k), ops=ops_of(before_eps),
                       model_dir=str(model_dir), **stats)
 

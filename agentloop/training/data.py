@@ -7,7 +7,8 @@ trained" is visible in one place and tested on its own:
 
 * SFT / rejection sampling / critique-loop: prompt (context) + reply (trained);
 * RISE: the whole multi-turn prefix as context, only the final assistant turn trained;
-* LeTI / FAFT: the whole sequence trained (plain LM loss over the feedback-conditioned text).
+* LeTI / FAFT: the whole sequence trained (plain LM loss over the feedback-conditioned text);
+  LeTI pins its reward token (``cut="never"``) and lets a long feedback be cut first (``cut="first"``).
 
 ``weight`` is the per-sequence scalar the objective uses (advantage for REINFORCE, exp(r / tau)
 for RISE, 1 for SFT); ``kl_coef`` the per-sequence KL coefficient (SCoRe pins attempt 1 harder).
@@ -30,11 +31,21 @@ from agentloop.types import Message, Record
 __all__ = ["Segment", "TrainExample", "chat_example", "chat_segments", "encode_example"]
 
 
+Cut = Literal["normal", "first", "never"]
+
+
 class Segment(Record):
-    """A piece of a training sequence; ``train`` says whether its tokens carry loss."""
+    """A piece of a training sequence; ``train`` says whether its tokens carry loss.
+
+    ``cut`` says what :func:`encode_example` may drop when the sequence is longer than ``max_len``:
+    ``"first"`` segments are shortened (from their start) before anything else, ``"never"`` ones are
+    kept whole (LeTI's reward token), ``"normal"`` ones lose their start after that (the sequence
+    keeps its end, where the trained reply is).
+    """
 
     text: str
     train: bool = False
+    cut: Cut = Field(default="normal", description="Truncation priority: 'first', 'normal' or 'never' (see above).")
 
 
 class TrainExample(Record):
@@ -93,8 +104,8 @@ def chat_segments(tokenizer: Any, messages: Sequence[Message], train: TrainTurns
 def _merge(segments: list[Segment]) -> list[Segment]:
     out: list[Segment] = []
     for s in segments:
-        if out and out[-1].train == s.train:
-            out[-1] = Segment(text=out[-1].text + s.text, train=s.train)
+        if out and out[-1].train == s.train and out[-1].cut == s.cut:
+            out[-1] = Segment(text=out[-1].text + s.text, train=s.train, cut=s.cut)
         else:
             out.append(s)
     return out
@@ -111,16 +122,29 @@ def encode_example(tokenizer: Any, example: TrainExample, max_len: int) -> tuple
     """Token ids and the 0/1 loss mask of ``example`` (mask[t] = 1 when token t is trained).
 
     Segments are tokenised one by one (no special tokens added: the template already wrote them)
-    so each token's mask is exact. Sequences longer than ``max_len`` keep their *end*, where the
-    trained reply is; the third return value says whether anything was cut.
+    so each token's mask is exact. A sequence longer than ``max_len`` is cut in this order until it
+    fits: the start of each ``cut="first"`` segment (e.g. the head of a long traceback, whose end
+    names the error), then tokens from the start of the sequence, skipping ``cut="never"``
+    segments (so it keeps its *end*, where the trained reply is, and its pinned tokens). Only when
+    the pinned tokens alone exceed ``max_len`` are they cut too (from the start). The third return
+    value says whether anything was cut.
     """
-    ids: list[int] = []
-    mask: list[int] = []
+    pieces: list[tuple[list[int], int, Cut]] = []
     for seg in example.segments:
         toks = tokenizer(seg.text, add_special_tokens=False)["input_ids"]
-        ids.extend(toks)
-        mask.extend([int(seg.train)] * len(toks))
-    cut = len(ids) > max_len
-    if cut:
+        pieces.append((list(toks), int(seg.train), seg.cut))
+    over = sum(len(t) for t, _, _ in pieces) - max_len
+    cut = over > 0
+    for rule in ("first", "normal"):
+        for toks, _, kind in pieces:
+            if over <= 0:
+                break
+            if kind == rule:
+                drop = min(over, len(toks))
+                del toks[:drop]
+                over -= drop
+    ids = [t for toks, _, _ in pieces for t in toks]
+    mask = [m for toks, m, _ in pieces for _ in toks]
+    if len(ids) > max_len:
         ids, mask = ids[-max_len:], mask[-max_len:]
     return ids, mask, cut

@@ -5,9 +5,12 @@ One class, three objectives (the maths lives in :mod:`agentloop.algorithms.losse
 * ``sft``: masked NLL of the trained segments, each sequence scaled by its ``weight`` (1 = plain SFT);
 * ``rwr``: the same with the weights exp(r / tau) normalised by :func:`~agentloop.algorithms.losses.rwr_weights`
   before they reach the trainer (RISE);
-* ``reinforce``: REINFORCE with ``weight`` as the (baseline-subtracted) advantage and a per-token
-  KL penalty against a frozen reference (SCoRe); the reference is the LoRA-disabled model when
-  training LoRA, else a frozen copy of the starting weights.
+* ``reinforce``: policy gradient with ``weight`` as the (baseline-subtracted) advantage, a clipped
+  importance ratio against the behaviour policy (the weights at the start of the ``fit`` call,
+  which collected the samples; a copy of the trainable weights is kept for the call) so the
+  several optimizer steps of one call are corrected for reusing the samples, and a per-token KL penalty against a frozen reference (SCoRe) whose
+  gradient is that of KL(pi || pi_ref); the reference is the LoRA-disabled model when training
+  LoRA, else a frozen copy of the starting weights.
 
 Precision: trainable weights stay float32 (so small updates are not rounded away, METHODS.md
 section 8) and the forward pass runs under bf16 autocast where the hardware supports it (CUDA
@@ -93,7 +96,11 @@ class TrainConfig(BaseModel):
     dtype: Literal["auto", "bfloat16", "float32"] = Field(
         default="auto", description="Autocast precision of the forward pass; auto = bf16 where supported.")
     gradient_checkpointing: bool = Field(default=False, description="Trade compute for activation memory.")
-    kl_estimator: Literal["k1", "k3"] = Field(default="k3", description="Per-token KL estimator (reinforce).")
+    kl_estimator: Literal["k1", "k2", "k3"] = Field(
+        default="k3", description="Per-token KL estimator reported in the reinforce loss; the gradient is always "
+        "that of KL(pi || pi_ref) (see agentloop.algorithms.losses.kl_penalty).")
+    clip_eps: float = Field(default=0.2, gt=0, description="Reinforce: clip range of the importance ratio "
+                            "pi / pi_behaviour (PPO/GRPO-style) when samples serve several optimizer steps.")
     reduction: Literal["token", "sequence"] = Field(default="token", description="Loss normalisation.")
     seed: int = 0
     distributed: DistributedTrainingConfig = Field(
@@ -185,6 +192,8 @@ class Trainer:
         self.device = next(model.parameters()).device
         self.calls = 0
         self._ref = ref_model
+        self._behaviour: list[torch.Tensor] | None = None  # trainable weights at the start of this fit call
+        self._behaviour_call = -1
         use_bf16 = self.config.dtype == "bfloat16" or (self.config.dtype == "auto" and bf16_supported(self.device))
         self.autocast_dtype = torch.bfloat16 if use_bf16 else None
 
@@ -232,6 +241,39 @@ class Trainer:
                 p.requires_grad_(False)
         return self._logp(self._ref, ids, attn)
 
+    @torch.no_grad()
+    def _behaviour_logp(self, ids: torch.Tensor, attn: torch.Tensor) -> torch.Tensor | None:
+        """Log-probs under the behaviour policy: the weights as they were when this ``fit`` call started.
+
+        The improve loop collects with the current weights and then fits, so the weights at the
+        start of a ``fit`` call are the policy that sampled its examples. The trainable parameters
+        (all weights, or only the LoRA adapter) are copied at the first reinforce loss of each call;
+        while no optimizer step has changed them the samples are on-policy and this returns None
+        (ratio 1, no extra forward). Afterwards the copy is swapped in (pointers, not values) for a
+        no-grad forward and the current weights are put back; call it *before* the policy forward of the same step, whose
+        graph must not see the swap.
+        """
+        params = [p for p in self.unwrapped.parameters() if p.requires_grad]
+        if self._behaviour is None or self._behaviour_call != self.calls:
+            self._behaviour = None  # free the previous call's copy before making the new one
+            self._behaviour = [p.detach().clone() for p in params]
+            self._behaviour_call = self.calls
+            return None
+        if all(torch.equal(p, b) for p, b in zip(params, self._behaviour)):
+            return None
+        model = self.unwrapped
+        current = [p.data for p in params]
+        was_training = model.training
+        try:
+            for p, b in zip(params, self._behaviour):
+                p.data = b  # a pointer swap, no copy (tied weights are one Parameter, so they follow)
+            model.eval()
+            return self._logp(model, ids, attn)
+        finally:
+            for p, c in zip(params, current):
+                p.data = c
+            model.train(was_training)
+
     def collate(self, examples: Sequence[TrainExample]) -> dict[str, torch.Tensor]:
         """Right-padded ids, attention mask, loss mask (shifted to align with token_logprobs), weights, KL coefs."""
         encoded = [encode_example(self.tokenizer, ex, self.config.max_len) for ex in examples]
@@ -258,6 +300,8 @@ class Trainer:
         ``weighted`` picks the per-sequence weighted NLL for sft/rwr; None decides from this
         micro-batch (weighted unless objective is sft with every weight 1).
         """
+        # The behaviour forward swaps weights in and out, so it runs before the graph of this step is built.
+        old = self._behaviour_logp(batch["input_ids"], batch["attention_mask"]) if objective == "reinforce" else None
         logp = self._logp(self.model, batch["input_ids"], batch["attention_mask"])
         mask = batch["loss_mask"] * batch["attention_mask"][:, 1:]
         if objective in ("sft", "rwr"):
@@ -270,7 +314,8 @@ class Trainer:
             kl = batch["kl_coef"]
             ref = self._ref_logp(batch["input_ids"], batch["attention_mask"]) if bool((kl > 0).any()) else None
             return L.reinforce_loss(logp, mask, batch["weights"], ref_logp=ref, kl_coef=kl,
-                                    estimator=self.config.kl_estimator, reduction=self.config.reduction)
+                                    estimator=self.config.kl_estimator, reduction=self.config.reduction,
+                                    old_logp=old, clip_eps=self.config.clip_eps)
         raise ConfigError(f"unknown objective {objective!r}; use 'sft', 'rwr' or 'reinforce'.")
 
     # -- the loop -----------------------------------------------------------------------------------

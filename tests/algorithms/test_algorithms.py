@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from agentloop.algorithms.base import Collector, TaskSet
+from agentloop.env import Verdict
 from agentloop.training.data import chat_example
 from agentloop.training.trainer import TrainConfig, Trainer
 from agentloop.types import SamplingParams, assistant, user
@@ -73,6 +74,27 @@ def test_rise_weights_and_direction(tiny_model, tokenizer):
     light = {ex.trained_text.split("<")[0] for ex in examples if ex.weight < 1}
     assert heavy == {"yes"} and light == {"no"}
     assert after > before
+
+
+def test_rise_eval_settings_give_no_oracle_multi_attempt_evaluation():
+    from agentloop.algorithms.rise import RISE, RISEConfig
+    from agentloop.wrappers import MultiAttempt
+
+    algo = RISE(RISEConfig(turns=3, feedback_template="Wrong. Again: {question}"))
+    settings = algo.eval_attempt_settings()
+    assert settings["stop_on_success"] is False
+    env = MultiAttempt(YesEnv(), k=3, **settings)
+    obs, _ = env.reset(options={"index": 1})
+    # a correct first answer neither ends the episode nor is revealed: RISE's own text follows every attempt
+    obs, reward, terminated, _, _ = env.step("yes")
+    assert reward == 1.0 and not terminated
+    assert obs[-1].content == "Wrong. Again: Question 1: is it true?"
+    obs, reward, terminated, _, _ = env.step("no")
+    assert reward == 0.0 and not terminated and obs[-1].content == "Wrong. Again: Question 1: is it true?"
+    _, _, terminated, _, _ = env.step("yes")
+    assert terminated
+    # the same text the training episodes use after a wrong attempt
+    assert RISE(RISEConfig()).eval_attempt_settings()["none_template"] == RISEConfig().feedback_template
 
 
 def test_rise_filters():
@@ -158,6 +180,29 @@ def test_leti_binary_ablation_drops_feedback(tokenizer):
     assert not any(FEEDBACK_OPEN in ex.text for ex in exs)
 
 
+def test_leti_long_traceback_keeps_the_reward_token(tokenizer):
+    from agentloop.algorithms.leti import BAD, FEEDBACK_CLOSE, FEEDBACK_OPEN, add_reward_tokens, leti_example
+    from agentloop.training.data import encode_example
+
+    tokenizer = copy.deepcopy(tokenizer)
+    add_reward_tokens(tokenizer)
+    traceback = "Traceback (most recent call last):\n" + "".join(
+        f'  File "/tmp/prog.py", line {i}, in f{i}\n    return f{i + 1}(x)\n' for i in range(200)) + \
+        "RecursionError: maximum recursion depth exceeded"
+    solution = "def f(x):\n    return f(x)\n"
+    ex = leti_example(tokenizer, [user("Write f.")], solution, success=False, feedback=traceback,
+                      max_feedback_chars=len(traceback))
+    ids, mask, cut = encode_example(tokenizer, ex, 256)
+    assert cut and len(ids) == 256 and all(mask)
+    vocab = tokenizer.get_vocab()
+    for token in (BAD, FEEDBACK_OPEN, FEEDBACK_CLOSE):
+        assert vocab[token] in ids, f"{token} was cut"
+    text = tokenizer.decode(ids)
+    assert "RecursionError: maximum recursion depth exceeded" in text  # the feedback keeps its end
+    assert text.rstrip().endswith("<|im_end|>") and "return f(x)" in text  # the solution is whole
+    assert text.index(BAD) < text.index("Write f.") < text.index("def f(x)")
+
+
 def test_leti_reward_tokens_are_single_tokens(tokenizer):
     from agentloop.algorithms.leti import GOOD, add_reward_tokens
 
@@ -187,6 +232,24 @@ def test_critique_loop_keeps_correct_and_refined(tiny_model, tokenizer):
     assert shows_work("12 + 7 = 19\nAnswer: 19", 8) and not shows_work("Answer: 19", 8)
 
 
+@pytest.mark.parametrize("text, ok", [
+    ("Answer: -19", False),               # a signed answer is not working
+    ("The answer is -19.", False),
+    ("Answer: x = 19", False),            # 'x' the variable, not a product
+    ("Final answer (next): 19", False),   # 'x' inside a word
+    ("Answer: 19", False),
+    ("12 + 7 = 19, so the answer is 19", True),
+    ("5 x 3 = 15, so the answer is 15", True),
+    ("-12 - 7 = -19, so the answer is -19", True),
+    ("20 / 4 = 5, the answer is 5", True),
+    ("First add the numbers.\nAnswer: 19", True),  # a line of working beyond the answer line
+])
+def test_critique_loop_shortcut_check(text, ok):
+    from agentloop.algorithms.critique_loop import shows_work
+
+    assert shows_work(text, 8) is ok
+
+
 def test_faft_trains_on_all_samples_with_feedback(tiny_model, tokenizer):
     from agentloop.algorithms.faft import (
         FAFT,
@@ -213,6 +276,80 @@ def test_faft_trains_on_all_samples_with_feedback(tiny_model, tokenizer):
     assert algo.condition(prompt)[-1].content.endswith("feedback:\ncorrect")
     fb = "is_valid_accommodation: fail, reason: too short\nis_valid_restaurants: pass"
     assert all_success_feedback(fb) == "is_valid_accommodation: pass\nis_valid_restaurants: pass"
+
+
+class _CheckEnv(YesEnv):
+    """Feedback one line per check, like TravelPlanner's evaluator."""
+
+    def verify(self, task, action):
+        ok = action.strip() == "yes"
+        lines = ["is_yes: pass, reason:It says yes." if ok else "is_yes: fail, reason:It does not say yes.",
+                 "is_short: pass, reason:One word."]
+        return Verdict(reward=float(ok), success=ok, feedback="\n".join(lines))
+
+
+def test_faft_success_feedback_is_ready_before_the_first_evaluation(tmp_path):
+    from agentloop.algorithms.base import TaskSet
+    from agentloop.algorithms.faft import FAFT, FAFTConfig
+
+    algo = FAFT(FAFTConfig(samples_per_task=2))
+    text = algo.prepare(TaskSet(make_env=_CheckEnv, indices=(0, 1)), run_dir=tmp_path)
+    # derived from the environment's own verdict on a known-good answer, before any episode exists
+    assert text == "is_yes: pass, reason:It says yes.\nis_short: pass, reason:One word."
+    prompt = [user("Question 0: is it true?")]
+    assert algo.condition(prompt)[-1].content.endswith("feedback:\n" + text)
+    # a resumed run reads the persisted text back (even where the environment could no longer derive it)
+    resumed = FAFT(FAFTConfig(samples_per_task=2))
+    assert resumed.prepare(TaskSet(make_env=YesEnv, indices=()), run_dir=tmp_path) == text
+    # the config's text wins over both
+    fixed = FAFT(FAFTConfig(success_feedback="all good"))
+    assert fixed.prepare(TaskSet(make_env=_CheckEnv, indices=(0,)), run_dir=None) == "all good"
+
+
+def test_faft_examples_do_not_change_the_inference_feedback(tokenizer):
+    from agentloop.algorithms.base import Collector, TaskSet
+    from agentloop.algorithms.faft import FAFT, FAFTConfig
+
+    algo = FAFT(FAFTConfig(samples_per_task=2))
+    prompt = [user("Question 0: is it true?")]
+    specs = algo.specs(1, TaskSet(make_env=_CheckEnv, indices=(0, 1)))  # without prepare(), this fixes the text
+    before = algo.condition(prompt)
+    assert before[-1].content.endswith("feedback:\nis_yes: pass, reason:It says yes.\nis_short: pass, reason:One word.")
+    episodes = Collector(AlternatingPolicy(), SamplingParams(temperature=1.0)).collect(specs)
+    assert algo.examples(episodes, tokenizer)
+    assert algo.condition(prompt) == before  # what evaluation and collection see is fixed by prepare, not by training
+
+
+def test_faft_prepare_names_the_fix_when_nothing_can_be_derived():
+    from agentloop.algorithms.base import TaskSet
+    from agentloop.algorithms.faft import FAFT, FAFTConfig
+    from agentloop.errors import ConfigError
+
+    class NoGold(YesEnv):
+        def get_task(self, index):
+            return super().get_task(index).model_copy(update={"answer": None})
+
+    class TaskSpecific(YesEnv):  # the success text names the task: it cannot be shown for every task
+        def verify(self, task, action):
+            return Verdict(reward=1.0, success=True, feedback=f"Your answer to {task.id} is correct.")
+
+    for env in (NoGold, TaskSpecific):
+        with pytest.raises(ConfigError, match="success_feedback"):
+            FAFT(FAFTConfig()).prepare(TaskSet(make_env=env, indices=(0, 1)))
+    # the same free text for every task is fine
+    assert FAFT(FAFTConfig()).prepare(TaskSet(make_env=YesEnv, indices=(0, 1))) == "correct"
+
+
+def test_faft_prepare_on_travel_gives_the_evaluators_all_pass_lines():
+    from agentloop.algorithms.base import TaskSet
+    from agentloop.algorithms.faft import FAFT, FAFTConfig
+    from agentloop.environments.travel import success_feedback
+    from agentloop.registry import make
+
+    algo = FAFT(FAFTConfig())
+    text = algo.prepare(TaskSet(make_env=lambda: make("travel/synthetic-v0", level="easy", num_tasks=4, seed=0),
+                                indices=(0, 1)))
+    assert text == success_feedback()
 
 
 @pytest.mark.parametrize("name", ["rs_sft", "rise", "score", "leti", "critique_loop", "faft"])

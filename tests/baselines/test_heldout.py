@@ -15,7 +15,7 @@ OPS = ["add", "sub", "sub", "add"]
 
 def test_block_matches_hand_computed_figures():
     b = block(ATTEMPTS, OPS)
-    assert b["n"] == 4 and b["attempts"] == 2
+    assert b["n"] == 4 and b["max_attempts"] == 2
     assert b["acc_t1"]["value"] == 0.5 and b["acc_t2"]["value"] == 0.75
     assert b["delta_t1_t2"]["value"] == pytest.approx(0.25)
     assert b["delta_i_to_c"]["value"] == 0.5 and b["delta_c_to_i"]["value"] == 0.25

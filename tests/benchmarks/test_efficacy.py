@@ -129,7 +129,7 @@ def test_grpo_cell_and_a_transfer_cell_run_in_smoke_mode_and_merge_into_one_tabl
                              results=results)
     for entry in (grpo, rise):
         for side in ("before", "after"):
-            assert entry[side]["n"] == efficacy.SMOKE_TASKS and entry[side]["attempts"] == 2
+            assert entry[side]["n"] == efficacy.SMOKE_TASKS and entry[side]["max_attempts"] == 2
             assert {"acc_t1", "acc_t2", "delta_t1_t2", "delta_i_to_c", "delta_c_to_i"} <= set(entry[side])
             assert set(entry[side]["by_op"]) <= {"add", "sub", "sub_neg", "mul"}
         assert {"gain_acc_t1", "gain_acc_t2", "gain_delta"} == set(entry["gains"])

@@ -28,3 +28,25 @@ def test_encode_truncates_from_the_left(tokenizer):
     ex = TrainExample(segments=(Segment(text="context " * 50), Segment(text="reply", train=True)))
     ids, mask, cut = encode_example(tokenizer, ex, 8)
     assert cut and len(ids) == 8 and mask[-1] == 1 and mask[0] == 0
+
+
+def test_encode_cuts_cut_first_segments_before_anything_else(tokenizer):
+    ex = TrainExample(segments=(Segment(text="header "), Segment(text="<KEEP>", cut="never"),
+                                Segment(text=" noise" * 60 + " tail", cut="first"), Segment(text=" reply", train=True)))
+    ids, mask, cut = encode_example(tokenizer, ex, 16)
+    text = tokenizer.decode(ids)
+    assert cut and len(ids) == 16
+    assert text.startswith("header <KEEP>") and text.endswith(" tail reply")  # the cuttable middle keeps its end
+    assert mask[-1] == 1 and sum(mask) == len(tokenizer(" reply", add_special_tokens=False)["input_ids"])
+
+
+def test_encode_never_cuts_pinned_segments(tokenizer):
+    ex = TrainExample(segments=(Segment(text="context " * 40), Segment(text="<PIN>", cut="never"),
+                                Segment(text=" more context" * 40), Segment(text=" reply", train=True)))
+    ids, mask, cut = encode_example(tokenizer, ex, 12)
+    text = tokenizer.decode(ids)
+    assert cut and len(ids) == 12 and text.startswith("<PIN>") and text.endswith(" reply")
+    # nothing pinned: the old rule, keep the end
+    plain = TrainExample(segments=(Segment(text="context " * 40), Segment(text=" reply", train=True)))
+    ids2, _, _ = encode_example(tokenizer, plain, 12)
+    assert tokenizer.decode(ids2).endswith(" reply") and len(ids2) == 12

@@ -1,0 +1,123 @@
+"""Every shipped config in configs/*.yaml runs one tiny iteration end to end.
+
+Each config keeps its method, environment, objective, feedback modes, critic, LoRA and
+gradient-checkpointing settings; only the sizes shrink (2 training tasks x 2 samples, 2 held-out
+tasks, a few new tokens, batch 2), the model is a tiny random Llama with the default model's
+tokenizer, and GPU configs run on the CPU. The tiny model answers nonsense: these runs check that
+every config's whole path (collection with its wrappers and critic, the method's examples, the
+objective's training step, checkpointing, evaluation and the report) works, not that it learns.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from agentloop.config import load_config, read_config_file
+from agentloop.improve import ImproveConfig, improve
+
+pytestmark = pytest.mark.slow  # trains (seconds per config); still runs in CI
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+TRAIN_TASKS, EVAL_TASKS, SAMPLES = 2, 2, 2
+
+
+@pytest.fixture(scope="module")
+def tiny_model_dir(tmp_path_factory) -> str:
+    import torch
+    from agentloop.policies.default_model import default_model_path
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(str(default_model_path()))
+    torch.manual_seed(0)
+    # Long context (RoPE needs no trained positions): TravelPlanner prompts are a few thousand tokens.
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=8192,
+                      tie_word_embeddings=True, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    path = tmp_path_factory.mktemp("tiny-shipped")
+    LlamaForCausalLM(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return str(path)
+
+
+def tiny_overrides(path: Path, model: str) -> list[str]:
+    """Dotted overrides that shrink ``path``'s config to seconds on a CPU, keeping what it exercises."""
+    raw = read_config_file(path)
+    train = raw.get("train", {})
+    out = [f"model={model}", "device=cpu", "iterations=1", "threads=1", "generation_dtype=float32",
+           f"env.train_tasks={TRAIN_TASKS}", f"env.eval_tasks={EVAL_TASKS}", f"method.samples_per_task={SAMPLES}",
+           "collect.max_new_tokens=6", "collect.batch_size=4", "eval.max_new_tokens=6", "eval.batch_size=4",
+           "train.batch_size=2", "train.epochs=1", "train.max_len=96", "train.dtype=float32"]
+    if "micro_batch_size" in train:
+        out.append("train.micro_batch_size=1")  # still accumulates over micro-batches, as the config does
+    if raw.get("method", {}).get("name") == "score":
+        out.append("method.stage1_iterations=1")
+    if "step_workers" in raw.get("collect", {}):
+        out.append("collect.step_workers=2")
+    return out
+
+
+def _episodes(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "episodes.jsonl").read_text().splitlines()]
+
+
+# Known gaps in the loop (agentloop/improve.py), each strict: the mark must go when the gap is fixed.
+KNOWN_GAPS = {
+    "critique_loop-gsm8k-gpu": "improve's evaluate() passes no critic to the rollout engine, so eval.feedback=critic "
+                               "episodes end with 'the environment asked for a critique but no critic was given'",
+}
+
+
+def _param(path: Path):
+    gap = KNOWN_GAPS.get(path.stem)
+    return pytest.param(path, id=path.stem, marks=[pytest.mark.xfail(strict=True, reason=gap)] if gap else [])
+
+
+@pytest.mark.parametrize("path", [_param(p) for p in CONFIGS])
+def test_shipped_config_runs_one_tiny_iteration(path, tiny_model_dir, tmp_path):
+    cfg = load_config(ImproveConfig, path, tiny_overrides(path, tiny_model_dir))
+    shipped = load_config(ImproveConfig, path)
+    # the shrunk config is still the shipped one in everything but size and device
+    assert cfg.method.model_dump(exclude={"samples_per_task", "stage1_iterations"}) == \
+        shipped.method.model_dump(exclude={"samples_per_task", "stage1_iterations"})
+    assert (cfg.env.id, cfg.eval.attempts, cfg.eval.feedback, cfg.train.lora) == \
+        (shipped.env.id, shipped.eval.attempts, shipped.eval.feedback, shipped.train.lora)
+
+    run = tmp_path / "run"
+    result = improve(cfg, out=run)
+
+    assert [r["iteration"] for r in result.iterations] == [0, 1]
+    assert (run / "checkpoints" / "iter-1").is_dir()
+    episodes = _episodes(run)
+    collected = [e for e in episodes if e["metadata"]["phase"] == "collect"]
+    evaluated = [e for e in episodes if e["metadata"]["phase"] == "eval"]
+    assert len(collected) == TRAIN_TASKS * SAMPLES
+    assert len(evaluated) == 2 * EVAL_TASKS  # the starting and the final model
+    # no episode failed: every one has at least one turn and no recorded error
+    assert [e.get("error") for e in episodes] == [None] * len(episodes)
+    assert all(e["turns"] for e in episodes)
+    # the method's own collection wrappers ran
+    turns = [len(e["turns"]) for e in collected]
+    method = cfg.method
+    if method.name == "score":
+        assert turns == [2] * len(collected)  # retry mode: always two attempts
+    elif method.name == "rise":
+        assert max(turns) <= method.turns
+    elif method.name == "critique_loop":
+        assert max(turns) <= method.rounds + 1
+    else:
+        assert turns == [1] * len(collected)
+    # the evaluation ran the configured number of attempts' worth of machinery
+    if cfg.eval.attempts > 1:
+        assert f"acc@t{cfg.eval.attempts}" in result.iterations[-1]
+    # the report agrees with the recorded evaluation episodes
+    final = [e for e in evaluated if e["metadata"]["iteration"] == 1]
+    first_turn_ok = [bool(e["turns"][0].get("success")) for e in final]
+    assert result.iterations[-1]["acc@t1"] == pytest.approx(sum(first_turn_ok) / len(final))
+    row = result.iterations[1]
+    steps = math.ceil(row["train_examples"] / cfg.train.batch_size)
+    assert row["train_steps"] == steps and (steps == 0 or math.isfinite(row["train_loss_last"]))
