@@ -63,18 +63,29 @@ def envs_show(env_id: str) -> None:
 
 @envs_app.command("check")
 def envs_check(env_id: str = typer.Argument(None, help="Environment id; omit with --all."),
+               env_args: list[str] = typer.Argument(None, help="Constructor arguments key=value, e.g. path=tasks.jsonl."),
                all_: bool = typer.Option(False, "--all", help="Check every registered environment.")) -> None:
-    """Run the conformance check (agentloop.check_env) on one or all environments."""
+    """Run the conformance check (agentloop.check_env) on one or all environments.
+
+    ``agentloop envs check code/humaneval-format-v0 path=HumanEval.jsonl`` checks a format on your file.
+    """
     from agentloop.checker import check_env
+    from agentloop.commands.gold import parse_kwargs
     from agentloop.registry import envs, make
 
     if not env_id and not all_:
         raise typer.BadParameter("give an environment id or --all")
+    if all_ and env_args:
+        raise typer.BadParameter("key=value arguments apply to one environment id, not --all")
+    try:
+        kwargs = parse_kwargs(env_args or [])
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from e
     ids = envs.ids() if all_ else [env_id]
     failed = 0
     for i in ids:
         try:
-            check_env(make(i))
+            check_env(make(i, **kwargs))
             console.print(f"[green]ok[/green]   {i}")
         except Exception as e:
             failed += 1

@@ -142,7 +142,7 @@ class ImproveLoop:
         self.cfg, self.progress, self.t0 = cfg, progress, time.perf_counter()
         self.load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         torch.set_num_threads(cpu_threads(cfg.threads))
-        self.run = RunDir.create(out, cfg, kind="improve", resume=resume, ignore=("out",))
+        self.run = RunDir.create(out, cfg, kind="improve", resume=resume, ignore=("out", "tracking"))
         self.recorded: dict[str, Episode] = {key_of(e): e for e in self.run.episodes()}
         seed_everything(cfg.seed)
         device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else ("cpu" if cfg.device == "auto" else cfg.device)
@@ -172,6 +172,18 @@ class ImproveLoop:
         self.eval_idx = eval_indices(cfg.env)
         eval_env = env_factory(cfg.env, "eval")()
         self.held_out = {_prompt_text(eval_env, i) for i in self.eval_idx}
+        from agentloop.algorithms.base import TaskSet
+
+        # run-level method state (FAFT's inference feedback) is fixed before evaluation 0 and survives resume
+        self.algorithm.prepare(TaskSet(make_env=env_factory(cfg.env, "train"),
+                                       indices=train_indices(cfg.env, 1, self.held_out)), run_dir=self.run.path)
+        from agentloop.tracking import make_tracker
+
+        self.tracker = make_tracker(cfg.tracking, self.run.path)
+        self.tracker.log_config(cfg.model_dump(mode="json"))
+        # training steps of the iterations finished before a resume, so the step axis continues
+        self.train_step = sum(int(r.get("train_steps") or 0) for r in self.run.history()
+                              if 0 < int(r.get("iteration", 0)) < self.start)
 
     def _build_generation(self, device: str, use_bf16: bool) -> Any:
         """The generation policy: an hf copy of the model, or an engine fed adapters (AdapterSync)."""
@@ -210,7 +222,11 @@ class ImproveLoop:
         return self.ray_engine.using(policy, critic, config)
 
     def close(self) -> None:
-        """Stop the Ray workers (and Ray, if the engine started it)."""
+        """Stop the Ray workers (and Ray, if the engine started it); flush the trackers."""
+        tracker = getattr(self, "tracker", None)
+        if tracker is not None:
+            tracker.close()
+            self.tracker = None
         if self.ray_engine is not None:
             self.ray_engine.close()
             self.ray_engine = None
@@ -243,7 +259,11 @@ class ImproveLoop:
         from agentloop.evaluation.heldout import held_out_result, held_out_specs
 
         c = self.cfg.eval
-        specs = held_out_specs(self.cfg.env.id, self.cfg.env.split_kwargs("eval"), self.eval_idx, c.attempt_kwargs(),
+        make_kwargs = c.attempt_kwargs()
+        method_protocol = self.algorithm.eval_attempt_settings() if c.max_attempts > 1 else None
+        if method_protocol:  # e.g. RISE: its own feedback text after every attempt, no stop at the first success
+            make_kwargs = {**{k: v for k, v in make_kwargs.items() if k != "feedback"}, **method_protocol}
+        specs = held_out_specs(self.cfg.env.id, self.cfg.env.split_kwargs("eval"), self.eval_idx, make_kwargs,
                                iteration)
         sampling = SamplingParams(temperature=0.0, max_new_tokens=c.max_new_tokens, stop=c.stop)
         critic = build_critic(c.critic, self.gen_policy)
@@ -278,10 +298,16 @@ class ImproveLoop:
             stats = fit_in_processes(self.trainer, examples, self.algorithm.objective, ckpt, model=cfg.model,
                                      extra={"iteration": iteration})
         else:
-            label, progress = f"train   iter {iteration}", self.progress
-            report = None if progress is None else (lambda s, t, loss: progress(label, s, t, f"loss {loss:.4f}"))
+            label, progress, first_step = f"train   iter {iteration}", self.progress, self.train_step
+
+            def report(step: int, total: int, loss: float) -> None:
+                self.tracker.log({"train/loss": loss}, step=first_step + step)
+                if progress is not None:
+                    progress(label, step, total, f"loss {loss:.4f}")
+
             stats = self.trainer.fit(examples, self.algorithm.objective, progress=report)
             self.trainer.save(ckpt, extra={"iteration": iteration})
+        self.train_step += stats.steps
         self._refresh_generation(iteration)
         return {**self.algorithm.stats(episodes), "train_examples": len(examples), "train_steps": stats.steps,
                 "train_loss_first": stats.loss_first, "train_loss_last": stats.loss_last,
@@ -310,6 +336,8 @@ class ImproveLoop:
 
     # -- driver -------------------------------------------------------------------------------------
     def run_all(self) -> ImproveResult:
+        from agentloop.tracking import flatten_metrics, resource_metrics
+
         rows: list[dict[str, Any]] = []
         evaluations: list[HeldOutResult] = []
         history = self.run.history()
@@ -329,6 +357,7 @@ class ImproveLoop:
             row["elapsed_s"] = round(time.perf_counter() - self.t0, 1)
             if (it, row["phase"]) not in logged:
                 self.run.log_metrics(row)
+                self.tracker.log({**flatten_metrics(row, "iter"), **resource_metrics()}, step=it)
             rows.append(row)
             logger.info(_row_text(row))
         return self._summary(evaluations, rows)

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator, model_validator
 
+from agentloop.tracking import TrackingConfig
 from agentloop.algorithms.base import MethodConfig
 from agentloop.distributed import DistributedConfig
 from agentloop.evaluation.evaluate import AttemptSettings
@@ -132,6 +133,8 @@ class ImproveConfig(_Section):
         "(measured on 2 shared cores: 64x24 tokens in 59 s with 1 thread, 250 s with 2).")
     seed: int = 0
     out: str | None = Field(default=None, description="Run directory; default runs/improve-<method>-<time>.")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="Experiment trackers (per training "
+                                     "step and per iteration); TensorBoard event files in the run directory by default.")
 
     @field_validator("method", mode="before")
     @classmethod

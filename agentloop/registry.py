@@ -101,7 +101,9 @@ class EnvSpec(Spec):
 
     max_attempts: int = Field(default=1, ge=1, description="> 1 wraps the env in MultiAttempt(max_attempts=...).")
     feedback: FeedbackMode = Field(default="env", description="MultiAttempt feedback mode when max_attempts > 1.")
-    stop_on_success: bool = True
+    stop_on_success: bool | None = Field(
+        default=None, description="MultiAttempt stop at the first success; None = the feedback mode's rule "
+        "(stop when the mode reveals the verdict, play every attempt under none/retry).")
     max_turns: int | None = Field(default=None, ge=1, description="Wrap in TurnLimit(max_turns) when set.")
 
     def gym_spec(self, kwargs: dict[str, Any]) -> Any:
@@ -352,7 +354,8 @@ class EnvRegistry(Registry[EnvSpec]):
         n = spec.max_attempts if max_attempts is None else max_attempts
         if n > 1:
             attempt_kwargs.setdefault("feedback", spec.feedback)
-            if "stop_on_success" not in attempt_kwargs and not attempt_kwargs.get("critique_all"):
+            if ("stop_on_success" not in attempt_kwargs and spec.stop_on_success is not None
+                    and not attempt_kwargs.get("critique_all")):
                 # no oracle under critique_all: the critic's approval ends the episode, not the verifier's verdict
                 attempt_kwargs["stop_on_success"] = spec.stop_on_success
             env = MultiAttempt(env, max_attempts=n, **attempt_kwargs)

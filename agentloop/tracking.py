@@ -89,6 +89,11 @@ class TrackingConfig(BaseModel):
     mlflow_tracking_uri: str | None = Field(
         default=None, description="MLflow tracking URI; None = a local SQLite store <run>/mlflow.db.")
 
+    def _differs(self, field: str) -> bool:
+        # "set" means "not the default": a resolved config written to a run directory and read back
+        # on --resume names every field with its default value, which must stay valid.
+        return getattr(self, field) != type(self).model_fields[field].default
+
     @model_validator(mode="after")
     def _check(self) -> TrackingConfig:
         seen = [b for i, b in enumerate(self.backends) if b in self.backends[:i]]
@@ -96,10 +101,10 @@ class TrackingConfig(BaseModel):
             raise ValueError(f"tracking.backends lists {seen[0]!r} twice; list each tracker once.")
         owners = {"wandb_entity": "wandb", "mlflow_tracking_uri": "mlflow", "tensorboard_dir": "tensorboard"}
         for field, backend in owners.items():
-            if field in self.model_fields_set and backend not in self.backends:
+            if self._differs(field) and backend not in self.backends:
                 raise ValueError(f"tracking.{field} is set but {backend!r} is not in tracking.backends "
                                  f"{list(self.backends)}; add {backend!r} to backends or drop {field}.")
-        if "wandb_mode" in self.model_fields_set and "wandb" not in self.backends:
+        if self._differs("wandb_mode") and "wandb" not in self.backends:
             raise ValueError("tracking.wandb_mode is set but 'wandb' is not in tracking.backends; add it or drop "
                              "wandb_mode.")
         return self

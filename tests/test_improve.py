@@ -132,7 +132,7 @@ def test_training_tasks_never_include_held_out_prompts():
     {"name": "score", "samples_per_task": 2, "stage1_iterations": 1},
     {"name": "leti", "samples_per_task": 2},
     {"name": "critique_loop", "samples_per_task": 2},
-    {"name": "faft", "samples_per_task": 2},
+    {"name": "faft", "samples_per_task": 2, "success_feedback": "Your final answer is correct."},
 ], ids=lambda m: m["name"])
 def test_every_method_runs_two_iterations(tiny_model_dir, tmp_path, method):
     extra = {"method": method, "env": {**improve_config(tiny_model_dir)["env"], "train_tasks": 3, "eval_tasks": 3}}
@@ -208,3 +208,33 @@ def test_native_tool_env_reaches_the_policy_through_improve(tiny_model_dir, tmp_
     schemas = [tools for call in policy.tools for tools in (call or [])]
     assert len(schemas) == len(episodes) and all(t == [TOOL_SCHEMA] for t in schemas)
     assert result.before == result.after == 1.0 and result.held_out[-1].metrics.acc_by_attempt[0].value == 1.0
+
+
+def test_improve_logs_steps_and_iterations_to_tensorboard(tiny_model_dir, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    method = {"name": "rise", "max_attempts": 2, "samples_per_task": 2, "filter": "all"}  # trains on every episode
+    improve(ImproveConfig.model_validate(improve_config(tiny_model_dir, method=method)), out=tmp_path / "run")
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert "train/loss" in tags, tags
+    steps = [e.step for e in events.Scalars("train/loss")]
+    assert steps == sorted(steps) and len(steps) == len(set(steps)) > 1  # one axis across both iterations
+    acc = [t for t in tags if t.startswith("iter/") and "acc_by_attempt" in t and not t.endswith(("/lo", "/hi", "/n"))]
+    assert acc, tags
+    assert sorted(e.step for e in events.Scalars(acc[0])) == [0, 1, 2]  # one point per evaluated iteration
+
+
+def test_rise_held_out_evaluation_plays_every_attempt_with_its_own_feedback(tiny_model_dir, tmp_path):
+    extra = {"method": {"name": "rise", "max_attempts": 2, "samples_per_task": 2}, "iterations": 1,
+             "eval": {"max_attempts": 2, "feedback": "binary", "max_new_tokens": 6, "batch_size": 4}}
+    cfg = ImproveConfig.model_validate(improve_config(tiny_model_dir, **extra))
+    improve(cfg, out=tmp_path / "run")
+    episodes = [json.loads(line) for line in (tmp_path / "run" / "episodes.jsonl").read_text().splitlines()]
+    held_out = [e for e in episodes if e["metadata"]["phase"] == "eval"]
+    assert held_out and all(len(e["turns"]) == 2 for e in held_out)  # no oracle stop at a first success
+    template = cfg.method.feedback_template.split("{")[0].strip()  # "The answer is incorrect. Please try again..."
+    for e in held_out:  # RISE's text follows the first attempt whatever its verdict (binary would say "correct")
+        last_user = [m["content"] for m in e["turns"][1]["observation"] if m["role"] == "user"][-1]
+        assert last_user.startswith(template), last_user

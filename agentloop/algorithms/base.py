@@ -110,6 +110,18 @@ class Algorithm:
     def setup(self, model: Any, tokenizer: Any) -> None:
         """Prepare model and tokenizer before training starts (default: nothing)."""
 
+    def prepare(self, tasks: TaskSet, run_dir: Any = None) -> Any:
+        """Fix run-level state before the first evaluation and collection (fresh or resumed run), e.g.
+        FAFT's inference feedback text; state that must survive a resume is saved in ``run_dir``
+        (default: nothing)."""
+        return None
+
+    def eval_attempt_settings(self) -> dict[str, Any] | None:
+        """``make`` keywords (feedback, templates, stop_on_success) for held-out multi-attempt evaluation,
+        when the method has its own protocol (RISE: its feedback text after every attempt, no oracle
+        stop); None = the ``eval`` section's feedback (default)."""
+        return None
+
     def condition(self, conversation: Sequence[Message]) -> list[Message]:
         """The conversation the policy actually sees (default: unchanged)."""
         return list(conversation)

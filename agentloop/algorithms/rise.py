@@ -102,11 +102,11 @@ class RISE(Algorithm):
         return TurnRoutedPolicy(learner, self._teacher)
 
     def eval_attempt_settings(self) -> dict[str, Any]:
-        """``MultiAttempt`` kwargs (all but ``k``) for held-out multi-attempt evaluation with no oracle.
+        """``make`` keywords (all but ``max_attempts``) for held-out multi-attempt evaluation with no oracle.
 
         The RISE feedback text follows every attempt whatever its verdict (``feedback="none"`` writes
-        ``none_template`` formatted with the question), and every attempt runs. Use as
-        ``MultiAttempt(env, k=eval_attempts, **algorithm.eval_attempt_settings())``.
+        ``none_template`` formatted with the question), and every attempt runs: ``improve`` builds its
+        held-out episodes as ``make(id, max_attempts=eval.max_attempts, **algorithm.eval_attempt_settings())``.
         """
         return {"feedback": "none", "none_template": self.config.feedback_template, "stop_on_success": False}
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from agentloop.tracking import TrackingConfig
 from agentloop.config import ComponentRef
 from agentloop.distributed import DistributedConfig
 from agentloop.errors import ConfigError
@@ -124,6 +125,8 @@ class EvalConfig(AttemptSettings):
     step_workers: int = Field(default=1, ge=1, description="Threads stepping environments (code sandboxes).")
     distributed: DistributedConfig = Field(default_factory=DistributedConfig, description="Where episodes run: "
                                            "address null is one process; 'local', 'auto', ... use Ray workers.")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="Experiment trackers the final "
+                                     "metrics go to; TensorBoard event files in the run directory by default.")
 
     @model_validator(mode="after")
     def _check(self) -> EvalConfig:
@@ -271,7 +274,7 @@ def evaluate(cfg: EvalConfig, out: str | Path, *, resume: bool = False, policy: 
         resolve_checkpoint(cfg.policy.checkpoint)  # fail on a bad path before creating anything
     check_per_node(cfg, policy, critic)
     run = RunDir.create(out, cfg, kind="eval", resume=resume,
-                        ignore=("max_concurrency", "step_workers", "distributed"))
+                        ignore=("max_concurrency", "step_workers", "distributed", "tracking"))
     done = run.done_keys()
     jobs = [j for j in plan_jobs(cfg, planned) if j.metadata["run_key"] not in done]
     logger.info("%d episodes to run (%d already recorded in %s)", len(jobs), len(done), run.path)
@@ -285,6 +288,11 @@ def evaluate(cfg: EvalConfig, out: str | Path, *, resume: bool = False, policy: 
             if hasattr(engine, "close"):  # the Ray engine's worker actors (and Ray, if it started it)
                 engine.close()
     metrics = summarize_run(run, cfg.max_attempts)
+    from agentloop.tracking import flatten_metrics, make_tracker, resource_metrics
+
+    with make_tracker(cfg.tracking, run.path) as tracker:
+        tracker.log_config(cfg.model_dump(mode="json"))
+        tracker.log({**flatten_metrics(metrics, "eval"), **resource_metrics()}, step=0)
     return EvalResult(run=run, metrics=metrics, new_episodes=len(jobs))
 
 

@@ -34,3 +34,14 @@ def test_plugins_lists_distributions():
     assert {p["group"] for p in infos} == {"agentloop.environments", "agentloop.policies", "agentloop.critics",
                                           "agentloop.algorithms"}
     assert any(p["group"] == "agentloop.algorithms" and "rise" in p["registered"] for p in infos)
+
+
+def test_envs_check_takes_constructor_arguments_for_a_users_file(tmp_path):
+    fixture = "tests/environments/fixtures/formats/qa.csv"
+    ok = runner.invoke(app, ["envs", "check", "math/qa-format-v0", f"path={fixture}", "question_field=q",
+                             "answer_field=a"])
+    assert ok.exit_code == 0 and "ok" in ok.output, ok.output
+    missing = runner.invoke(app, ["envs", "check", "math/qa-format-v0", f"path={tmp_path / 'nope.csv'}"])
+    assert missing.exit_code == 1 and "nope.csv" in missing.output
+    bad = runner.invoke(app, ["envs", "check", "math/qa-format-v0", "path"])
+    assert bad.exit_code != 0 and "key=value" in bad.output

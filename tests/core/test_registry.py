@@ -141,6 +141,14 @@ def test_policy_and_critic_registries_share_the_shape():
 def test_make_routes_every_multiattempt_setting_to_the_wrapper(echo_env_id):
     env = agentloop.make(echo_env_id, max_attempts=2, feedback="env", env_template="Again: {feedback}",
                          stop_on_success=None, n_tasks=4)
-    assert env.config.env_template == "Again: {feedback}" and env.config.stop_on_success is True  # spec default
+    assert env.config.env_template == "Again: {feedback}" and env.config.stops_on_success is True  # the env mode reveals the verdict
     assert env.unwrapped.n_tasks == 4 and env.spec.kwargs == {"n_tasks": 4}
     assert env.spec.additional_wrappers[0].kwargs["env_template"] == "Again: {feedback}"
+
+
+@pytest.mark.parametrize(("feedback", "stops"), [("none", False), ("retry", False), ("binary", True), ("env", True)])
+def test_make_keeps_the_feedback_modes_stop_rule_unless_asked(echo_env_id, feedback, stops):
+    # none/retry must play every attempt (no oracle): a spec default may not turn the verifier into one.
+    env = agentloop.make(echo_env_id, max_attempts=2, feedback=feedback)
+    assert env.config.stops_on_success is stops
+    assert agentloop.make(echo_env_id, max_attempts=2, feedback=feedback, stop_on_success=True).config.stops_on_success

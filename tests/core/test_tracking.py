@@ -292,3 +292,11 @@ def test_readme_tracking_example_runs_as_written(tmp_path, monkeypatch):
     assert scalars["train/loss"] == [(1, 1.2), (2, 0.9), (3, 0.7)]
     assert scalars["iter/delta_i_to_c"] == [(1, 0.09)] and scalars["memory/rss_peak_mb"][0][0] == 1
     assert (tmp_path / "runs" / "my-run" / "mlflow.db").exists()
+
+
+def test_a_resolved_config_reads_back_as_written():
+    # improve --resume validates the stored config, where every field is written out with its default
+    from agentloop.tracking import TrackingConfig
+
+    stored = TrackingConfig().model_dump(mode="json")
+    assert TrackingConfig.model_validate(stored) == TrackingConfig()
