@@ -115,8 +115,14 @@ def fault_point(name: str, detail: str = "") -> None:
         raise ValueError(f"{FAULT_ENV}={spec!r}: the action must be kill, enospc or raise.")
 
 
+_DISK_FULL_TEXT = (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT), f"os error {errno.ENOSPC}")
+
+
 def _is_disk_full(e: BaseException) -> bool:
-    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
+    """ENOSPC/EDQUOT, as an OSError or as the message of a library's own error (safetensors raises Exception)."""
+    if isinstance(e, OSError) and e.errno is not None:
+        return e.errno in (errno.ENOSPC, errno.EDQUOT)
+    return any(t in str(e) for t in _DISK_FULL_TEXT)
 
 
 def _mount_point(path: Path) -> Path:
@@ -287,12 +293,14 @@ class RunDir:
         """
         try:
             yield
-        except OSError as e:
+        except DiskFullError:
+            raise
+        except Exception as e:
             if not _is_disk_full(e):
                 raise
             raise self._disk_full(what, e) from e
 
-    def _disk_full(self, what: str, e: OSError) -> DiskFullError:
+    def _disk_full(self, what: str, e: Exception) -> DiskFullError:
         mount = _mount_point(self.path)
         try:
             st = os.statvfs(mount)
@@ -302,7 +310,7 @@ class RunDir:
         last = self.latest_checkpoint()
         kept = f"the last good checkpoint {last} is intact" if last is not None else "no checkpoint was committed yet"
         return DiskFullError(f"the disk is full: writing {what} of {self.path} failed on the file system mounted at "
-                             f"{mount} ({space}; {e.strerror or e}). Every recorded episode is kept and {kept}; "
+                             f"{mount} ({space}; {getattr(e, 'strerror', None) or e}). Every recorded episode is kept and {kept}; "
                              "free space there (or move the run to a larger disk) and continue with --resume.")
 
     def read_config(self) -> dict[str, Any]:

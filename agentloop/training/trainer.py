@@ -56,6 +56,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agentloop.algorithms import losses as L
 from agentloop.errors import AgentLoopError, ConfigError
+from agentloop.runs import fault_point
 from agentloop.training.data import TrainExample, encode_example
 from agentloop.training.distributed import DistributedTrainingConfig
 
@@ -333,6 +334,7 @@ class Trainer:
                 opt.step()
                 sched.step()
                 losses.append(total)
+                fault_point("train.step", str(step))  # test-only fault injection (agentloop.runs); no-op otherwise
             else:
                 stats.skipped_nonfinite += 1
             opt.zero_grad(set_to_none=True)

@@ -197,3 +197,15 @@ def test_disk_guard_names_the_disk_for_other_writers(small_disk):
             f.flush()
     with pytest.raises(ZeroDivisionError), run.disk_guard():
         1 / 0  # noqa: B018 - other errors pass through unchanged
+
+
+def test_disk_guard_recognises_a_library_error_without_errno(small_disk):
+    """safetensors reports ENOSPC as a plain Exception('No space left on device (os error 28)')."""
+    torch = pytest.importorskip("torch", reason="needs torch (the hf extra)")
+    from safetensors.torch import save_file
+
+    run = RunDir.create(small_disk / "r", {"k": 1})
+    _fill(small_disk, leave=4096)
+    with pytest.raises(DiskFullError, match="writing checkpoint iter-1 .* No space left on device"):
+        with run.disk_guard("checkpoint iter-1"):
+            save_file({"w": torch.zeros(1_000_000)}, str(small_disk / "r" / "model.safetensors"))
