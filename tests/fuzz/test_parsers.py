@@ -22,7 +22,9 @@ from agentloop.environments.tools import parse_tool_calls
 from agentloop.environments.travel.plan import PlanParseError, parse_plan
 from agentloop.types import Critique
 
-FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# derandomize + no database: the same examples on every run (reproducible in CI, no .hypothesis/ folder written)
+FUZZ = settings(max_examples=200, deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
 
 def _text_with(fragments: list[str]) -> st.SearchStrategy[str]:
