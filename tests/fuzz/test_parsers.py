@@ -12,7 +12,7 @@ import threading
 import time
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from agentloop.critics.llm import parse_critique
@@ -58,6 +58,7 @@ CRITIQUE = ["Step sentence: ", "Step 1: ", "Correctness of the step: ", "Correct
 
 
 @FUZZ
+@example("Answer: " + "[" * 3000, "3")
 @given(st.one_of(_text_with(MATH), DEEP), st.sampled_from(["3", "-2/3", "0.5", "\\frac{1}{2}", "1,000", "x^2", ""]))
 def test_math_answer_extraction_never_raises(text, gold):
     pred = extract_answer(text)
@@ -95,6 +96,10 @@ def _call_objects() -> st.SearchStrategy[str]:
 
 
 @FUZZ
+@example("[" * 5000)  # the regressions hypothesis found: nesting deeper than the JSON decoder's stack
+@example("<tool_call>" + "[" * 5000 + "</tool_call>")
+@example('{"name": "f", "arguments": "' + "[" * 5000 + '"}')
+@example('{"name": "f", "arguments": {"x": ' + "9" * 5000 + "}}")  # over Python's int-digits limit
 @given(st.one_of(_text_with(TOOLS), _call_objects(), DEEP,
                  st.tuples(_call_objects(), st.text(max_size=10)).map(lambda t: f"<tool_call>{t[0]}</tool_call>{t[1]}")))
 def test_tool_call_parsing_never_raises(text):
@@ -115,6 +120,9 @@ def _plan_objects() -> st.SearchStrategy[str]:
 
 
 @FUZZ
+@example("[" * 5000)  # the regressions hypothesis found
+@example("[" + "9" * 5000 + "]")
+@example('[{"days": 1e999, "current_city": "x"}]')
 @given(st.one_of(_text_with(PLAN), _plan_objects(), _plan_objects().map(repr), DEEP))
 def test_travel_plan_parsing_returns_a_plan_or_its_documented_error(text):
     try:
