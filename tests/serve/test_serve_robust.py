@@ -116,6 +116,8 @@ BAD = {
     # name: (request kwargs, status, text in the message)
     "malformed-json": ({"content": b'{"messages": [', "headers": JSON}, 400, "not valid JSON"),
     "not-an-object": ({"json": [1, 2, 3]}, 400, "invalid request"),
+    "deep-nesting": ({"content": b'{"messages": ' + b"[" * 50_000, "headers": JSON}, 400, "error parsing the body"),
+    "bad-utf8": ({"content": b'{"messages": "\xff\xfe"}', "headers": JSON}, 400, "error parsing the body"),
     "no-messages": ({"json": {"model": "scripted"}}, 400, "messages"),
     "empty-messages": ({"json": {"messages": []}}, 400, "messages"),
     "message-not-object": ({"json": {"messages": ["hi"]}}, 400, "messages"),
