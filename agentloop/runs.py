@@ -269,7 +269,10 @@ class RunDir:
         old, new = self.read_config(), _plain(config)
         changed = [d for d in _diff(old, new) if not any(d == i or d.startswith(i + ".") for i in ignore)]
         if changed:
-            shown = "; ".join(f"{d}: {json.dumps(_at(old, d))} -> {json.dumps(_at(new, d))}" for d in changed[:10])
+            def value(v: Any) -> str:
+                text = json.dumps(v, default=str)
+                return text if len(text) <= 80 else text[:77] + "..."
+            shown = "; ".join(f"{d}: {value(_at(old, d))} -> {value(_at(new, d))}" for d in changed[:10])
             more = f" (and {len(changed) - 10} more)" if len(changed) > 10 else ""
             raise RunDirError(f"cannot resume {self.path}: the config differs at {', '.join(changed)} ({shown}{more}); "
                               "resume with the same settings, or write to a new directory.")
