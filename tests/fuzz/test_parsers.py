@@ -8,6 +8,8 @@ Runs are short (``max_examples=200``) so the suite stays fast.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 
@@ -158,3 +160,19 @@ def test_math_judge_of_a_huge_answer_is_fast_in_a_worker_thread(opener):
     worker.start()
     worker.join(timeout=30)
     assert out and out[0] < 1.0, f"judging took {out or 'over 30'} s"
+
+
+@pytest.mark.parametrize("reply", ["\\boxed{10^{10^{10^{10}}}}", "\\boxed{9^{99999999}}", "\\boxed{(10^{10})!}"],
+                         ids=["power-tower", "huge-exponent", "huge-factorial"])
+def test_math_judge_of_an_answer_too_costly_to_evaluate_returns(reply):
+    """Judged in a rollout thread, such an answer made sympy compute an exact giant integer holding the GIL: the
+    whole process froze. So this runs in a child process with a deadline."""
+    code = ("import sys, threading; from agentloop.environments.math.checking import judge; out = []; "
+            "t = threading.Thread(target=lambda: out.append(judge(sys.argv[1], '3').success)); t.start(); t.join(); "
+            "print(out[0])")  # in a thread, as rollouts judge: math-verify has no timeout there
+    try:
+        out = subprocess.run([sys.executable, "-c", code, reply], capture_output=True, text=True, timeout=60,
+                             check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"judging {reply!r} did not finish in 60 s")
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr[-2000:]
