@@ -60,7 +60,8 @@ from agentloop.runs import fault_point
 from agentloop.training.data import TrainExample, encode_example
 from agentloop.training.distributed import DistributedTrainingConfig
 
-__all__ = ["LoraSettings", "NonFiniteTrainingError", "TrainConfig", "TrainStats", "Trainer", "bf16_supported", "load_model", "seed_everything"]
+__all__ = ["LoraSettings", "NonFiniteTrainingError", "TrainConfig", "TrainStats", "Trainer", "bf16_supported",
+           "load_model", "seed_everything"]
 
 Objective = Literal["sft", "rwr", "reinforce"]
 
