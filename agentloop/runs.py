@@ -13,8 +13,26 @@ Layout::
 
 Crash safety: an episode is on disk once :meth:`RunDir.append_episode` returns, so SIGKILL loses
 only unfinished episodes. A torn last line (a kill in the middle of a write) is dropped, and cut
-from the file, when the directory is opened again. A corrupt line in the *middle* is not a crash
-artefact and raises :class:`RunDirError`.
+from the file, when the directory is opened again. A corrupt line in the *middle* (an edited file,
+a disk error) is skipped with a :class:`CorruptLineWarning` and counted in
+:attr:`RunDir.corrupt_lines`; its episode is not in :meth:`RunDir.done_keys`, so a resumed run
+produces it again. Resuming (``create(..., resume=True)``) also removes the temp folders a kill
+left in ``checkpoints/`` (``.tmp-*``, ``.old-*``: uncommitted, each as large as a checkpoint).
+
+Disk full: every write here that fails for lack of space (ENOSPC, EDQUOT) raises
+:class:`DiskFullError` naming the file system, its free space and the last committed checkpoint;
+a half-written episode line is cut off again, so the file stays readable and the run can
+``--resume`` once space is freed. Other writers (e.g. the trainer's checkpoint) get the same
+message by running inside :meth:`RunDir.disk_guard`.
+
+Fault injection (tests only): with ``AGENTLOOP_FAULT=POINT:ACTION`` in the environment,
+:func:`fault_point` makes the named point fail: ``kill`` (SIGKILL this process), ``enospc`` (raise
+the disk-full OSError) or ``raise`` (RuntimeError). ``AGENTLOOP_FAULT_AFTER=N`` fires at the N-th
+hit (default 1) and ``AGENTLOOP_FAULT_MATCH=TEXT`` counts only hits whose detail (an episode key,
+a path) contains TEXT. Points here: ``episode.append`` (before the line is written),
+``episode.append.torn`` (half the line written), ``metrics.log``, ``metrics.write``,
+``checkpoint.write`` (files written, not yet committed), ``checkpoint.commit`` (between moving
+the old checkpoint aside and the new one in). Nothing happens when the variable is unset.
 
 Resume: every episode carries a stable key in ``metadata["run_key"]`` (see :func:`episode_key`);
 :meth:`RunDir.done_keys` tells the caller which jobs to skip, and :meth:`append_episode` refuses
@@ -35,12 +53,15 @@ Example::
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
+import signal
 import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -51,13 +72,64 @@ from pydantic import BaseModel
 from agentloop.errors import AgentLoopError
 from agentloop.types import Episode
 
-__all__ = ["RunDir", "RunDirError", "atomic_write_text", "episode_key", "key_of"]
+__all__ = ["CorruptLineWarning", "DiskFullError", "RunDir", "RunDirError", "atomic_write_text", "episode_key",
+           "fault_point", "key_of"]
 
 KEY_FIELD = "run_key"
 
 
 class RunDirError(AgentLoopError):
     """A run directory is missing, corrupt, or does not match the run being resumed."""
+
+
+class DiskFullError(RunDirError):
+    """A write failed because the disk (or quota) holding the run directory is full."""
+
+
+class CorruptLineWarning(UserWarning):
+    """A line of episodes.jsonl is not a valid episode and was skipped."""
+
+
+FAULT_ENV = "AGENTLOOP_FAULT"
+_fault_hits: dict[str, int] = {}
+
+
+def fault_point(name: str, detail: str = "") -> None:
+    """Test-only fault injection: fail here when ``AGENTLOOP_FAULT`` names this point (see the module docstring)."""
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    point, _, action = spec.partition(":")
+    if point != name or os.environ.get("AGENTLOOP_FAULT_MATCH", "") not in detail:
+        return
+    _fault_hits[name] = hits = _fault_hits.get(name, 0) + 1
+    if hits != int(os.environ.get("AGENTLOOP_FAULT_AFTER", "1")):
+        return
+    if action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif action == "enospc":
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), detail or name)
+    elif action == "raise":
+        raise RuntimeError(f"injected fault at {name} ({detail})")
+    else:
+        raise ValueError(f"{FAULT_ENV}={spec!r}: the action must be kill, enospc or raise.")
+
+
+_DISK_FULL_TEXT = (os.strerror(errno.ENOSPC), os.strerror(errno.EDQUOT), f"os error {errno.ENOSPC}")
+
+
+def _is_disk_full(e: BaseException) -> bool:
+    """ENOSPC/EDQUOT, as an OSError or as the message of a library's own error (safetensors raises Exception)."""
+    if isinstance(e, OSError) and e.errno is not None:
+        return e.errno in (errno.ENOSPC, errno.EDQUOT)
+    return any(t in str(e) for t in _DISK_FULL_TEXT)
+
+
+def _mount_point(path: Path) -> Path:
+    path = path.resolve()
+    while not path.exists() or (not os.path.ismount(path) and path != path.parent):
+        path = path.parent
+    return path
 
 
 def episode_key(env_id: str, task: int | str | None = None, sample: int = 0, iteration: int | None = None,
@@ -107,6 +179,12 @@ def _plain(config: BaseModel | Mapping[str, Any] | None) -> dict[str, Any]:
     return json.loads(json.dumps(dict(config), default=str))
 
 
+def _at(value: Any, dotted: str) -> Any:
+    for part in dotted.split(".") if dotted != "<root>" else ():
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
 def _diff(a: Any, b: Any, prefix: str = "") -> list[str]:
     """Dotted paths where two JSON values differ."""
     if isinstance(a, dict) and isinstance(b, dict):
@@ -124,6 +202,7 @@ class RunDir:
         self.path = Path(path)
         self._lock = threading.Lock()
         self._keys: set[str] | None = None
+        self.corrupt_lines: list[int] = []  # line numbers of episodes.jsonl skipped as not valid episodes
 
     # -- paths ----------------------------------------------------------------------------------
     @property
@@ -158,12 +237,10 @@ class RunDir:
             if not resume:
                 raise RunDirError(f"{run.path} already holds a run; pass --resume to continue it, "
                                   "or choose another --out directory.")
-            old = run.read_config()
-            changed = [d for d in _diff(old, new) if not any(d == i or d.startswith(i + ".") for i in ignore)]
-            if config is not None and changed:
-                raise RunDirError(f"cannot resume {run.path}: the config differs at {', '.join(changed)}; "
-                                  "resume with the same settings, or write to a new directory.")
+            if config is not None:
+                run.check_resume_config(new, ignore)
             run._repair()
+            run._remove_uncommitted()
             return run
         run.path.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run.path / "run.json", json.dumps(
@@ -183,12 +260,61 @@ class RunDir:
         run._repair()
         return run
 
+    def check_resume_config(self, config: BaseModel | Mapping[str, Any],
+                            ignore: tuple[str, ...] = ("resume",)) -> None:
+        """Refuse (RunDirError) when ``config`` differs from the stored one outside the dotted paths in ``ignore``.
+
+        The message names every differing key with its stored and new value.
+        """
+        old, new = self.read_config(), _plain(config)
+        changed = [d for d in _diff(old, new) if not any(d == i or d.startswith(i + ".") for i in ignore)]
+        if changed:
+            def value(v: Any) -> str:
+                text = json.dumps(v, default=str)
+                return text if len(text) <= 80 else text[:77] + "..."
+            shown = "; ".join(f"{d}: {value(_at(old, d))} -> {value(_at(new, d))}" for d in changed[:10])
+            more = f" (and {len(changed) - 10} more)" if len(changed) > 10 else ""
+            raise RunDirError(f"cannot resume {self.path}: the config differs at {', '.join(changed)} ({shown}{more}); "
+                              "resume with the same settings, or write to a new directory.")
+
     # -- config and metadata --------------------------------------------------------------------
     def write_config(self, config: BaseModel | Mapping[str, Any]) -> None:
         """Write the resolved config as config.json (authoritative) and config.yaml (for reading)."""
         plain = _plain(config)
-        atomic_write_text(self.path / "config.json", json.dumps(plain, indent=2, sort_keys=True) + "\n")
-        atomic_write_text(self.path / "config.yaml", yaml.safe_dump(plain, sort_keys=True))
+        with self.disk_guard("config.json"):
+            atomic_write_text(self.path / "config.json", json.dumps(plain, indent=2, sort_keys=True) + "\n")
+            atomic_write_text(self.path / "config.yaml", yaml.safe_dump(plain, sort_keys=True))
+
+    @contextlib.contextmanager
+    def disk_guard(self, what: str = "the run directory") -> Iterator[None]:
+        """Turn a disk-full OSError raised inside the block into a :class:`DiskFullError` that says what to do.
+
+        Example (the trainer's checkpoint, written outside this class)::
+
+            with run.disk_guard("checkpoint iter-3"):
+                trainer.save(run.checkpoints_path / "iter-3")
+        """
+        try:
+            yield
+        except DiskFullError:
+            raise
+        except Exception as e:
+            if not _is_disk_full(e):
+                raise
+            raise self._disk_full(what, e) from e
+
+    def _disk_full(self, what: str, e: Exception) -> DiskFullError:
+        mount = _mount_point(self.path)
+        try:
+            st = os.statvfs(mount)
+            space = f"{st.f_bavail * st.f_frsize / 2**20:.1f} MiB free of {st.f_blocks * st.f_frsize / 2**20:.1f} MiB"
+        except OSError:
+            space = "free space unknown"
+        last = self.latest_checkpoint()
+        kept = f"the last good checkpoint {last} is intact" if last is not None else "no checkpoint was committed yet"
+        return DiskFullError(f"the disk is full: writing {what} of {self.path} failed on the file system mounted at "
+                             f"{mount} ({space}; {getattr(e, 'strerror', None) or e}). Every recorded episode is kept and {kept}; "
+                             "free space there (or move the run to a larger disk) and continue with --resume.")
 
     def read_config(self) -> dict[str, Any]:
         path = self.path / "config.json"
@@ -232,8 +358,9 @@ class RunDir:
         path = self.episodes_path
         if not path.exists():
             return
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8", errors="replace") as f:
             lines = f.readlines()
+        corrupt = []
         for n, line in enumerate(lines, 1):
             if not line.strip():
                 continue
@@ -241,9 +368,11 @@ class RunDir:
                 yield Episode.model_validate_json(line)
             except ValueError as e:
                 if n == len(lines) and not line.endswith("\n"):
-                    return  # torn last line of a run that is still being written
-                raise RunDirError(f"{path}:{n} is not a valid episode ({str(e).splitlines()[0]}); "
-                                  "the file was edited or corrupted: remove that line to continue.") from e
+                    break  # torn last line of a run that is still being written
+                corrupt.append(n)
+                warnings.warn(f"{path}:{n} is not a valid episode ({str(e).splitlines()[0]}); skipped, so a resumed "
+                              "run produces that episode again.", CorruptLineWarning, stacklevel=2)
+        self.corrupt_lines = corrupt
 
     def done_keys(self) -> set[str]:
         """Keys of the episodes already recorded (what a resumed run skips)."""
@@ -269,28 +398,50 @@ class RunDir:
             known = self._known()
             if key in known:
                 return False
-            line = episode.model_dump_json() + "\n"
-            with open(self.episodes_path, "a", encoding="utf-8") as f:
-                f.write(line)
-                f.flush()
-                os.fsync(f.fileno())
+            line = (episode.model_dump_json() + "\n").encode("utf-8")
+            fault_point("episode.append", key)
+            with self.disk_guard(f"episode {key}"), open(self.episodes_path, "ab") as f:
+                size = f.tell()
+                try:
+                    if os.environ.get(FAULT_ENV, "").startswith("episode.append.torn:"):
+                        f.write(line[: len(line) // 2])
+                        f.flush()
+                        fault_point("episode.append.torn", key)
+                        line = line[len(line) // 2:]
+                    f.write(line)
+                    f.flush()
+                    os.fsync(f.fileno())
+                except BaseException:
+                    # A partial line (e.g. disk full mid-write) would corrupt the next append: cut it off.
+                    with contextlib.suppress(OSError):
+                        f.truncate(size)
+                    raise
             known.add(key)
         return True
 
     # -- metrics --------------------------------------------------------------------------------
     def write_metrics(self, metrics: Mapping[str, Any]) -> None:
         """Replace metrics.json atomically."""
-        atomic_write_text(self.metrics_path, json.dumps(_plain(metrics), indent=2, sort_keys=True) + "\n")
+        fault_point("metrics.write", str(self.metrics_path))
+        with self.disk_guard("metrics.json"):
+            atomic_write_text(self.metrics_path, json.dumps(_plain(metrics), indent=2, sort_keys=True) + "\n")
 
     def read_metrics(self) -> dict[str, Any]:
         return json.loads(self.metrics_path.read_text()) if self.metrics_path.exists() else {}
 
     def log_metrics(self, row: Mapping[str, Any]) -> None:
         """Append one row (e.g. ``{"iteration": 2, "acc@t1": 0.4, "loss": 1.3}``) to metrics.jsonl."""
-        with self._lock, open(self.history_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(_plain(row), sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        fault_point("metrics.log", str(self.history_path))
+        with self._lock, self.disk_guard("metrics.jsonl"), open(self.history_path, "ab") as f:
+            size = f.tell()
+            try:
+                f.write((json.dumps(_plain(row), sort_keys=True) + "\n").encode("utf-8"))
+                f.flush()
+                os.fsync(f.fileno())
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    f.truncate(size)  # no partial row for the next append to follow
+                raise
 
     def history(self) -> list[dict[str, Any]]:
         """The rows of metrics.jsonl (a torn last row is skipped)."""
@@ -311,21 +462,48 @@ class RunDir:
         """
         if not name or "/" in name or name.startswith("."):
             raise RunDirError(f"checkpoint name {name!r} must be a plain folder name (no '/', not starting with '.').")
-        self.checkpoints_path.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=self.checkpoints_path))
-        try:
-            yield tmp
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        with self.disk_guard(f"checkpoint {name}"):
+            self.checkpoints_path.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=self.checkpoints_path))
+            try:
+                yield tmp
+                fault_point("checkpoint.write", str(tmp))
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
         final = self.checkpoints_path / name
         old = None
         if final.exists():
             old = self.checkpoints_path / f".old-{name}-{os.getpid()}"
             os.replace(final, old)
+            fault_point("checkpoint.commit", str(final))
         os.replace(tmp, final)
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+    def _remove_uncommitted(self) -> None:
+        """Delete checkpoint temp folders a killed writer left (called by the one writer, when it resumes).
+
+        A kill between moving an old checkpoint aside and committing its replacement leaves only
+        ``.old-NAME-PID``: it is put back as NAME rather than deleted.
+        """
+        for p in self.path.glob(".*.tmp"):  # atomic_write_text's temp files
+            with contextlib.suppress(OSError):
+                p.unlink()
+        if not self.checkpoints_path.is_dir():
+            return
+        for p in self.checkpoints_path.iterdir():
+            if p.name.startswith(".old-") and p.is_dir():
+                name = p.name[len(".old-"):].rsplit("-", 1)[0]
+                if name and not (self.checkpoints_path / name).exists():
+                    os.replace(p, self.checkpoints_path / name)
+                    continue
+            if p.name.startswith((".tmp-", ".old-")):
+                if p.is_dir():
+                    shutil.rmtree(p, ignore_errors=True)
+                else:
+                    with contextlib.suppress(OSError):
+                        p.unlink()
 
     def checkpoints(self) -> list[Path]:
         """Committed checkpoints, oldest first (by modification time, then name)."""

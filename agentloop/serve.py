@@ -1,8 +1,16 @@
 """An OpenAI-compatible HTTP server over any :class:`~agentloop.protocols.Policy` (``agentloop serve``).
 
 Endpoints: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /health``. Errors use the OpenAI
-shape ``{"error": {"message", "type", "code"}}``: 400 for a request we cannot honour (bad fields,
-``stream=true``, a non-text message part), 500 when the policy fails.
+shape ``{"error": {"message", "type", "code"}}``: 400 for a request we cannot honour (malformed JSON,
+bad fields, sampling values out of range or over the server's limits ``max_n``/``max_tokens_limit``,
+``stream=true``, a non-text message part, a malformed tool), 401 without the API key (when one is
+set), 404 for a model name the server does not serve, 413 for a body over ``max_body_bytes``, 500
+when the policy fails.
+
+API key (optional): with ``api_key`` set (``--api-key`` or the ``AGENTLOOP_API_KEY`` environment
+variable), every endpoint but ``/health`` needs ``Authorization: Bearer KEY`` (compared in
+constant time). The key only keeps casual clients out: there is no TLS, so bind to 127.0.0.1 (the
+default) or put a TLS proxy in front.
 
 Concurrent requests are **micro-batched**: a worker thread takes every request waiting (up to
 ``max_batch_size`` conversations, after at most ``batch_wait_s``) and runs one ``policy.generate``
@@ -14,11 +22,12 @@ Covered request fields: ``messages`` (text content, or lists of ``{"type": "text
 ``max_completion_tokens``, ``n``, ``stop``, ``seed``, ``logprobs``, ``tools`` (rendered by the policy's
 chat template when its ``generate`` takes ``tools``, else written into the system message in the text
 form of :mod:`agentloop.toolprompt`; calls come back as ``<tool_call>`` blocks in the message
-content, not as structured ``tool_calls``). Other fields are ignored; the
-``model`` field is not checked (clients often send a fixed name). When ``logprobs`` is set each
+content, not as structured ``tool_calls``). Other fields are ignored. The ``model`` field must be the
+served name (``model_name``), one of ``model_aliases``, or absent; ``accept_any_model`` turns the check
+off for clients that send a fixed name. When ``logprobs`` is set each
 choice also carries the extension fields ``token_ids`` and ``prompt_token_ids`` (used by the
 ``openai`` policy to fill :class:`~agentloop.types.Completion`). Not covered: streaming, structured tool calls,
-``top_logprobs``, authentication (bind to 127.0.0.1, the default, unless the network is trusted).
+``top_logprobs``, rate limits or per-key quotas, TLS.
 
 This module imports fastapi and uvicorn; ``import agentloop`` does not import it.
 """
@@ -26,6 +35,7 @@ This module imports fastapi and uvicorn; ``import agentloop`` does not import it
 from __future__ import annotations
 
 import asyncio
+import hmac
 import queue
 import threading
 import time
@@ -37,7 +47,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agentloop.errors import ConfigError
 from agentloop.protocols import Policy, accepts_tools
@@ -56,10 +67,24 @@ class ServeConfig(BaseModel):
     max_batch_size: int = Field(default=32, ge=1, description="Most conversations merged into one generate call.")
     batch_wait_s: float = Field(default=0.01, ge=0.0, le=5.0, description="How long to wait for more requests to batch.")
     default_max_tokens: int = Field(default=512, ge=1, description="max_tokens when a request gives none.")
+    max_tokens_limit: int = Field(default=8192, ge=1, description="Largest max_tokens a request may ask for (400 above).")
+    max_n: int = Field(default=16, ge=1, le=128, description="Largest n (choices per request) a request may ask for.")
+    max_body_bytes: int = Field(default=4 * 2**20, ge=1024, description="Largest request body in bytes (413 above).")
+    api_key: str | None = Field(default=None, min_length=1, repr=False,
+                                description="When set, requests need 'Authorization: Bearer KEY' (401 otherwise).")
+    model_aliases: tuple[str, ...] = Field(default=(), description="More model names accepted besides model_name.")
+    accept_any_model: bool = Field(default=False, description="Accept any model name (clients with a fixed name).")
+
+    @model_validator(mode="after")
+    def _check(self) -> ServeConfig:
+        if self.default_max_tokens > self.max_tokens_limit:
+            raise ValueError(f"default_max_tokens ({self.default_max_tokens}) is above max_tokens_limit "
+                             f"({self.max_tokens_limit}); lower it or raise the limit.")
+        return self
 
 
 class _ChatRequest(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
     model: str | None = None
     messages: list[dict[str, Any]] = Field(min_length=1)
@@ -68,8 +93,8 @@ class _ChatRequest(BaseModel):
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     n: int = Field(default=1, ge=1, le=128)
-    stop: str | list[str] | None = None
-    seed: int | None = None
+    stop: str | list[str] | None = Field(default=None, max_length=16)
+    seed: int | None = Field(default=None, ge=-(2**63), lt=2**64)  # what torch.manual_seed takes
     logprobs: bool | None = False
     stream: bool | None = False
     tools: list[dict[str, Any]] | None = None
@@ -82,9 +107,11 @@ class _BadRequest(Exception):
 def _message(raw: dict[str, Any]) -> Message:
     content = raw.get("content")
     if isinstance(content, list):  # OpenAI content parts: keep text parts, refuse the rest
-        kinds = {p.get("type") for p in content if isinstance(p, dict)}
+        if not all(isinstance(p, dict) for p in content):
+            raise _BadRequest("message content parts must be objects like {\"type\": \"text\", \"text\": \"...\"}")
+        kinds = {p.get("type") for p in content}
         if kinds - {"text"}:
-            raise _BadRequest(f"only text message parts are supported, got {sorted(k for k in kinds if k)}")
+            raise _BadRequest(f"only text message parts are supported, got {sorted(str(k) for k in kinds)}")
         content = "".join(str(p.get("text", "")) for p in content)
     try:
         return Message(role=raw.get("role"), content=content or "", name=raw.get("name"),
@@ -93,8 +120,27 @@ def _message(raw: dict[str, Any]) -> Message:
         raise _BadRequest(f"invalid message {raw!r}: {e.errors()[0]['msg']}") from e
 
 
+def _tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+    """Check the OpenAI tool shape: ``{"type": "function", "function": {"name": ..., "parameters": {...}}}``."""
+    for i, tool in enumerate(tools or ()):
+        fn = tool.get("function")
+        if tool.get("type", "function") != "function" or not isinstance(fn, dict) \
+                or not isinstance(fn.get("name"), str) or not fn["name"] \
+                or not isinstance(fn.get("parameters", {}), dict):
+            raise _BadRequest(f"tools[{i}] must be {{\"type\": \"function\", \"function\": {{\"name\": \"...\", "
+                              "\"parameters\": {...}}}")
+    return tools
+
+
 def _sampling(req: _ChatRequest, config: ServeConfig) -> SamplingParams:
     stop = (req.stop,) if isinstance(req.stop, str) else tuple(req.stop or ())
+    if any(not s for s in stop):
+        raise _BadRequest("stop strings must not be empty")
+    if req.n > config.max_n:
+        raise _BadRequest(f"n={req.n} is above this server's limit of {config.max_n} choices per request")
+    asked = req.max_completion_tokens or req.max_tokens
+    if asked is not None and asked > config.max_tokens_limit:
+        raise _BadRequest(f"max_tokens={asked} is above this server's limit of {config.max_tokens_limit}")
     return SamplingParams(
         temperature=1.0 if req.temperature is None else req.temperature,
         top_p=1.0 if req.top_p is None else req.top_p,
@@ -180,6 +226,63 @@ def _error(status: int, message: str, type_: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": {"message": message, "type": type_, "code": status}})
 
 
+class _Guard:
+    """ASGI middleware in front of the app: the API key check and the request body cap (also for chunked bodies)."""
+
+    def __init__(self, app: Any, config: ServeConfig):
+        self.app, self.config = app, config
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.lower(): v for k, v in scope.get("headers", ())}
+        key = self.config.api_key
+        if key is not None and scope.get("path") != "/health":
+            given = headers.get(b"authorization", b"").decode("latin-1")
+            token = given[7:].strip() if given[:7].lower() == "bearer " else ""
+            if not hmac.compare_digest(token.encode(), key.encode()):
+                why = "no API key given" if not given else "the API key is not valid"
+                await _error(401, f"{why}: send the header 'Authorization: Bearer <key>' with the key the server was "
+                             "started with (--api-key or AGENTLOOP_API_KEY).", "invalid_request_error")(scope, receive, send)
+                return
+        limit = self.config.max_body_bytes
+        length = headers.get(b"content-length")
+        if length is not None:  # the server reads exactly Content-Length bytes: checking the header is enough
+            if not length.isdigit() or int(length) > limit:
+                await self._too_large(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        # No Content-Length (chunked): read the body here, up to the cap, then hand it on.
+        chunks, seen = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
+            if seen > limit:
+                await self._too_large(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        body, replayed = b"".join(chunks), False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await _error(413, f"the request body is over this server's limit of {self.config.max_body_bytes} bytes",
+                     "invalid_request_error")(scope, receive, send)
+
+
 def _token_text(policy: Policy, token_id: int) -> str:
     tokenizer = getattr(policy, "tokenizer", None)
     return tokenizer.decode([token_id]) if tokenizer is not None else str(token_id)
@@ -211,9 +314,21 @@ def create_app(policy: Policy, config: ServeConfig | None = None) -> FastAPI:
     app.router.add_event_handler("shutdown", batcher.close)
     created = int(time.time())
 
+    app.add_middleware(_Guard, config=config)
+    served = {config.model_name, *config.model_aliases}
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:  # 404 route, 405 method, ...
+        return _error(exc.status_code, str(exc.detail), "invalid_request_error")
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors())
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            where = next(e for e in errors if e.get("type") == "json_invalid").get("ctx", {}).get("error", "")
+            return _error(400, f"the request body is not valid JSON ({where or 'decode error'}); send one JSON object "
+                          "with 'messages'.", "invalid_request_error")
+        problems = "; ".join(f"{'.'.join(str(x) for x in e['loc'][1:]) or 'body'}: {e['msg']}" for e in errors)
         return _error(400, f"invalid request: {problems}", "invalid_request_error")
 
     @app.get("/health")
@@ -229,13 +344,17 @@ def create_app(policy: Policy, config: ServeConfig | None = None) -> FastAPI:
     async def chat(req: _ChatRequest) -> dict[str, Any] | JSONResponse:
         if req.stream:
             return _error(400, "stream=true is not supported by agentloop serve; send stream=false.", "invalid_request_error")
+        if req.model is not None and req.model not in served and not config.accept_any_model:
+            return _error(404, f"the model {req.model!r} does not exist here; this server serves "
+                          f"{', '.join(repr(m) for m in sorted(served))} (see /v1/models).", "invalid_request_error")
         try:
             conversation = [_message(m) for m in req.messages]
             sampling = _sampling(req, config)
+            tools = _tools(req.tools)
         except (_BadRequest, ValidationError) as e:
             return _error(400, str(e), "invalid_request_error")
         try:
-            completions = await asyncio.wrap_future(batcher.submit(conversation, sampling, req.tools))
+            completions = await asyncio.wrap_future(batcher.submit(conversation, sampling, tools))
         except Exception as e:
             return _error(500, f"the policy failed: {type(e).__name__}: {e}", "server_error")
         prompt_tokens = len(completions[0].prompt_token_ids or ()) if completions else 0

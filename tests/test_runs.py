@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from agentloop.runs import RunDir, RunDirError, episode_key, key_of
+from agentloop.runs import CorruptLineWarning, RunDir, RunDirError, episode_key, key_of
 from agentloop.types import Episode, Turn, user
 
 
@@ -70,14 +70,16 @@ def test_complete_last_line_without_newline_is_kept(tmp_path):
     assert run.episodes_path.read_text().endswith("\n")
 
 
-def test_corrupt_middle_line_is_an_error(tmp_path):
+def test_corrupt_middle_line_is_skipped_with_a_warning_and_counted(tmp_path):
     run = RunDir.create(tmp_path / "r")
     run.append_episode(_ep(0), key="a")
     with open(run.episodes_path, "a") as f:
         f.write("garbage\n")
     run.append_episode(_ep(1), key="b")
-    with pytest.raises(RunDirError, match=":2 is not a valid episode"):
-        RunDir.open(run.path).episodes()
+    again = RunDir.open(run.path)
+    with pytest.warns(CorruptLineWarning, match=":2 is not a valid episode"):
+        assert [e.task_id for e in again.episodes()] == ["0", "1"]
+    assert again.corrupt_lines == [2]
 
 
 def test_sigkill_loses_nothing_finished(tmp_path):

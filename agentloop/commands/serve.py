@@ -18,6 +18,15 @@ def register(app: typer.Typer) -> None:
         max_batch_size: int = typer.Option(32, "--max-batch-size", help="Most conversations merged into one generate call."),
         batch_wait_s: float = typer.Option(0.01, "--batch-wait", help="Seconds to wait for more requests to batch."),
         log_level: str = typer.Option("info", "--log-level"),
+        api_key: str = typer.Option(None, "--api-key", envvar="AGENTLOOP_API_KEY", show_default=False,
+                                    help="Require 'Authorization: Bearer KEY' on every request but /health "
+                                    "(or set AGENTLOOP_API_KEY)."),
+        alias: list[str] = typer.Option([], "--alias", help="Another model name to accept (repeatable)."),
+        accept_any_model: bool = typer.Option(False, "--accept-any-model",
+                                              help="Accept any 'model' in requests (else 404 for unknown names)."),
+        max_n: int = typer.Option(16, "--max-n", help="Largest n (choices) per request."),
+        max_tokens_limit: int = typer.Option(8192, "--max-tokens-limit", help="Largest max_tokens per request."),
+        max_body_bytes: int = typer.Option(4 * 2**20, "--max-body-bytes", help="Largest request body (413 above)."),
     ) -> None:
         """Serve a policy at http://HOST:PORT/v1 (chat completions and models)."""
         from pathlib import Path
@@ -28,7 +37,10 @@ def register(app: typer.Typer) -> None:
 
         served = name or (Path(model).name if model else "agentloop-default" if policy == "hf" else policy)
         config = ServeConfig(model_name=served, host=host, port=port, max_batch_size=max_batch_size,
-                             batch_wait_s=batch_wait_s)
+                             batch_wait_s=batch_wait_s, api_key=api_key or None, model_aliases=tuple(alias),
+                             accept_any_model=accept_any_model, max_n=max_n, max_tokens_limit=max_tokens_limit,
+                             max_body_bytes=max_body_bytes)
         pol = build_policy(policy, model, adapter, kwargs)
-        typer.echo(f"serving {policy} policy as {served!r} at http://{host}:{port}/v1", err=True)
+        key_note = " (API key required)" if config.api_key else ""
+        typer.echo(f"serving {policy} policy as {served!r} at http://{host}:{port}/v1{key_note}", err=True)
         run_server(pol, config, log_level=log_level)

@@ -15,6 +15,9 @@ One class, three objectives (the maths lives in :mod:`agentloop.algorithms.losse
 Precision: trainable weights stay float32 (so small updates are not rounded away, METHODS.md
 section 8) and the forward pass runs under bf16 autocast where the hardware supports it (CUDA
 with bf16, or a CPU with AVX512-bf16/AMX); ``dtype="float32"`` turns autocast off.
+Non-finite steps: a step whose loss or gradient norm is NaN/inf is skipped (no weight changes) and
+counted in ``TrainStats.skipped_nonfinite``; if every step of a call is skipped, or a weight ends up
+NaN/inf, :meth:`Trainer.fit` raises :class:`NonFiniteTrainingError` so no broken checkpoint is saved.
 Gradient checkpointing and LoRA (peft) are config switches. Seeding is deterministic: the
 example order of each call to :meth:`Trainer.fit` depends only on ``seed`` and ``call``.
 
@@ -55,11 +58,13 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agentloop.algorithms import losses as L
-from agentloop.errors import ConfigError
+from agentloop.errors import AgentLoopError, ConfigError
+from agentloop.runs import fault_point
 from agentloop.training.data import TrainExample, encode_example
 from agentloop.training.distributed import DistributedTrainingConfig
 
-__all__ = ["LoraSettings", "TrainConfig", "TrainStats", "Trainer", "bf16_supported", "load_model", "seed_everything"]
+__all__ = ["LoraSettings", "NonFiniteTrainingError", "TrainConfig", "TrainStats", "Trainer", "bf16_supported",
+           "load_model", "seed_everything"]
 
 Objective = Literal["sft", "rwr", "reinforce"]
 
@@ -128,6 +133,7 @@ class TrainStats(BaseModel):
     loss_last: float | None = None
     loss_mean: float | None = None
     seconds: float = 0.0
+    skipped_nonfinite: int = Field(default=0, description="Steps skipped because their loss or gradient was NaN/inf.")
 
 
 def seed_everything(seed: int) -> None:
@@ -172,6 +178,23 @@ def load_model(path: str | Path | None, *, device: str = "cpu", lora: LoraSettin
         if gradient_checkpointing:
             model.enable_input_require_grads()
     return model, tokenizer
+
+
+class NonFiniteTrainingError(AgentLoopError):
+    """Training produced no usable update (every step NaN/inf) or non-finite weights; nothing should be saved."""
+
+
+def _check_finite(model: Any, steps: int, skipped: int) -> None:
+    """Stop the run, before anything is saved, when every step was skipped or a weight became NaN/inf."""
+    if steps and skipped == steps:
+        raise NonFiniteTrainingError(
+            f"every one of the {steps} training steps had a NaN/inf loss or gradient, so none was applied: check the "
+            "examples' weights (advantages, RWR weights) and lower train.lr, or use train.dtype: float32.")
+    bad = [name for name, p in model.named_parameters() if p.requires_grad and not bool(torch.isfinite(p).all())]
+    if bad:
+        raise NonFiniteTrainingError(
+            f"training made {len(bad)} weight tensors NaN/inf (e.g. {', '.join(bad[:3])}); no checkpoint was written "
+            "from them. Lower train.lr (or train.max_grad_norm) and start again from the last checkpoint.")
 
 
 class Trainer:
@@ -350,21 +373,28 @@ class Trainer:
         for step, batch in enumerate(batches):
             total = self._local_step(batch, objective, stats) if dp is None else self._ddp_step(batch, objective,
                                                                                               stats, *dp)
-            torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            opt.step()
-            sched.step()
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+            # A NaN/inf loss or gradient would poison every weight: skip the step (the same on every DDP rank,
+            # as both the step loss and the gradients are all-reduced) and count it.
+            if math.isfinite(total) and bool(torch.isfinite(grad_norm)):
+                opt.step()
+                sched.step()
+                losses.append(total)
+                fault_point("train.step", str(step))  # test-only fault injection (agentloop.runs); no-op otherwise
+            else:
+                stats.skipped_nonfinite += 1
             opt.zero_grad(set_to_none=True)
-            losses.append(total)
             stats.examples += len(batch)
             if progress is not None:
                 progress(step + 1, len(batches), total)
         self.model.eval()
+        _check_finite(self.unwrapped, len(batches), stats.skipped_nonfinite)
         if dp is not None:  # tokens / truncation counted on every rank's slice
             counts = torch.tensor([stats.tokens, stats.truncated], dtype=torch.float64, device=self.device)
             torch.distributed.all_reduce(counts)
             stats.tokens, stats.truncated = int(counts[0]), int(counts[1])
         finite = [x for x in losses if math.isfinite(x)]
-        stats.steps = len(losses)
+        stats.steps = len(losses)  # optimizer steps taken (skipped ones are in skipped_nonfinite)
         stats.loss_first, stats.loss_last = losses[0], losses[-1]
         stats.loss_mean = sum(finite) / len(finite) if finite else None
         stats.seconds = time.perf_counter() - start

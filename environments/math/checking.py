@@ -8,6 +8,12 @@ everything else (LaTeX fractions, expressions, sets). ``judge`` turns both into 
 :class:`~agentloop.env.Verdict` whose ``feedback`` never reveals the gold answer (that goes into
 ``oracle_feedback``).
 
+Robustness: every function here takes any text without raising. A predicted answer much longer
+than the gold one (over ``MAX_VERIFY_CHARS`` and twice the gold's length), or one with a power
+tower, an exponent of 6+ digits or a large factorial that the gold lacks (whose exact value would
+take minutes to compute, holding the GIL), is judged wrong without calling math-verify, whose parser needs seconds on long or deeply nested input and has no
+timeout outside the main thread (rollouts judge in worker threads).
+
 Not covered: answers that need units reasoning ("2 hours" vs "120 minutes"), multiple-choice
 letters, and proofs.
 
@@ -30,6 +36,7 @@ from agentloop.env import Verdict
 
 ANSWER_FORMAT = "Give the final answer on the last line in the form 'Answer: <number>'."
 NUMBER_RE = re.compile(r"-?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?|-?\$?\.\d+")
+MAX_VERIFY_CHARS = 200
 ANSWER_RE = re.compile(r"(?:final answer|answer)\s*(?:is|:|=)\s*[:=]?\s*(.+)", re.IGNORECASE)
 
 
@@ -115,7 +122,23 @@ def answers_match(pred: str, gold: str) -> bool:
         return a == b
     if pred.strip() == gold.strip():
         return True
+    if len(pred) > max(MAX_VERIFY_CHARS, 2 * len(gold)) or _too_costly(pred, gold):
+        return False  # no realistic equivalent; math-verify would take seconds (unbounded in threads)
     return _math_verify(pred, gold)
+
+
+_POWER = re.compile(r"\^|\*\*")
+_BIG_EXPONENT = re.compile(r"(?:\^|\*\*)\s*\{?\s*\(?\s*\d{6,}")
+_BIG_FACTORIAL = re.compile(r"\d{4,}\s*\)?\s*!|\}\s*\)?\s*!|\)\s*!")
+
+
+def _too_costly(pred: str, gold: str) -> bool:
+    """A predicted answer whose exact evaluation could take minutes and hold the GIL (a power tower, a
+    huge exponent or factorial) while the gold answer has no such form: it cannot be its equivalent."""
+    if len(_POWER.findall(pred)) > len(_POWER.findall(gold)) + 1:
+        return True  # 10^{10^{10^{10}}}: sympy evaluates the exact integer
+    return bool((_BIG_EXPONENT.search(pred) and not _BIG_EXPONENT.search(gold))
+                or (_BIG_FACTORIAL.search(pred) and not _BIG_FACTORIAL.search(gold)))
 
 
 def judge(reply: str, gold: str) -> Verdict:
@@ -137,4 +160,4 @@ def judge(reply: str, gold: str) -> Verdict:
                    oracle_feedback=f"Your final answer {pred} is incorrect. {oracle}", info={"extracted_answer": pred})
 
 
-__all__ = ["ANSWER_FORMAT", "answers_match", "extract_answer", "judge", "to_number"]
+__all__ = ["ANSWER_FORMAT", "MAX_VERIFY_CHARS", "answers_match", "extract_answer", "judge", "to_number"]

@@ -107,6 +107,8 @@ def _call_from_obj(obj: Any, index: int) -> ToolCall | str:
             args = json.loads(args) if args.strip() else {}
         except json.JSONDecodeError as e:
             return f"call {index + 1}: 'arguments' is a string that is not JSON ({e.msg})."
+        except (RecursionError, ValueError):  # nesting deeper than the decoder's stack, or a huge integer
+            return f"call {index + 1}: 'arguments' is a string that is not usable JSON (nested too deeply or too large)."
     if not isinstance(name, str) or not name:
         return f"call {index + 1}: missing the function 'name'."
     if not isinstance(args, dict):
@@ -114,7 +116,7 @@ def _call_from_obj(obj: Any, index: int) -> ToolCall | str:
     call_id = str(obj.get("id") or "")  # the environment numbers calls that come without an id
     try:
         return ToolCall(id=call_id, name=name, arguments=args)
-    except ValidationError:
+    except (ValidationError, RecursionError):
         return f"call {index + 1} to {name!r}: the arguments are not plain JSON values."
 
 
@@ -146,6 +148,8 @@ def parse_tool_calls(text: str) -> ParsedCalls:
                 objs.append(json.loads(b))
             except json.JSONDecodeError as e:
                 errors.append(f"call {i + 1}: malformed JSON in <tool_call> ({e.msg} at column {e.colno}).")
+            except (RecursionError, ValueError):  # nesting deeper than the decoder's stack, or a huge integer
+                errors.append(f"call {i + 1}: the JSON in <tool_call> is nested too deeply or holds a too large number.")
         parsed = _collect(o for o in objs)
         return ParsedCalls(calls=parsed.calls, errors=(*errors, *parsed.errors))
     candidate = text.strip()
@@ -156,9 +160,13 @@ def parse_tool_calls(text: str) -> ParsedCalls:
         return ParsedCalls()
     try:
         obj = json.loads(candidate)
-    except json.JSONDecodeError:
+    except (RecursionError, ValueError):  # JSONDecodeError, a huge integer, or nesting too deep: not a call
         return ParsedCalls()
-    if not _looks_like_call(obj):
+    try:
+        looks = _looks_like_call(obj)
+    except RecursionError:  # lists nested hundreds deep: not a call
+        return ParsedCalls()
+    if not looks:
         return ParsedCalls()
     if isinstance(obj, dict) and "tool_calls" in obj:
         obj = obj["tool_calls"] if isinstance(obj["tool_calls"], list) else [obj["tool_calls"]]

@@ -97,7 +97,20 @@ def flight_number(transportation: str) -> str | None:
 
 # -- parsing ----------------------------------------------------------------------------------------
 def parse_plan(text: str) -> Plan:
-    """Parse a plan from JSON/Python-literal or text form; raise PlanParseError saying what is wrong."""
+    """Parse a plan from JSON/Python-literal or text form; raise PlanParseError saying what is wrong.
+
+    Raises nothing else, whatever the text (deep nesting, huge numbers included).
+    """
+    try:
+        return _parse(text)
+    except (RecursionError, MemoryError, OverflowError, ValueError, TypeError) as e:
+        if isinstance(e, PlanParseError):
+            raise
+        raise PlanParseError(f"The plan could not be read ({type(e).__name__}: it is nested too deeply or holds "
+                             "values too large); write a flat JSON list of day objects.") from e
+
+
+def _parse(text: str) -> Plan:
     stripped = _unfence(text).strip()
     if not stripped:
         raise PlanParseError("The reply is empty: write the plan as a JSON list of day objects or in the "
@@ -122,11 +135,13 @@ def _unfence(text: str) -> str:
 def _load_structured(s: str) -> Any:
     try:
         return json.loads(s)
-    except json.JSONDecodeError as e:
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, a huge integer, nesting deeper than the stack
         try:
             return ast.literal_eval(s)
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
-            raise PlanParseError(f"The plan is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}.") from e
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+            where = f"{e.msg} at line {e.lineno} column {e.colno}" if isinstance(e, json.JSONDecodeError) else \
+                "nested too deeply or a number too large"
+            raise PlanParseError(f"The plan is not valid JSON: {where}.") from e
 
 
 def _find_json_list(s: str) -> Any:
@@ -164,7 +179,7 @@ def _day(raw: dict[str, Any], position: int) -> DayPlan:
         values[norm] = value
     try:
         day = int(values.pop("days", position))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # not a number, NaN, or infinity
         day = position
     clean = {k: ("-" if v is None else str(v).strip()) for k, v in values.items()}
     return DayPlan(days=day, **clean)

@@ -52,7 +52,7 @@ def served() -> Iterator[str]:
 
 def test_models_and_plain_openai_requests(served: str) -> None:
     assert httpx.get(f"{served}/models").json()["data"][0]["id"] == "scripted-test"
-    r = httpx.post(f"{served}/chat/completions", json={"model": "x", "messages": [{"role": "user", "content": "ping"}]})
+    r = httpx.post(f"{served}/chat/completions", json={"model": "scripted-test", "messages": [{"role": "user", "content": "ping"}]})
     body = r.json()
     assert r.status_code == 200 and body["object"] == "chat.completion"
     assert body["choices"][0]["message"] == {"role": "assistant", "content": "pong STOP ignored"}
@@ -105,7 +105,7 @@ def test_server_errors_are_retried_with_backoff(serve_in_thread) -> None:
             raise RuntimeError("transient failure")
         return "ok"
 
-    with serve_in_thread(ScriptedPolicy(flaky)) as srv:
+    with serve_in_thread(ScriptedPolicy(flaky), model_name="m") as srv:
         policy = OpenAIPolicy(base_url=srv.base_url, model="m", max_retries=2)
         assert policy.generate([[user("x")]], SamplingParams())[0].text == "ok"
         assert len(calls) == 2
@@ -115,7 +115,7 @@ def test_persistent_server_errors_give_up_with_the_message(serve_in_thread) -> N
     def broken(conv):
         raise RuntimeError("model exploded")
 
-    with serve_in_thread(ScriptedPolicy(broken)) as srv:
+    with serve_in_thread(ScriptedPolicy(broken), model_name="m") as srv:
         policy = OpenAIPolicy(base_url=srv.base_url, model="m", max_retries=1)
         with pytest.raises(PolicyError, match="kept failing after 2 tries.*HTTP 500.*model exploded"):
             policy.generate([[user("x")]], SamplingParams())
@@ -128,7 +128,7 @@ def test_request_timeout_is_reported(serve_in_thread) -> None:
         release.wait(5)
         return "late"
 
-    with serve_in_thread(ScriptedPolicy(slow)) as srv:
+    with serve_in_thread(ScriptedPolicy(slow), model_name="m") as srv:
         policy = OpenAIPolicy(base_url=srv.base_url, model="m", timeout_s=0.3, max_retries=0)
         try:
             with pytest.raises(PolicyError, match="ReadTimeout"):
@@ -172,7 +172,7 @@ def test_tools_travel_through_the_server_to_a_messages_only_policy(serve_in_thre
     def reply(conv):
         return "saw tools" if conv[0].role == "system" and '"add"' in conv[0].content else "no tools"
 
-    with serve_in_thread(ScriptedPolicy(reply)) as srv:
+    with serve_in_thread(ScriptedPolicy(reply), model_name="m") as srv:
         policy = OpenAIPolicy(base_url=srv.base_url, model="m")
         conv = [Message(role="user", content="1+1?")]
         with_tools, without = policy.generate([conv, conv], SamplingParams(), tools=[[TOOL_SCHEMA], None])
