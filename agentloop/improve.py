@@ -56,6 +56,7 @@ from typing import Any, Literal
 
 from agentloop.errors import ConfigError
 from agentloop.evaluation.heldout import HeldOutResult
+from agentloop.runs import atomic_write_text
 from agentloop.improve_config import (
     CollectSettings,
     EnvSettings,
@@ -70,6 +71,8 @@ __all__ = ["CollectSettings", "EnvSettings", "GenerationSettings", "HeldOutSetti
            "ImproveResult", "Progress", "improve"]
 
 logger = logging.getLogger(__name__)
+
+TRAIN_ROW = "train_row.json"  # a multi-process phase's training figures, next to the checkpoint rank 0 wrote
 
 #: ``progress(label, done, total, info)``: a phase (``collect iter 1``, ``train iter 1``, ``eval iter 1``) advanced.
 Progress = Callable[[str, int, "int | None", str], None]
@@ -144,6 +147,9 @@ class ImproveLoop:
         torch.set_num_threads(cpu_threads(cfg.threads))
         self.run = RunDir.create(out, cfg, kind="improve", resume=resume, ignore=("out", "tracking"))
         self.recorded: dict[str, Episode] = {key_of(e): e for e in self.run.episodes()}
+        if self.run.corrupt_lines:
+            logger.warning("%d corrupt lines of %s skipped (lines %s); their episodes run again",
+                           len(self.run.corrupt_lines), self.run.episodes_path, self.run.corrupt_lines[:10])
         seed_everything(cfg.seed)
         device = "cuda" if cfg.device == "auto" and torch.cuda.is_available() else ("cpu" if cfg.device == "auto" else cfg.device)
         device = _trainer_device(cfg.generation, device)  # vllm: the trainer goes where the placement says
@@ -295,8 +301,11 @@ class ImproveLoop:
             from agentloop.training.distributed import fit_in_processes
 
             logger.info("train iter %d: %d processes", iteration, cfg.train.distributed.num_processes)
-            stats = fit_in_processes(self.trainer, examples, self.algorithm.objective, ckpt, model=cfg.model,
-                                     extra={"iteration": iteration})
+            with self.run.disk_guard(f"checkpoint iter-{iteration}"):
+                stats = fit_in_processes(self.trainer, examples, self.algorithm.objective, ckpt, model=cfg.model,
+                                         extra={"iteration": iteration})
+            row = self._train_row(episodes, examples, stats)
+            atomic_write_text(ckpt / TRAIN_ROW, json.dumps(row))
         else:
             label, progress, first_step = f"train   iter {iteration}", self.progress, self.train_step
 
@@ -306,12 +315,33 @@ class ImproveLoop:
                     progress(label, step, total, f"loss {loss:.4f}")
 
             stats = self.trainer.fit(examples, self.algorithm.objective, progress=report)
-            self.trainer.save(ckpt, extra={"iteration": iteration})
+            row = self._train_row(episodes, examples, stats)
+            # the row travels inside the checkpoint, so a kill before the metrics row is logged loses nothing
+            with self.run.disk_guard(f"checkpoint iter-{iteration}"):
+                self.trainer.save(ckpt, extra={"iteration": iteration, "train_row": row})
         self.train_step += stats.steps
         self._refresh_generation(iteration)
+        return row
+
+    def _train_row(self, episodes: Sequence[Episode], examples: Sequence[Any], stats: Any) -> dict[str, Any]:
         return {**self.algorithm.stats(episodes), "train_examples": len(examples), "train_steps": stats.steps,
                 "train_loss_first": stats.loss_first, "train_loss_last": stats.loss_last,
-                "train_seconds": round(stats.seconds, 1), "train_truncated": stats.truncated}
+                "train_seconds": round(stats.seconds, 1), "train_truncated": stats.truncated,
+                "train_skipped_nonfinite": stats.skipped_nonfinite}
+
+    def recorded_train_row(self, iteration: int, history: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """The training figures of an iteration finished before a resume: its metrics row, else its checkpoint."""
+        row = next((r for r in history if r.get("iteration") == iteration), None)
+        if row is not None:
+            return {k: v for k, v in row.items() if k not in ("held_out", "phase")}
+        ckpt = self.run.checkpoints_path / f"iter-{iteration}"
+        for name, key in (("trainer_state.json", "train_row"), (TRAIN_ROW, None)):
+            if (ckpt / name).exists():
+                data = json.loads((ckpt / name).read_text())
+                found = data.get(key) if key else data
+                if found:
+                    return dict(found)
+        return {}
 
     def _refresh_generation(self, iteration: int) -> None:
         """Make generation use the freshly trained weights: refresh the hf copy, or push the adapter (no reload)."""
@@ -347,9 +377,8 @@ class ImproveLoop:
             row: dict[str, Any] = {"iteration": it, "phase": "train"}
             if it >= self.start:
                 row.update(self.train_iteration(it))
-            elif it > 0:  # finished before a resume: its training figures are in the history
-                row.update({k: v for k, v in next((r for r in history if r.get("iteration") == it), {}).items()
-                            if k not in ("held_out", "phase")})
+            elif it > 0:  # finished before a resume: its training figures are in the history or its checkpoint
+                row.update(self.recorded_train_row(it, history))
             if it in (0, last) or it % self.cfg.eval.every == 0:
                 result = self.evaluate(it)  # for finished iterations every episode is recorded: metrics only
                 evaluations.append(result)
@@ -376,7 +405,7 @@ class ImproveLoop:
             gain=float(diff.value or 0.0), gain_lo=float(diff.lo or 0.0), gain_hi=float(diff.hi or 0.0),
             excludes_zero=bool(diff.lo is not None and (diff.lo > 0 or (diff.hi or 0) < 0)), held_out=evaluations,
             iterations=rows, wall_s=round(time.perf_counter() - self.t0, 1), threads=torch.get_num_threads(),
-            load_avg_start=self.load_start)
+            load_avg_start=self.load_start, corrupt_episode_lines=len(self.run.corrupt_lines))
         self.run.write_metrics(result.model_dump(mode="json"))
         return result
 

@@ -190,3 +190,5 @@ class ImproveResult(BaseModel):
     wall_s: float
     threads: int = 0
     load_avg_start: float | None = Field(default=None, description="1-minute load average when the run started.")
+    corrupt_episode_lines: int = Field(default=0, ge=0, description="Lines of episodes.jsonl skipped as not valid "
+                                       "episodes (their episodes were run again).")

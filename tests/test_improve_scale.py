@@ -112,7 +112,7 @@ def _assert_serves_trained_adapter(loop) -> None:
 def test_adapter_sync_pushes_each_trained_adapter_to_the_engine(tiny_model_dir, tmp_path):
     pytest.importorskip("peft")
     # faft trains on every episode (feedback-conditioned), so the tiny model's wrong answers still train the adapter
-    cfg = _with(tiny_model_dir, {"sync": "adapter", "adapters": {"keep_last": 1}}, method={"name": "faft", "samples_per_task": 2},
+    cfg = _with(tiny_model_dir, {"sync": "adapter", "adapters": {"keep_last": 1}}, method={"name": "faft", "samples_per_task": 2, "success_feedback": "Your final answer is correct."},
                 train={"lr": 1e-2, "batch_size": 4, "dtype": "float32", "lora": LORA})
     run = tmp_path / "run"
     loop = ImproveLoop(cfg, run)

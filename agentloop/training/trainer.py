@@ -493,6 +493,7 @@ class Trainer:
             (tmp / "README.md").write_text(_checkpoint_readme(path, lora, base), encoding="utf-8")
             state = {"calls": self.calls, "config": self.config.model_dump(mode="json"), **(extra or {})}
             (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
+            fault_point("checkpoint.write", str(tmp))  # test-only kill/ENOSPC point (agentloop.runs)
             if path.exists():
                 shutil.rmtree(path)
             os.replace(tmp, path)

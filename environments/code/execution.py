@@ -77,7 +77,7 @@ def extract_code(text: str) -> str | None:
         return None  # only blocks in other languages
     try:
         tree = ast.parse(text)
-    except SyntaxError:
+    except (SyntaxError, MemoryError, RecursionError, ValueError):  # deep nesting / NUL bytes: not code we run
         return None
     # Prose that happens to parse (a bare name or number) is not code.
     if any(isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom, ast.Assign)) for n in tree.body):

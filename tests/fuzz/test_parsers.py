@@ -79,10 +79,6 @@ def test_code_block_extraction_never_raises(text):
     assert code is None or isinstance(code, str)
 
 
-@pytest.mark.xfail(strict=True, raises=(MemoryError, RecursionError),
-                   reason="known bug, reported not fixed (file owned by the sandbox work): extract_code in "
-                          "environments/code/execution.py calls ast.parse on unfenced text, which raises MemoryError "
-                          "or RecursionError on deep nesting; catch (MemoryError, RecursionError, ValueError) there")
 def test_code_block_extraction_survives_deep_nesting():
     assert extract_code("x = " + "-" * 3000 + "1") is None
 
