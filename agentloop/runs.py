@@ -28,8 +28,8 @@ message by running inside :meth:`RunDir.disk_guard`.
 Fault injection (tests only): with ``AGENTLOOP_FAULT=POINT:ACTION`` in the environment,
 :func:`fault_point` makes the named point fail: ``kill`` (SIGKILL this process), ``enospc`` (raise
 the disk-full OSError) or ``raise`` (RuntimeError). ``AGENTLOOP_FAULT_AFTER=N`` fires at the N-th
-hit (default 1) and ``AGENTLOOP_FAULT_MATCH=TEXT`` counts only hits whose detail (an episode key,
-a path) contains TEXT. Points here: ``episode.append`` (before the line is written),
+hit (default 1) and ``AGENTLOOP_FAULT_MATCH=REGEX`` counts only hits whose detail (an episode key,
+a path) matches REGEX (``re.search``). Points here: ``episode.append`` (before the line is written),
 ``episode.append.torn`` (half the line written), ``metrics.log``, ``metrics.write``,
 ``checkpoint.write`` (files written, not yet committed), ``checkpoint.commit`` (between moving
 the old checkpoint aside and the new one in). Nothing happens when the variable is unset.
@@ -56,6 +56,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -100,7 +101,7 @@ def fault_point(name: str, detail: str = "") -> None:
     if not spec:
         return
     point, _, action = spec.partition(":")
-    if point != name or os.environ.get("AGENTLOOP_FAULT_MATCH", "") not in detail:
+    if point != name or not re.search(os.environ.get("AGENTLOOP_FAULT_MATCH", ""), detail):
         return
     _fault_hits[name] = hits = _fault_hits.get(name, 0) + 1
     if hits != int(os.environ.get("AGENTLOOP_FAULT_AFTER", "1")):

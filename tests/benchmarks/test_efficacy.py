@@ -34,7 +34,7 @@ def test_the_matrix_has_every_method_and_each_cell_validates_at_both_sizes():
         for smoke in (False, True):
             cfg = _validate(efficacy.sized(cell, smoke, None))
             heldout = cfg.eval if cell.kind == "improve" else cfg.heldout
-            assert (heldout.attempts, heldout.feedback) == (2, "retry"), name  # two attempts, no oracle, everywhere
+            assert (heldout.max_attempts, heldout.feedback) == (2, "retry"), name  # two attempts, no oracle, everywhere
         assert cell.control is None or cell.control in cells, f"{name}: control {cell.control} is not a cell"
 
 

@@ -101,11 +101,11 @@ def _assert_loadable(ckpt: Path) -> None:
 
 KILLS = {
     # name: (fault env, what must hold right after the kill)
-    "collect": ({"AGENTLOOP_FAULT": "episode.append:kill", "AGENTLOOP_FAULT_MATCH": "collect|iter=1",
+    "collect": ({"AGENTLOOP_FAULT": "episode.append:kill", "AGENTLOOP_FAULT_MATCH": r"^collect\|.*\|iter=1$",
                  "AGENTLOOP_FAULT_AFTER": "3"}, "iter-1"),
     "train": ({"AGENTLOOP_FAULT": "train.step:kill", "AGENTLOOP_FAULT_AFTER": "2"}, "iter-1"),
     "checkpoint-write": ({"AGENTLOOP_FAULT": "checkpoint.write:kill"}, "iter-1"),
-    "eval": ({"AGENTLOOP_FAULT": "episode.append:kill", "AGENTLOOP_FAULT_MATCH": "eval|iter=1",
+    "eval": ({"AGENTLOOP_FAULT": "episode.append:kill", "AGENTLOOP_FAULT_MATCH": r"^eval\|.*\|iter=1$",
               "AGENTLOOP_FAULT_AFTER": "2"}, None),
     "metrics": ({"AGENTLOOP_FAULT": "metrics.log:kill", "AGENTLOOP_FAULT_AFTER": "2"}, None),
 }
@@ -180,7 +180,7 @@ def test_disk_full_during_a_checkpoint_keeps_the_last_good_one_and_resume_finish
     improve(ImproveConfig.model_validate(cfg), out=out, resume=True)
     after = _keys(out)
     assert all(n == 1 for n in after.values()) and set(before) <= set(after)
-    phases = Counter(k.split("|task=")[0] for k in after)  # e.g. "eval|iter=2", "collect|iter=1"
+    phases = Counter(f"{k.split('|')[0]}|{k.rsplit('|', 1)[1]}" for k in after)  # e.g. "eval|iter=2"
     assert {p for p in phases if p.startswith("eval")} == {"eval|iter=0", "eval|iter=1", "eval|iter=2"}
     assert phases["eval|iter=2"] == 3 and phases["collect|iter=2"] == phases["collect|iter=1"] > 0
     _assert_loadable(out / "checkpoints" / "iter-2")

@@ -115,7 +115,7 @@ def test_fault_hook_counts_only_matching_hits(tmp_path):
         for i, key in enumerate(["collect|a", "eval|a", "collect|b", "eval|b", "eval|c"]):
             run.append_episode(_ep(i), key=key)
     """
-    out = _child(code, {"AGENTLOOP_FAULT": "episode.append:kill", "AGENTLOOP_FAULT_MATCH": "eval|",
+    out = _child(code, {"AGENTLOOP_FAULT": "episode.append:kill", "AGENTLOOP_FAULT_MATCH": r"^eval\|",
                         "AGENTLOOP_FAULT_AFTER": "2"})
     assert out.returncode == -signal.SIGKILL
     assert RunDir.open(tmp_path / "r").done_keys() == {"collect|a", "eval|a", "collect|b"}
