@@ -18,6 +18,7 @@ import pytest
 
 from agentloop.config import load_config, read_config_file
 from agentloop.improve import ImproveConfig, improve
+from tests.helpers import tiny_model
 
 pytestmark = pytest.mark.slow  # trains (seconds per config); still runs in CI
 
@@ -28,18 +29,17 @@ TRAIN_TASKS, EVAL_TASKS, SAMPLES = 2, 2, 2
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory) -> str:
-    import torch
+    """Smaller than conftest's, with a long context (RoPE needs no trained positions): TravelPlanner prompts
+    are a few thousand tokens."""
     from agentloop.policies.default_model import default_model_path
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(str(default_model_path()))
-    torch.manual_seed(0)
-    # Long context (RoPE needs no trained positions): TravelPlanner prompts are a few thousand tokens.
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=8192,
-                      tie_word_embeddings=True, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+    model = tiny_model(0, vocab=len(tok), hidden=16, layers=1)
+    model.config.max_position_embeddings = 8192
+    model.config.pad_token_id, model.config.eos_token_id = tok.pad_token_id, tok.eos_token_id
     path = tmp_path_factory.mktemp("tiny-shipped")
-    LlamaForCausalLM(cfg).save_pretrained(path)
+    model.save_pretrained(path)
     tok.save_pretrained(path)
     return str(path)
 

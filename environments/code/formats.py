@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import ast
 import builtins
-import gzip
 import json
 import re
 import textwrap
@@ -50,6 +49,7 @@ from typing import Any, Literal
 from agentloop.env import Task, Verdict
 from agentloop.environments.code.envs import MBPP_PROMPT, CodeTaskEnv
 from agentloop.environments.code.execution import FENCE_RE, TestReport, extract_code, run_expressions, run_tests
+from agentloop.environments.records import parse_json_records, read_text
 from agentloop.errors import ConfigError
 from agentloop.sandbox import shared_sandbox
 from agentloop.types import user
@@ -110,17 +110,7 @@ def read_records(path: str | Path, fmt: str) -> list[dict[str, Any]]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{fmt}: file {str(p)!r} does not exist; pass path= a JSONL file of {fmt} records.")
-    text = gzip.open(p, "rt", encoding="utf-8").read() if p.suffix == ".gz" else p.read_text(encoding="utf-8")
-    if text.lstrip().startswith("["):
-        rows = json.loads(text)
-    else:
-        rows = []
-        for n, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise ConfigError(f"{p}:{n}: not valid JSON ({e}).") from e
+    rows = parse_json_records(read_text(p), p)
     if not rows:
         raise ConfigError(f"{fmt}: {p} holds no records.")
     for n, row in enumerate(rows, start=1):

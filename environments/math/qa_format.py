@@ -18,12 +18,12 @@ Example::
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 from typing import Any
 
 from agentloop.env import Task, TaskEnv, Verdict
 from agentloop.environments.math.checking import ANSWER_FORMAT, judge
+from agentloop.environments.records import parse_json_records
 from agentloop.errors import ConfigError
 from agentloop.types import user
 
@@ -62,21 +62,9 @@ def read_rows(path: str | Path, split: str | None = None) -> list[dict[str, Any]
         with open(p, encoding="utf-8", newline="") as f:
             return list(csv.DictReader(f))
     text = p.read_text(encoding="utf-8")
-    if suffix == ".json" or text.lstrip().startswith("["):
-        rows = json.loads(text)
-        if not isinstance(rows, list):
-            raise ConfigError(f"math/qa-format-v0: {p} must hold a JSON list of objects.")
-        return rows
-    if suffix not in (".jsonl", ".ndjson"):
+    if suffix not in (".json", ".jsonl", ".ndjson"):
         raise ConfigError(f"math/qa-format-v0: unknown file type {suffix!r}; use .jsonl, .json, .csv or .parquet.")
-    rows = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ConfigError(f"{p}:{n}: not valid JSON ({e}).") from e
-    return rows
+    return parse_json_records(text, p)
 
 
 class QAFormatEnv(TaskEnv):

@@ -55,6 +55,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from agentloop.env import Task, TaskEnv, Verdict
+from agentloop.environments.records import parse_json_records, read_text
 from agentloop.errors import ConfigError
 from agentloop.rollout import RENDER_TOOLS_KEY
 from agentloop.types import Message, ToolCall, system, user
@@ -84,17 +85,7 @@ class BFCLRecord(BaseModel):
 def _read_json_records(p: Path) -> list[dict[str, Any]]:
     if not p.is_file():
         raise ConfigError(f"tools/bfcl-format-v0: file {str(p)!r} does not exist; pass path= a BFCL JSON(L) file.")
-    text = p.read_text(encoding="utf-8")
-    if text.lstrip().startswith("["):
-        return json.loads(text)
-    rows = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise ConfigError(f"{p}:{n}: not valid JSON ({e}).") from e
-    return rows
+    return parse_json_records(read_text(p), p)
 
 
 def _messages(question: Any, where: str) -> list[dict[str, str]]:

@@ -97,23 +97,6 @@ def test_diagnosis_reads_the_intervals_unless_the_cell_has_notes():
         "collapsed to one answer"
 
 
-@pytest.fixture(scope="module")
-def tiny_model_dir(tmp_path_factory) -> str:
-    import torch
-    from agentloop.policies.default_model import default_model_path
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    tok = AutoTokenizer.from_pretrained(str(default_model_path()))
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                      tie_word_embeddings=True, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
-    path = tmp_path_factory.mktemp("tiny")
-    LlamaForCausalLM(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    return str(path)
-
-
 @pytest.mark.slow
 def test_grpo_cell_and_a_transfer_cell_run_in_smoke_mode_and_merge_into_one_table(tmp_path, tiny_model_dir):
     pytest.importorskip("trl", reason="the GRPO cell needs trl (a declared dependency of agentloop)")
