@@ -171,6 +171,24 @@ def _probe_seccomp(filter_bytes: bytes | None) -> bool:
 
 
 # -- the child ------------------------------------------------------------------------------------
+# The request as the child reads it (no JSON to decode in the child): the timeout, the lengths of the code and of
+# stdin, then the code, stdin and (without a private tmpfs) the work directory, each UTF-8 (lone surrogates kept).
+REQUEST_HEAD = struct.Struct("=dQQ")
+
+
+def pack_request(timeout_s: float, code: str, stdin: str, workdir: str | None) -> bytes:
+    code_b, stdin_b = code.encode("utf-8", "surrogatepass"), stdin.encode("utf-8", "surrogatepass")
+    return b"".join((REQUEST_HEAD.pack(timeout_s, len(code_b), len(stdin_b)), code_b, stdin_b,
+                     (workdir or "").encode("utf-8", "surrogateescape")))
+
+
+def unpack_request(data: bytes) -> tuple[float, str, str, str]:
+    timeout_s, n_code, n_stdin = REQUEST_HEAD.unpack_from(data)
+    i, j = REQUEST_HEAD.size, REQUEST_HEAD.size + n_code
+    return (timeout_s, data[i:j].decode("utf-8", "surrogatepass"), data[j:j + n_stdin].decode("utf-8", "surrogatepass"),
+            data[j + n_stdin:].decode("utf-8", "surrogateescape"))
+
+
 def _set_limits(cfg: dict, timeout_s: float) -> None:
     cpu = int(timeout_s) + 1  # CPU time can never exceed wall time by much; this backs up the wall timeout
     limits = {
@@ -257,21 +275,21 @@ def _child(cfg: dict, sock: socket.socket) -> None:
             for fd in fds:  # a request for an earlier child that died before reading it
                 os.close(fd)
         req_fd, out_w, err_w = fds
-        req = json.loads(os.pread(req_fd, os.fstat(req_fd).st_size, 0))
+        timeout_s, code, stdin, workdir = unpack_request(os.pread(req_fd, os.fstat(req_fd).st_size, 0))
         os.close(req_fd)
         if private is not None:
             workdir = private
-            stdin_fd = _prepare_dir(cfg, workdir, req.get("stdin") or "")
+            stdin_fd = _prepare_dir(cfg, workdir, stdin)
         else:
-            workdir = req["workdir"]
             stdin_fd = os.open(os.path.join(workdir, ".stdin"), os.O_RDONLY)
+        del stdin
         os.dup2(stdin_fd, 0)
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
         os.closerange(3, 1 << 16)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
-        _set_limits(cfg, float(req["timeout_s"]))
+        _set_limits(cfg, timeout_s)
         if cfg.get("uid") is not None:
             os.setgroups([])
             os.setgid(cfg["gid"])
@@ -290,8 +308,6 @@ def _child(cfg: dict, sock: socket.socket) -> None:
     except BaseException as e:  # the sandbox itself failed to set up: say so on the error pipe
         os.write(2 if "err_w" not in locals() else err_w, f"agentloop sandbox setup failed: {e!r}".encode())
         os._exit(125)
-    code = req["code"]
-    del req
     rc = _exec_program(code)
     try:
         sys.stdout.flush()
@@ -526,8 +542,9 @@ def run_one(cfg: dict, tmpl: socket.socket, req: dict, n: int) -> dict:
         workdir = os.path.join(cfg["tmp_root"], f"run{n}")
         os.close(_prepare_dir(cfg, workdir, req.get("stdin") or ""))
     request = os.memfd_create("request", os.MFD_CLOEXEC)
-    os.write(request, json.dumps({"code": req["code"], "stdin": req.get("stdin") or "",
-                                  "timeout_s": req["timeout_s"], "workdir": workdir}).encode())
+    data = pack_request(float(req["timeout_s"]), req["code"], req.get("stdin") or "", workdir)
+    while data:
+        data = data[os.write(request, data):]
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     # The child for this run was forked (and prepared) while the previous run was being cleaned up.
