@@ -226,7 +226,8 @@ def private_run_dir(cfg: dict) -> str:
     Needs CAP_SYS_ADMIN (kept by the worker, never by the program).
     """
     _libc_call(LIBC.unshare, CLONE_NEWNS | CLONE_NEWIPC)
-    _libc_call(LIBC.mount, b"none", b"/", None, MS_REC | MS_PRIVATE, None)
+    if not cfg.get("_rprivate"):  # (else the worker made every mount private once: copies of them are private too)
+        _libc_call(LIBC.mount, b"none", b"/", None, MS_REC | MS_PRIVATE, None)
     opts = f"size={cfg['tmp_bytes']},nr_inodes={cfg['tmp_inodes']},mode=0755".encode()
     _libc_call(LIBC.mount, b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, opts)
     return RUN_DIR
@@ -240,10 +241,18 @@ def _new_session_keyring(nr: int | None) -> None:
 
 def _prepare_dir(cfg: dict, workdir: str, stdin: str) -> int:
     """Make the work directory (writable by the program's group, owned by the worker) and its stdin file."""
-    os.makedirs(workdir, 0o700, exist_ok=True)
-    stdin_path = os.path.join(workdir, ".stdin")
-    with open(stdin_path, "w", encoding="utf-8") as f:
-        f.write(stdin or "")
+    try:
+        os.mkdir(workdir, 0o700)
+    except FileExistsError:
+        pass
+    stdin_path = workdir + "/.stdin"
+    fd = os.open(stdin_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        data = stdin.encode("utf-8", "surrogatepass")
+        while data:
+            data = data[os.write(fd, data):]
+    finally:
+        os.close(fd)
     if cfg.get("uid") is not None:
         # Owned by the worker, writable by the program's group: the program works in it, cannot chmod it, and
         # the worker (no CAP_DAC_OVERRIDE) can still delete what the program leaves there.
@@ -262,8 +271,11 @@ def _child(cfg: dict, sock: socket.socket) -> None:
     try:
         os.setsid()
         if cfg.get("cgroup"):  # one memory limit for every process and file of the program (done before the
-            with open(cfg["cgroup"], "w") as f:  # request arrives: moving into a cgroup waits for an RCU grace period)
-                f.write("0")
+            fd = os.open(cfg["cgroup"], os.O_WRONLY)  # request arrives: moving into a cgroup waits for an RCU grace
+            try:  # period; plain os calls: in a fresh fork every object a call touches costs a page copy)
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
         private = private_run_dir(cfg) if cfg["_private_tmp"] else None
         me = struct.pack("=i", os.getpid())
         while True:
@@ -636,6 +648,12 @@ def main() -> None:
     if seccomp:
         _fprog(filter_bytes)  # built here, once, for every child
     cfg["_private_tmp"] = bool(cfg.get("private_tmp")) and _probe_private_tmp(cfg)
+    if cfg["_private_tmp"]:  # once here rather than in every run: each run's copies of private mounts are private
+        try:
+            _libc_call(LIBC.mount, b"none", b"/", None, MS_REC | MS_PRIVATE, None)
+            cfg["_rprivate"] = True
+        except OSError:
+            pass
     import platform
 
     cfg["_keyctl"] = SYS_KEYCTL.get(platform.machine())
