@@ -56,10 +56,12 @@ import sys
 import time
 import traceback
 
-# Standard-library modules the programs we run import most (MBPP: re, math, collections, heapq, ...).
+# Standard-library modules the programs we run import most (MBPP: re, math, collections, heapq, ...; the code
+# environment's harness: decimal, fractions, io). Each costs every run a little (a bigger template to fork), so
+# rarely used ones stay out; ``random`` (and ``secrets``, ``statistics``, which import it) above all: it reseeds
+# itself in every forked child, a program that imports it gets a fresh seed anyway.
 PRELOAD = ("re", "math", "cmath", "collections", "heapq", "itertools", "functools", "operator", "bisect",
-           "array", "copy", "string", "random", "fractions", "decimal", "statistics", "datetime", "typing", "ast",
-           "io", "secrets")
+           "array", "copy", "string", "fractions", "decimal", "datetime", "typing", "ast", "io")
 SOURCE_NAME = "<program>"
 PR_SET_CHILD_SUBREAPER = 36
 
