@@ -300,9 +300,7 @@ def _child(cfg: dict, sock: socket.socket) -> None:
         os.dup2(stdin_fd, 0)
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
-        os.closerange(3, 1 << 16)
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
-            signal.signal(sig, signal.SIG_DFL)
+        os.closerange(3, 1 << 16)  # (the template already put SIGINT, SIGTERM and SIGPIPE back to their defaults)
         _set_limits(cfg, timeout_s)
         if cfg.get("uid") is not None:
             os.setgroups([])
@@ -585,6 +583,10 @@ def template(cfg: dict, sock: socket.socket) -> None:
     program's memory holds nothing from earlier runs: not their code, stdin or results, which live only
     in the worker (a different process, another uid) and in their own children.
     """
+    # The default dispositions the programs get, set once here rather than in every child (the template itself then
+    # dies of SIGPIPE when the worker is gone, which is what it does on EPIPE anyway).
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_DFL)
     while True:  # one child at a time, forked as soon as the previous one is gone
         pid = os.fork()
         if pid == 0:
