@@ -1,7 +1,7 @@
 """The sandbox worker: a pre-started interpreter that forks one limited child per program.
 
 This file runs *inside* the sandbox (bubblewrap namespaces, or a plain process for the ``process``
-backend) and uses the standard library only; it is started as ``python -I worker.py CONFIG_JSON``.
+backend) and uses the standard library only; it is started as ``python -I -B -S worker.py CONFIG_JSON`` (see ``_site_without_pth``).
 
 Protocol, on the worker's stdin/stdout: each message is a 4-byte big-endian length followed by that
 many bytes of JSON. The worker first sends ``{"ready": true, ...}``; then, for each request
@@ -629,7 +629,24 @@ def _result(wstatus: int, timed_out: bool, out: bytes, err: bytes, truncated: bo
             "output_truncated": bool(truncated)}
 
 
+def _site_without_pth() -> None:
+    """What ``site`` gives programs, for a worker started with -S: site-packages on sys.path, exit/quit/help.
+
+    .pth files are not run: their imports would sit in the template and be copied into every program."""
+    if not sys.flags.no_site:
+        return
+    import site
+
+    for path in site.getsitepackages():
+        if os.path.isdir(path) and path not in sys.path:
+            sys.path.append(path)
+    site.setquit()
+    site.setcopyright()
+    site.sethelper()
+
+
 def main() -> None:
+    _site_without_pth()
     cfg = json.loads(sys.argv[1])
     proto_in, proto_out = os.dup(0), os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)
