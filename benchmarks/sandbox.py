@@ -11,7 +11,11 @@ solution) with the same parallelism, for each number of lanes (default 1 and 2):
 It prints executions per second, p50/p99/max latency per program (as the caller sees it), the
 speed-up over naive, and every task whose gold solution fails, split into known-broken tasks (listed
 in ``KNOWN_BROKEN`` with the reason) and unexpected failures. Numbers depend on the machine and its
-load (printed); run it on an idle machine for reference figures.
+load (printed); run it on an idle machine for reference figures. Each isolated line is followed by the CPU
+time per run of the whole process tree (this process, the workers, their templates and every program), which
+depends much less on the machine's other load, and the rate it allows on idle cores. One gold solution
+(task 123, amicable numbers up to 9999) alone takes about 2 s of CPU: with 2 lanes no run can finish
+much sooner than that, whatever the sandbox costs.
 
     python benchmarks/sandbox.py                 # local backend, all 974 tasks, 1 and 2 lanes
     python benchmarks/sandbox.py --limit 200 --kind process --lanes 2
