@@ -11,11 +11,16 @@ solution) with the same parallelism, for each number of lanes (default 1 and 2):
 It prints executions per second, p50/p99/max latency per program (as the caller sees it), the
 speed-up over naive, and every task whose gold solution fails, split into known-broken tasks (listed
 in ``KNOWN_BROKEN`` with the reason) and unexpected failures. Numbers depend on the machine and its
-load (printed); run it on an idle machine for reference figures.
+load (printed); run it on an idle machine for reference figures. Each isolated line is followed by the CPU
+time per run of the whole process tree (this process, the workers, their templates and every program), which
+depends much less on the machine's other load, and the rate it allows on idle cores. One gold solution
+(task 123, amicable numbers up to 9999) alone takes about 2 s of CPU: with 2 lanes no run can finish
+much sooner than that, whatever the sandbox costs.
 
     python benchmarks/sandbox.py                 # local backend, all 974 tasks, 1 and 2 lanes
     python benchmarks/sandbox.py --limit 200 --kind process --lanes 2
     python benchmarks/sandbox.py --original --skip-naive   # the original release: 3 known-broken tasks
+    python benchmarks/sandbox.py --python /usr/bin/python3.11   # programs on a statically linked interpreter
 """
 
 from __future__ import annotations
@@ -61,6 +66,33 @@ def naive_run(python: str, code: str, timeout_s: float) -> ExecResult:
                       stderr=p.stderr, duration_s=time.monotonic() - t0)
 
 
+def tree_cpu() -> float:
+    """CPU seconds used so far by this process (all threads) and every live descendant, including the children
+    each one has reaped (the sandbox's workers, their templates and every program they forked); 0 off Linux."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    total = own.ru_utime + own.ru_stime
+    if not os.path.isdir("/proc/self/task"):
+        return total
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(name)] = int(fields[1])
+            ticks[int(name)] = sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+    ours, frontier = set(), {os.getpid()}
+    while frontier:
+        frontier = {pid for pid, ppid in parents.items() if ppid in frontier and pid not in ours}
+        ours |= frontier
+    return total + sum(ticks[pid] for pid in ours) / os.sysconf("SC_CLK_TCK")
+
+
 def timed(run, code: str) -> tuple[ExecResult, float]:
     t0 = time.monotonic()
     res = run(code)
@@ -95,35 +127,53 @@ def main() -> None:
                     help="Programs for the naive baseline (a fresh interpreter each is slow); 0 skips it.")
     ap.add_argument("--skip-naive", action="store_true")
     ap.add_argument("--original", action="store_true", help="Use the original MBPP release 2251e8c (3 broken tasks).")
+    ap.add_argument("--python", default=None, help="Interpreter for the programs, isolated and naive alike (default: "
+                    "this Python's base interpreter; a statically linked one, e.g. /usr/bin/python3.11, forks faster).")
     args = ap.parse_args()
 
     rows = list(load_mbpp())
     rows = (original_rows(rows) if args.original else rows)[: args.limit]
+    t0 = time.process_time()
     built = [build_program(r["code"].replace("\r\n", "\n"), r["test_list"], r["test_setup_code"]) for r in rows]
+    build_ms = (time.process_time() - t0) / max(len(rows), 1) * 1e3
     programs = [p for p, _ in built]
     lanes_list = [int(x) for x in args.lanes.split(",")]
     print(f"{len(programs)} MBPP gold solutions, lanes {lanes_list}, {os.cpu_count()} CPUs, timeout {args.timeout:g} s, "
+          f"python {interpreter(SandboxConfig(python=args.python))}, "
           f"load average {os.getloadavg()[0]:.1f}")
 
     rates: dict[tuple[str, int], float] = {}
     results: list[ExecResult] = []
     for lanes in lanes_list:
         t0 = time.monotonic()
-        sb = get_sandbox(args.kind, workers=lanes)
+        sb = get_sandbox(args.kind, workers=lanes, **({"python": args.python} if args.python else {}))
         startup = time.monotonic() - t0
         sb.run_many(programs[:lanes * 8], timeout_s=args.timeout)  # warm-up: page in the interpreter
+        cpu0 = tree_cpu()
         results, wall, lat = measure(lambda c: sb.run(c, timeout_s=args.timeout), programs, lanes)
+        cpu = tree_cpu() - cpu0
         cleanup = [getattr(r, "cleanup_s", 0.0) for r in results]  # (0 for a sandbox predating it)
         sb.close()
         rates[("isolated", lanes)] = len(programs) / wall
         print(line(f"isolated ({args.kind}), {lanes} lane(s)", len(programs), wall, lat)
               + f"  start-up {startup:.2f} s, clean-up p50 {pct(cleanup, 0.5) * 1e3:.2f} ms")
+        # CPU time does not depend on the machine's other load the way wall time does: with it, the rate these
+        # lanes would reach on idle cores (each lane a core, at best; one lane is busy with the slowest program
+        # for at least its duration).
+        slowest = max(r.duration_s for r in results)
+        n_cores = min(lanes, os.cpu_count() or 1)
+        projected = len(programs) / max(cpu / n_cores, slowest)
+        print(f"{'':<28} CPU {cpu / len(programs) * 1e3:6.2f} ms per run (host, workers, templates and programs; "
+              f"the slowest program ran {slowest:.2f} s): ~{projected:.0f} exec/s on {n_cores} idle core(s)")
 
+    t0 = time.process_time()
     reports = [parse_report(res, h, len(r["test_list"])) for res, (_, h), r in zip(results, built, rows)]
+    print(f"host, outside the timed runs: building a harness {build_ms:.2f} ms, judging a run "
+          f"{(time.process_time() - t0) / max(len(rows), 1) * 1e3:.2f} ms (per program)")
     failed = [(r["task_id"], rep) for r, rep in zip(rows, reports) if not rep.passed]
 
     if not args.skip_naive and args.naive_limit:
-        python = interpreter(SandboxConfig())
+        python = interpreter(SandboxConfig(python=args.python))
         sub = programs[: args.naive_limit]
         for lanes in lanes_list:
             naive, wall, lat = measure(lambda c: naive_run(python, c, args.timeout), sub, lanes)

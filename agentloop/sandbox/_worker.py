@@ -1,7 +1,7 @@
 """The sandbox worker: a pre-started interpreter that forks one limited child per program.
 
 This file runs *inside* the sandbox (bubblewrap namespaces, or a plain process for the ``process``
-backend) and uses the standard library only; it is started as ``python -I worker.py CONFIG_JSON``.
+backend) and uses the standard library only; it is started as ``python -I -B -S worker.py CONFIG_JSON`` (see ``_site_without_pth``).
 
 Protocol, on the worker's stdin/stdout: each message is a 4-byte big-endian length followed by that
 many bytes of JSON. The worker first sends ``{"ready": true, ...}``; then, for each request
@@ -56,10 +56,12 @@ import sys
 import time
 import traceback
 
-# Standard-library modules the programs we run import most (MBPP: re, math, collections, heapq, ...).
+# Standard-library modules the programs we run import most (MBPP: re, math, collections, heapq, ...; the code
+# environment's harness: decimal, fractions, io). Each costs every run a little (a bigger template to fork), so
+# rarely used ones stay out; ``random`` (and ``secrets``, ``statistics``, which import it) above all: it reseeds
+# itself in every forked child, a program that imports it gets a fresh seed anyway.
 PRELOAD = ("re", "math", "cmath", "collections", "heapq", "itertools", "functools", "operator", "bisect",
-           "array", "copy", "string", "random", "fractions", "decimal", "statistics", "datetime", "typing", "ast",
-           "io", "secrets")
+           "array", "copy", "string", "fractions", "decimal", "datetime", "typing", "ast", "io")
 SOURCE_NAME = "<program>"
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -171,6 +173,24 @@ def _probe_seccomp(filter_bytes: bytes | None) -> bool:
 
 
 # -- the child ------------------------------------------------------------------------------------
+# The request as the child reads it (no JSON to decode in the child): the timeout, the lengths of the code and of
+# stdin, then the code, stdin and (without a private tmpfs) the work directory, each UTF-8 (lone surrogates kept).
+REQUEST_HEAD = struct.Struct("=dQQ")
+
+
+def pack_request(timeout_s: float, code: str, stdin: str, workdir: str | None) -> bytes:
+    code_b, stdin_b = code.encode("utf-8", "surrogatepass"), stdin.encode("utf-8", "surrogatepass")
+    return b"".join((REQUEST_HEAD.pack(timeout_s, len(code_b), len(stdin_b)), code_b, stdin_b,
+                     (workdir or "").encode("utf-8", "surrogateescape")))
+
+
+def unpack_request(data: bytes) -> tuple[float, str, str, str]:
+    timeout_s, n_code, n_stdin = REQUEST_HEAD.unpack_from(data)
+    i, j = REQUEST_HEAD.size, REQUEST_HEAD.size + n_code
+    return (timeout_s, data[i:j].decode("utf-8", "surrogatepass"), data[j:j + n_stdin].decode("utf-8", "surrogatepass"),
+            data[j + n_stdin:].decode("utf-8", "surrogateescape"))
+
+
 def _set_limits(cfg: dict, timeout_s: float) -> None:
     cpu = int(timeout_s) + 1  # CPU time can never exceed wall time by much; this backs up the wall timeout
     limits = {
@@ -208,7 +228,8 @@ def private_run_dir(cfg: dict) -> str:
     Needs CAP_SYS_ADMIN (kept by the worker, never by the program).
     """
     _libc_call(LIBC.unshare, CLONE_NEWNS | CLONE_NEWIPC)
-    _libc_call(LIBC.mount, b"none", b"/", None, MS_REC | MS_PRIVATE, None)
+    if not cfg.get("_rprivate"):  # (else the worker made every mount private once: copies of them are private too)
+        _libc_call(LIBC.mount, b"none", b"/", None, MS_REC | MS_PRIVATE, None)
     opts = f"size={cfg['tmp_bytes']},nr_inodes={cfg['tmp_inodes']},mode=0755".encode()
     _libc_call(LIBC.mount, b"tmpfs", b"/tmp", b"tmpfs", MS_NOSUID | MS_NODEV, opts)
     return RUN_DIR
@@ -222,10 +243,18 @@ def _new_session_keyring(nr: int | None) -> None:
 
 def _prepare_dir(cfg: dict, workdir: str, stdin: str) -> int:
     """Make the work directory (writable by the program's group, owned by the worker) and its stdin file."""
-    os.makedirs(workdir, 0o700, exist_ok=True)
-    stdin_path = os.path.join(workdir, ".stdin")
-    with open(stdin_path, "w", encoding="utf-8") as f:
-        f.write(stdin or "")
+    try:
+        os.mkdir(workdir, 0o700)
+    except FileExistsError:
+        pass
+    stdin_path = workdir + "/.stdin"
+    fd = os.open(stdin_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        data = stdin.encode("utf-8", "surrogatepass")
+        while data:
+            data = data[os.write(fd, data):]
+    finally:
+        os.close(fd)
     if cfg.get("uid") is not None:
         # Owned by the worker, writable by the program's group: the program works in it, cannot chmod it, and
         # the worker (no CAP_DAC_OVERRIDE) can still delete what the program leaves there.
@@ -244,8 +273,11 @@ def _child(cfg: dict, sock: socket.socket) -> None:
     try:
         os.setsid()
         if cfg.get("cgroup"):  # one memory limit for every process and file of the program (done before the
-            with open(cfg["cgroup"], "w") as f:  # request arrives: moving into a cgroup waits for an RCU grace period)
-                f.write("0")
+            fd = os.open(cfg["cgroup"], os.O_WRONLY)  # request arrives: moving into a cgroup waits for an RCU grace
+            try:  # period; plain os calls: in a fresh fork every object a call touches costs a page copy)
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
         private = private_run_dir(cfg) if cfg["_private_tmp"] else None
         me = struct.pack("=i", os.getpid())
         while True:
@@ -257,21 +289,19 @@ def _child(cfg: dict, sock: socket.socket) -> None:
             for fd in fds:  # a request for an earlier child that died before reading it
                 os.close(fd)
         req_fd, out_w, err_w = fds
-        req = json.loads(os.pread(req_fd, os.fstat(req_fd).st_size, 0))
+        timeout_s, code, stdin, workdir = unpack_request(os.pread(req_fd, os.fstat(req_fd).st_size, 0))
         os.close(req_fd)
         if private is not None:
             workdir = private
-            stdin_fd = _prepare_dir(cfg, workdir, req.get("stdin") or "")
+            stdin_fd = _prepare_dir(cfg, workdir, stdin)
         else:
-            workdir = req["workdir"]
             stdin_fd = os.open(os.path.join(workdir, ".stdin"), os.O_RDONLY)
+        del stdin
         os.dup2(stdin_fd, 0)
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
-        os.closerange(3, 1 << 16)
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
-            signal.signal(sig, signal.SIG_DFL)
-        _set_limits(cfg, float(req["timeout_s"]))
+        os.closerange(3, 1 << 16)  # (the template already put SIGINT, SIGTERM and SIGPIPE back to their defaults)
+        _set_limits(cfg, timeout_s)
         if cfg.get("uid") is not None:
             os.setgroups([])
             os.setgid(cfg["gid"])
@@ -290,8 +320,6 @@ def _child(cfg: dict, sock: socket.socket) -> None:
     except BaseException as e:  # the sandbox itself failed to set up: say so on the error pipe
         os.write(2 if "err_w" not in locals() else err_w, f"agentloop sandbox setup failed: {e!r}".encode())
         os._exit(125)
-    code = req["code"]
-    del req
     rc = _exec_program(code)
     try:
         sys.stdout.flush()
@@ -526,8 +554,9 @@ def run_one(cfg: dict, tmpl: socket.socket, req: dict, n: int) -> dict:
         workdir = os.path.join(cfg["tmp_root"], f"run{n}")
         os.close(_prepare_dir(cfg, workdir, req.get("stdin") or ""))
     request = os.memfd_create("request", os.MFD_CLOEXEC)
-    os.write(request, json.dumps({"code": req["code"], "stdin": req.get("stdin") or "",
-                                  "timeout_s": req["timeout_s"], "workdir": workdir}).encode())
+    data = pack_request(float(req["timeout_s"]), req["code"], req.get("stdin") or "", workdir)
+    while data:
+        data = data[os.write(request, data):]
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     # The child for this run was forked (and prepared) while the previous run was being cleaned up.
@@ -554,6 +583,10 @@ def template(cfg: dict, sock: socket.socket) -> None:
     program's memory holds nothing from earlier runs: not their code, stdin or results, which live only
     in the worker (a different process, another uid) and in their own children.
     """
+    # The default dispositions the programs get, set once here rather than in every child (the template itself then
+    # dies of SIGPIPE when the worker is gone, which is what it does on EPIPE anyway).
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_DFL)
     while True:  # one child at a time, forked as soon as the previous one is gone
         pid = os.fork()
         if pid == 0:
@@ -596,7 +629,24 @@ def _result(wstatus: int, timed_out: bool, out: bytes, err: bytes, truncated: bo
             "output_truncated": bool(truncated)}
 
 
+def _site_without_pth() -> None:
+    """What ``site`` gives programs, for a worker started with -S: site-packages on sys.path, exit/quit/help.
+
+    .pth files are not run: their imports would sit in the template and be copied into every program."""
+    if not sys.flags.no_site:
+        return
+    import site
+
+    for path in site.getsitepackages():
+        if os.path.isdir(path) and path not in sys.path:
+            sys.path.append(path)
+    site.setquit()
+    site.setcopyright()
+    site.sethelper()
+
+
 def main() -> None:
+    _site_without_pth()
     cfg = json.loads(sys.argv[1])
     proto_in, proto_out = os.dup(0), os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)
@@ -619,6 +669,12 @@ def main() -> None:
     if seccomp:
         _fprog(filter_bytes)  # built here, once, for every child
     cfg["_private_tmp"] = bool(cfg.get("private_tmp")) and _probe_private_tmp(cfg)
+    if cfg["_private_tmp"]:  # once here rather than in every run: each run's copies of private mounts are private
+        try:
+            _libc_call(LIBC.mount, b"none", b"/", None, MS_REC | MS_PRIVATE, None)
+            cfg["_rprivate"] = True
+        except OSError:
+            pass
     import platform
 
     cfg["_keyctl"] = SYS_KEYCTL.get(platform.machine())

@@ -37,7 +37,7 @@ import sys
 from agentloop.errors import SandboxError
 from agentloop.sandbox.base import SandboxConfig
 from agentloop.sandbox.cgroup import MOUNT_POINT, make_program_cgroups
-from agentloop.sandbox.pool import WORKER_SOURCE, PooledSandbox, WorkerPool, interpreter, minimal_env, worker_config
+from agentloop.sandbox.pool import WORKER_FLAGS, WORKER_SOURCE, PooledSandbox, WorkerPool, interpreter, minimal_env, worker_config
 
 WORKER_PATH = "/opt/agentloop/worker.py"
 ETC_FILES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "passwd", "group", "nsswitch.conf",
@@ -94,7 +94,7 @@ def bwrap_argv(config: SandboxConfig, slot: int, python: str, uid: int | None = 
         argv += ["--setenv", k, v]
     cfg = worker_config(config, uid=uid if root else None, tmp_root="/tmp/runs", pid_namespace=True, private_tmp=root,
                         cgroup=f"{MOUNT_POINT}/cgroup.procs" if cgroup_dir else None)
-    return [*argv, python, "-I", "-B", WORKER_PATH, json.dumps(cfg)]
+    return [*argv, python, *WORKER_FLAGS, WORKER_PATH, json.dumps(cfg)]
 
 
 @functools.lru_cache(maxsize=4)
@@ -103,7 +103,7 @@ def bwrap_status(python: str | None = None) -> tuple[bool, str]:
     if shutil.which("bwrap") is None:
         return False, "bubblewrap ('bwrap') is not installed."
     argv = bwrap_argv(SandboxConfig(python=python), 0, interpreter(SandboxConfig(python=python)))
-    probe = [*argv[:-4], "-I", "-c", "print('ok')"]  # the worker's command line up to the interpreter
+    probe = [*argv[:-2 - len(WORKER_FLAGS)], "-I", "-c", "print('ok')"]  # the worker's command line up to the interpreter
     try:
         out = subprocess.run(probe, capture_output=True, text=True, timeout=30, env=minimal_env())
     except (OSError, subprocess.TimeoutExpired) as e:

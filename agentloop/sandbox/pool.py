@@ -25,6 +25,10 @@ from agentloop.errors import SandboxError
 from agentloop.sandbox.base import ExecResult, SandboxConfig
 
 WORKER_SOURCE = Path(__file__).with_name("_worker.py")
+# Isolated mode, no bytecode files, and no ``site`` at start-up: the worker sets up what programs need of it (the
+# site-packages directories on sys.path, exit/quit/help) without running the interpreter's .pth files, whose
+# imports (often dozens of modules) would be copied into every forked program and slow each fork.
+WORKER_FLAGS = ("-I", "-B", "-S")
 # Extra seconds the host waits beyond a run's own timeout before declaring its worker stuck.
 HOST_GRACE_S = 10.0
 
@@ -265,4 +269,4 @@ class PooledSandbox:
         self.close()
 
 
-__all__ = ["PooledSandbox", "WorkerPool", "interpreter", "minimal_env", "worker_config"]
+__all__ = ["WORKER_FLAGS", "PooledSandbox", "WorkerPool", "interpreter", "minimal_env", "worker_config"]

@@ -21,7 +21,7 @@ import warnings
 
 from agentloop.errors import SandboxError
 from agentloop.sandbox.base import SandboxConfig
-from agentloop.sandbox.pool import WORKER_SOURCE, PooledSandbox, WorkerPool, interpreter, minimal_env, worker_config
+from agentloop.sandbox.pool import WORKER_FLAGS, WORKER_SOURCE, PooledSandbox, WorkerPool, interpreter, minimal_env, worker_config
 
 WARNING = ("agentloop: the 'process' sandbox applies resource limits{uid} but NO filesystem or network isolation: "
            "programs can read world-readable files and open network connections. Install bubblewrap and use "
@@ -75,7 +75,7 @@ class ProcessSandbox(PooledSandbox):
             cfg = worker_config(self.config, uid=uids[slot] if uids else None, tmp_root=tmp_root, pid_namespace=False)
             import json
 
-            cmd = [python, "-I", "-B", str(WORKER_SOURCE), json.dumps(cfg)]
+            cmd = [python, *WORKER_FLAGS, str(WORKER_SOURCE), json.dumps(cfg)]
             if root:
                 cmd = ["setpriv", "--no-new-privs", "--inh-caps=-all",
                        "--bounding-set=-all,+setuid,+setgid,+kill,+chown", *cmd]

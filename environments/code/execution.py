@@ -41,6 +41,7 @@
 from __future__ import annotations
 
 import ast
+import binascii
 import builtins
 import collections
 import copy
@@ -53,6 +54,7 @@ import marshal
 import re
 import secrets
 import sys
+import zlib
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -196,6 +198,8 @@ def _main():
     g = {"__name__": "__main__"}
     _sys.stdout = _io.StringIO()  # the solution's prints are not part of the protocol
     for kind, name, src in (("load", "<solution>", _SOLUTION), ("setup", "<setup>", _SETUP)):
+        if not src:
+            continue
         try:
             _load(name, src, g)
         except SystemExit:
@@ -221,21 +225,28 @@ _main()
 """
 
 
-# The program: the data, then the harness's code compiled once here and marshalled (compiling it in every run
-# would cost more than the rest of a typical MBPP run); an interpreter of another version compiles the source.
-PROGRAM = """import sys as _s, marshal as _m
+# The program: the data, then the harness's code compiled once here, marshalled and compressed (compiling it in
+# every run, or even tokenizing it as a long literal, would cost more than the rest of a typical MBPP run: in a
+# freshly forked child every page the compiler touches is a page fault); an interpreter of another version
+# compiles the (compressed) source instead.
+PROGRAM = """import sys as _s, marshal as _m, zlib as _z, binascii as _b
 _M = {marker!r}
 _SOLUTION = {solution!r}
 _SETUP = {setup!r}
 _HOLES = {holes!r}
 _DEPTH = {depth!r}
-exec(_m.loads(bytes.fromhex({code!r})) if tuple(_s.version_info[:2]) == {version!r} else compile({source!r}, "<harness>", "exec"))
+exec(_m.loads(_z.decompress(_b.a2b_base64({code!r}))) if tuple(_s.version_info[:2]) == {version!r} else compile(_z.decompress(_b.a2b_base64({source!r})), "<harness>", "exec"))
 """
 
 
+def _packed(data: bytes) -> str:
+    return binascii.b2a_base64(zlib.compress(data, 9), newline=False).decode("ascii")
+
+
 @functools.lru_cache(maxsize=1)
-def _harness_code() -> str:
-    return marshal.dumps(compile(HARNESS, "<harness>", "exec")).hex()
+def _harness_code() -> tuple[str, str]:
+    """The harness as (compressed marshalled code, compressed source), each base64."""
+    return _packed(marshal.dumps(compile(HARNESS, "<harness>", "exec"))), _packed(HARNESS.encode())
 
 
 class _Undecodable(ValueError):
@@ -371,9 +382,35 @@ def plan_tests(solution: str, tests: Sequence[str], setup: str = "",
     """Split each test into holes (sub-expressions that need the program) and a host-side check.
 
     ``host_names`` are names the host binds itself (e.g. expected values computed elsewhere): a test's use of one
-    is never a hole, even when the program defines the same name.
+    is never a hole, even when the program defines the same name. The plan depends on the program only through
+    which of the tests' names it binds, so it is cached on that (many solutions of one task share it).
     """
-    names = _bound_names(solution) | _bound_names(setup)
+    tests = tuple(tests)
+    names = (_bound_names(solution) | _setup_names(setup)) & _test_names(tests)
+    holes, checks = _plan(tests, frozenset(names), frozenset(host_names))
+    return list(holes), checks
+
+
+@functools.lru_cache(maxsize=1024)
+def _setup_names(setup: str) -> frozenset[str]:
+    return frozenset(_bound_names(setup))
+
+
+@functools.lru_cache(maxsize=4096)
+def _test_names(tests: tuple[str, ...]) -> frozenset[str]:
+    """Every name the tests mention: the only program names that can change how they are split."""
+    used: set[str] = set()
+    for test in tests:
+        try:
+            used.update(n.id for n in ast.walk(ast.parse(test)) if isinstance(n, ast.Name))
+        except SyntaxError:
+            pass
+    return frozenset(used)
+
+
+@functools.lru_cache(maxsize=4096)
+def _plan(tests: tuple[str, ...], names: frozenset[str],
+          host_names: frozenset[str]) -> tuple[tuple[tuple[int, str, str], ...], tuple[TestCheck, ...]]:
     holes: list[tuple[int, str, str]] = []
     checks = []
     for i, test in enumerate(tests):
@@ -383,7 +420,7 @@ def plan_tests(solution: str, tests: Sequence[str], setup: str = "",
             body = []
         if len(body) == 1 and isinstance(body[0], ast.Assert):
             expr = body[0].test
-            tr = _Holes(names, len(holes), host_names)
+            tr = _Holes(set(names), len(holes), host_names)
             new = tr.visit(copy.deepcopy(expr))
             left = None
             if isinstance(new, ast.Compare) and len(new.ops) == 1 and isinstance(new.left, ast.Name) \
@@ -395,12 +432,13 @@ def plan_tests(solution: str, tests: Sequence[str], setup: str = "",
         else:  # not an assert: it must run without error in the sandbox (a hostile program can forge this one)
             checks.append(TestCheck(test.strip(), (len(holes),), None))
             holes.append((i, "exec", test))
-    return holes, tuple(checks)
+    return tuple(holes), tuple(checks)
 
 
 def _program(solution: str, setup: str, holes: list[tuple[int, str, str]], marker: str) -> str:
+    code, source = _harness_code()
     return PROGRAM.format(marker=marker, setup=setup, solution=solution, holes=holes, depth=MAX_DEPTH,
-                          version=tuple(sys.version_info[:2]), code=_harness_code(), source=HARNESS)
+                          version=tuple(sys.version_info[:2]), code=code, source=source)
 
 
 def build_program(solution: str, tests: Sequence[str], setup: str = "", marker: str | None = None,
@@ -437,9 +475,9 @@ def _judge(check: TestCheck, reports: dict[int, list], host: Mapping[str, object
                 return False, f"{check.source}: the harness could not read the value ({e})."
     if check.expr is None:
         return True, ""
-    env = {"__builtins__": HOST_BUILTINS, **{m: importlib.import_module(m) for m in HOST_MODULES}, **host}
+    env = {**_host_env(), **host}
     try:
-        ok = bool(eval(compile(check.expr, "<test>", "eval"), env, values))  # noqa: S307 - the test's own code
+        ok = bool(eval(_compiled(check.expr), env, values))  # noqa: S307 - the test's own code
     except Exception as e:  # the test itself raised on the program's values (e.g. a TypeError comparing)
         return False, f"{type(e).__name__}: {e} (in {check.source})"
     if ok:
@@ -448,6 +486,16 @@ def _judge(check: TestCheck, reports: dict[int, list], host: Mapping[str, object
     if check.left is not None:
         msg += " (" + check.left[0] + " returned " + repr(values.get(f"_h{check.left[1]}"))[:300] + ")"
     return False, msg
+
+
+@functools.lru_cache(maxsize=1)
+def _host_env() -> dict[str, object]:
+    return {"__builtins__": HOST_BUILTINS, **{m: importlib.import_module(m) for m in HOST_MODULES}}
+
+
+@functools.lru_cache(maxsize=8192)
+def _compiled(expr: ast.Expression):
+    return compile(expr, "<test>", "eval")  # (a cached plan shares its checks, so this compiles each test once)
 
 
 _TWICE: list = ["twice"]
