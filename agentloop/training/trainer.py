@@ -121,6 +121,8 @@ class TrainStats(BaseModel):
     loss_last: float | None = None
     loss_mean: float | None = None
     seconds: float = 0.0
+    tokens_per_s: float | None = Field(default=None, description="Non-padding tokens trained per second (all ranks).")
+    padded_tokens: int = Field(default=0, description="Token positions computed, padding included (this rank).")
 
 
 def seed_everything(seed: int) -> None:
@@ -323,6 +325,7 @@ class Trainer:
         stats.loss_first, stats.loss_last = losses[0], losses[-1]
         stats.loss_mean = sum(finite) / len(finite) if finite else None
         stats.seconds = time.perf_counter() - start
+        stats.tokens_per_s = round(stats.tokens / stats.seconds, 1) if stats.seconds > 0 else None
         return stats
 
     def _local_step(self, batch: Sequence[TrainExample], objective: Objective, stats: TrainStats) -> float:
@@ -336,6 +339,7 @@ class Trainer:
             loss.backward()
             total += float(loss.detach())
             stats.tokens += int(collated["attention_mask"].sum())
+            stats.padded_tokens += int(collated["attention_mask"].numel())
             stats.truncated += int(collated["truncated"])
         return total
 
@@ -377,6 +381,7 @@ class Trainer:
             total += float(loss.detach())
             if not idle:
                 stats.tokens += int(collated["attention_mask"].sum())
+                stats.padded_tokens += int(collated["attention_mask"].numel())
                 stats.truncated += int(collated["truncated"])
         step_loss = torch.tensor(total / world, dtype=torch.float64, device=self.device)
         torch.distributed.all_reduce(step_loss)  # the global batch's loss, the same on every rank
