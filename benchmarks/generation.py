@@ -9,6 +9,12 @@ model through the policy and generates one batch of 32 (target: at most 1.5 GiB)
 
     python benchmarks/generation.py                       # default model, bf16, CPU
     python benchmarks/generation.py --batches 1,8 --max-new-tokens 16 --repeats 2
+    python benchmarks/generation.py --backends ct2:int8,ct2:float32 --batches 1,8,64   # other backends vs hf
+
+``--backends`` adds, per batch size, each backend's tokens/s as a ratio against the ``hf`` policy timed
+in the same loop (alternating sides, best of ``--repeats``) and its greedy agreement with ``hf``: the
+share of prompts whose whole greedy text is identical (``agree``) and whose text up to the first blank
+line (the answer, as the default improve config cuts it) is identical (``agree_answer``).
 
 Numbers on a shared machine are noisy: compare the ratio, not the absolute figures, across runs.
 """
@@ -87,6 +93,40 @@ def bench_batch(policy, batch: int, max_new_tokens: int, repeats: int) -> dict:
             "raw_times": raw_times, "policy_times": pol_times}
 
 
+def build_backend(spec: str, model: str | None):
+    """A policy from ``name[:setting]``: ``ct2:int8`` / ``ct2:float32`` (compute type)."""
+    name, _, setting = spec.partition(":")
+    if name == "ct2":
+        from agentloop.policies.ct2 import CT2Policy
+
+        start = time.perf_counter()
+        policy = CT2Policy(model=model, compute_type=setting or "int8", max_batch_size=64)
+        return policy, time.perf_counter() - start
+    raise SystemExit(f"unknown backend {spec!r}; use ct2:int8 or ct2:float32")
+
+
+def bench_backend(hf, other, batch: int, max_new_tokens: int, repeats: int) -> dict:
+    from agentloop.types import SamplingParams
+
+    convs = prompts(batch)
+    sampling = SamplingParams(max_new_tokens=max_new_tokens)
+    times: dict[str, list[float]] = {"hf": [], "other": []}
+    texts: dict[str, list[str]] = {}
+    for r in range(repeats):
+        for side in (("hf", "other") if r % 2 == 0 else ("other", "hf")):
+            policy = hf if side == "hf" else other
+            start = time.perf_counter()
+            texts[side] = [c.text for c in policy.generate(convs, sampling)]
+            times[side].append(time.perf_counter() - start)
+    tokens = {side: sum(len(hf.tokenizer(t, add_special_tokens=False)["input_ids"]) + 1 for t in texts[side])
+              for side in texts}  # +1: the end token
+    tps = {side: tokens[side] / min(times[side]) for side in times}
+    pairs = list(zip(texts["hf"], texts["other"]))
+    return {"batch": batch, "hf_tok_s": tps["hf"], "tok_s": tps["other"], "ratio": tps["other"] / tps["hf"],
+            "agree": sum(a == b for a, b in pairs) / batch,
+            "agree_answer": sum(a.split("\n\n")[0] == b.split("\n\n")[0] for a, b in pairs) / batch}
+
+
 def rss_child(batch: int, max_new_tokens: int) -> None:
     """Run in a fresh process: load the default model via the policy, generate one batch, print peak RSS."""
     from agentloop.policies.hf import HFPolicy
@@ -107,6 +147,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads; on a shared, oversubscribed machine 1 is far faster than 2.")
+    parser.add_argument("--backends", default="", help="Comma list of other backends to rank against hf: ct2:int8,...")
     parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     import torch
@@ -123,8 +164,18 @@ def main() -> None:
     print(f"model {policy.source} dtype {policy.model.dtype} torch threads {torch.get_num_threads()} "
           f"max_new_tokens {args.max_new_tokens} repeats {args.repeats} (best time of each side)")
     print(f"{'batch':>5} {'tokens':>6} {'raw tok/s':>10} {'hf policy tok/s':>16} {'ratio':>6} identical")
+    batches = [int(b) for b in args.batches.split(",")]
+    for spec in (s for s in args.backends.split(",") if s):
+        other, load_s = build_backend(spec, args.model)
+        print(f"{spec}: loaded (converted on first use, cached after) in {load_s:.1f} s")
+        print(f"{'batch':>5} {'hf tok/s':>9} {spec + ' tok/s':>16} {'ratio':>6} {'agree':>6} {'agree_answer':>12}")
+        for batch in batches:
+            r = bench_backend(policy, other, batch, args.max_new_tokens, args.repeats)
+            print(f"{batch:>5} {r['hf_tok_s']:>9.1f} {r['tok_s']:>16.1f} {r['ratio']:>6.2f} {r['agree']:>6.2f} "
+                  f"{r['agree_answer']:>12.2f}", flush=True)
+        del other
     results = []
-    for batch in (int(b) for b in args.batches.split(",")):
+    for batch in batches:
         r = bench_batch(policy, batch, args.max_new_tokens, args.repeats)
         results.append(r)
         print(f"{r['batch']:>5} {r['tokens']:>6} {r['raw_tok_s']:>10.1f} {r['policy_tok_s']:>16.1f} "

@@ -12,5 +12,7 @@ def register(register: Callable[..., object]) -> None:
              description="transformers causal LM (the embedded default model when no model is named); LoRA via peft.")
     register("openai", "agentloop.policies.openai_compat:OpenAIPolicy",
              description="Any OpenAI-compatible server (agentloop serve, vLLM, llama.cpp, hosted APIs).")
+    register("ct2", "agentloop.policies.ct2:CT2Policy",
+             description="CTranslate2 (int8, CPU): several times faster than hf on CPU; needs agentloop[ct2].")
     register("vllm", "agentloop.policies.vllm:VLLMPolicy",
              description="In-process vLLM engine (GPU); one LoRARequest per adapter; needs agentloop[vllm].")

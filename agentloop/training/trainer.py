@@ -134,6 +134,8 @@ class TrainStats(BaseModel):
     loss_mean: float | None = None
     seconds: float = 0.0
     skipped_nonfinite: int = Field(default=0, description="Steps skipped because their loss or gradient was NaN/inf.")
+    tokens_per_s: float | None = Field(default=None, description="Non-padding tokens trained per second (all ranks).")
+    padded_tokens: int = Field(default=0, description="Token positions computed, padding included (this rank).")
 
 
 def seed_everything(seed: int) -> None:
@@ -398,6 +400,7 @@ class Trainer:
         stats.loss_first, stats.loss_last = losses[0], losses[-1]
         stats.loss_mean = sum(finite) / len(finite) if finite else None
         stats.seconds = time.perf_counter() - start
+        stats.tokens_per_s = round(stats.tokens / stats.seconds, 1) if stats.seconds > 0 else None
         return stats
 
     def _local_step(self, batch: Sequence[TrainExample], objective: Objective, stats: TrainStats) -> float:
@@ -411,6 +414,7 @@ class Trainer:
             loss.backward()
             total += float(loss.detach())
             stats.tokens += int(collated["attention_mask"].sum())
+            stats.padded_tokens += int(collated["attention_mask"].numel())
             stats.truncated += int(collated["truncated"])
         return total
 
@@ -452,6 +456,7 @@ class Trainer:
             total += float(loss.detach())
             if not idle:
                 stats.tokens += int(collated["attention_mask"].sum())
+                stats.padded_tokens += int(collated["attention_mask"].numel())
                 stats.truncated += int(collated["truncated"])
         step_loss = torch.tensor(total / world, dtype=torch.float64, device=self.device)
         torch.distributed.all_reduce(step_loss)  # the global batch's loss, the same on every rank

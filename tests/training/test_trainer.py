@@ -140,3 +140,10 @@ def test_real_default_model_step_raises_rewarded_sequence(tokenizer):
     stats = trainer.fit([good, bad], objective="reinforce")
     assert stats.steps == 1
     assert _seq_logp(trainer, good) > g0 and _seq_logp(trainer, bad) < b0
+
+
+def test_fit_reports_throughput_and_padding(tiny_model, tokenizer):
+    trainer = Trainer(tiny_model, tokenizer, TrainConfig(lr=1e-3, batch_size=2, dtype="float32"))
+    stats = trainer.fit([_ex("Q:", " a"), _ex("Question with more words:", " a much longer reply here")], "sft")
+    assert stats.tokens_per_s is not None and stats.tokens_per_s == pytest.approx(stats.tokens / stats.seconds, rel=0.01)
+    assert stats.padded_tokens > stats.tokens > 0  # the short row was padded to the long one's width

@@ -1,0 +1,220 @@
+"""`CT2Policy`: fast CPU generation with CTranslate2 over a converted copy of a transformers model.
+
+CTranslate2 runs decoder-only models (Llama, Qwen, Mistral, ...) with int8 weights and its own
+batched decoding; on the 2-core machine it generates several times faster than the ``hf`` policy
+(``benchmarks/generation.py`` prints the ratio). The model folder (or the embedded default model)
+is converted once with ``ctranslate2.converters.TransformersConverter`` into the agentloop cache
+(``$AGENTLOOP_CACHE/ct2/``, keyed by the folder, its weights' modification time and the compute
+type), and reused after that.
+
+Covered: the model's chat template and left truncation (:mod:`agentloop.policies.chat`), batches of
+at most ``max_batch_size``, greedy decoding (``n`` greedy samples computed once), sampling
+(``temperature``, ``top_p``, full vocabulary; a ``seed`` reloads the generator so that its worker's random
+stream starts from ``ctranslate2.set_random_seed``), stop
+strings (a per-token callback ends a row as soon as its text contains one; the text is cut before
+it), and new weights after training: :meth:`CT2Policy.load_weights` converts a checkpoint folder
+(``Trainer.save`` output) and swaps the generator in (seconds for a 135M model).
+
+``return_logprobs`` gives ``token_ids`` and CTranslate2's per-token log-probabilities, which are those
+of the distribution it sampled from (temperature applied): for a training forward pass's values use
+``hf``. Not covered: LoRA adapters without merging (save merged weights, then ``load_weights``), GPU
+(use ``vllm``), tool schemas in templates that do not support them (as ``hf``).
+
+Install: ``pip install 'agentloop[ct2]'`` (CTranslate2 ships binary wheels; nothing is compiled).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agentloop.errors import ConfigError, PolicyError
+from agentloop.policies.chat import cut_at_stop, encode_chats
+from agentloop.protocols import ToolSchemas
+from agentloop.types import Completion, Message, SamplingParams
+
+INSTALL_HINT = "pip install 'agentloop[ct2]'  (or: pip install ctranslate2)"
+ComputeType = Literal["int8", "int8_float32", "float32", "int16"]
+
+
+class CT2PolicyConfig(BaseModel):
+    """Settings of :class:`CT2Policy`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str | None = Field(default=None, description="Local model folder (save_pretrained); None = the embedded default model.")
+    compute_type: ComputeType = Field(default="int8", description="Weights/compute precision of CTranslate2 on CPU.")
+    threads: int = Field(default=0, ge=0, description="Threads per generation call; 0 = torch's thread count.")
+    max_batch_size: int = Field(default=64, ge=1, description="Most sequences generated together (n samples count).")
+    context_len: int | None = Field(default=None, ge=2, description="Context size; None = the model's max_position_embeddings.")
+
+
+def _require_ct2() -> Any:
+    try:
+        import ctranslate2
+    except ImportError as e:
+        raise PolicyError(f"The ct2 policy needs CTranslate2: {INSTALL_HINT} ({e}).") from e
+    return ctranslate2
+
+
+def convert(source: str | Path, compute_type: str = "int8", dest: str | Path | None = None) -> Path:
+    """A CTranslate2 folder of the transformers model in ``source`` (cached by folder, weights' mtime, compute type)."""
+    ctranslate2 = _require_ct2()
+    from agentloop.policies.default_model import cache_dir
+
+    source = Path(source)
+    weights = sorted(source.glob("*.safetensors")) or sorted(source.glob("*.bin"))
+    if not (source / "config.json").exists() or not weights:
+        raise PolicyError(f"{source} is not a transformers model folder (config.json and weights, as written by "
+                          "save_pretrained or Trainer.save); a LoRA adapter must be merged first.")
+    if dest is None:
+        stamp = f"{source.resolve()}|{max(w.stat().st_mtime_ns for w in weights)}|{compute_type}"
+        dest = cache_dir() / "ct2" / f"{source.name}-{compute_type}-{hashlib.sha1(stamp.encode()).hexdigest()[:12]}"
+    dest = Path(dest)
+    if (dest / "model.bin").exists():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".ct2-", dir=dest.parent))
+    try:
+        ctranslate2.converters.TransformersConverter(str(source)).convert(str(tmp), quantization=compute_type,
+                                                                           force=True)
+        if dest.exists():
+            shutil.rmtree(dest)
+        os.replace(tmp, dest)  # atomic: a crash never leaves a half-converted folder
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+class _StopWatch:
+    """Per-row generated tokens; tells CTranslate2 to end a row once its text holds a stop string."""
+
+    def __init__(self, tokenizer: Any, stop: Sequence[str], rows: int):
+        self.tokenizer = tokenizer
+        self.stop = [s for s in stop if s]
+        self.window = max((len(s) for s in self.stop), default=0) + 4
+        self.tokens: list[list[int]] = [[] for _ in range(rows)]
+        self.logprobs: list[list[float]] = [[] for _ in range(rows)]
+        self.stopped: list[bool] = [False] * rows
+
+    def __call__(self, step: Any) -> bool:
+        row = step.batch_id
+        self.tokens[row].append(int(step.token_id))
+        self.logprobs[row].append(float(step.log_prob) if step.log_prob is not None else 0.0)
+        if self.stop and not self.stopped[row]:
+            tail = self.tokenizer.decode(self.tokens[row][-self.window:], skip_special_tokens=True)
+            if any(s in tail for s in self.stop):
+                self.stopped[row] = True
+        return self.stopped[row]
+
+
+class CT2Policy:
+    """A :class:`~agentloop.protocols.Policy` over a CTranslate2 generator (see the module docstring)."""
+
+    def __init__(self, model: str | None = None, compute_type: ComputeType = "int8", threads: int = 0,
+                 max_batch_size: int = 64, context_len: int | None = None):
+        try:
+            self.config = CT2PolicyConfig(model=model, compute_type=compute_type, threads=threads,
+                                          max_batch_size=max_batch_size, context_len=context_len)
+        except ValidationError as e:
+            raise ConfigError(f"CT2Policy: {e}") from e
+        from transformers import AutoConfig, AutoTokenizer
+
+        from agentloop.policies.hf import resolve_model_source
+
+        source = resolve_model_source(model)
+        if not Path(source).exists():
+            raise PolicyError(f"The ct2 policy converts a local model folder; {source!r} is not one. Save the model "
+                              "with save_pretrained first, or omit model= for the embedded default model.")
+        self.source = source
+        self.tokenizer = AutoTokenizer.from_pretrained(source)
+        hf_config = AutoConfig.from_pretrained(source)
+        self.context_len = context_len or getattr(hf_config, "max_position_embeddings", None)
+        eos = getattr(hf_config, "eos_token_id", None)
+        eos = eos if eos is not None else self.tokenizer.eos_token_id
+        self.eos_ids: list[int] = [eos] if isinstance(eos, int) else list(eos or [])
+        for token in ("<|im_end|>", "<|eot_id|>", "<|endoftext|>"):  # end-of-turn markers of common templates
+            tid = self.tokenizer.convert_tokens_to_ids(token)
+            if isinstance(tid, int) and tid != self.tokenizer.unk_token_id and tid not in self.eos_ids:
+                self.eos_ids.append(tid)
+        self._lock = threading.Lock()
+        self.generator: Any = None
+        self.load_weights(source)
+
+    def load_weights(self, folder: str | Path) -> float:
+        """Convert the model in ``folder`` (e.g. a ``Trainer.save`` checkpoint) and generate with it; returns seconds."""
+        ctranslate2 = _require_ct2()
+        t0 = time.perf_counter()
+        converted = convert(folder, self.config.compute_type)
+        generator = self._new_generator(ctranslate2, converted)
+        with self._lock:
+            self.generator, self.converted = generator, converted
+        return time.perf_counter() - t0
+
+    def _new_generator(self, ctranslate2: Any, converted: Path) -> Any:
+        threads = self.config.threads
+        if threads == 0:
+            import torch
+
+            threads = torch.get_num_threads()
+        return ctranslate2.Generator(str(converted), device="cpu", compute_type=self.config.compute_type,
+                                     intra_threads=threads)
+
+    def generate(self, conversations: Sequence[Sequence[Message]], sampling: SamplingParams,
+                 tools: Sequence[ToolSchemas | None] | None = None) -> list[Completion]:
+        """``len(conversations) * sampling.n`` completions; sample j of conversation i at index ``i * n + j``."""
+        ctranslate2 = _require_ct2()
+        encoded = encode_chats(self.tokenizer, conversations, self.context_len, sampling.max_new_tokens, tools)
+        copies = 1 if sampling.temperature == 0 else sampling.n
+        jobs = [ids for ids, _ in encoded for _ in range(copies)]
+        results: list[Completion] = []
+        with self._lock:
+            if sampling.seed is not None and sampling.temperature > 0:
+                # The worker thread seeds its random stream when it first samples: a fresh generator (a
+                # fraction of a second for a small int8 model) makes the call reproducible.
+                ctranslate2.set_random_seed(sampling.seed)
+                self.generator = self._new_generator(ctranslate2, self.converted)
+            for start in range(0, len(jobs), self.config.max_batch_size):
+                results.extend(self._generate_batch(jobs[start:start + self.config.max_batch_size], sampling))
+        out: list[Completion] = []
+        for i, (_, warning) in enumerate(encoded):
+            mine = results[i * copies:(i + 1) * copies] if copies > 1 else results[i:i + 1] * sampling.n
+            out.extend(c.model_copy(update={"warning": warning}) if warning else c for c in mine)
+        return out
+
+    def _generate_batch(self, prompts: list[list[int]], sampling: SamplingParams) -> list[Completion]:
+        watch = _StopWatch(self.tokenizer, sampling.stop, len(prompts))
+        greedy = sampling.temperature == 0
+        self.generator.generate_batch(
+            [self.tokenizer.convert_ids_to_tokens(p) for p in prompts], max_length=sampling.max_new_tokens,
+            include_prompt_in_result=False, end_token=[self.tokenizer.convert_ids_to_tokens(t) for t in self.eos_ids],
+            return_end_token=True, max_batch_size=self.config.max_batch_size,
+            sampling_topk=1 if greedy else 0, sampling_topp=1.0 if greedy else sampling.top_p,
+            sampling_temperature=1.0 if greedy else sampling.temperature, return_scores=sampling.return_logprobs,
+            callback=watch)
+        return [self._completion(prompt, watch.tokens[row], watch.logprobs[row], watch.stopped[row], sampling)
+                for row, prompt in enumerate(prompts)]
+
+    def _completion(self, prompt: list[int], gen: list[int], logprobs: list[float], stopped: bool,
+                    sampling: SamplingParams) -> Completion:
+        end = next((k + 1 for k, t in enumerate(gen) if t in self.eos_ids), len(gen))
+        reason = "stop" if stopped or end < len(gen) or (gen and gen[end - 1] in self.eos_ids) else "length"
+        text, found = cut_at_stop(self.tokenizer.decode(gen[:end], skip_special_tokens=True), sampling.stop)
+        if found:
+            reason = "stop"
+        if not sampling.return_logprobs:
+            return Completion(text=text, finish_reason=reason)
+        return Completion(text=text, finish_reason=reason, token_ids=tuple(gen[:end]), logprobs=tuple(logprobs[:end]),
+                          prompt_token_ids=tuple(prompt))
+
+
+__all__ = ["CT2Policy", "CT2PolicyConfig", "convert"]

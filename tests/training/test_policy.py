@@ -1,0 +1,69 @@
+"""GenerationModel: a lean bf16 generation copy of the trained model, refreshed in place after training."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+
+def _nudge(model) -> None:
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.01)
+
+
+def test_copy_is_cast_tied_and_separate_from_the_trained_weights(tiny_model, tokenizer) -> None:
+    from agentloop.training.policy import GenerationModel
+
+    gen = GenerationModel(tiny_model, tokenizer, torch.bfloat16)
+    assert gen.model is not tiny_model
+    params = list(gen.model.parameters())
+    assert all(p.dtype == torch.bfloat16 and not p.requires_grad for p in params)
+    assert gen.model.get_output_embeddings().weight is gen.model.get_input_embeddings().weight  # still tied
+    assert all(p.dtype == torch.float32 for p in tiny_model.parameters())  # the trained model is untouched
+    trained = dict(tiny_model.named_parameters())
+    for name, p in gen.model.named_parameters():
+        assert p.data_ptr() != trained[name].data_ptr()
+        assert torch.equal(p, trained[name].to(torch.bfloat16))
+
+
+def test_sync_copies_new_weights_in_place(tiny_model, tokenizer) -> None:
+    from agentloop.training.policy import GenerationModel
+
+    gen = GenerationModel(tiny_model, tokenizer, torch.bfloat16)
+    before = {n: p.data_ptr() for n, p in gen.model.named_parameters()}
+    _nudge(tiny_model)
+    gen.sync()
+    trained = dict(tiny_model.named_parameters())
+    for name, p in gen.model.named_parameters():
+        assert p.data_ptr() == before[name]  # refreshed in place, no new tensors
+        assert torch.equal(p, trained[name].to(torch.bfloat16))
+
+
+def test_sync_merges_a_lora_adapter(tiny_model, tokenizer) -> None:
+    pytest.importorskip("peft", reason="LoRA sync needs the peft extra")
+    from peft import LoraConfig, get_peft_model
+
+    from agentloop.training.policy import GenerationModel
+
+    lora = get_peft_model(tiny_model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    gen = GenerationModel(lora, tokenizer, torch.float32)
+    assert not any("lora" in n for n, _ in gen.model.named_parameters())
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        torch.testing.assert_close(gen.model(ids).logits, lora(ids).logits, rtol=1e-4, atol=1e-5)
+        _nudge_lora = [p for n, p in lora.named_parameters() if "lora_B" in n]
+        for p in _nudge_lora:
+            p.add_(0.05)
+    gen.sync()
+    with torch.no_grad():
+        torch.testing.assert_close(gen.model(ids).logits, lora(ids).logits, rtol=1e-4, atol=1e-5)
+
+
+def test_no_dtype_means_no_copy(tiny_model, tokenizer) -> None:
+    from agentloop.training.policy import GenerationModel
+
+    gen = GenerationModel(tiny_model, tokenizer, None)
+    assert gen.model is tiny_model and gen.policy.model is tiny_model
+    gen.sync()  # nothing to copy
