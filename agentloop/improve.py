@@ -199,7 +199,8 @@ class ImproveLoop:
 
             from agentloop.training.policy import GenerationModel
 
-            self.gen = GenerationModel(self.model, self.tokenizer, torch.bfloat16 if use_bf16 else torch.float32,
+            # bf16: a generation copy (half the size); otherwise generate with the trained model itself (no copy)
+            self.gen = GenerationModel(self.model, self.tokenizer, torch.bfloat16 if use_bf16 else None,
                                        max_batch_size=batch)
             return self.gen.policy
         from agentloop.training.distributed import AdapterSync
@@ -327,7 +328,7 @@ class ImproveLoop:
         return {**self.algorithm.stats(episodes), "train_examples": len(examples), "train_steps": stats.steps,
                 "train_loss_first": stats.loss_first, "train_loss_last": stats.loss_last,
                 "train_seconds": round(stats.seconds, 1), "train_truncated": stats.truncated,
-                "train_skipped_nonfinite": stats.skipped_nonfinite}
+                "train_skipped_nonfinite": stats.skipped_nonfinite, "train_tokens_per_s": stats.tokens_per_s}
 
     def recorded_train_row(self, iteration: int, history: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """The training figures of an iteration finished before a resume: its metrics row, else its checkpoint."""

@@ -38,6 +38,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Iterator, Sequence
@@ -71,6 +72,22 @@ class HFPolicyConfig(BaseModel):
     context_len: int | None = Field(default=None, ge=2, description="Context size; None = the model's max_position_embeddings.")
     merge_adapter: bool = Field(default=False, description="Merge the adapter into the weights (faster; may round small updates away in bf16).")
     trust_remote_code: bool = Field(default=False, description="Allow model code from the hub (only for models you trust).")
+
+
+def split_adapter_folder(model: str | None, adapter: str | None) -> tuple[str | None, str | None]:
+    """A LoRA adapter folder given as ``model`` (a LoRA checkpoint of ``agentloop improve``) becomes
+    ``adapter``, with its base model from the folder's ``adapter_config.json``; anything else is unchanged."""
+    if model is None or adapter is not None:
+        return model, adapter
+    path = Path(model).expanduser()
+    config = path / "adapter_config.json"
+    if not path.is_dir() or (path / "config.json").exists() or not config.exists():
+        return model, adapter
+    base = json.loads(config.read_text()).get("base_model_name_or_path")
+    if not base:
+        raise PolicyError(f"{path} is a LoRA adapter without base_model_name_or_path in adapter_config.json: pass "
+                          "it as adapter= and its base model as model=.")
+    return str(base), str(path)
 
 
 def resolve_model_source(model: str | None) -> str:
@@ -192,6 +209,7 @@ class HFPolicy:
                                          merge_adapter=merge_adapter, trust_remote_code=trust_remote_code)
         except ValidationError as e:
             raise ConfigError(f"HFPolicy: {e}") from e
+        model, adapter = split_adapter_folder(model, adapter)
         source = resolve_model_source(model)
         tokenizer, lm = self._load(source)
         if adapter is not None:

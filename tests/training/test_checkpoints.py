@@ -103,6 +103,17 @@ def test_lora_checkpoint_loads_with_peft_and_transformers(base_dir, tokenizer, t
     readme = (ckpt / "README.md").read_text()
     assert f"base_model: {base_dir.resolve()}" in readme and "AutoPeftModelForCausalLM" in readme
 
+    # agentloop's own loader (what `agentloop serve --model <ckpt>` and `eval --policy hf` use) takes the
+    # adapter folder as the model: the base comes from its adapter_config.json
+    from agentloop.policies.hf import HFPolicy
+    from agentloop.types import SamplingParams, user
+
+    as_model = HFPolicy(model=str(ckpt), dtype="float32")
+    as_adapter = HFPolicy(model=str(base_dir), adapter=str(ckpt), dtype="float32")
+    sampling = SamplingParams(temperature=0.0, max_new_tokens=6)
+    conv = [[user("What is 2+3?")]]
+    assert as_model.generate(conv, sampling)[0].text == as_adapter.generate(conv, sampling)[0].text
+
 
 @pytest.mark.slow
 def test_agentloop_serve_serves_a_checkpoint(base_dir, tmp_path):
