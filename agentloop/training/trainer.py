@@ -20,6 +20,10 @@ counted in ``TrainStats.skipped_nonfinite``; if every step of a call is skipped,
 NaN/inf, :meth:`Trainer.fit` raises :class:`NonFiniteTrainingError` so no broken checkpoint is saved.
 Gradient checkpointing and LoRA (peft) are config switches. Seeding is deterministic: the
 example order of each call to :meth:`Trainer.fit` depends only on ``seed`` and ``call``.
+Padding: ``group_by_length`` (default on) sorts each step's examples by length before cutting
+micro-batches, and every micro-batch's loss is weighted by its share of the step's loss units, so
+the step's gradient is that of the whole batch while little compute goes to padding;
+``length_window`` (off by default) also groups lengths across steps. Packing is not done.
 
 What we use from libraries and why: transformers for the model, its chat template and gradient
 checkpointing; peft for LoRA adapters (``get_peft_model``, ``disable_adapter`` for the reference,
@@ -107,6 +111,16 @@ class TrainConfig(BaseModel):
     clip_eps: float = Field(default=0.2, gt=0, description="Reinforce: clip range of the importance ratio "
                             "pi / pi_behaviour (PPO/GRPO-style) when samples serve several optimizer steps.")
     reduction: Literal["token", "sequence"] = Field(default="token", description="Loss normalisation.")
+    group_by_length: bool = Field(
+        default=True, description="Cut each optimizer step's batch into micro-batches of similar encoded length "
+        "(sorted by length), so little compute goes to padding. The step's examples, loss and gradient are those "
+        "of the unsorted step (each micro-batch's loss is scaled by its share of the step's loss units), up to "
+        "float rounding; it saves compute only when micro_batch_size < batch_size.")
+    length_window: int = Field(
+        default=0, ge=0, description="> 0: after the seeded shuffle, sort each window of length_window * batch_size "
+        "examples by encoded length, cut it into optimizer-step batches and shuffle their order (seeded), so a step's "
+        "examples have similar lengths even without micro-batches. This changes which examples share a step (not "
+        "just the order), hence 0 (off) by default.")
     seed: int = 0
     distributed: DistributedTrainingConfig = Field(
         default_factory=DistributedTrainingConfig,
@@ -358,12 +372,7 @@ class Trainer:
         seed_everything(cfg.seed + 1000 * self.calls)
         self.calls += 1
         order = torch.Generator().manual_seed(cfg.seed + self.calls)
-        batches = [
-            [examples[int(j)] for j in perm[i: i + cfg.batch_size]]
-            for _ in range(cfg.epochs)
-            for perm in [torch.randperm(len(examples), generator=order)]
-            for i in range(0, len(examples), cfg.batch_size)
-        ]
+        batches = [batch for _ in range(cfg.epochs) for batch in self._epoch_batches(examples, order)]
         if cfg.max_steps is not None:
             batches = batches[: cfg.max_steps]
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -403,14 +412,45 @@ class Trainer:
         stats.tokens_per_s = round(stats.tokens / stats.seconds, 1) if stats.seconds > 0 else None
         return stats
 
+    def _epoch_batches(self, examples: Sequence[TrainExample], order: torch.Generator) -> list[list[TrainExample]]:
+        """One epoch's optimizer-step batches: a seeded shuffle, optionally length-grouped within windows."""
+        size = self.config.batch_size
+        perm = [int(j) for j in torch.randperm(len(examples), generator=order)]
+        window = self.config.length_window * size
+        if not window:
+            return [[examples[j] for j in perm[i: i + size]] for i in range(0, len(perm), size)]
+        batches: list[list[TrainExample]] = []
+        for w in range(0, len(perm), window):
+            chunk = sorted(perm[w: w + window], key=lambda j: self._length(examples[j]))  # stable: ties keep the shuffle
+            cut = [[examples[j] for j in chunk[i: i + size]] for i in range(0, len(chunk), size)]
+            batches += [cut[int(k)] for k in torch.randperm(len(cut), generator=order)]
+        return batches
+
+    def _length(self, example: TrainExample) -> int:
+        return len(encode_example(self.tokenizer, example, self.config.max_len)[0])
+
+    def _micro_batches(self, batch: Sequence[TrainExample], micro_size: int) -> list[list[TrainExample]]:
+        """``batch`` cut into micro-batches, of similar lengths under ``group_by_length``."""
+        rows = list(batch)
+        if self.config.group_by_length and micro_size < len(rows):
+            rows = sorted(rows, key=self._length)
+        return [rows[i: i + micro_size] for i in range(0, len(rows), micro_size)]
+
     def _local_step(self, batch: Sequence[TrainExample], objective: Objective, stats: TrainStats) -> float:
-        """Accumulate one optimizer step's gradients in a single process; returns the step's loss."""
+        """Accumulate one optimizer step's gradients in a single process; returns the step's loss.
+
+        Each micro-batch's mean loss is scaled by its share of the step's loss units (target tokens or
+        sequences, :meth:`_loss_units`), so the accumulated gradient is the one of the whole step as a
+        single batch, whichever way the step is cut into micro-batches.
+        """
         total = 0.0
         micro_size = self.config.micro_batch_size or self.config.batch_size
-        for i in range(0, len(batch), micro_size):
-            micro = batch[i: i + micro_size]
-            collated = self.collate(micro)
-            loss = self.loss(collated, objective) * (len(micro) / len(batch))
+        micros = [self.collate(m) for m in self._micro_batches(batch, micro_size)]
+        weighted = objective == "rwr" or any(ex.weight != 1 for ex in batch)  # decided on the whole step
+        units = [self._loss_units(c, objective, weighted) for c in micros]
+        denom = max(sum(units), 1.0)
+        for collated, unit in zip(micros, units):
+            loss = self.loss(collated, objective, weighted=weighted) * (unit / denom)
             loss.backward()
             total += float(loss.detach())
             stats.tokens += int(collated["attention_mask"].sum())
@@ -442,7 +482,7 @@ class Trainer:
         mine = mine or list(batch[:1])
         weighted = objective == "rwr" or any(ex.weight != 1 for ex in batch)  # decided on the global batch
         micro_size = self.config.micro_batch_size or len(mine)
-        micros = [self.collate(mine[i: i + micro_size]) for i in range(0, len(mine), micro_size)]
+        micros = [self.collate(m) for m in self._micro_batches(mine, micro_size)]
         units = [0.0 if idle else self._loss_units(c, objective, weighted) for c in micros]
         global_units = torch.tensor(sum(units), dtype=torch.float64, device=self.device)
         torch.distributed.all_reduce(global_units)
