@@ -328,7 +328,8 @@ class ImproveLoop:
         return {**self.algorithm.stats(episodes), "train_examples": len(examples), "train_steps": stats.steps,
                 "train_loss_first": stats.loss_first, "train_loss_last": stats.loss_last,
                 "train_seconds": round(stats.seconds, 1), "train_truncated": stats.truncated,
-                "train_skipped_nonfinite": stats.skipped_nonfinite, "train_tokens_per_s": stats.tokens_per_s}
+                "train_skipped_nonfinite": stats.skipped_nonfinite, "train_tokens_per_s": stats.tokens_per_s,
+                "train_tokens": stats.tokens, "train_padded_tokens": stats.padded_tokens}
 
     def recorded_train_row(self, iteration: int, history: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """The training figures of an iteration finished before a resume: its metrics row, else its checkpoint."""

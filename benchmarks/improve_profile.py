@@ -131,6 +131,8 @@ def profile(cfg: Any, out: Path) -> dict[str, Any]:
         phases[kind]["tokens"] = n
         phases[kind]["tokens_per_s"] = round(n / secs, 1) if n and secs > 0 else None
     phases["training"]["tokens_per_s"] = round(sum(train_tps) / len(train_tps), 1) if train_tps else None
+    phases["training"]["tokens"] = sum(r.get("train_tokens") or 0 for r in rows)
+    phases["training"]["padded_tokens"] = sum(r.get("train_padded_tokens") or 0 for r in rows)  # positions computed
     for row in phases.values():
         row["seconds"] = round(row["seconds"], 1)
         row["share"] = round(row["seconds"] / wall, 3) if wall > 0 else 0.0

@@ -32,6 +32,7 @@ def test_small_profile_splits_time_and_memory_by_phase(tiny_model_dir, tmp_path,
         assert phases[name]["seconds"] > 0, name
         assert 0 < phases[name]["peak_rss_mib"] <= record["peak_rss_mib"], name
     assert phases["training"]["tokens_per_s"] and record["train_tokens_per_s_by_iteration"]
+    assert 0 < phases["training"]["tokens"] <= phases["training"]["padded_tokens"]
     assert phases["generation"]["tokens"] > 0 and phases["evaluation"]["tokens"] > 0
     assert record["overrides"][:len(bench.SMALL)] == bench.SMALL
     out = capsys.readouterr().out
