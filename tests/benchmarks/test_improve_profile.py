@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import improve_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +29,7 @@ def test_small_profile_splits_time_and_memory_by_phase(tiny_model_dir, tmp_path,
     record = json.loads(dest.read_text())
     phases = record["phases"]
     assert list(phases) == ["generation", "training", "evaluation", "other"]
-    assert sum(p["seconds"] for p in phases.values()) == __import__("pytest").approx(record["wall_s"], abs=0.3)
+    assert sum(p["seconds"] for p in phases.values()) == pytest.approx(record["wall_s"], abs=0.3)
     for name in ("generation", "training", "evaluation"):
         assert phases[name]["seconds"] > 0, name
         assert 0 < phases[name]["peak_rss_mib"] <= record["peak_rss_mib"], name

@@ -62,11 +62,15 @@ def test_sft_unit_weights_take_the_token_mean_over_the_whole_step(tiny_model, to
 def test_length_window_groups_steps_and_stays_seeded(tiny_model, tokenizer):
     examples = _batch() * 4  # 32 examples, 8 steps of 4
     def run(**cfg):
-        trainer = Trainer(copy.deepcopy(tiny_model), tokenizer, TrainConfig(batch_size=4, lr=1e-4, dtype="float32",
-                                                                             **cfg))
-        seen = []
-        trainer._local_step = lambda batch, objective, stats, _f=trainer._local_step: (seen.append(batch),
-                                                                                      _f(batch, objective, stats))[1]
+        trainer = Trainer(copy.deepcopy(tiny_model), tokenizer,
+                          TrainConfig(batch_size=4, lr=1e-4, dtype="float32", **cfg))
+        seen, step = [], trainer._local_step
+
+        def recording_step(batch, objective, stats):
+            seen.append(batch)
+            return step(batch, objective, stats)
+
+        trainer._local_step = recording_step
         return trainer.fit(examples, "sft"), seen
 
     plain, plain_batches = run()
