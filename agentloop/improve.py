@@ -178,11 +178,9 @@ class ImproveLoop:
         self.eval_idx = eval_indices(cfg.env)
         eval_env = env_factory(cfg.env, "eval")()
         self.held_out = {_prompt_text(eval_env, i) for i in self.eval_idx}
-        from agentloop.algorithms.base import TaskSet
-
+        self._task_sets: dict[int, Any] = {}
         # run-level method state (FAFT's inference feedback) is fixed before evaluation 0 and survives resume
-        self.algorithm.prepare(TaskSet(make_env=env_factory(cfg.env, "train"),
-                                       indices=train_indices(cfg.env, 1, self.held_out)), run_dir=self.run.path)
+        self.algorithm.prepare(self.task_set(1), run_dir=self.run.path)
         from agentloop.tracking import make_tracker
 
         self.tracker = make_tracker(cfg.tracking, self.run.path)
@@ -242,6 +240,15 @@ class ImproveLoop:
         found = [(int(p.name.split("-")[1]), p) for p in self.run.checkpoints() if p.name.startswith("iter-")]
         return max(found) if found else None
 
+    def task_set(self, iteration: int) -> Any:
+        """The training tasks of ``iteration`` (1-based), computed once (``prepare`` also reads iteration 1's)."""
+        if iteration not in self._task_sets:
+            from agentloop.algorithms.base import TaskSet
+
+            self._task_sets[iteration] = TaskSet(make_env=env_factory(self.cfg.env, "train"),
+                                                 indices=train_indices(self.cfg.env, iteration, self.held_out))
+        return self._task_sets[iteration]
+
     def _report(self, label: str) -> Callable[[int, int], None] | None:
         progress = self.progress
         return None if progress is None else (lambda done, total: progress(label, done, total, ""))
@@ -278,10 +285,8 @@ class ImproveLoop:
         return held_out_result(episodes, c.max_attempts, c.metric, iteration)
 
     def train_iteration(self, iteration: int) -> dict[str, Any]:
-        from agentloop.algorithms.base import TaskSet
-
         cfg = self.cfg
-        tasks = TaskSet(make_env=env_factory(cfg.env, "train"), indices=train_indices(cfg.env, iteration, self.held_out))
+        tasks = self.task_set(iteration)
         sampling = SamplingParams(temperature=cfg.collect.temperature, top_p=cfg.collect.top_p,
                                   max_new_tokens=cfg.collect.max_new_tokens, stop=cfg.collect.stop,
                                   seed=cfg.seed * 1000 + iteration)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
 import json
+import os
 import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +138,51 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve_process(*args: str, env: dict[str, str] | None = None, timeout_s: float = 120) -> Iterator[str]:
+    """A real ``agentloop serve ARGS --port P --log-level warning`` process; yields ``http://127.0.0.1:P``
+    once ``/health`` answers, and stops the process afterwards."""
+    import httpx
+    import pytest
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "agentloop.cli", "serve", *args, "--port", str(port), "--log-level", "warning"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"agentloop serve {' '.join(args)} did not start: {proc.stdout.read().decode()[-3000:]}")
+            time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(parent: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of ``size`` (e.g. ``"16m"``) mounted under ``parent`` for a disk-full test; skips without root."""
+    import pytest
+
+    if os.geteuid() != 0:
+        pytest.skip("disk-full chaos tests mount a tmpfs and need root")
+    mnt = parent / f"disk-{uuid.uuid4().hex[:6]}"
+    mnt.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True,
+                         text=True, check=False)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs for the disk-full tests: {res.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -73,18 +73,24 @@ class CodeTaskEnv(TaskEnv):
         code = extract_code(action)
         report = self.run(task, code)
         reference = task.answer.get("reference") if isinstance(task.answer, dict) else None
-        oracle = None
-        if not report.passed:
-            oracle = report.feedback + "\nAll tests:\n" + "\n".join(task.answer["tests"])  # type: ignore[index]
-            if reference:
-                oracle += f"\nA correct solution:\n```python\n{reference}\n```"
-        return Verdict(
-            reward=float(report.passed), success=report.passed, feedback=report.feedback, oracle_feedback=oracle,
-            parse_error="no code found" if code is None else None,
-            info={"tests_passed": report.tests_passed, "tests_total": report.tests_total,
-                  "pass_fraction": report.fraction, "stage": report.stage,
-                  "exec_status": report.result.status if report.result else None},
-        )
+        return code_verdict(report, code, task.answer["tests"], reference)  # type: ignore[index]
+
+
+def code_verdict(report: TestReport, code: str | None, tests: Sequence[str], reference: str | None) -> Verdict:
+    """The verdict of a code task: passed iff every test passed; ``oracle_feedback`` adds ``tests`` and the
+    reference solution, the plain feedback never does."""
+    oracle = None
+    if not report.passed:
+        oracle = report.feedback + "\nAll tests:\n" + "\n".join(tests)
+        if reference:
+            oracle += f"\nA correct solution:\n```python\n{reference}\n```"
+    return Verdict(
+        reward=float(report.passed), success=report.passed, feedback=report.feedback, oracle_feedback=oracle,
+        parse_error="no code found" if code is None else None,
+        info={"tests_passed": report.tests_passed, "tests_total": report.tests_total,
+              "pass_fraction": report.fraction, "stage": report.stage,
+              "exec_status": report.result.status if report.result else None},
+    )
 
 
 def run_task_tests(tasks: Sequence[Task], replies: Sequence[str], sandbox: Sandbox | None = None,

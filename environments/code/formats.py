@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agentloop.env import Task, Verdict
-from agentloop.environments.code.envs import MBPP_PROMPT, CodeTaskEnv
+from agentloop.environments.code.envs import MBPP_PROMPT, CodeTaskEnv, code_verdict
 from agentloop.environments.code.execution import FENCE_RE, TestReport, extract_code, run_expressions, run_tests
 from agentloop.environments.records import parse_json_records, read_text
 from agentloop.errors import ConfigError
@@ -279,19 +279,7 @@ class _FormatEnv(CodeTaskEnv):
         a = task.answer
         assert isinstance(a, dict)
         code = self.solution(task, action)
-        report = self.run(task, code)
-        oracle = None
-        if not report.passed:
-            oracle = report.feedback + "\nAll tests:\n" + "\n".join(a["tests"][:20])  # type: ignore[index]
-            if a.get("reference"):
-                oracle += f"\nA correct solution:\n```python\n{a['reference']}\n```"
-        return Verdict(
-            reward=float(report.passed), success=report.passed, feedback=report.feedback, oracle_feedback=oracle,
-            parse_error="no code found" if code is None else None,
-            info={"tests_passed": report.tests_passed, "tests_total": report.tests_total,
-                  "pass_fraction": report.fraction, "stage": report.stage,
-                  "exec_status": report.result.status if report.result else None},
-        )
+        return code_verdict(self.run(task, code), code, a["tests"][:20], a.get("reference"))
 
 
 class HumanEvalFormatEnv(_FormatEnv):

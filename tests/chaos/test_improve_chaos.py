@@ -14,11 +14,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import uuid
 from collections import Counter
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import mounted_tmpfs
 
 from agentloop.improve import ImproveConfig, improve
 from agentloop.runs import RunDirError
@@ -132,18 +133,8 @@ def test_config_changed_before_resume_is_refused_naming_the_keys(tiny_model_dir,
 @pytest.fixture
 def small_disk(tmp_path):
     """A 16 MiB tmpfs: room for one tiny-model checkpoint (~10 MiB) but not two (needs root: mount)."""
-    if os.geteuid() != 0:
-        pytest.skip("the disk-full chaos test mounts a tmpfs and needs root")
-    mnt = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
-    mnt.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mnt)], capture_output=True, text=True,
-                         check=False)
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs for the disk-full test: {res.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path, "16m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def test_disk_full_during_a_checkpoint_keeps_the_last_good_one_and_resume_finishes(tiny_model_dir, small_disk):

@@ -13,10 +13,11 @@ import signal
 import subprocess
 import sys
 import textwrap
-import uuid
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import mounted_tmpfs
 
 from agentloop.runs import CorruptLineWarning, DiskFullError, RunDir, RunDirError
 from agentloop.types import Episode, Turn, user
@@ -136,18 +137,8 @@ def test_changed_config_is_refused_naming_each_key_with_both_values(tmp_path):
 @pytest.fixture
 def small_disk(tmp_path):
     """A 3 MiB tmpfs mounted for one test (needs root: mount)."""
-    if os.geteuid() != 0:
-        pytest.skip("disk-full chaos tests mount a tmpfs and need root")
-    mnt = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
-    mnt.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mnt)], capture_output=True, text=True,
-                         check=False)
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs for the disk-full tests: {res.stderr.strip()}")
-    try:
+    with mounted_tmpfs(tmp_path, "3m") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
 def _fill(mnt: Path, leave: int) -> Path:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +17,7 @@ from agentloop.rollout import Job, rollout
 from agentloop.serve import MicroBatcher
 from agentloop.types import Message, SamplingParams, user
 from tests.helpers import EchoEnv, answer_of
-from tests.helpers import free_port
+from tests.helpers import free_port, serve_process
 
 REPLIES = {"ping": "pong STOP ignored", **{f"q{i}": f"a{i}" for i in range(20)}}
 
@@ -28,26 +25,9 @@ REPLIES = {"ping": "pong STOP ignored", **{f"q{i}": f"a{i}" for i in range(20)}}
 @pytest.fixture(scope="module")
 def served() -> Iterator[str]:
     """A real `agentloop serve` process serving the scripted policy; yields its base URL."""
-    port = free_port()
     kwargs = json.dumps({"replies": REPLIES, "default": "default reply"})
-    cmd = [sys.executable, "-m", "agentloop.cli", "serve", "--policy", "scripted", "--kwargs", kwargs,
-           "--port", str(port), "--name", "scripted-test", "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ})
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"agentloop serve did not start: {proc.stdout.read().decode()[-2000:]}")
-        time.sleep(0.1)
-    yield f"{url}/v1"
-    proc.terminate()
-    proc.wait(timeout=10)
+    with serve_process("--policy", "scripted", "--kwargs", kwargs, "--name", "scripted-test", timeout_s=60) as url:
+        yield f"{url}/v1"
 
 
 def test_models_and_plain_openai_requests(served: str) -> None:

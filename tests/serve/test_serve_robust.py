@@ -7,10 +7,7 @@ malformed request gets a 4xx in the OpenAI error shape with a message, and the s
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +18,8 @@ import pytest
 
 from agentloop.policies.scripted import ScriptedPolicy
 from agentloop.serve import ServeConfig, create_app
-from tests.policies.conftest import ThreadServer, free_port
+from tests.helpers import serve_process
+from tests.policies.conftest import ThreadServer
 
 M = [{"role": "user", "content": "ping"}]
 pytestmark = pytest.mark.timeout(300)
@@ -199,29 +197,11 @@ def test_cli_takes_the_api_key_from_the_environment():
     from agentloop.policies.openai_compat import OpenAIPolicy
     from agentloop.types import SamplingParams, user
 
-    port = free_port()
-    cmd = [sys.executable, "-m", "agentloop.cli", "serve", "--policy", "scripted", "--kwargs",
-           json.dumps({"replies": ["pong"]}), "--port", str(port), "--name", "s", "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env={**os.environ, "AGENTLOOP_API_KEY": "k-123"})
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"agentloop serve did not start: {proc.stdout.read().decode()[-2000:]}")
-            time.sleep(0.2)
+    with serve_process("--policy", "scripted", "--kwargs", json.dumps({"replies": ["pong"]}), "--name", "s",
+                       env={"AGENTLOOP_API_KEY": "k-123"}) as base:
         assert httpx.post(f"{base}/v1/chat/completions", json={"messages": M}, timeout=30).status_code == 401
         with OpenAIPolicy(base_url=f"{base}/v1", api_key="k-123") as policy:
             assert policy.generate([[user("x")]], SamplingParams())[0].text == "pong"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def test_config_refuses_a_default_over_the_limit():

@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from agentloop.training.data import Segment, TrainExample
 from agentloop.training.trainer import LoraSettings, TrainConfig, Trainer, load_model
+from tests.helpers import serve_process
 
 CHAT = [{"role": "user", "content": "What is 2+3?"}]
 EXAMPLES = [TrainExample(segments=(Segment(text=f"q{i} "), Segment(text=f"answer {i}", train=True))) for i in range(4)]
@@ -119,31 +115,12 @@ def test_lora_checkpoint_loads_with_peft_and_transformers(base_dir, tokenizer, t
 def test_agentloop_serve_serves_a_checkpoint(base_dir, tmp_path):
     from agentloop.policies.openai_compat import OpenAIPolicy
     from agentloop.types import SamplingParams, user
-    from tests.policies.conftest import free_port
 
     model, tok = load_model(base_dir)
     ckpt = tmp_path / "run" / "checkpoints" / "iter-1"
     train_and_save(model, tok, ckpt)
-    port = free_port()
-    cmd = [sys.executable, "-m", "agentloop.cli", "serve", "--model", str(ckpt), "--kwargs", '{"dtype": "float32"}',
-           "--port", str(port), "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ})
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"agentloop serve --model {ckpt} did not start: {proc.stdout.read().decode()[-3000:]}")
-            time.sleep(0.2)
-        with OpenAIPolicy(base_url=f"http://127.0.0.1:{port}/v1") as policy:
+    with serve_process("--model", str(ckpt), "--kwargs", '{"dtype": "float32"}') as url:
+        with OpenAIPolicy(base_url=f"{url}/v1") as policy:
             assert policy.model_id() == "iter-1"
             [c] = policy.generate([[user("What is 2+3?")]], SamplingParams(max_new_tokens=4, temperature=0.0))
         assert c.finish_reason in ("stop", "length")
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
