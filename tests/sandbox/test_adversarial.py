@@ -346,31 +346,42 @@ def test_keyrings_do_not_leak_between_runs(sb):
 
 
 def test_memory_limit_covers_every_process_of_the_program(sb):
-    """14 children x 64 MiB each stay under the per-process limit (256 MiB) but not under the program's."""
+    """14 children x 64 MiB each stay under the per-process limit (256 MiB) but not under the program's.
+
+    Counted as children holding their memory *at the same instant*: when the limit is hit the kernel kills
+    a process of the program (often an earlier holder), so a running count of "got my memory" can pass the
+    limit while the memory held never does. Each child that got its memory before a shared deadline waits
+    until just after it and then reports; every report is from a child alive and holding at that moment.
+    """
     if not sb.memory_cgroup:
         pytest.skip("no memory cgroup can be made here (needs root and a writable cgroup v2 memory controller or "
                     "v1 memory hierarchy): the memory limit is per process, as the sandbox warned")
     code = (
         "import os, time\n"
+        "deadline = time.monotonic() + 2.0\n"
         "r, w = os.pipe()\n"
         "for _ in range(14):\n"
         "    if os.fork() == 0:\n"
         "        try:\n"
         "            b = b'x' * (64 << 20)\n"
-        "            os.write(w, b'1')\n"
-        "            time.sleep(3)\n"
+        "            if time.monotonic() < deadline:\n"
+        "                time.sleep(deadline + 0.5 - time.monotonic())\n"
+        "                os.write(w, b'1')\n"  # alive and holding at deadline + 0.5, as is every other reporter
+        "                time.sleep(1.0)\n"
         "        finally:\n"
         "            os._exit(0)\n"
         "os.close(w)\n"
         "got = b''\n"
-        "while len(got) < 14:\n"
-        "    c = os.read(r, 1)\n"  # blocks until a child has its memory, or every child is gone
+        "while True:\n"
+        "    c = os.read(r, 1)\n"  # until every child is gone
         "    if not c:\n        break\n"
         "    got += c\n"
-        "    print('held', len(got), flush=True)\n"
+        "print('held', len(got), flush=True)\n"
     )
     r = sb.run(code, timeout_s=15)
-    held = int(r.stdout.split()[-1]) if r.stdout.startswith("held") else 0
+    assert r.status == "ok" and r.stdout.startswith("held"), r
+    held = int(r.stdout.split()[-1])
+    assert 1 <= held, r  # the program ran: some children held their memory
     assert held * 64 <= 256 + 64, r  # never more than the program's limit (one block of slack for the interpreter)
     assert_contained_and_alive(sb)
 
