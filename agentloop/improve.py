@@ -65,6 +65,7 @@ from agentloop.improve_config import (
     ImproveConfig,
     ImproveResult,
 )
+from agentloop.training.memory import pin_malloc, trim
 from agentloop.types import Episode, SamplingParams
 
 __all__ = ["CollectSettings", "EnvSettings", "GenerationSettings", "HeldOutSettings", "ImproveConfig", "ImproveLoop",
@@ -145,6 +146,7 @@ class ImproveLoop:
         self.cfg, self.progress, self.t0 = cfg, progress, time.perf_counter()
         self.load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         torch.set_num_threads(cpu_threads(cfg.threads))
+        pin_malloc()  # freed tensors go back to the OS: peak RSS is the largest phase, not the phases stacked
         self.run = RunDir.create(out, cfg, kind="improve", resume=resume, ignore=("out", "tracking"))
         self.recorded: dict[str, Episode] = {key_of(e): e for e in self.run.episodes()}
         if self.run.corrupt_lines:
@@ -282,6 +284,7 @@ class ImproveLoop:
         sampling = SamplingParams(temperature=0.0, max_new_tokens=c.max_new_tokens, stop=c.stop)
         critic = build_critic(c.critic, self.gen_policy)
         episodes = self.collect(specs, sampling, c.batch_size, f"eval    iter {iteration}", critic)
+        trim()
         return held_out_result(episodes, c.max_attempts, c.metric, iteration)
 
     def train_iteration(self, iteration: int) -> dict[str, Any]:
@@ -327,6 +330,7 @@ class ImproveLoop:
                 self.trainer.save(ckpt, extra={"iteration": iteration, "train_row": row})
         self.train_step += stats.steps
         self._refresh_generation(iteration)
+        trim()  # the training step's activations leave before generation starts
         return row
 
     def _train_row(self, episodes: Sequence[Episode], examples: Sequence[Any], stats: Any) -> dict[str, Any]:
@@ -401,9 +405,16 @@ class ImproveLoop:
     def _summary(self, evaluations: list[HeldOutResult], rows: list[dict[str, Any]]) -> ImproveResult:
         import torch
 
+        from agentloop.evaluation.heldout import paired_gains, self_correction
         from agentloop.evaluation.metrics import paired_difference
 
         first, final = evaluations[0], evaluations[-1]
+        seed = self.cfg.seed
+        sc = None
+        if first.attempts and len(first.attempts) == len(final.attempts):
+            sc = {"before": self_correction(first.attempts, first.tags, seed),
+                  "after": self_correction(final.attempts, final.tags, seed),
+                  "gains": paired_gains(first.attempts, final.attempts, seed)}
         diff = paired_difference([float(x) for x in first.correct], [float(x) for x in final.correct], seed=self.cfg.seed)
         attempt = 1 if self.cfg.eval.metric == "t1" else self.cfg.eval.max_attempts
         result = ImproveResult(
@@ -411,6 +422,7 @@ class ImproveLoop:
             metric=f"acc_by_attempt[{attempt}]", n=len(first.correct), before=first.accuracy, after=final.accuracy,
             gain=float(diff.value or 0.0), gain_lo=float(diff.lo or 0.0), gain_hi=float(diff.hi or 0.0),
             excludes_zero=bool(diff.lo is not None and (diff.lo > 0 or (diff.hi or 0) < 0)), held_out=evaluations,
+            self_correction=sc,
             iterations=rows, wall_s=round(time.perf_counter() - self.t0, 1), threads=torch.get_num_threads(),
             load_avg_start=self.load_start, corrupt_episode_lines=len(self.run.corrupt_lines))
         self.run.write_metrics(result.model_dump(mode="json"))
@@ -492,7 +504,30 @@ def improve(cfg: ImproveConfig, *, out: str | Path | None = None, resume: bool =
 def format_result(r: ImproveResult) -> str:
     """The lines printed at the end of a run."""
     verdict = "excludes zero" if r.excludes_zero else "includes zero"
-    return (f"held-out {r.metric} on {r.n} tasks ({r.env}, method {r.method}):\n"
-            f"  before {100 * r.before:.1f}%  after {100 * r.after:.1f}%  gain {100 * r.gain:+.1f} points\n"
-            f"  paired-bootstrap 95% interval of the gain [{100 * r.gain_lo:+.1f}, {100 * r.gain_hi:+.1f}] ({verdict})\n"
-            f"  wall time {r.wall_s:.0f} s; run directory {r.run_dir}")
+    lines = [f"held-out {r.metric} on {r.n} tasks ({r.env}, method {r.method}):",
+             f"  before {100 * r.before:.1f}%  after {100 * r.after:.1f}%  gain {100 * r.gain:+.1f} points",
+             f"  paired-bootstrap 95% interval of the gain [{100 * r.gain_lo:+.1f}, {100 * r.gain_hi:+.1f}] ({verdict})"]
+    sc = r.self_correction
+    if sc and sc["before"].get("max_attempts", 1) >= 2:
+        b, a, g = sc["before"], sc["after"], sc["gains"]
+        lines.append(f"  self-correction over {b['max_attempts']} attempts (no oracle), before -> after [95% CI]:")
+        for key, name in (("acc_t1", "Acc@t1"), ("acc_t2", f"Acc@t{b['max_attempts']}"),
+                          ("delta_t1_t2", f"delta(t1,t{b['max_attempts']})"), ("delta_i_to_c", "delta i->c"),
+                          ("delta_c_to_i", "delta c->i")):
+            signed = key.startswith("delta_t")
+            lines.append(f"    {name:<16}{_pct(b[key], signed)} -> {_pct(a[key], signed)}")
+        lines.append(f"  paired gains: Acc@t1 {_pct(g['gain_acc_t1'], True)}, Acc@t{b['max_attempts']} "
+                     f"{_pct(g['gain_acc_t2'], True)}, delta {_pct(g['gain_delta'], True)}")
+    if sc and "by_op" in sc["before"]:
+        ops = ", ".join(f"{op} {100 * sc['before']['by_op'][op]['acc_t1']['value']:.0f} -> "
+                        f"{100 * sc['after']['by_op'][op]['acc_t1']['value']:.0f} (n {sc['before']['by_op'][op]['n']})"
+                        for op in sc["before"]["by_op"] if op in sc["after"].get("by_op", {}))
+        lines.append(f"  Acc@t1 per operation, before -> after (%): {ops}")
+    lines.append(f"  wall time {r.wall_s:.0f} s; run directory {r.run_dir}")
+    return "\n".join(lines)
+
+
+def _pct(e: dict[str, Any], signed: bool = False) -> str:
+    """An Estimate dict as '23.7% [19.2, 28.8]' (signed: '+1.3 [-0.3, +3.0]' points)."""
+    v, lo, hi = (100 * float(e.get(x) or 0.0) for x in ("value", "lo", "hi"))
+    return f"{v:+.1f} [{lo:+.1f}, {hi:+.1f}]" if signed else f"{v:.1f}% [{lo:.1f}, {hi:.1f}]"

@@ -186,6 +186,10 @@ class ImproveResult(BaseModel):
     gain_hi: float
     excludes_zero: bool
     held_out: list[HeldOutResult] = Field(default_factory=list, description="Every held-out evaluation, in order.")
+    self_correction: dict[str, Any] | None = Field(
+        default=None, description="First vs final held-out evaluation: 'before' and 'after' "
+        "(agentloop.evaluation.heldout.self_correction: Acc@t1, Acc@t2, delta(t1,t2), delta i->c, delta c->i with 95% "
+        "intervals, accuracy per operation) and 'gains' (paired_gains: Acc@t1, Acc@t2 and delta gains, paired bootstrap).")
     iterations: list[dict[str, Any]]
     wall_s: float
     threads: int = 0

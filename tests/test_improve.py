@@ -238,3 +238,34 @@ def test_rise_held_out_evaluation_plays_every_attempt_with_its_own_feedback(tiny
     for e in held_out:  # RISE's text follows the first attempt whatever its verdict (binary would say "correct")
         last_user = [m["content"] for m in e["turns"][1]["observation"] if m["role"] == "user"][-1]
         assert last_user.startswith(template), last_user
+
+
+def test_result_reports_self_correction_before_and_after_with_gains_and_operations(tiny_model_dir, tmp_path):
+    """Two-attempt held-out evaluation: the summary carries both blocks, the paired gains and per-operation rows,
+    computed from the recorded per-task attempts; the printed result shows them."""
+    from agentloop.evaluation.metrics import pad_attempts
+    from agentloop.improve import format_result
+
+    extra = {"method": {"name": "rise", "max_attempts": 2, "samples_per_task": 2}, "iterations": 1,
+             "env": {"id": "math/arith-v0", "kwargs": {"difficulty": 6}, "train_kwargs": {"split": "train"},
+                     "eval_kwargs": {"split": "test"}, "train_tasks": 4, "eval_tasks": 6},
+             "eval": {"max_attempts": 2, "feedback": "retry", "max_new_tokens": 6, "batch_size": 4}}
+    cfg = ImproveConfig.model_validate(improve_config(tiny_model_dir, **extra))
+    r = improve(cfg, out=tmp_path / "run")
+    first, final = r.held_out[0], r.held_out[-1]
+    assert len(first.attempts) == len(final.attempts) == 6 and all(len(a) == 2 for a in first.attempts)
+    assert first.correct == [a[0] for a in first.attempts]
+    assert set(first.tags) <= {"add", "sub", "sub_neg", "mul"} and None not in first.tags
+    eps = sorted((json.loads(line) for line in (tmp_path / "run" / "episodes.jsonl").read_text().splitlines()),
+                 key=lambda e: e["metadata"]["task_index"])
+    recorded = [pad_attempts([t["success"] for t in e["turns"]], 2) for e in eps
+                if e["metadata"]["phase"] == "eval" and e["metadata"]["iteration"] == 0]
+    assert recorded == first.attempts
+    sc = r.self_correction
+    assert sc["before"]["acc_t1"]["value"] == pytest.approx(sum(a[0] for a in first.attempts) / 6)
+    assert sc["after"]["acc_t2"]["value"] == pytest.approx(sum(a[1] for a in final.attempts) / 6)
+    expected_delta = (sum(a[1] - a[0] for a in final.attempts) - sum(a[1] - a[0] for a in first.attempts)) / 6
+    assert sc["gains"]["gain_delta"]["value"] == pytest.approx(expected_delta)
+    assert sum(v["n"] for v in sc["before"]["by_op"].values()) == 6
+    text = format_result(r)
+    assert "delta(t1,t2)" in text and "delta i->c" in text and "per operation" in text

@@ -26,6 +26,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agentloop.evaluation.heldout import attempts_of as _attempts_of
+from agentloop.evaluation.heldout import paired_gains, self_correction, tags_of
 from agentloop.types import Episode, FeedbackMode
 
 __all__ = ["HeldOutSettings", "attempts_of", "block", "compare", "evaluate_model", "improve_eval_episodes", "ops_of"]
@@ -46,65 +48,18 @@ class HeldOutSettings(BaseModel):
     batch_size: int = Field(default=64, ge=1, description="Episodes generated together.")
 
 
-def _by_task(episodes: Sequence[Episode]) -> list[Episode]:
-    return sorted(episodes, key=lambda e: int(e.metadata.get("task_index", 0)))
-
-
 def attempts_of(episodes: Sequence[Episode], k: int) -> list[list[bool]]:
     """Per task (sorted by task index), the verdicts of attempts 1..k; an errored or short episode pads as wrong."""
-    from agentloop.evaluation.metrics import pad_attempts
-
-    return [pad_attempts(e.attempt_success if e.error is None else (), k) for e in _by_task(episodes)]
+    return _attempts_of(episodes, k)
 
 
 def ops_of(episodes: Sequence[Episode]) -> list[str | None]:
     """Per task (same order as :func:`attempts_of`), the environment's operation tag, if it gives one."""
-    out: list[str | None] = []
-    for e in _by_task(episodes):
-        tags = [t.info.get("op") for t in e.turns if isinstance(t.info.get("op"), str)]
-        out.append(str(tags[0]) if tags else None)
-    return out
+    return tags_of(episodes)
 
 
-def _est(e: Any) -> dict[str, Any]:
-    return e.model_dump(mode="json")
-
-
-def block(attempts: Sequence[Sequence[bool]], ops: Sequence[str | None] | None = None, seed: int = 0) -> dict[str, Any]:
-    """The self-correction block of one model: accuracies, deltas and (with ops) accuracies per operation."""
-    from agentloop.evaluation.metrics import accuracy_at, delta, delta_c_to_i, delta_i_to_c
-
-    k = max((len(a) for a in attempts), default=1)
-    out: dict[str, Any] = {"n": len(attempts), "max_attempts": k, "acc_t1": _est(accuracy_at(attempts, 1))}
-    if k >= 2:
-        out.update(acc_t2=_est(accuracy_at(attempts, k)), delta_t1_t2=_est(delta(attempts, 1, k, seed=seed)),
-                   delta_i_to_c=_est(delta_i_to_c(attempts, 1, k)), delta_c_to_i=_est(delta_c_to_i(attempts, 1, k)))
-    if ops is not None and any(o is not None for o in ops):
-        per: dict[str, Any] = {}
-        for op in sorted({o for o in ops if o is not None}):
-            rows = [a for a, o in zip(attempts, ops) if o == op]
-            per[op] = {"n": len(rows), "acc_t1": _est(accuracy_at(rows, 1))}
-            if k >= 2:
-                per[op]["acc_t2"] = _est(accuracy_at(rows, k))
-        out["by_op"] = per
-    return out
-
-
-def compare(before: Sequence[Sequence[bool]], after: Sequence[Sequence[bool]], seed: int = 0) -> dict[str, Any]:
-    """Paired gains over the same tasks: Acc@t1, Acc@tK and delta(t1,tK) after minus before."""
-    from agentloop.evaluation.metrics import paired_difference
-
-    if len(before) != len(after):
-        raise ValueError(f"before has {len(before)} tasks and after {len(after)}: evaluate both on the same tasks.")
-    k = max((len(a) for a in [*before, *after]), default=1)
-    t1b, t1a = [float(a[0]) for a in before], [float(a[0]) for a in after]
-    out = {"gain_acc_t1": _est(paired_difference(t1b, t1a, seed=seed))}
-    if k >= 2:
-        tkb, tka = [float(a[-1]) for a in before], [float(a[-1]) for a in after]
-        out["gain_acc_t2"] = _est(paired_difference(tkb, tka, seed=seed))
-        out["gain_delta"] = _est(paired_difference([y - x for x, y in zip(t1b, tkb)],
-                                                   [y - x for x, y in zip(t1a, tka)], seed=seed))
-    return out
+block = self_correction  # the cell's block and its paired comparison: agentloop.evaluation.heldout's own
+compare = paired_gains
 
 
 def improve_eval_episodes(run_dir: str | Path, iteration: int) -> list[Episode]:

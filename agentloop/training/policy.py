@@ -8,8 +8,11 @@ the trained model), so generation does not pay the unmerged-adapter slowdown.
 
 Memory: the copy is built and refreshed parameter by parameter, never through a float32 copy of the
 whole model: building it costs its own size (0.27 GB bf16 for the 135M default model) and
-:meth:`GenerationModel.sync` of full weights copies in place (no allocation). A LoRA model is merged
-in a temporary float32 copy (``merge_and_unload``), which exists only during :meth:`sync`.
+:meth:`GenerationModel.sync` copies in place (no allocation). A plain LoRA model (peft ``lora.Linear``
+layers, no DoRA, no ``modules_to_save``) is merged layer by layer: each weight becomes
+``base + B @ A * scale`` computed for that one layer and cast into the copy, so at most one layer's
+float32 temporary exists (the earlier whole-model ``deepcopy(...).merge_and_unload()`` cost 1.2 GB on
+the default model). Other peft models still take that whole-model merge, during :meth:`sync` only.
 ``dtype=None`` makes no copy at all: the policy generates with the trained model itself (one set of
 weights; on CPUs without fast bf16 this is also the faster choice).
 """
@@ -40,7 +43,14 @@ class GenerationModel:
         self.tokenizer = tokenizer
         self.dtype = dtype
         self.max_batch_size = max_batch_size
-        self.model = trained if dtype is None else self._cast_copy(self._plain(trained)).eval()
+        self._layers = _lora_layers(trained) if self.is_lora else None  # None: not LoRA, or not mergeable per layer
+        if dtype is None:
+            self.model = trained
+        elif self._layers is not None:  # the base weights cast (LoRA layers unwrapped, not merged), then merged in
+            self.model = self._cast_copy(trained.base_model).unload().eval()
+            self.sync()
+        else:
+            self.model = self._cast_copy(self._plain(trained)).eval()
         self.policy = policy_for(self.model, tokenizer, max_batch_size)
 
     @property
@@ -68,9 +78,60 @@ class GenerationModel:
         """Copy the trained weights (LoRA merged in float32, then cast) into the generation copy."""
         if self.model is self.trained:
             return  # no copy: generation already sees the trained weights
+        if self._layers is not None:
+            self._sync_lora_by_layer()
+            return
         source = self._plain(self.trained)
         for (name, dst), (src_name, src) in zip(self.model.named_parameters(), source.named_parameters(), strict=True):
             if name != src_name:
                 raise RuntimeError(f"generation copy out of step with the trained model: {name} vs {src_name}")
             dst.copy_(src)
         del source
+
+    @torch.no_grad()
+    def _sync_lora_by_layer(self) -> None:
+        """Base weights copied, LoRA weights as base + delta, one layer's float32 temporary at a time."""
+        source = {}
+        for name, p in self.trained.named_parameters():
+            if "lora_" not in name:
+                source[_plain_name(name)] = p
+        for name, dst in self.model.named_parameters():
+            if name not in source:
+                raise RuntimeError(f"generation copy out of step with the LoRA model: no trained weight for {name}")
+            layer = self._layers.get(name)
+            if layer is None or getattr(layer, "merged", False):
+                dst.copy_(source[name])
+                continue
+            delta = None
+            for adapter in layer.active_adapters:
+                if adapter in layer.lora_A:
+                    d = layer.get_delta_weight(adapter)
+                    delta = d if delta is None else delta + d
+            dst.copy_(source[name] if delta is None else source[name] + delta)
+
+
+def _plain_name(peft_name: str) -> str:
+    """``base_model.model.X.q_proj.base_layer.weight`` -> ``X.q_proj.weight`` (the name in the unwrapped model)."""
+    return peft_name.removeprefix("base_model.model.").replace(".base_layer.", ".")
+
+
+def _lora_layers(model: Any) -> dict[str, Any] | None:
+    """Plain weight name -> peft LoRA ``Linear`` layer, or None when a layer is not a plain LoRA linear layer.
+
+    Plain means: peft's ``lora.Linear`` (``get_delta_weight`` gives ``B @ A * scale``), no DoRA magnitude,
+    no ``modules_to_save`` copies; anything else is merged the slow, always-correct way (peft's own merge).
+    """
+    try:
+        from peft.tuners.lora import Linear as LoraLinear
+        from peft.tuners.lora import LoraLayer
+    except ImportError:
+        return None
+    if any("modules_to_save" in n or "lora_magnitude" in n for n, _ in model.named_parameters()):
+        return None
+    layers: dict[str, Any] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, LoraLayer):
+            if type(module) is not LoraLinear or any(getattr(module, "use_dora", {}).values()):
+                return None
+            layers[_plain_name(name + ".base_layer.weight")] = module
+    return layers

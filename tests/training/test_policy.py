@@ -67,3 +67,36 @@ def test_no_dtype_means_no_copy(tiny_model, tokenizer) -> None:
     gen = GenerationModel(tiny_model, tokenizer, None)
     assert gen.model is tiny_model and gen.policy.model is tiny_model
     gen.sync()  # nothing to copy
+
+
+def test_lora_copy_is_merged_layer_by_layer_never_through_a_whole_model_copy(tiny_model, tokenizer, monkeypatch) -> None:
+    """A bf16 copy of a LoRA model: merged weights equal peft's own merge, and no float32 model copy is made."""
+    pytest.importorskip("peft", reason="LoRA sync needs the peft extra")
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    from agentloop.training import policy as policy_mod
+
+    lora = get_peft_model(tiny_model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"],
+                                                 init_lora_weights=False))
+    real_deepcopy, copied = copy.deepcopy, []
+
+    def counting_deepcopy(obj, memo=None):
+        if isinstance(obj, torch.nn.Module):
+            copied.append((type(obj).__name__, memo is not None))
+        return real_deepcopy(obj, memo)
+
+    monkeypatch.setattr(policy_mod.copy, "deepcopy", counting_deepcopy)
+    gen = policy_mod.GenerationModel(lora, tokenizer, torch.bfloat16)
+    with torch.no_grad():
+        for p in (p for n, p in lora.named_parameters() if "lora_B" in n):
+            p.add_(0.05)
+    gen.sync()
+    assert all(with_memo for _, with_memo in copied), copied  # only the memo copy (bf16 tensors made one by one)
+    merged = real_deepcopy(lora).merge_and_unload()
+    mine = dict(gen.model.named_parameters())
+    assert set(mine) == {n for n, _ in merged.named_parameters()}
+    for name, p in merged.named_parameters():
+        assert mine[name].dtype == torch.bfloat16
+        torch.testing.assert_close(mine[name], p.detach().to(torch.bfloat16), rtol=0, atol=0)
