@@ -21,6 +21,16 @@ trajectories and the filter picks among their turns, which needs no branching ro
 policy instead (distillation): the collector is given a policy that routes by turn.
 Iterate: each iteration collects with the latest model.
 
+Collection protocol (``collection``, our addition; the paper leaves the unseen-verdict case open):
+``oracle`` (default, the paper's) gives RISE's text only after a *wrong* attempt and stops at the
+first success, so every second attempt in the data follows a failure: the model learns "after this
+text, change the answer". Under the no-oracle evaluation below the same text also follows right
+answers, and such a model turns them wrong (measured: ``benchmarks/efficacy.py --cell rise-arith``,
+delta c->i 0.7% -> 4.7% after one iteration). ``no_oracle`` collects exactly as held-out evaluation
+plays (:meth:`RISE.eval_attempt_settings`: the text after every attempt, all attempts played);
+with ``filter: success`` the data are then the right turns in that context: first-attempt
+successes, kept right answers (c->c) and corrections (i->c), never a right answer abandoned.
+
 Evaluation (METHODS.md section 2): held-out multi-attempt evaluation runs *without an oracle*:
 after every attempt, right or wrong, the user turn is the same RISE text (so the verdict is never
 revealed) and the episode runs all its attempts; Acc@tk is then the accuracy of the k-th answer.
@@ -59,6 +69,10 @@ class RISEConfig(MethodConfig):
     tau: float = Field(default=0.4, gt=0, description="RWR temperature: weights exp(r / tau).")
     filter: Filter = Field(default="all", description="Which attempts become training examples (see the module docstring).")
     feedback_template: str = Field(default=RISE_FEEDBACK, description="User turn after a wrong attempt; may use {question}.")
+    collection: Literal["oracle", "no_oracle"] = Field(
+        default="oracle", description="oracle: RISE's text only after a wrong attempt, stop at the first success (the "
+        "paper's collection); no_oracle: collect as held-out evaluation plays (the text after every attempt, every "
+        "attempt played; use with filter: success). See the module docstring.")
     teacher: ComponentRef | None = Field(
         default=None, description="Distillation: the policy producing attempts after the first (None = self-distillation).")
 
@@ -119,6 +133,8 @@ class RISE(Algorithm):
             env = make_env()
             if c.max_attempts == 1:
                 return env
+            if c.collection == "no_oracle":
+                return MultiAttempt(env, max_attempts=c.max_attempts, **self.eval_attempt_settings())
             return MultiAttempt(env, max_attempts=c.max_attempts, feedback="binary", stop_on_success=True,
                                 binary_wrong_template=c.feedback_template)
         return factory

@@ -97,6 +97,34 @@ def test_rise_eval_settings_give_no_oracle_multi_attempt_evaluation():
     assert RISE(RISEConfig()).eval_attempt_settings()["none_template"] == RISEConfig().feedback_template
 
 
+def test_rise_no_oracle_collection_plays_as_evaluation_and_keeps_right_turns():
+    """collection: no_oracle: the text follows a right first answer too, the episode goes on, and the success
+    filter keeps first-attempt successes, kept right answers (c->c) and corrections (i->c), never c->i."""
+    from agentloop.algorithms.rise import RISE, RISEConfig, rise_training_pairs
+    algo = RISE(RISEConfig(max_attempts=2, collection="no_oracle", filter="success"))
+    env = algo.train_env(lambda: YesEnv())()
+    obs, _ = env.reset(options={"index": 1})
+    obs, reward, terminated, _, _ = env.step("yes")
+    assert reward == 1.0 and not terminated  # the oracle collection would stop here
+    assert obs[-1].content == RISEConfig().feedback_template.format(question="Question 1: is it true?")
+    oracle = RISE(RISEConfig(max_attempts=2)).train_env(lambda: YesEnv())()
+    oracle.reset(options={"index": 1})
+    assert oracle.step("yes")[2]  # stops at the first success
+
+    from agentloop.policies.scripted import ScriptedPolicy
+    from agentloop.rollout import Job, rollout
+
+    scripts = {"cc": ["yes", "yes"], "ci": ["yes", "no"], "ic": ["no", "yes"], "ii": ["no", "no"]}
+    episodes = []
+    for name, replies in scripts.items():
+        [ep] = rollout([Job(env=algo.train_env(lambda: YesEnv()), seed=0)], ScriptedPolicy(replies))
+        assert len(ep.turns) == 2 and ep.error is None, name
+        episodes.append(ep.model_copy(update={"task_id": name}))
+    kept = [(task, len([m for m in ctx if m.role == "assistant"]) + 1, a)
+            for ctx, a, _, task in rise_training_pairs(episodes, "success")]
+    assert sorted(kept) == [("cc", 1, "yes"), ("cc", 2, "yes"), ("ci", 1, "yes"), ("ic", 2, "yes")]
+
+
 def test_rise_filters():
     from agentloop.algorithms.rise import RISE, RISEConfig, rise_training_pairs
 
