@@ -27,7 +27,8 @@ from agentloop.policies.chat import cut_at_stop, encode_chats
 from agentloop.protocols import ToolSchemas
 from agentloop.types import Completion, Message, SamplingParams
 
-INSTALL_HINT = "pip install 'agentloop[vllm]' (needs a CUDA GPU; see benchmarks/device/README.md for offline wheels)"
+INSTALL_HINT = ("pip install 'agentloop[vllm]' with a CUDA GPU (see benchmarks/device/README.md for offline wheels); "
+                "on CPU run scripts/setup-vllm-cpu.sh and use .venv-vllm/bin/python or .venv-vllm/bin/agentloop")
 
 
 class VLLMPolicyConfig(BaseModel):
@@ -42,6 +43,9 @@ class VLLMPolicyConfig(BaseModel):
     max_model_len: int | None = Field(default=None, ge=16, description="Context length; None = the model's.")
     enable_lora: bool = Field(default=True, description="Reserve LoRA support (needed for load_adapter).")
     max_lora_rank: int = Field(default=64, ge=1, description="Largest LoRA rank load_adapter will accept.")
+    kv_cache_gib: float | None = Field(
+        default=None, gt=0.0, description="KV cache size in GiB (vLLM's kv_cache_memory_bytes); None = vLLM's own "
+        "sizing from gpu_memory_utilization, which on vLLM's CPU build is a share of the machine's RAM.")
     seed: int = Field(default=0, description="Engine seed (per-request seeds come from SamplingParams).")
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="More vllm.LLM arguments.")
 
@@ -60,12 +64,13 @@ class VLLMPolicy:
 
     def __init__(self, model: str | None = None, adapter: str | None = None, dtype: str = "auto",
                  gpu_memory_utilization: float = 0.85, max_model_len: int | None = None, enable_lora: bool = True,
-                 max_lora_rank: int = 64, seed: int = 0, engine_kwargs: dict[str, Any] | None = None):
+                 max_lora_rank: int = 64, kv_cache_gib: float | None = None, seed: int = 0,
+                 engine_kwargs: dict[str, Any] | None = None):
         try:
             self.config = VLLMPolicyConfig(model=model, adapter=adapter, dtype=dtype,
                                            gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
-                                           enable_lora=enable_lora, max_lora_rank=max_lora_rank, seed=seed,
-                                           engine_kwargs=engine_kwargs or {})
+                                           enable_lora=enable_lora, max_lora_rank=max_lora_rank,
+                                           kv_cache_gib=kv_cache_gib, seed=seed, engine_kwargs=engine_kwargs or {})
         except ValidationError as e:
             raise ConfigError(f"VLLMPolicy: {e}") from e
         try:
@@ -76,10 +81,11 @@ class VLLMPolicy:
 
         c = self.config
         self.source = resolve_model_source(model)
+        sized = {} if c.kv_cache_gib is None else {"kv_cache_memory_bytes": int(c.kv_cache_gib * (1 << 30))}
         try:
             self.llm = vllm.LLM(model=self.source, dtype=c.dtype, gpu_memory_utilization=c.gpu_memory_utilization,
                                 max_model_len=c.max_model_len, enable_lora=c.enable_lora,
-                                max_lora_rank=c.max_lora_rank, seed=c.seed, **c.engine_kwargs)
+                                max_lora_rank=c.max_lora_rank, seed=c.seed, **sized, **c.engine_kwargs)
         except Exception as e:
             raise PolicyError(f"vLLM could not start on {self.source!r}: {type(e).__name__}: {e}") from e
         self.tokenizer = self.llm.get_tokenizer()
