@@ -2,8 +2,9 @@
 
 On vLLM's CPU build, ``gpu_memory_utilization`` is a share of the machine's RAM; set ``kv_cache_gib``
 (e.g. 1) to give the KV cache a fixed small size instead. LoRA works there too (vLLM's CPU punica
-kernels); vLLM then runs the model without torch.compile, which starts ~3x faster and generates
-~35% slower than the compiled model without LoRA (measured in the README's "CPU performance").
+kernels, pure torch): with LoRA enabled vLLM skips torch.compile (engine start 25 s instead of 82 s
+on 2 cores; 147 instead of 229 tokens/s at batch 16 without an adapter), and a request with an
+adapter generates ~6x slower than without (benchmarks/vllm_cpu_lora.py; README "CPU performance").
 
 Covered: the same prompts as :class:`~agentloop.policies.hf.HFPolicy` (the tokenizer's chat template
 and the same left truncation, see :mod:`agentloop.policies.chat`), sampling (temperature, top_p,
