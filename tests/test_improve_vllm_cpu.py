@@ -54,6 +54,32 @@ def _teacher_forced(model, completion: Completion) -> list[float]:
     return logits.log_softmax(-1).gather(-1, torch.tensor(reply)[:, None])[:, 0].tolist()
 
 
+def _engine_processes_gone(timeout: float = 30.0) -> bool:
+    """Whether no descendant of this process is one of vLLM's (VLLM::EngineCore, VLLM::Worker) within ``timeout``."""
+    import os
+    import time
+
+    def names() -> list[str]:
+        found, todo = [], [os.getpid()]
+        while todo:
+            pid = todo.pop()
+            for task in Path(f"/proc/{pid}/task").glob("*"):
+                try:
+                    kids = [int(k) for k in (task / "children").read_text().split()]
+                    found += [Path(f"/proc/{k}/comm").read_text().strip() for k in kids]
+                except OSError:
+                    continue
+                todo += kids
+        return [n for n in found if n.startswith("VLLM")]
+
+    deadline = time.monotonic() + timeout
+    while names():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
 def _gap(a: list[float], b: list[float]) -> float:
     return sum(abs(x - y) for x, y in zip(a, b, strict=True)) / len(a)
 
@@ -91,6 +117,7 @@ def test_improve_iteration_on_vllm_cpu_hands_the_trained_adapter_to_the_engine(t
     sampled = policy.generate(many, SamplingParams(temperature=1.0, max_new_tokens=2, seed=7))
     assert len(sampled) == 96 and all(c.text for c in sampled)
     loop.close()
+    assert _engine_processes_gone(), "ImproveLoop.close() left vLLM's engine processes running"
 
     # one engine for the whole run, fed the adapter AdapterSync wrote after the training phase
     assert policy.llm is engine
