@@ -13,6 +13,7 @@ import pkgutil
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from agentloop import commands
@@ -177,7 +178,7 @@ def main() -> None:
     try:
         app()
     except AgentLoopError as e:
-        err_console.print(f"[red]error:[/red] {e}")
+        err_console.print(f"[red]error:[/red] {escape(str(e))}")  # messages quote "agentloop[vllm]" etc.
         raise SystemExit(2) from e
 
 

@@ -29,6 +29,11 @@ refreshed in memory after each training phase (default). ``backend: vllm`` build
 the base model folder with LoRA enabled; after each training phase the adapter is saved to
 ``RUN/adapters`` and handed to the running engine (:class:`~agentloop.training.distributed.AdapterSync`,
 no base-model reload), so it needs ``train.lora``; ``sync: adapter`` does the same with the hf policy.
+On a machine without a GPU this runs on vLLM's CPU build (``scripts/setup-vllm-cpu.sh`` makes
+``.venv-vllm``; run ``.venv-vllm/bin/agentloop improve``): the engine (its own processes, a fixed
+``generation.adapters.cpu_kv_cache_gib`` KV cache, vLLM's CPU LoRA kernels) and the trainer share the
+CPU, taking turns. ``generation_start_s`` (result) and ``adapter_push_s`` (each training row) time the
+engine's start and each adapter hand-over.
 With ``generation.distributed.address`` set, collection and held-out evaluation run on Ray worker
 actors (:class:`~agentloop.distributed.RayRolloutEngine`, central generation: workers step the
 environments, this process generates), started once per run and closed at the end; episode keys and
@@ -41,7 +46,8 @@ is the global batch, split across the processes); rank 0 writes the checkpoint, 
 loads. Collection and evaluation stay in this process.
 
 Not covered: several processes sharing one run; per-node generation on Ray workers (each worker would
-need its own copy of the trained weights); the vllm backend is tested only where vLLM and a GPU exist.
+need its own copy of the trained weights). The vllm backend is tested on vLLM's CPU build
+(``tests/test_improve_vllm_cpu.py``, in ``.venv-vllm``) and on a GPU where vLLM and one exist.
 """
 
 from __future__ import annotations
@@ -143,6 +149,8 @@ class ImproveLoop:
         from agentloop.runs import RunDir, key_of
         from agentloop.training.trainer import Trainer, bf16_supported, load_model, seed_everything
 
+        if cfg.generation.backend == "vllm" and policy is None:
+            require_vllm()  # before making the run directory: the fix is another environment, not another config
         self.cfg, self.progress, self.t0 = cfg, progress, time.perf_counter()
         self.load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
         torch.set_num_threads(cpu_threads(cfg.threads))
@@ -174,7 +182,12 @@ class ImproveLoop:
         use_bf16 = gdt == "bfloat16" or (gdt == "auto" and bf16_supported(torch.device(device)))
         self.gen: Any = None
         self.adapter_sync: Any = None
+        self.adapter_push_s: float | None = None
+        started = time.perf_counter()
+        self.own_policy = policy is None  # built here: close() stops it (the vllm engine's processes)
         self.gen_policy = policy if policy is not None else self._build_generation(device, use_bf16)
+        self.generation_start_s = round(time.perf_counter() - started, 1)  # vllm: the engine's start-up
+        logger.info("generation (%s) ready in %.1f s", cfg.generation.backend, self.generation_start_s)
         self.ray_engine = self._build_ray_engine()
         self.policy = ConditionedPolicy(self.gen_policy, self.algorithm.condition)  # every generate argument passes
         self.eval_idx = eval_indices(cfg.env)
@@ -229,7 +242,7 @@ class ImproveLoop:
         return self.ray_engine.using(policy, critic, config)
 
     def close(self) -> None:
-        """Stop the Ray workers (and Ray, if the engine started it); flush the trackers."""
+        """Stop the Ray workers (and Ray, if the engine started it) and a vllm engine built here; flush the trackers."""
         tracker = getattr(self, "tracker", None)
         if tracker is not None:
             tracker.close()
@@ -237,6 +250,10 @@ class ImproveLoop:
         if self.ray_engine is not None:
             self.ray_engine.close()
             self.ray_engine = None
+        close = getattr(self.gen_policy, "close", None) if getattr(self, "own_policy", False) else None
+        if close is not None:
+            close()
+            self.own_policy = False
 
     def _latest_checkpoint(self) -> tuple[int, Path] | None:
         found = [(int(p.name.split("-")[1]), p) for p in self.run.checkpoints() if p.name.startswith("iter-")]
@@ -331,6 +348,8 @@ class ImproveLoop:
         self.train_step += stats.steps
         self._refresh_generation(iteration)
         trim()  # the training step's activations leave before generation starts
+        if self.adapter_sync is not None:
+            row["adapter_push_s"] = self.adapter_push_s
         return row
 
     def _train_row(self, episodes: Sequence[Episode], examples: Sequence[Any], stats: Any) -> dict[str, Any]:
@@ -357,7 +376,10 @@ class ImproveLoop:
     def _refresh_generation(self, iteration: int) -> None:
         """Make generation use the freshly trained weights: refresh the hf copy, or push the adapter (no reload)."""
         if self.adapter_sync is not None:
-            self.adapter_sync.push(self.model, iteration)
+            started = time.perf_counter()
+            path = self.adapter_sync.push(self.model, iteration)
+            self.adapter_push_s = round(time.perf_counter() - started, 2)
+            logger.info("adapter %s pushed to the generation engine in %.2f s", path.name, self.adapter_push_s)
         elif self.gen is not None:
             self.gen.sync()
 
@@ -424,6 +446,7 @@ class ImproveLoop:
             excludes_zero=bool(diff.lo is not None and (diff.lo > 0 or (diff.hi or 0) < 0)), held_out=evaluations,
             self_correction=sc,
             iterations=rows, wall_s=round(time.perf_counter() - self.t0, 1), threads=torch.get_num_threads(),
+            generation_start_s=self.generation_start_s,
             load_avg_start=self.load_start, corrupt_episode_lines=len(self.run.corrupt_lines))
         self.run.write_metrics(result.model_dump(mode="json"))
         return result
@@ -442,6 +465,19 @@ def _row_text(row: dict[str, Any]) -> str:
     return " ".join(parts[:2]) + ("; " + "; ".join(parts[2:]) if len(parts) > 2 else "")
 
 
+def require_vllm() -> None:
+    """Raise a ConfigError naming the fix when vLLM cannot be imported in this Python environment."""
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("vllm") is None:
+        raise ConfigError(
+            f"generation.backend=vllm needs vLLM, which is not installed in this Python environment "
+            f"({sys.prefix}). On a CPU machine, build vLLM's CPU build in its own environment with "
+            f"scripts/setup-vllm-cpu.sh and run this command as .venv-vllm/bin/agentloop improve ...; with a CUDA "
+            f"GPU, pip install 'agentloop[vllm]'. Or set generation.backend=hf.")
+
+
 def _trainer_device(g: GenerationSettings, device: str) -> str:
     """The trainer's device: unchanged, except vllm with placement 'separate' (trainer on adapters.trainer_device)."""
     if g.backend != "vllm" or device == "cpu":
@@ -454,13 +490,14 @@ def _trainer_device(g: GenerationSettings, device: str) -> str:
 def _adapter_policy(cfg: ImproveConfig, device: str, use_bf16: bool, batch: int) -> Any:
     """A generation engine built once from the base model folder, fed LoRA adapters by AdapterSync."""
     if cfg.generation.backend == "vllm":
-        from agentloop.policies.vllm import VLLMPolicy
+        from agentloop.policies.vllm import VLLMPolicy, cpu_build
         from agentloop.training.distributed import engine_placement
 
-        placement, _ = engine_placement(cfg.generation.adapters)
+        # vLLM's CPU build: the engine shares the CPU with the trainer, with a fixed small KV cache
+        placement, _ = engine_placement(cfg.generation.adapters, "cpu" if cpu_build() else "cuda")
         rank = cfg.train.lora.r if cfg.train.lora else 16
         kwargs = {"max_lora_rank": 1 << max(3, (rank - 1).bit_length()), "seed": cfg.seed,  # vLLM takes 8, 16, 32..
-                  **placement, **cfg.generation.vllm_kwargs}
+                  "dtype": "bfloat16" if use_bf16 else "float32", **placement, **cfg.generation.vllm_kwargs}
         return VLLMPolicy(model=cfg.model, enable_lora=True, **kwargs)
     from agentloop.policies.hf import HFPolicy
 

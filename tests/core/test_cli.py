@@ -45,3 +45,22 @@ def test_envs_check_takes_constructor_arguments_for_a_users_file(tmp_path):
     assert missing.exit_code == 1 and "nope.csv" in missing.output
     bad = runner.invoke(app, ["envs", "check", "math/qa-format-v0", "path"])
     assert bad.exit_code != 0 and "key=value" in bad.output
+
+
+def test_error_messages_print_brackets_verbatim(capsys, monkeypatch):
+    # "pip install 'agentloop[vllm]'" must not lose "[vllm]" to rich markup
+    import agentloop.cli as cli
+    from agentloop.errors import ConfigError
+
+    def fail() -> None:
+        raise ConfigError("run pip install 'agentloop[vllm]' or [red]x[/red]")
+
+    monkeypatch.setattr(cli, "app", fail)
+    monkeypatch.setattr(cli.err_console, "width", 200)
+    import pytest
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "pip install 'agentloop[vllm]' or [red]x[/red]" in err

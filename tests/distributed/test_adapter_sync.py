@@ -18,6 +18,8 @@ def test_placement_rules():
     kwargs, device = engine_placement(AdapterSyncConfig(directory="x"))
     assert kwargs == {"gpu_memory_utilization": 0.35} and device == "cuda:0"
     assert engine_placement(AdapterSyncConfig(directory="x", placement="separate"))[1] == "cuda:1"
+    # vLLM's CPU build: a fixed KV cache (a memory share would be a share of the machine's RAM), trainer on cpu
+    assert engine_placement(AdapterSyncConfig(directory="x", cpu_kv_cache_gib=2), "cpu") == ({"kv_cache_gib": 2}, "cpu")
     with pytest.raises(ValueError, match="separate"):
         AdapterSyncConfig(directory="x", placement="separate", trainer_device="cuda:0")
     with pytest.raises(ValueError):

@@ -25,6 +25,9 @@ def test_vllm_cpu_generates_greedy_answers_with_logprobs() -> None:
     from agentloop.policies.vllm import VLLMPolicy
 
     policy = VLLMPolicy(enable_lora=False, max_model_len=512, dtype="bfloat16")
+    # unset kv_cache_gib on the CPU build: 1 GiB, not vLLM's 85% of the machine's RAM (which refused to start
+    # whenever less than that was free, e.g. next to another engine)
+    assert policy.llm.llm_engine.vllm_config.cache_config.kv_cache_memory_bytes == 1 << 30
     convs = [[user(f"What is {a} + {b}? Answer with the number.")] for a, b in ((3, 11), (17, 21))]
     out = policy.generate(convs, SamplingParams(max_new_tokens=16, return_logprobs=True, stop=("\n\n",)))
     # The 135M model restates the sum (its digits depend on bf16 rounding, so they are not pinned here).
