@@ -93,11 +93,11 @@ def test_bad_configs_fail_before_any_work(tmp_path):
     with pytest.raises(ConfigError, match="method.bogus: unknown field"):
         load_config(ImproveConfig, base, ["method.bogus=1"])
     with pytest.raises(ConfigError, match="held-out split must differ"):
-        load_config(ImproveConfig, base, ["env.eval_kwargs.seed=0"])
+        load_config(ImproveConfig, base, ["env.eval_kwargs.split=train"])
     with pytest.raises(ConfigError, match="LeTI adds reward tokens"):
         load_config(ImproveConfig, base, ["method={name: leti}", "train.lora={r: 8}"])
     with pytest.raises(ConfigError, match="eval.max_attempts >= 2"):
-        load_config(ImproveConfig, base, ["method={name: score}"])
+        load_config(ImproveConfig, base, ["method={name: score}", "eval.max_attempts=1"])
 
 
 def test_cli_dry_run_default():
