@@ -56,6 +56,7 @@ def test_error_messages_print_brackets_verbatim(capsys, monkeypatch):
         raise ConfigError("run pip install 'agentloop[vllm]' or [red]x[/red]")
 
     monkeypatch.setattr(cli, "app", fail)
+    monkeypatch.setattr(cli, "configure_logging", lambda *a, **k: None)  # the process-wide handler would outlive it
     monkeypatch.setattr(cli.err_console, "width", 200)
     import pytest
 
