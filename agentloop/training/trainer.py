@@ -45,6 +45,7 @@ expert-iteration methods restart training each iteration).
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -213,6 +214,16 @@ def _check_finite(model: Any, steps: int, skipped: int) -> None:
             "from them. Lower train.lr (or train.max_grad_norm) and start again from the last checkpoint.")
 
 
+def first_loss_position(mask: torch.Tensor) -> int:
+    """The first column of a ``[B, T-1]`` loss mask that is non-zero in any row (0 when none is).
+
+    Column ``j`` is the prediction of token ``j + 1`` from position ``j``'s logits, so no logits before
+    position ``j`` are needed for the loss (:meth:`Trainer._logp`'s ``keep_from``).
+    """
+    cols = torch.nonzero(mask.detach().sum(0))
+    return int(cols[0, 0]) if cols.numel() else 0
+
+
 class Trainer:
     """Updates ``model`` on lists of :class:`TrainExample` (see the module docstring).
 
@@ -260,17 +271,35 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
                               enabled=self.autocast_dtype is not None)
 
-    def _logp(self, model: Any, ids: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+    def _logp(self, model: Any, ids: torch.Tensor, attn: torch.Tensor, keep_from: int = 0) -> torch.Tensor:
+        """Token log-probs ``[B, T-1]``; with ``keep_from`` > 0 the model computes logits only from that position on.
+
+        Positions before ``keep_from`` carry no loss in this micro-batch (see :func:`first_loss_position`), so
+        the output projection and the float32 log-softmax over the vocabulary (49152 x 4 bytes per position for
+        the default model: most of a training step's memory) run only where they are used; the columns before
+        are zeros. Models whose ``forward`` takes no ``logits_to_keep`` get full logits.
+        """
+        keep_from = keep_from if keep_from > 0 and self._keeps_logits else 0
         with self._autocast():
-            logits = model(input_ids=ids, attention_mask=attn).logits
-        return L.token_logprobs(logits, ids)
+            if keep_from:
+                logits = model(input_ids=ids, attention_mask=attn, logits_to_keep=ids.shape[1] - keep_from).logits
+            else:
+                logits = model(input_ids=ids, attention_mask=attn).logits
+        logp = L.token_logprobs(logits, ids[:, keep_from:])
+        return torch.nn.functional.pad(logp, (keep_from, 0)) if keep_from else logp
+
+    @property
+    def _keeps_logits(self) -> bool:
+        inner = self.unwrapped
+        base = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
+        return "logits_to_keep" in inspect.signature(base.forward).parameters
 
     @torch.no_grad()
-    def _ref_logp(self, ids: torch.Tensor, attn: torch.Tensor) -> torch.Tensor:
+    def _ref_logp(self, ids: torch.Tensor, attn: torch.Tensor, keep_from: int = 0) -> torch.Tensor:
         if self.is_lora:
             # The unwrapped model: a no-grad forward needs no DDP gradient hooks.
             with self.unwrapped.disable_adapter():
-                return self._logp(self.unwrapped, ids, attn)
+                return self._logp(self.unwrapped, ids, attn, keep_from)
         if self._ref is None:
             import copy
 
@@ -278,10 +307,10 @@ class Trainer:
             self._ref = copy.deepcopy(self.unwrapped).eval()
             for p in self._ref.parameters():
                 p.requires_grad_(False)
-        return self._logp(self._ref, ids, attn)
+        return self._logp(self._ref, ids, attn, keep_from)
 
     @torch.no_grad()
-    def _behaviour_logp(self, ids: torch.Tensor, attn: torch.Tensor) -> torch.Tensor | None:
+    def _behaviour_logp(self, ids: torch.Tensor, attn: torch.Tensor, keep_from: int = 0) -> torch.Tensor | None:
         """Log-probs under the behaviour policy: the weights as they were when this ``fit`` call started.
 
         The improve loop collects with the current weights and then fits, so the weights at the
@@ -307,7 +336,7 @@ class Trainer:
             for p, b in zip(params, self._behaviour):
                 p.data = b  # a pointer swap, no copy (tied weights are one Parameter, so they follow)
             model.eval()
-            return self._logp(model, ids, attn)
+            return self._logp(model, ids, attn, keep_from)
         finally:
             for p, c in zip(params, current):
                 p.data = c
@@ -340,9 +369,10 @@ class Trainer:
         micro-batch (weighted unless objective is sft with every weight 1).
         """
         # The behaviour forward swaps weights in and out, so it runs before the graph of this step is built.
-        old = self._behaviour_logp(batch["input_ids"], batch["attention_mask"]) if objective == "reinforce" else None
-        logp = self._logp(self.model, batch["input_ids"], batch["attention_mask"])
         mask = batch["loss_mask"] * batch["attention_mask"][:, 1:]
+        keep = first_loss_position(mask)
+        old = self._behaviour_logp(batch["input_ids"], batch["attention_mask"], keep) if objective == "reinforce" else None
+        logp = self._logp(self.model, batch["input_ids"], batch["attention_mask"], keep)
         if objective in ("sft", "rwr"):
             if weighted is None:
                 weighted = not (objective == "sft" and bool((batch["weights"] == 1).all()))
@@ -351,7 +381,7 @@ class Trainer:
             return L.weighted_sft_loss(logp, mask, batch["weights"])
         if objective == "reinforce":
             kl = batch["kl_coef"]
-            ref = self._ref_logp(batch["input_ids"], batch["attention_mask"]) if bool((kl > 0).any()) else None
+            ref = self._ref_logp(batch["input_ids"], batch["attention_mask"], keep) if bool((kl > 0).any()) else None
             return L.reinforce_loss(logp, mask, batch["weights"], ref_logp=ref, kl_coef=kl,
                                     estimator=self.config.kl_estimator, reduction=self.config.reduction,
                                     old_logp=old, clip_eps=self.config.clip_eps)

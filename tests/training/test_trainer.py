@@ -147,3 +147,45 @@ def test_fit_reports_throughput_and_padding(tiny_model, tokenizer):
     stats = trainer.fit([_ex("Q:", " a"), _ex("Question with more words:", " a much longer reply here")], "sft")
     assert stats.tokens_per_s is not None and stats.tokens_per_s == pytest.approx(stats.tokens / stats.seconds, rel=0.01)
     assert stats.padded_tokens > stats.tokens > 0  # the short row was padded to the long one's width
+
+
+@pytest.mark.parametrize("objective", ["sft", "rwr", "reinforce"])
+def test_logits_only_where_the_loss_is_give_the_same_loss_and_gradient(tiny_model, tokenizer, monkeypatch, objective):
+    """Logits from the first loss position on (logits_to_keep) = full logits, for loss and every gradient,
+    with right padding and replies that start at different positions (KL to the reference included)."""
+    import copy
+
+    from agentloop.training import trainer as trainer_mod
+
+    exs = [_ex("Question: a long prompt with many words before the reply?\nA:", " forty two", weight=0.7, kl=0.1),
+           _ex("Q: short?\nA:", " yes it is", weight=-0.4, kl=0.1),
+           _ex("Q: mid length prompt here?\nA:", " no", weight=1.3, kl=0.1)]
+    grads, losses, seen_keep = {}, {}, []
+    real = trainer_mod.first_loss_position
+    for mode in ("full", "kept"):
+        model = copy.deepcopy(tiny_model).train()
+        trainer = Trainer(model, tokenizer, TrainConfig(dtype="float32", batch_size=3))
+        if mode == "full":
+            monkeypatch.setattr(trainer_mod, "first_loss_position", lambda mask: 0)
+        else:
+            monkeypatch.setattr(trainer_mod, "first_loss_position", lambda mask: seen_keep.append(real(mask)) or real(mask))
+        batch = trainer.collate(exs)
+        loss = trainer.loss(batch, objective)
+        loss.backward()
+        losses[mode] = float(loss)
+        grads[mode] = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    assert seen_keep and seen_keep[0] > 5  # the prompt part of every row really was skipped
+    assert losses["kept"] == pytest.approx(losses["full"], rel=1e-5, abs=1e-7)
+    assert grads["kept"].keys() == grads["full"].keys()
+    for name, g in grads["full"].items():
+        torch.testing.assert_close(grads["kept"][name], g, rtol=1e-4, atol=1e-6)
+
+
+def test_first_loss_position_is_the_first_column_any_row_trains() -> None:
+    from agentloop.training.trainer import first_loss_position
+
+    mask = torch.zeros(3, 10)
+    assert first_loss_position(mask) == 0
+    mask[1, 6:8] = 1
+    mask[2, 4] = 1
+    assert first_loss_position(mask) == 4
