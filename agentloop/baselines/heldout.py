@@ -20,14 +20,12 @@ evaluation.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentloop.evaluation.heldout import attempts_of as _attempts_of
-from agentloop.evaluation.heldout import paired_gains, self_correction, tags_of
+from agentloop.evaluation.heldout import attempts_of, paired_gains, self_correction, tags_of
 from agentloop.types import Episode, FeedbackMode
 
 __all__ = ["HeldOutSettings", "attempts_of", "block", "compare", "evaluate_model", "improve_eval_episodes", "ops_of"]
@@ -48,16 +46,7 @@ class HeldOutSettings(BaseModel):
     batch_size: int = Field(default=64, ge=1, description="Episodes generated together.")
 
 
-def attempts_of(episodes: Sequence[Episode], k: int) -> list[list[bool]]:
-    """Per task (sorted by task index), the verdicts of attempts 1..k; an errored or short episode pads as wrong."""
-    return _attempts_of(episodes, k)
-
-
-def ops_of(episodes: Sequence[Episode]) -> list[str | None]:
-    """Per task (same order as :func:`attempts_of`), the environment's operation tag, if it gives one."""
-    return tags_of(episodes)
-
-
+ops_of = tags_of  # per task, same order: the environment's operation tag, if it gives one
 block = self_correction  # the cell's block and its paired comparison: agentloop.evaluation.heldout's own
 compare = paired_gains
 

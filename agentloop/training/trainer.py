@@ -45,6 +45,7 @@ expert-iteration methods restart training each iteration).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import math
@@ -288,8 +289,9 @@ class Trainer:
         logp = L.token_logprobs(logits, ids[:, keep_from:])
         return torch.nn.functional.pad(logp, (keep_from, 0)) if keep_from else logp
 
-    @property
+    @functools.cached_property
     def _keeps_logits(self) -> bool:
+        """Whether the model's forward takes ``logits_to_keep`` (looked up once, not at every forward)."""
         inner = self.unwrapped
         base = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
         return "logits_to_keep" in inspect.signature(base.forward).parameters
