@@ -147,7 +147,7 @@ class ImproveLoop:
         from agentloop.algorithms.base import ConditionedPolicy
         from agentloop.registry import make_algorithm
         from agentloop.runs import RunDir, key_of
-        from agentloop.training.trainer import Trainer, bf16_supported, load_model, seed_everything
+        from agentloop.training.trainer import Trainer, bf16_supported, load_model, lora_base_dtype, seed_everything
 
         if cfg.generation.backend == "vllm" and policy is None:
             require_vllm()  # before making the run directory: the fix is another environment, not another config
@@ -165,7 +165,8 @@ class ImproveLoop:
         device = _trainer_device(cfg.generation, device)  # vllm: the trainer goes where the placement says
         self.algorithm = make_algorithm(cfg.method)
         self.model, self.tokenizer = load_model(cfg.model, device=device, lora=cfg.train.lora,
-                                                gradient_checkpointing=cfg.train.gradient_checkpointing)
+                                                gradient_checkpointing=cfg.train.gradient_checkpointing,
+                                                base_dtype=lora_base_dtype(cfg.train, device))
         self.algorithm.setup(self.model, self.tokenizer)
         ref = None
         if self.algorithm.objective == "reinforce" and cfg.train.lora is None:
@@ -320,6 +321,8 @@ class ImproveLoop:
         examples = self.algorithm.examples(episodes, self.tokenizer)
         if cfg.method.restart_from_base and iteration > 1:
             self.reload_base()
+        if self.gen is not None:
+            self.gen.release()  # training never holds the generation copy too; the refresh below rebuilds it
         ckpt = self.run.checkpoints_path / f"iter-{iteration}"
         if cfg.train.distributed.num_processes > 1:
             # train.distributed: the phase runs in a DDP process group on the saved weights + examples;
@@ -499,6 +502,11 @@ def _adapter_policy(cfg: ImproveConfig, device: str, use_bf16: bool, batch: int)
         kwargs = {"max_lora_rank": 1 << max(3, (rank - 1).bit_length()), "seed": cfg.seed,  # vLLM takes 8, 16, 32..
                   "dtype": "bfloat16" if use_bf16 else "float32", **placement, **cfg.generation.vllm_kwargs}
         return VLLMPolicy(model=cfg.model, enable_lora=True, **kwargs)
+    if cfg.generation.backend == "llamacpp":
+        from agentloop.policies.llamacpp import LlamaCppPolicy
+
+        # the GGUF base weights as they are; the adapter is converted to a GGUF LoRA and applied unmerged
+        return LlamaCppPolicy(model=cfg.generation.gguf, tokenizer=cfg.model, max_batch_size=batch)  # torch's threads
     from agentloop.policies.hf import HFPolicy
 
     # The base weights in the generation dtype; the adapter (float32 on disk) is applied unmerged by peft.

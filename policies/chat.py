@@ -80,4 +80,38 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
-__all__ = ["cut_at_stop", "encode_chat", "encode_chats", "fit_context", "render_chat", "template_supports_tools"]
+def end_of_turn_ids(tokenizer: Any, hf_config: Any) -> list[int]:
+    """The model's EOS id(s), plus the end-of-turn markers of common chat templates that the vocabulary has."""
+    eos = getattr(hf_config, "eos_token_id", None)
+    eos = eos if eos is not None else tokenizer.eos_token_id
+    ids: list[int] = [eos] if isinstance(eos, int) else list(eos or [])
+    for token in ("<|im_end|>", "<|eot_id|>", "<|endoftext|>"):
+        tid = tokenizer.convert_tokens_to_ids(token)
+        if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid not in ids:
+            ids.append(tid)
+    return ids
+
+
+def completion_from_tokens(tokenizer: Any, prompt: Sequence[int], gen: Sequence[int], logprobs: Sequence[float],
+                           eos_ids: Sequence[int], sampling: Any, stopped: bool = False) -> Any:
+    """A Completion from a row's generated ids: cut after the first end token, text cut before a stop string.
+
+    ``stopped``: the backend ended the row on a stop string. ``finish_reason`` is ``stop`` for an end
+    token or a stop string, else ``length``; with ``sampling.return_logprobs`` the ids and per-token
+    logprobs up to and including the end token come along (as vLLM reports them).
+    """
+    from agentloop.types import Completion
+
+    end = next((k + 1 for k, t in enumerate(gen) if t in eos_ids), len(gen))
+    reason = "stop" if stopped or end < len(gen) or (gen and gen[end - 1] in eos_ids) else "length"
+    text, found = cut_at_stop(tokenizer.decode(list(gen[:end]), skip_special_tokens=True), sampling.stop)
+    if found:
+        reason = "stop"
+    if not sampling.return_logprobs:
+        return Completion(text=text, finish_reason=reason)
+    return Completion(text=text, finish_reason=reason, token_ids=tuple(gen[:end]), logprobs=tuple(logprobs[:end]),
+                      prompt_token_ids=tuple(prompt))
+
+
+__all__ = ["completion_from_tokens", "cut_at_stop", "encode_chat", "encode_chats", "end_of_turn_ids", "fit_context",
+           "render_chat", "template_supports_tools"]

@@ -1,8 +1,9 @@
 """`CT2Policy`: fast CPU generation with CTranslate2 over a converted copy of a transformers model.
 
 CTranslate2 runs decoder-only models (Llama, Qwen, Mistral, ...) with int8 weights and its own
-batched decoding; on the 2-core machine it generates several times faster than the ``hf`` policy
-(``benchmarks/generation.py`` prints the ratio). The model folder (or the embedded default model)
+batched decoding. On the 2-core development machine (AMX, where torch's bf16 matmuls are fast) it was
+not faster than the ``hf`` policy at batch 64 (0.93x int8, 0.66x float32; README "CPU performance";
+``benchmarks/generation.py --backends ct2:int8`` prints the ratio on yours). The model folder (or the embedded default model)
 is converted once with ``ctranslate2.converters.TransformersConverter`` into the agentloop cache
 (``$AGENTLOOP_CACHE/ct2/``, keyed by the folder, its weights' modification time and the compute
 type), and reused after that.
@@ -38,7 +39,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentloop.errors import ConfigError, PolicyError
-from agentloop.policies.chat import cut_at_stop, encode_chats
+from agentloop.policies.chat import completion_from_tokens, encode_chats, end_of_turn_ids
 from agentloop.protocols import ToolSchemas
 from agentloop.types import Completion, Message, SamplingParams
 
@@ -139,13 +140,7 @@ class CT2Policy:
         self.tokenizer = AutoTokenizer.from_pretrained(source)
         hf_config = AutoConfig.from_pretrained(source)
         self.context_len = context_len or getattr(hf_config, "max_position_embeddings", None)
-        eos = getattr(hf_config, "eos_token_id", None)
-        eos = eos if eos is not None else self.tokenizer.eos_token_id
-        self.eos_ids: list[int] = [eos] if isinstance(eos, int) else list(eos or [])
-        for token in ("<|im_end|>", "<|eot_id|>", "<|endoftext|>"):  # end-of-turn markers of common templates
-            tid = self.tokenizer.convert_tokens_to_ids(token)
-            if isinstance(tid, int) and tid != self.tokenizer.unk_token_id and tid not in self.eos_ids:
-                self.eos_ids.append(tid)
+        self.eos_ids: list[int] = end_of_turn_ids(self.tokenizer, hf_config)
         self._lock = threading.Lock()
         self.generator: Any = None
         self.load_weights(source)
@@ -206,15 +201,7 @@ class CT2Policy:
 
     def _completion(self, prompt: list[int], gen: list[int], logprobs: list[float], stopped: bool,
                     sampling: SamplingParams) -> Completion:
-        end = next((k + 1 for k, t in enumerate(gen) if t in self.eos_ids), len(gen))
-        reason = "stop" if stopped or end < len(gen) or (gen and gen[end - 1] in self.eos_ids) else "length"
-        text, found = cut_at_stop(self.tokenizer.decode(gen[:end], skip_special_tokens=True), sampling.stop)
-        if found:
-            reason = "stop"
-        if not sampling.return_logprobs:
-            return Completion(text=text, finish_reason=reason)
-        return Completion(text=text, finish_reason=reason, token_ids=tuple(gen[:end]), logprobs=tuple(logprobs[:end]),
-                          prompt_token_ids=tuple(prompt))
+        return completion_from_tokens(self.tokenizer, prompt, gen, logprobs, self.eos_ids, sampling, stopped)
 
 
 __all__ = ["CT2Policy", "CT2PolicyConfig", "convert"]

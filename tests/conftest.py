@@ -22,6 +22,7 @@ from tests.helpers import EchoEnv, tiny_model
 ALLOWED_SKIPS: dict[str, re.Pattern[str]] = {
     "vllm (optional extra agentloop[vllm])": re.compile(r"vllm", re.I),
     "docker (optional sandbox backend)": re.compile(r"docker", re.I),
+    "llama.cpp (optional extra agentloop[llamacpp], compiled from source)": re.compile(r"agentloop\[llamacpp\]"),
     "a CUDA GPU": re.compile(r"\b(gpu|cuda)\b", re.I),
 }
 

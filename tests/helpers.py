@@ -186,3 +186,38 @@ def mounted_tmpfs(parent: Path, size: str) -> Iterator[Path]:
         yield mnt
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def adapter_engine_improve_config(backend: str, lora: dict) -> dict:
+    """One tiny improve iteration on the embedded model whose generation engine is fed LoRA adapters (vllm, llamacpp).
+
+    FAFT trains on every collected episode (feedback-conditioned), so there are examples whatever the model
+    answers; the large learning rate moves the adapter far from B = 0 in one phase, so adapter and base
+    model are easy to tell apart afterwards.
+    """
+    return {
+        "model": None, "threads": 1, "iterations": 1, "seed": 0, "device": "cpu",
+        "env": {"id": "math/arith-v0", "kwargs": {"difficulty": 1, "num_tasks": 1000}, "train_kwargs": {"seed": 0},
+                "eval_kwargs": {"seed": 1}, "train_tasks": 4, "eval_tasks": 4},
+        "method": {"name": "faft", "samples_per_task": 2, "success_feedback": "Your final answer is correct."},
+        "collect": {"temperature": 1.0, "max_new_tokens": 12, "stop": ["\n\n"], "batch_size": 8},
+        "train": {"lr": 1e-2, "batch_size": 4, "dtype": "float32", "lora": lora},
+        "eval": {"max_new_tokens": 12, "stop": ["\n\n"], "batch_size": 4},
+        "generation": {"backend": backend},
+    }
+
+
+def teacher_forced_logprobs(model: Any, completion: Any) -> list[float]:
+    """Log-probabilities ``model`` gives a completion's tokens after its prompt (one forward pass, no sampling)."""
+    import torch
+
+    prompt, reply = list(completion.prompt_token_ids), list(completion.token_ids)
+    ids = torch.tensor([prompt + reply])
+    with torch.no_grad():
+        logits = model(input_ids=ids).logits[0, len(prompt) - 1: -1].float()
+    return logits.log_softmax(-1).gather(-1, torch.tensor(reply)[:, None])[:, 0].tolist()
+
+
+def mean_gap(a: list[float], b: list[float]) -> float:
+    """Mean absolute difference of two per-token logprob lists of one reply."""
+    return sum(abs(x - y) for x, y in zip(a, b, strict=True)) / len(a)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from agentloop.types import Completion, SamplingParams, user
+from agentloop.types import SamplingParams, user
+from tests.helpers import adapter_engine_improve_config, mean_gap, teacher_forced_logprobs
 
 pytestmark = [
     pytest.mark.slow,
@@ -29,29 +30,9 @@ LORA = {"r": 8, "alpha": 16, "target_modules": ["q_proj", "v_proj"]}
 
 
 def _config() -> dict:
-    return {
-        "model": None, "threads": 1, "iterations": 1, "seed": 0, "device": "cpu",
-        "env": {"id": "math/arith-v0", "kwargs": {"difficulty": 1, "num_tasks": 1000}, "train_kwargs": {"seed": 0},
-                "eval_kwargs": {"seed": 1}, "train_tasks": 4, "eval_tasks": 4},
-        # faft trains on every collected episode (feedback-conditioned), so there are examples whatever the model answers
-        "method": {"name": "faft", "samples_per_task": 2, "success_feedback": "Your final answer is correct."},
-        "collect": {"temperature": 1.0, "max_new_tokens": 12, "stop": ["\n\n"], "batch_size": 8},
-        # a large learning rate: one phase moves the adapter far from B = 0, so adapter and base are easy to tell apart
-        "train": {"lr": 1e-2, "batch_size": 4, "dtype": "float32", "lora": LORA},
-        "eval": {"max_new_tokens": 12, "stop": ["\n\n"], "batch_size": 4},
-        "generation": {"backend": "vllm", "vllm_kwargs": {"max_model_len": 512}},
-    }
-
-
-def _teacher_forced(model, completion: Completion) -> list[float]:
-    """Log-probabilities ``model`` gives the completion's tokens after its prompt (float32, no sampling)."""
-    import torch
-
-    prompt, reply = list(completion.prompt_token_ids), list(completion.token_ids)
-    ids = torch.tensor([prompt + reply])
-    with torch.no_grad():
-        logits = model(input_ids=ids).logits[0, len(prompt) - 1: -1].float()
-    return logits.log_softmax(-1).gather(-1, torch.tensor(reply)[:, None])[:, 0].tolist()
+    cfg = adapter_engine_improve_config("vllm", LORA)
+    cfg["generation"]["vllm_kwargs"] = {"max_model_len": 512}
+    return cfg
 
 
 def _engine_processes_gone(timeout: float = 30.0) -> bool:
@@ -78,10 +59,6 @@ def _engine_processes_gone(timeout: float = 30.0) -> bool:
             return False
         time.sleep(0.5)
     return True
-
-
-def _gap(a: list[float], b: list[float]) -> float:
-    return sum(abs(x - y) for x, y in zip(a, b, strict=True)) / len(a)
 
 
 def test_improve_iteration_on_vllm_cpu_hands_the_trained_adapter_to_the_engine(tmp_path: Path) -> None:
@@ -133,13 +110,13 @@ def test_improve_iteration_on_vllm_cpu_hands_the_trained_adapter_to_the_engine(t
     # adapter on (what the engine should hold) and off (the base model); the engine computes in bf16.
     model.eval()
     with model.disable_adapter():
-        base_before, base_after = _teacher_forced(model, before), _teacher_forced(model, after)
-    tuned_after = _teacher_forced(model, after)
+        base_before, base_after = teacher_forced_logprobs(model, before), teacher_forced_logprobs(model, after)
+    tuned_after = teacher_forced_logprobs(model, after)
     engine_before, engine_after = list(before.logprobs), list(after.logprobs)
-    print(f"\nbefore training: |engine - base| {_gap(engine_before, base_before):.3f}; after: |engine - adapter| "
-          f"{_gap(engine_after, tuned_after):.3f}, |engine - base| {_gap(engine_after, base_after):.3f}; "
+    print(f"\nbefore training: |engine - base| {mean_gap(engine_before, base_before):.3f}; after: |engine - adapter| "
+          f"{mean_gap(engine_after, tuned_after):.3f}, |engine - base| {mean_gap(engine_after, base_after):.3f}; "
           f"replies {before.text!r} -> {after.text!r}; engine start {result.generation_start_s} s, "
           f"adapter push {train_row['adapter_push_s']} s")
-    assert _gap(engine_before, base_before) < 0.15  # the engine (bf16) matches the base model before training
-    assert _gap(base_after, tuned_after) > 0.5  # training moved the model: adapter and base are far apart here
-    assert _gap(engine_after, tuned_after) < 0.15  # ... and the engine generates with the trained adapter
+    assert mean_gap(engine_before, base_before) < 0.15  # the engine (bf16) matches the base model before training
+    assert mean_gap(base_after, tuned_after) > 0.5  # training moved the model: adapter and base are far apart here
+    assert mean_gap(engine_after, tuned_after) < 0.15  # ... and the engine generates with the trained adapter

@@ -317,7 +317,7 @@ def fit_worker(spec_path: str | Path) -> None:
     from accelerate import Accelerator
 
     from agentloop.training.data import TrainExample
-    from agentloop.training.trainer import TrainConfig, Trainer, load_model
+    from agentloop.training.trainer import TrainConfig, Trainer, load_model, lora_base_dtype
 
     spec = json.loads(Path(spec_path).read_text())
     cfg = TrainConfig.model_validate(spec["train"])
@@ -326,7 +326,7 @@ def fit_worker(spec_path: str | Path) -> None:
     # A full fine-tune's start checkpoint is a whole model folder (tokenizer included, e.g. LeTI's
     # added tokens); a LoRA start checkpoint holds only the adapter, which goes onto the base model.
     model, tok = load_model(spec["model"] if cfg.lora is not None else spec["start"], device=device, lora=cfg.lora,
-                            gradient_checkpointing=cfg.gradient_checkpointing)
+                            gradient_checkpointing=cfg.gradient_checkpointing, base_dtype=lora_base_dtype(cfg, device))
     ref = None
     if spec["objective"] == "reinforce" and cfg.lora is None:
         ref, _ = load_model(spec["model"], device=device)

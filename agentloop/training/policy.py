@@ -13,6 +13,10 @@ layers, no DoRA, no ``modules_to_save``) is merged layer by layer: each weight b
 ``base + B @ A * scale`` computed for that one layer and cast into the copy, so at most one layer's
 float32 temporary exists (the earlier whole-model ``deepcopy(...).merge_and_unload()`` cost 1.2 GB on
 the default model). Other peft models still take that whole-model merge, during :meth:`sync` only.
+Between generation phases the copy need not exist: :meth:`GenerationModel.release` frees its weights
+(the improve loop calls it before each training phase, so training and generation never hold two
+copies of the weights at once) and the next :meth:`sync` allocates them again, merged from the
+freshly trained weights (~1 s for the default model).
 ``dtype=None`` makes no copy at all: the policy generates with the trained model itself (one set of
 weights; on CPUs without fast bf16 this is also the faster choice).
 """
@@ -43,6 +47,7 @@ class GenerationModel:
         self.tokenizer = tokenizer
         self.dtype = dtype
         self.max_batch_size = max_batch_size
+        self.released = False
         self._layers = _lora_layers(trained) if self.is_lora else None  # None: not LoRA, or not mergeable per layer
         if dtype is None:
             self.model = trained
@@ -74,19 +79,37 @@ class GenerationModel:
         return copy.deepcopy(model, memo)
 
     @torch.no_grad()
+    def release(self) -> None:
+        """Free the copy's weights until the next :meth:`sync` (no-op without a copy)."""
+        if self.model is self.trained or self.released:
+            return
+        for p in self.model.parameters():
+            p.data = torch.empty(0, dtype=p.dtype, device=p.device)
+        self.released = True
+
+    @torch.no_grad()
     def sync(self) -> None:
         """Copy the trained weights (LoRA merged in float32, then cast) into the generation copy."""
         if self.model is self.trained:
             return  # no copy: generation already sees the trained weights
         if self._layers is not None:
             self._sync_lora_by_layer()
-            return
-        source = self._plain(self.trained)
-        for (name, dst), (src_name, src) in zip(self.model.named_parameters(), source.named_parameters(), strict=True):
-            if name != src_name:
-                raise RuntimeError(f"generation copy out of step with the trained model: {name} vs {src_name}")
-            dst.copy_(src)
-        del source
+        else:
+            source = self._plain(self.trained)
+            for (name, dst), (src_name, src) in zip(self.model.named_parameters(), source.named_parameters(),
+                                                    strict=True):
+                if name != src_name:
+                    raise RuntimeError(f"generation copy out of step with the trained model: {name} vs {src_name}")
+                self._put(dst, src)
+            del source
+        self.released = False
+
+    def _put(self, dst: torch.Tensor, value: torch.Tensor) -> None:
+        """``dst = value`` in the copy's dtype: in place, or into fresh storage after :meth:`release`."""
+        if self.released:
+            dst.data = value.detach().to(dst.dtype, copy=True)
+        else:
+            dst.copy_(value)
 
     @torch.no_grad()
     def _sync_lora_by_layer(self) -> None:
@@ -100,14 +123,14 @@ class GenerationModel:
                 raise RuntimeError(f"generation copy out of step with the LoRA model: no trained weight for {name}")
             layer = self._layers.get(name)
             if layer is None or getattr(layer, "merged", False):
-                dst.copy_(source[name])
+                self._put(dst, source[name])
                 continue
             delta = None
             for adapter in layer.active_adapters:
                 if adapter in layer.lora_A:
                     d = layer.get_delta_weight(adapter)
                     delta = d if delta is None else delta + d
-            dst.copy_(source[name] if delta is None else source[name] + delta)
+            self._put(dst, source[name] if delta is None else source[name] + delta)
 
 
 def _plain_name(peft_name: str) -> str:

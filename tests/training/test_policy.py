@@ -100,3 +100,40 @@ def test_lora_copy_is_merged_layer_by_layer_never_through_a_whole_model_copy(tin
     for name, p in merged.named_parameters():
         assert mine[name].dtype == torch.bfloat16
         torch.testing.assert_close(mine[name], p.detach().to(torch.bfloat16), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("lora", [False, True])
+def test_release_frees_the_copy_and_sync_rebuilds_it_from_the_trained_weights(tiny_model, tokenizer, lora) -> None:
+    from agentloop.training.policy import GenerationModel
+
+    model = tiny_model
+    if lora:
+        peft = pytest.importorskip("peft", reason="LoRA sync needs the peft extra")
+        model = peft.get_peft_model(tiny_model, peft.LoraConfig(r=4, target_modules=["q_proj", "down_proj"],
+                                                                init_lora_weights=False))
+    gen = GenerationModel(model, tokenizer, torch.bfloat16)
+    held = sum(p.numel() for p in gen.model.parameters())
+    gen.release()
+    assert held > 0 and sum(p.numel() for p in gen.model.parameters()) == 0  # nothing of the copy is held
+    assert all(p.numel() > 0 for p in model.parameters())  # the trained model is untouched
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if not lora or "lora_B" in name:
+                p.add_(0.05)
+    gen.sync()
+    expected = copy_merged(model) if lora else dict(model.named_parameters())
+    mine = dict(gen.model.named_parameters())
+    assert sum(p.numel() for p in mine.values()) == held
+    assert gen.model.get_output_embeddings().weight is gen.model.get_input_embeddings().weight  # still tied
+    for name, p in mine.items():
+        assert p.dtype == torch.bfloat16
+        torch.testing.assert_close(p, expected[name].detach().to(torch.bfloat16), rtol=0, atol=0)
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        torch.testing.assert_close(gen.model(ids).logits.float(), model(ids).logits.float(), rtol=0.05, atol=0.05)
+
+
+def copy_merged(model) -> dict:
+    import copy
+
+    return dict(copy.deepcopy(model).merge_and_unload().named_parameters())

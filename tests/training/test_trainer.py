@@ -189,3 +189,20 @@ def test_first_loss_position_is_the_first_column_any_row_trains() -> None:
     mask[1, 6:8] = 1
     mask[2, 4] = 1
     assert first_loss_position(mask) == 4
+
+
+def test_lora_base_weights_follow_the_training_precision(tiny_model_dir) -> None:
+    """A LoRA run's frozen base is bf16 under bf16 autocast (half the memory); the adapter stays float32."""
+    pytest.importorskip("peft", reason="LoRA needs the peft extra")
+    from agentloop.training.trainer import LoraSettings, TrainConfig, load_model, lora_base_dtype
+
+    lora = LoraSettings(r=4, alpha=8)
+    assert lora_base_dtype(TrainConfig(lora=lora, dtype="bfloat16")) == torch.bfloat16
+    assert lora_base_dtype(TrainConfig(lora=lora, dtype="float32")) == torch.float32
+    assert lora_base_dtype(TrainConfig(lora=LoraSettings(base_dtype="float32"), dtype="bfloat16")) == torch.float32
+    assert lora_base_dtype(TrainConfig(dtype="bfloat16")) == torch.float32  # full fine-tuning keeps float32 masters
+    model, _ = load_model(tiny_model_dir, lora=lora, base_dtype=torch.bfloat16)
+    dtypes = {("lora_" in n, p.dtype) for n, p in model.named_parameters()}
+    assert dtypes == {(True, torch.float32), (False, torch.bfloat16)}
+    full, _ = load_model(tiny_model_dir, base_dtype=torch.bfloat16)  # ignored without LoRA
+    assert {p.dtype for p in full.parameters()} == {torch.float32}
