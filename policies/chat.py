@@ -80,6 +80,34 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
+def sample_jobs(encoded: Sequence[tuple[list[int], str | None]], sampling: Any) -> tuple[list[list[int]], int]:
+    """(prompts to generate, copies per conversation): once each when greedy (its n replies are equal), else n times."""
+    copies = 1 if sampling.temperature == 0 else sampling.n
+    return [ids for ids, _ in encoded for _ in range(copies)], copies
+
+
+def per_conversation(encoded: Sequence[tuple[list[int], str | None]], results: Sequence[Any], copies: int,
+                     n: int) -> list[Any]:
+    """The ``len(encoded) * n`` completions, sample j of conversation i at ``i * n + j``, with each prompt's warning."""
+    out: list[Any] = []
+    for i, (_, warning) in enumerate(encoded):
+        mine = results[i * copies:(i + 1) * copies] if copies > 1 else list(results[i:i + 1]) * n
+        out.extend(c.model_copy(update={"warning": warning}) if warning else c for c in mine)
+    return out
+
+
+def tail_has_stop(tokenizer: Any, ids: Sequence[int], stop: Sequence[str]) -> bool:
+    """Whether the decoded end of ``ids`` holds one of the (non-empty) ``stop`` strings.
+
+    A stop string of L characters spans at most L tokens; 4 more cover tokens that decode to nothing.
+    """
+    stop = [s for s in stop if s]
+    if not stop:
+        return False
+    tail = tokenizer.decode(list(ids[-(max(len(s) for s in stop) + 4):]), skip_special_tokens=True)
+    return any(s in tail for s in stop)
+
+
 def end_of_turn_ids(tokenizer: Any, hf_config: Any) -> list[int]:
     """The model's EOS id(s), plus the end-of-turn markers of common chat templates that the vocabulary has."""
     eos = getattr(hf_config, "eos_token_id", None)
@@ -114,4 +142,4 @@ def completion_from_tokens(tokenizer: Any, prompt: Sequence[int], gen: Sequence[
 
 
 __all__ = ["completion_from_tokens", "cut_at_stop", "encode_chat", "encode_chats", "end_of_turn_ids", "fit_context",
-           "render_chat", "template_supports_tools"]
+           "per_conversation", "render_chat", "sample_jobs", "tail_has_stop", "template_supports_tools"]

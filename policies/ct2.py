@@ -39,7 +39,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentloop.errors import ConfigError, PolicyError
-from agentloop.policies.chat import completion_from_tokens, encode_chats, end_of_turn_ids
+from agentloop.policies.chat import (
+    completion_from_tokens,
+    encode_chats,
+    end_of_turn_ids,
+    per_conversation,
+    sample_jobs,
+    tail_has_stop,
+)
 from agentloop.protocols import ToolSchemas
 from agentloop.types import Completion, Message, SamplingParams
 
@@ -102,7 +109,6 @@ class _StopWatch:
     def __init__(self, tokenizer: Any, stop: Sequence[str], rows: int):
         self.tokenizer = tokenizer
         self.stop = [s for s in stop if s]
-        self.window = max((len(s) for s in self.stop), default=0) + 4
         self.tokens: list[list[int]] = [[] for _ in range(rows)]
         self.logprobs: list[list[float]] = [[] for _ in range(rows)]
         self.stopped: list[bool] = [False] * rows
@@ -112,9 +118,7 @@ class _StopWatch:
         self.tokens[row].append(int(step.token_id))
         self.logprobs[row].append(float(step.log_prob) if step.log_prob is not None else 0.0)
         if self.stop and not self.stopped[row]:
-            tail = self.tokenizer.decode(self.tokens[row][-self.window:], skip_special_tokens=True)
-            if any(s in tail for s in self.stop):
-                self.stopped[row] = True
+            self.stopped[row] = tail_has_stop(self.tokenizer, self.tokens[row], self.stop)
         return self.stopped[row]
 
 
@@ -169,8 +173,7 @@ class CT2Policy:
         """``len(conversations) * sampling.n`` completions; sample j of conversation i at index ``i * n + j``."""
         ctranslate2 = _require_ct2()
         encoded = encode_chats(self.tokenizer, conversations, self.context_len, sampling.max_new_tokens, tools)
-        copies = 1 if sampling.temperature == 0 else sampling.n
-        jobs = [ids for ids, _ in encoded for _ in range(copies)]
+        jobs, copies = sample_jobs(encoded, sampling)
         results: list[Completion] = []
         with self._lock:
             if sampling.seed is not None and sampling.temperature > 0:
@@ -180,11 +183,7 @@ class CT2Policy:
                 self.generator = self._new_generator(ctranslate2, self.converted)
             for start in range(0, len(jobs), self.config.max_batch_size):
                 results.extend(self._generate_batch(jobs[start:start + self.config.max_batch_size], sampling))
-        out: list[Completion] = []
-        for i, (_, warning) in enumerate(encoded):
-            mine = results[i * copies:(i + 1) * copies] if copies > 1 else results[i:i + 1] * sampling.n
-            out.extend(c.model_copy(update={"warning": warning}) if warning else c for c in mine)
-        return out
+        return per_conversation(encoded, results, copies, sampling.n)
 
     def _generate_batch(self, prompts: list[list[int]], sampling: SamplingParams) -> list[Completion]:
         watch = _StopWatch(self.tokenizer, sampling.stop, len(prompts))

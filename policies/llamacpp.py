@@ -38,7 +38,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentloop.errors import ConfigError, PolicyError
-from agentloop.policies.chat import completion_from_tokens, encode_chats, end_of_turn_ids
+from agentloop.policies.chat import (
+    completion_from_tokens,
+    encode_chats,
+    end_of_turn_ids,
+    per_conversation,
+    sample_jobs,
+    tail_has_stop,
+)
 from agentloop.protocols import ToolSchemas
 from agentloop.types import Completion, Message, SamplingParams
 
@@ -233,8 +240,8 @@ class LlamaCppPolicy:
         if llama_cpp.llama_set_adapters_lora(self._ctx, adapters, 1, scales) != 0:
             raise PolicyError("llama.cpp could not apply the LoRA adapter to its context.")
 
-    def _context(self, rows: int, cells: int) -> Any:
-        """A context with ``rows`` KV streams of at least ``cells`` cells each (grown, never shrunk, on demand)."""
+    def _context(self, cells: int) -> Any:
+        """A context with ``max_batch_size`` KV streams of at least ``cells`` cells each (grown, never shrunk)."""
         llama_cpp = self._llama
         cells = -(-cells // 256) * 256
         if self._ctx is not None and cells <= self._ctx_cells:
@@ -272,32 +279,25 @@ class LlamaCppPolicy:
         import numpy as np
 
         encoded = encode_chats(self.tokenizer, conversations, self.context_len, sampling.max_new_tokens, tools)
-        copies = 1 if sampling.temperature == 0 else sampling.n
-        jobs = [ids for ids, _ in encoded for _ in range(copies)]
+        jobs, copies = sample_jobs(encoded, sampling)
         rng = np.random.default_rng(sampling.seed)
         results: list[Completion] = []
         with self._lock:
             for start in range(0, len(jobs), self.config.max_batch_size):
                 results.extend(self._generate_batch(jobs[start:start + self.config.max_batch_size], sampling, rng))
-        out: list[Completion] = []
-        for i, (_, warning) in enumerate(encoded):
-            mine = results[i * copies:(i + 1) * copies] if copies > 1 else results[i:i + 1] * sampling.n
-            out.extend(c.model_copy(update={"warning": warning}) if warning else c for c in mine)
-        return out
+        return per_conversation(encoded, results, copies, sampling.n)
 
     def _generate_batch(self, prompts: list[list[int]], sampling: SamplingParams, rng: Any) -> list[Completion]:
         import numpy as np
 
         llama_cpp = self._llama
         rows = len(prompts)
-        ctx = self._context(rows, max(len(p) for p in prompts) + sampling.max_new_tokens)
+        ctx = self._context(max(len(p) for p in prompts) + sampling.max_new_tokens)
         llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(ctx), True)
         batch = llama_cpp.llama_batch_init(max(self.config.prefill_chunk, rows), 0, 1)
         gen: list[list[int]] = [[] for _ in prompts]
         logps: list[list[float]] = [[] for _ in prompts]
         stopped = [False] * rows
-        stop = [s for s in sampling.stop if s]
-        window = max((len(s) for s in stop), default=0) + 4
 
         def choose(chosen: list[int]) -> None:
             """Sample the next token of each row in ``chosen`` (in the order their logits were requested)."""
@@ -308,8 +308,7 @@ class LlamaCppPolicy:
                 logps[row].append(logp)
                 if token in self.eos_ids or len(gen[row]) >= sampling.max_new_tokens:
                     stopped[row] = True
-                elif stop and any(s in self.tokenizer.decode(gen[row][-window:], skip_special_tokens=True)
-                                  for s in stop):
+                elif tail_has_stop(self.tokenizer, gen[row], sampling.stop):
                     stopped[row] = True
 
         try:

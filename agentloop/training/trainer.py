@@ -176,14 +176,18 @@ def bf16_supported(device: torch.device) -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def trains_in_bf16(config: TrainConfig, device: str | torch.device = "cpu") -> bool:
+    """Whether the training forward runs under bf16 autocast (``train.dtype``; auto = where the device supports it)."""
+    return config.dtype == "bfloat16" or (config.dtype == "auto" and bf16_supported(torch.device(device)))
+
+
 def lora_base_dtype(config: TrainConfig, device: str | torch.device = "cpu") -> torch.dtype:
     """The dtype of a LoRA run's frozen base weights (``LoraSettings.base_dtype``); float32 without LoRA."""
     if config.lora is None or config.lora.base_dtype == "float32":
         return torch.float32
     if config.lora.base_dtype == "bfloat16":
         return torch.bfloat16
-    bf16 = config.dtype == "bfloat16" or (config.dtype == "auto" and bf16_supported(torch.device(device)))
-    return torch.bfloat16 if bf16 else torch.float32
+    return torch.bfloat16 if trains_in_bf16(config, device) else torch.float32
 
 
 def load_model(path: str | Path | None, *, device: str = "cpu", lora: LoraSettings | None = None,
@@ -264,8 +268,7 @@ class Trainer:
         self._ref = ref_model
         self._behaviour: list[torch.Tensor] | None = None  # trainable weights at the start of this fit call
         self._behaviour_call = -1
-        use_bf16 = self.config.dtype == "bfloat16" or (self.config.dtype == "auto" and bf16_supported(self.device))
-        self.autocast_dtype = torch.bfloat16 if use_bf16 else None
+        self.autocast_dtype = torch.bfloat16 if trains_in_bf16(self.config, self.device) else None
 
     @property
     def unwrapped(self) -> Any:
