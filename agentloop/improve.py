@@ -315,10 +315,14 @@ class ImproveLoop:
         critic = self.algorithm.make_critic(self.gen_policy) if hasattr(self.algorithm, "make_critic") else None
         policy = self.algorithm.collection_policy(self.policy) if hasattr(self.algorithm, "collection_policy") else None
         episodes = self.collect(specs, sampling, cfg.collect.batch_size, f"collect iter {iteration}", critic, policy)
+        branch_specs = self.algorithm.branch_specs(iteration, tasks, episodes)
+        branches = (self.collect(branch_specs, sampling, cfg.collect.batch_size, f"branch  iter {iteration}", critic,
+                                 policy) if branch_specs else [])
+        data = [*episodes, *branches]
         if cfg.method.data == "union":
-            episodes = [e for e in self.recorded.values() if e.metadata.get("phase") == "collect"
-                        and int(e.metadata.get("iteration", 0)) <= iteration]
-        examples = self.algorithm.examples(episodes, self.tokenizer)
+            data = [e for e in self.recorded.values() if e.metadata.get("phase") in ("collect", "branch")
+                    and int(e.metadata.get("iteration", 0)) <= iteration]
+        examples = self.algorithm.examples(data, self.tokenizer)
         if cfg.method.restart_from_base and iteration > 1:
             self.reload_base()
         if self.gen is not None:
@@ -333,7 +337,7 @@ class ImproveLoop:
             with self.run.disk_guard(f"checkpoint iter-{iteration}"):
                 stats = fit_in_processes(self.trainer, examples, self.algorithm.objective, ckpt, model=cfg.model,
                                          extra={"iteration": iteration})
-            row = self._train_row(episodes, examples, stats)
+            row = self._train_row(episodes, examples, stats, branches)
             atomic_write_text(ckpt / TRAIN_ROW, json.dumps(row))
         else:
             label, progress, first_step = f"train   iter {iteration}", self.progress, self.train_step
@@ -344,7 +348,7 @@ class ImproveLoop:
                     progress(label, step, total, f"loss {loss:.4f}")
 
             stats = self.trainer.fit(examples, self.algorithm.objective, progress=report)
-            row = self._train_row(episodes, examples, stats)
+            row = self._train_row(episodes, examples, stats, branches)
             # the row travels inside the checkpoint, so a kill before the metrics row is logged loses nothing
             with self.run.disk_guard(f"checkpoint iter-{iteration}"):
                 self.trainer.save(ckpt, extra={"iteration": iteration, "train_row": row})
@@ -355,8 +359,12 @@ class ImproveLoop:
             row["adapter_push_s"] = self.adapter_push_s
         return row
 
-    def _train_row(self, episodes: Sequence[Episode], examples: Sequence[Any], stats: Any) -> dict[str, Any]:
-        return {**self.algorithm.stats(episodes), "train_examples": len(examples), "train_steps": stats.steps,
+    def _train_row(self, episodes: Sequence[Episode], examples: Sequence[Any], stats: Any,
+                   branches: Sequence[Episode] = ()) -> dict[str, Any]:
+        done = [e for e in branches if e.turns]
+        branch = ({"branch_episodes": len(done), "branch_success": sum(bool(e.success) for e in done) / len(done)}
+                  if done else {})
+        return {**self.algorithm.stats(episodes), **branch, "train_examples": len(examples), "train_steps": stats.steps,
                 "train_loss_first": stats.loss_first, "train_loss_last": stats.loss_last,
                 "train_seconds": round(stats.seconds, 1), "train_truncated": stats.truncated,
                 "train_skipped_nonfinite": stats.skipped_nonfinite, "train_tokens_per_s": stats.tokens_per_s,

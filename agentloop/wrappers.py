@@ -276,6 +276,43 @@ class TurnLimit(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return obs, reward, terminated, truncated, info
 
 
+class Branch(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Start from a recorded state and play one more step: the branch of a best-of-N search.
+
+    ``reset(options={..., "prefix": [a1, a2]})`` resets the inner environment with the remaining options
+    and replays the recorded actions (no policy involved), so the first observation is the state the
+    recorded episode was in after them, feedback included; the policy's next action then ends the
+    episode (``truncated`` with ``info["truncated_by"] = "Branch"`` where the inner episode would go on).
+    RISE samples N such branches per state and keeps the best (:mod:`agentloop.algorithms.rise`).
+    Replay needs an environment that repeats the same task for the same seed and options (the
+    environment contract) and a wrapper stack that needs no driver between steps (no deferred critique).
+    """
+
+    def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        options = dict(options or {})
+        prefix = [str(a) for a in options.pop("prefix", [])]
+        obs, info = self.env.reset(seed=seed, options=options)
+        for i, action in enumerate(prefix):
+            obs, _, terminated, truncated, info = self.env.step(action)
+            if info.get("critique_request") is not None:
+                raise EnvError("Branch cannot replay through a deferred critique: build the wrapper stack with a "
+                               "critic object, or branch from states before the critique.")
+            if terminated or truncated:
+                raise EnvError(f"Branch: the recorded prefix ended the episode at action {i + 1} of {len(prefix)}; "
+                               "branch only from states where the episode went on (same seed and options).")
+        return obs, {**info, "prefix_len": len(prefix)}
+
+    def step(self, action: str):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if not (terminated or truncated):
+            truncated, info = True, {**info, "truncated_by": "Branch"}
+        return obs, reward, terminated, truncated, info
+
+
 def build_turn(index: int, observation: list[Message], action: str, reward: float, terminated: bool,
                truncated: bool, info: dict[str, Any], **extra: Any) -> Turn:
     """The Turn record of one step (shared by the rollout engine and RecordEpisode)."""
@@ -403,7 +440,7 @@ class PolicyWrapper:
 
 
 __all__ = [
-    "SCORE_RETRY_INSTRUCTION", "CritiqueInTheLoop", "MultiAttempt", "MultiAttemptConfig", "PolicyWrapper",
+    "SCORE_RETRY_INSTRUCTION", "Branch", "CritiqueInTheLoop", "MultiAttempt", "MultiAttemptConfig", "PolicyWrapper",
     "RecordEpisode", "TurnLimit", "build_turn", "final_messages",
 ]
 

@@ -256,8 +256,37 @@ def run_cell(name: str, *, smoke: bool = False, model: str | None = None, runs_d
         "command": f"python benchmarks/efficacy.py --cell {name}" + (" --smoke" if smoke else ""),
         "config": cell.config,
     }
-    merge_result(results or (SMOKE_RESULTS if smoke else RESULTS), entry)
+    path = results or (SMOKE_RESULTS if smoke else RESULTS)
+    control = json.loads(path.read_text())["cells"].get(cell.control or "") if path.exists() else None
+    entry["vs_control"] = versus(entry, control, seed) if control else None
+    merge_result(path, entry)
     return entry
+
+
+def final_attempts(entry: dict[str, Any]) -> list[list[bool]] | None:
+    """The trained model's per-task held-out attempts of a finished cell, read back from its run directory
+    (None when the directory is gone). Sorted by task index, like every held-out block."""
+    from agentloop.baselines.heldout import attempts_of, improve_eval_episodes
+    from agentloop.runs import RunDir
+
+    run_dir = Path(entry["run_dir"])
+    if entry["kind"] == "improve":
+        episodes = improve_eval_episodes(run_dir, int(entry["config"]["iterations"])) if run_dir.exists() else []
+    else:
+        episodes = list(RunDir(run_dir / "eval-after").episodes()) if (run_dir / "eval-after").exists() else []
+    return attempts_of(episodes, int(entry["after"]["max_attempts"])) if episodes else None
+
+
+def versus(entry: dict[str, Any], other: dict[str, Any], seed: int = 0) -> dict[str, Any] | None:
+    """Paired gains of ``entry``'s trained model over ``other``'s on the same held-out tasks (paired bootstrap):
+    the direct comparison of a method with its control. None when either run directory is gone or the
+    held-out sets differ."""
+    from agentloop.baselines.heldout import compare
+
+    ours, theirs = final_attempts(entry), final_attempts(other)
+    if ours is None or theirs is None or len(ours) != len(theirs) or entry["env"] != other["env"]:
+        return None
+    return {"vs": other["cell"], **compare(theirs, ours, seed)}
 
 
 def merge_result(path: Path, entry: dict[str, Any]) -> None:
@@ -301,11 +330,13 @@ def diagnosis(entry: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def _row(name: str, e: dict[str, Any], b: dict[str, Any], a: dict[str, Any], g: dict[str, Any], env: str) -> str:
+def _row(name: str, e: dict[str, Any], b: dict[str, Any], a: dict[str, Any], g: dict[str, Any], env: str,
+         control: dict[str, Any] | None = None) -> str:
     arrow = lambda key: f"{_pct(b.get(key))} → {_pct(a.get(key))}"  # noqa: E731
+    vs = "n/a" if not control else f"{_ci(control.get('gain_acc_t1'))} / {_ci(control.get('gain_delta'))}"
     return (f"| {name} | {e['method']} | {env} | {a['n']} | {arrow('acc_t1')} | {arrow('acc_t2')} | "
             f"{_ci(b.get('delta_t1_t2'))} → {_ci(a.get('delta_t1_t2'))} | {_pct(a.get('delta_i_to_c'))} / "
-            f"{_pct(a.get('delta_c_to_i'))} | {_ci(g.get('gain_acc_t1'))} | {e['wall_s'] / 60:.1f} | "
+            f"{_pct(a.get('delta_c_to_i'))} | {_ci(g.get('gain_acc_t1'))} | {vs} | {e['wall_s'] / 60:.1f} | "
             f"{e['peak_rss_mib'] / 1024:.1f} | {diagnosis(e)} |")
 
 
@@ -315,13 +346,13 @@ def table(path: Path = RESULTS) -> str:
         return f"(no results yet: run `python benchmarks/efficacy.py --all`, which writes {path.relative_to(ROOT)})"
     cells = json.loads(path.read_text())["cells"]
     lines = ["| cell | method | held-out env | N | Acc@t1 before → after | Acc@t2 before → after | "
-             "Δ(t1,t2) before → after [95% CI] | Δi→c / Δc→i after | Acc@t1 gain [95% CI] | wall (min) | "
-             "peak RSS (GiB) | diagnosis |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "Δ(t1,t2) before → after [95% CI] | Δi→c / Δc→i after | Acc@t1 gain [95% CI] | "
+             "after − control's after: Acc@t1 / Δ(t1,t2) [95% CI] | wall (min) | peak RSS (GiB) | diagnosis |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in sorted(cells):
         e = cells[name]
         label = name + (" (smoke)" if e.get("smoke") else "")
-        lines.append(_row(label, e, e["before"], e["after"], e["gains"], e["env"]))
+        lines.append(_row(label, e, e["before"], e["after"], e["gains"], e["env"], e.get("vs_control")))
         for t in e.get("transfer", []):
             lines.append(_row(f"{name} → transfer", e, t["before"], t["after"], t["gains"], t["env"]))
     return "\n".join(lines)
@@ -353,6 +384,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs-dir", type=Path, default=None, help="Where the cells' run directories go.")
     p.add_argument("--table", action="store_true", help="Print the markdown tables of the results file.")
     p.add_argument("--list", action="store_true", help="List the cells.")
+    p.add_argument("--versus", nargs=2, metavar=("CELL", "OTHER"), default=None,
+                   help="Paired gains of CELL's trained model over OTHER's (both finished, run directories kept); "
+                   "stored as CELL's vs_control when OTHER is its control.")
     p.add_argument("--write-code-tasks", action="store_true", help="Regenerate the LeTI cells' code task files.")
     args = p.parse_args(argv)
     results = args.results or (SMOKE_RESULTS if args.smoke else RESULTS)
@@ -362,6 +396,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for name in cell_names():
             print(f"{name:28s} {load_cell(name).description}")
+        return 0
+    if args.versus:
+        cells = json.loads(results.read_text())["cells"] if results.exists() else {}
+        missing = [c for c in args.versus if c not in cells]
+        if missing:
+            p.error(f"not in {results}: {', '.join(missing)} (run them first)")
+        entry, other = cells[args.versus[0]], cells[args.versus[1]]
+        vs = versus(entry, other, int(entry["config"].get("seed", 0)))
+        if vs is None:
+            p.error("run directory missing or the held-out sets differ")
+        print(f"{args.versus[0]} - {args.versus[1]} (after training, paired over {vs['gain_acc_t1']['n']} tasks): "
+              f"Acc@t1 {_ci(vs['gain_acc_t1'])}, Acc@t2 {_ci(vs['gain_acc_t2'])}, delta(t1,t2) {_ci(vs['gain_delta'])}")
+        if entry.get("control") == args.versus[1]:
+            merge_result(results, {**entry, "vs_control": vs})
         return 0
     if args.table:
         print(table(results))

@@ -240,6 +240,25 @@ def test_rise_held_out_evaluation_plays_every_attempt_with_its_own_feedback(tiny
         assert last_user.startswith(template), last_user
 
 
+def test_rise_best_of_n_branches_run_through_the_collector_and_are_recorded(tiny_model_dir, tmp_path):
+    """method.best_of: the branches from failed second-attempt states are collected after the rollouts, recorded
+    in episodes.jsonl under their own phase (so a resume reuses them), and counted in the iteration row."""
+    extra = {"method": {"name": "rise", "max_attempts": 2, "samples_per_task": 2, "best_of": 3, "filter": "all"},
+             "iterations": 1}
+    cfg = ImproveConfig.model_validate(improve_config(tiny_model_dir, **extra))
+    result = improve(cfg, out=tmp_path / "run")
+    episodes = [json.loads(line) for line in (tmp_path / "run" / "episodes.jsonl").read_text().splitlines()]
+    rollouts = {e["metadata"]["run_key"]: e for e in episodes if e["metadata"]["phase"] == "collect"}
+    branches = [e for e in episodes if e["metadata"]["phase"] == "branch"]
+    failed = [e for e in rollouts.values() if len(e["turns"]) == 2 and not e["turns"][1]["success"]]
+    assert failed and len(branches) == 2 * len(failed)
+    for b in branches:
+        source = rollouts[b["metadata"]["source"]]
+        assert len(b["turns"]) == 1 and b["turns"][0]["observation"] == source["turns"][1]["observation"]
+    row = result.iterations[1]
+    assert row["branch_episodes"] == len(branches) and 0.0 <= row["branch_success"] <= 1.0
+
+
 def test_result_reports_self_correction_before_and_after_with_gains_and_operations(tiny_model_dir, tmp_path):
     """Two-attempt held-out evaluation: the summary carries both blocks, the paired gains and per-operation rows,
     computed from the recorded per-task attempts; the printed result shows them."""

@@ -8,7 +8,8 @@ killed run loses no finished episode. Episodes come back in spec order.
 
 An :class:`Algorithm` subclass implements ``specs`` (what to collect) and ``examples`` (episodes
 -> training examples); it may override ``setup`` (e.g. add tokens), ``condition`` (edit the
-conversation the policy sees, e.g. LeTI's reward token) and ``eval_wrappers``.
+conversation the policy sees, e.g. LeTI's reward token), ``branch_specs`` (a second round of
+episodes started from states the first reached, e.g. RISE's best-of-N) and ``eval_wrappers``.
 """
 
 from __future__ import annotations
@@ -138,6 +139,12 @@ class Algorithm:
                         metadata={"phase": "collect", "iteration": iteration, "task_index": i, "sample": j})
             for i in tasks.indices for j in range(self.config.samples_per_task)
         ]
+
+    def branch_specs(self, iteration: int, tasks: TaskSet, episodes: Sequence[Episode]) -> list[EpisodeSpec]:
+        """Episodes to collect from states the collected ``episodes`` reached (e.g. RISE's best-of-N at each
+        turn), run through the same collector and policy; ``examples`` then gets both, the branches tagged
+        ``metadata["phase"] == "branch"`` (default: none)."""
+        return []
 
     def examples(self, episodes: Sequence[Episode], tokenizer: Any) -> list[Any]:
         raise NotImplementedError

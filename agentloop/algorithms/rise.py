@@ -14,11 +14,19 @@ paper's filters:
 * ``success``: reward 1 only (RWR weights are then all equal: SFT on successful turns).
 
 Data collection. Self-distillation samples ``samples_per_task`` multi-turn episodes per task from
-the learner. Simplification (documented, config-visible): the paper picks the best of N
-candidates at *each* state and continues from it; here the N samples are N independent
-trajectories and the filter picks among their turns, which needs no branching rollouts. With
-``teacher`` set (a policy registry id and kwargs), attempts after the first come from that
-policy instead (distillation): the collector is given a policy that routes by turn.
+the learner. With ``best_of: 1`` (default) those are N independent trajectories and the filter
+picks among their turns. With ``best_of: N > 1`` (the paper's self-distillation, N = 16 there),
+every state after a first attempt that the learner's own rollout reached gets N candidates for the
+next attempt, and the best by reward is the training target at that state: the rollout's own
+attempt is one candidate, and where it failed ``N - 1`` more are sampled from that state
+(:meth:`RISE.branch_specs`: a :class:`~agentloop.wrappers.Branch` episode replays the recorded
+attempts, then the learner answers once). Ties go to the rollout's own attempt, so a state whose
+rollout attempt succeeded needs no sampling. Choices the paper leaves open: the states are those
+of the learner's rollout (its own mistakes, as at test time), not of a rollout continued from the
+chosen candidates; the filter then applies to the first attempts and to each state's best
+candidate, with "better" meaning better than the rollout's previous attempt. With ``teacher``
+set (a policy registry id and kwargs), attempts after the first come from that policy instead
+(distillation): the collector is given a policy that routes by turn.
 Iterate: each iteration collects with the latest model.
 
 Collection protocol (``collection``, our addition; the paper leaves the unseen-verdict case open):
@@ -45,14 +53,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from agentloop.algorithms.base import Algorithm, EnvFactory, MethodConfig
+from agentloop.algorithms.base import Algorithm, EnvFactory, EpisodeSpec, MethodConfig, TaskSet, usable
 from agentloop.config import ComponentRef
+from agentloop.runs import episode_key
 from agentloop.training.data import TrainExample, chat_example
 from agentloop.types import Episode, Message, SamplingParams, assistant
 
-__all__ = ["RISE", "RISEConfig", "TurnRoutedPolicy", "rise_training_pairs"]
+__all__ = ["RISE", "RISEConfig", "TurnRoutedPolicy", "best_candidates", "rise_training_pairs"]
 
 RISE_FEEDBACK = "The answer is incorrect. Please try again. Here's the question: {question}"
 Filter = Literal["all", "better", "best", "success"]
@@ -75,18 +84,66 @@ class RISEConfig(MethodConfig):
         "attempt played; use with filter: success). See the module docstring.")
     teacher: ComponentRef | None = Field(
         default=None, description="Distillation: the policy producing attempts after the first (None = self-distillation).")
+    best_of: int = Field(
+        default=1, ge=1, le=64, description="Candidates per state after a first attempt; the best by reward is the "
+        "target there (the paper's best-of-N self-distillation; 1 = the rollout's own attempts only).")
+
+    @model_validator(mode="after")
+    def _check_best_of(self) -> RISEConfig:
+        if self.best_of > 1 and self.max_attempts < 2:
+            raise ValueError("method.best_of > 1 picks among next-attempt candidates, which needs max_attempts >= 2; "
+                             "set max_attempts: 2 or more, or best_of: 1.")
+        return self
 
 
-def rise_training_pairs(episodes: Sequence[Episode], filter: Filter) -> list[tuple[list[Message], str, float, str]]:
-    """(context messages, attempt, reward, task id) for every attempt the filter keeps."""
-    pairs: list[tuple[list[Message], str, float, str]] = []
-    by_task: dict[str, list[tuple[list[Message], str, float, str]]] = {}
+Pair = tuple[list[Message], str, float, str]  # (context messages, attempt, reward, task id)
+
+
+def _key(ep: Episode) -> str:
+    return str(ep.metadata.get("run_key", id(ep)))
+
+
+def best_candidates(episodes: Sequence[Episode], branches: Sequence[Episode]) -> dict[tuple[str, int], tuple[str, float]]:
+    """(rollout key, turn index) -> the best (attempt, reward) among the rollout's own attempt at that state
+    and the branches sampled there; ties go to the rollout's own attempt, then to the earlier branch.
+
+    A branch counts only if its replayed state equals the rollout's recorded one (same messages), so
+    an environment that did not repeat its task cannot put a foreign answer into the data.
+    """
+    by_state: dict[tuple[str, int], list[Episode]] = {}
+    for b in branches:
+        by_state.setdefault((str(b.metadata.get("source")), int(b.metadata.get("turn", -1))), []).append(b)
+    best: dict[tuple[str, int], tuple[str, float]] = {}
+    for ep in episodes:
+        for t, turn in enumerate(ep.turns):
+            if t == 0:
+                continue
+            action, reward = turn.action, float(turn.reward)
+            for b in by_state.get((_key(ep), t), []):
+                if b.turns and b.error is None and b.turns[0].observation == turn.observation \
+                        and b.turns[0].reward > reward:
+                    action, reward = b.turns[0].action, float(b.turns[0].reward)
+            best[(_key(ep), t)] = (action, reward)
+    return best
+
+
+def rise_training_pairs(episodes: Sequence[Episode], filter: Filter,
+                        best: dict[tuple[str, int], tuple[str, float]] | None = None) -> list[Pair]:
+    """(context messages, attempt, reward, task id) for every attempt the filter keeps.
+
+    With ``best`` (from :func:`best_candidates`), each state after a first attempt contributes its best
+    candidate instead of the rollout's own attempt; "better" still compares with the rollout's previous
+    attempt (the one in the context).
+    """
+    pairs: list[Pair] = []
+    by_task: dict[str, list[Pair]] = {}
     for ep in episodes:
         prev = 0.0
-        for turn in ep.turns:
-            item = (list(turn.observation), turn.action, float(turn.reward), str(ep.task_id))
-            keep = (filter in ("all", "best") or (filter == "success" and turn.reward >= 1.0)
-                    or (filter == "better" and turn.reward > prev))
+        for t, turn in enumerate(ep.turns):
+            action, reward = (best or {}).get((_key(ep), t), (turn.action, float(turn.reward)))
+            item = (list(turn.observation), action, reward, str(ep.task_id))
+            keep = (filter in ("all", "best") or (filter == "success" and reward >= 1.0)
+                    or (filter == "better" and reward > prev))
             prev = turn.reward
             if keep:
                 by_task.setdefault(item[3], []).append(item)
@@ -139,12 +196,41 @@ class RISE(Algorithm):
                                 binary_wrong_template=c.feedback_template)
         return factory
 
+    def branch_specs(self, iteration: int, tasks: TaskSet, episodes: Sequence[Episode]) -> list[EpisodeSpec]:
+        """``best_of - 1`` one-step branches from every state after a first attempt whose rollout attempt failed."""
+        if self.config.best_of <= 1:
+            return []
+        from agentloop.wrappers import Branch
+
+        inner = self.train_env(tasks.make_env)
+
+        def env() -> Any:
+            return Branch(inner())
+
+        specs: list[EpisodeSpec] = []
+        for ep in usable(episodes):
+            index = ep.metadata.get("task_index")
+            for t, turn in enumerate(ep.turns):
+                if t == 0 or turn.success or index is None:
+                    continue
+                prefix = [u.action for u in ep.turns[:t]]
+                for j in range(self.config.best_of - 1):
+                    specs.append(EpisodeSpec(
+                        key=episode_key("branch", task=f"{_key(ep)}@{t}", sample=j, iteration=iteration), env=env,
+                        options={"index": index, "prefix": prefix}, seed=ep.seed,
+                        metadata={"phase": "branch", "iteration": iteration, "task_index": index, "sample": j,
+                                  "source": _key(ep), "turn": t}))
+        return specs
+
     def examples(self, episodes: Sequence[Episode], tokenizer: Any) -> list[TrainExample]:
         import torch
 
         from agentloop.algorithms.losses import rwr_weights
 
-        pairs = rise_training_pairs(episodes, self.config.filter)
+        rollouts = [e for e in episodes if e.metadata.get("phase") != "branch"]
+        branches = [e for e in episodes if e.metadata.get("phase") == "branch"]
+        best = best_candidates(rollouts, branches) if self.config.best_of > 1 else None
+        pairs = rise_training_pairs(rollouts, self.config.filter, best)
         if not pairs:
             return []
         weights = rwr_weights(torch.tensor([r for _, _, r, _ in pairs]), tau=self.config.tau).tolist()

@@ -8,6 +8,7 @@ one phase; we check the log-probability of the rewarded reply went up relative t
 from __future__ import annotations
 
 import copy
+import itertools
 
 import pytest
 import torch
@@ -424,3 +425,57 @@ def test_critic_training_path_keeps_critiques_that_led_to_a_fix(tokenizer):
     assert all(ex.trained_text.startswith("Step sentence: no") for ex in positives)
     examples = algo.examples(episodes, tokenizer)
     assert sum(ex.meta.get("role") == "critic" for ex in examples) == fixed
+
+
+class _FirstNoThenPattern:
+    """First attempts answer 'no'; later attempts follow ``pattern`` in call order (rollout, then branches)."""
+
+    def __init__(self, pattern: tuple[str, ...]):
+        self._cycle = itertools.cycle(pattern)
+
+    def generate(self, conversations, sampling):
+        from agentloop.types import Completion
+
+        return [Completion(text="no" if not any(m.role == "assistant" for m in c) else next(self._cycle))
+                for c in conversations for _ in range(sampling.n)]
+
+
+def test_rise_best_of_n_samples_failed_states_and_trains_on_their_best_candidate(tokenizer):
+    """best_of N: every failed state after a first attempt gets N - 1 branches replaying the rollout's attempts;
+    the target there is a successful candidate when one exists (the rollout's own attempt on ties), and a branch
+    whose replayed state differs from the recorded one is ignored."""
+    from agentloop.algorithms.rise import RISE, RISEConfig, best_candidates, rise_training_pairs
+
+    algo = RISE(RISEConfig(max_attempts=2, samples_per_task=1, filter="success", best_of=3))
+    tasks = TaskSet(make_env=YesEnv, indices=(0, 1, 2, 3))
+    policy = _FirstNoThenPattern(("no", "yes", "no", "no", "no", "no", "no", "yes", "no", "no"))
+    collector = Collector(policy, SamplingParams(temperature=1.0), max_concurrency=1)
+    rollouts = collector.collect(algo.specs(1, tasks))
+    assert [[t.action for t in e.turns] for e in rollouts] == [["no", "no"], ["no", "yes"], ["no", "no"], ["no", "no"]]
+    specs = algo.branch_specs(1, tasks, rollouts)
+    # task 1's rollout already corrected itself: no branches there; 3 failed states x (3 - 1) candidates
+    assert len(specs) == 6 and {s.options["index"] for s in specs} == {0, 2, 3}
+    assert all(s.options["prefix"] == ["no"] for s in specs)
+    branches = collector.collect(specs)
+    # in call order the branches answered no, no | no, yes | no, no: task 2's second branch corrects it
+    assert all(len(b.turns) == 1 and b.turns[0].truncated is False and b.error is None for b in branches)
+    assert [b.turns[0].observation for b in branches[:2]] == [rollouts[0].turns[1].observation] * 2
+    best = best_candidates(rollouts, branches)
+    assert [best[(e.metadata["run_key"], 1)] for e in rollouts] == [("no", 0.0), ("yes", 1.0), ("yes", 1.0), ("no", 0.0)]
+    kept = sorted((task, len([m for m in ctx if m.role == "assistant"]) + 1, a)
+                  for ctx, a, _, task in rise_training_pairs(rollouts, "success", best))
+    assert kept == [("t1", 2, "yes"), ("t2", 2, "yes")]
+    examples = algo.examples([*rollouts, *branches], tokenizer)
+    assert len(examples) == 2
+    # a branch from a different state (a task that did not repeat) never enters the data
+    foreign = [b.model_copy(update={"turns": (b.turns[0].model_copy(update={"observation": b.turns[0].observation[:1]}),)})
+               for b in branches]
+    assert best_candidates(rollouts, foreign)[(rollouts[2].metadata["run_key"], 1)] == ("no", 0.0)
+    assert RISE(RISEConfig(max_attempts=2)).branch_specs(1, tasks, rollouts) == []  # best_of 1: no branching
+
+
+def test_rise_best_of_needs_a_second_attempt():
+    from agentloop.algorithms.rise import RISEConfig
+
+    with pytest.raises(ValueError, match="max_attempts >= 2"):
+        RISEConfig(max_attempts=1, best_of=4)

@@ -130,3 +130,11 @@ def test_grpo_cell_and_a_transfer_cell_run_in_smoke_mode_and_merge_into_one_tabl
     ops = efficacy.ops_table(results)
     assert "| transfer-rise-arith |" in ops and "| grpo-arith |" in ops
     assert efficacy.main(["--table", "--results", str(results)]) == 0
+    # the direct comparison of two cells' trained models, paired over the same held-out tasks
+    vs = efficacy.versus(rise, grpo)
+    assert vs["vs"] == "grpo-arith" and vs["gain_acc_t1"]["n"] == efficacy.SMOKE_TASKS
+    ours, theirs = efficacy.final_attempts(rise), efficacy.final_attempts(grpo)
+    assert vs["gain_acc_t1"]["value"] == pytest.approx(
+        (sum(a[0] for a in ours) - sum(a[0] for a in theirs)) / efficacy.SMOKE_TASKS)
+    assert efficacy.versus(rise, {**grpo, "run_dir": str(tmp_path / "gone")}) is None
+    assert efficacy.main(["--versus", "transfer-rise-arith", "grpo-arith", "--results", str(results)]) == 0

@@ -4,6 +4,7 @@ from agentloop.errors import ConfigError, EnvError
 from agentloop.types import Critique, CritiqueRequest
 from agentloop.wrappers import (
     SCORE_RETRY_INSTRUCTION,
+    Branch,
     CritiqueInTheLoop,
     MultiAttempt,
     RecordEpisode,
@@ -154,3 +155,23 @@ def test_record_episode_writes_jsonl(tmp_path):
 
     lines = path.read_text().splitlines()
     assert len(lines) == 1 and Episode.model_validate_json(lines[0]) == ep
+
+
+def test_branch_replays_the_recorded_attempts_then_plays_one_step():
+    """Branch starts where a recorded episode was after its prefix (same observation, feedback included) and
+    ends after one more action: truncated where the inner episode would go on, terminated where it ends."""
+    live = MultiAttempt(EchoEnv(n_tasks=50), max_attempts=3, feedback="env")
+    word = task_word(live, seed=3)
+    live_steps = play(live, ["x", "y", word], seed=3)
+    after_two = live_steps[1][0]
+    env = Branch(MultiAttempt(EchoEnv(n_tasks=50), max_attempts=3, feedback="env"))
+    obs, info = env.reset(seed=3, options={"prefix": ["x", "y"]})
+    assert obs == after_two and info["prefix_len"] == 2
+    _, r, term, trunc, _ = env.step(word)
+    assert (r, term, trunc) == (1.0, True, False)
+    obs, _ = env.reset(seed=3, options={"prefix": ["x"]})
+    assert obs == live_steps[0][0]
+    _, r, term, trunc, info = env.step("still wrong")  # a third attempt would follow: the branch stops here
+    assert (r, term, trunc, info["truncated_by"]) == (0.0, False, True, "Branch")
+    with pytest.raises(EnvError, match="prefix ended the episode"):
+        env.reset(seed=3, options={"prefix": ["x", "y", "z"]})
