@@ -234,9 +234,16 @@ def _transfer(cell: CellFile, run_dir: Path, checkpoint: str | None, seed: int) 
 
 
 def run_cell(name: str, *, smoke: bool = False, model: str | None = None, runs_dir: Path | None = None,
-             results: Path | None = None) -> dict[str, Any]:
-    """Run one cell and merge its entry into the results file; returns the entry."""
+             results: Path | None = None, seed: int | None = None) -> dict[str, Any]:
+    """Run one cell and merge its entry into the results file; returns the entry.
+
+    ``seed`` reruns the cell with another seed (sampling during collection, training order) under the
+    entry ``NAME@seedN``: the run-to-run spread of a result, next to the cell's own entry.
+    """
     cell = sized(load_cell(name), smoke, model)
+    if seed is not None:
+        cell = cell.model_copy(update={"config": {**cell.config, "seed": seed}})
+        name = f"{name}@seed{seed}"
     runs_dir = runs_dir or ROOT / "runs" / ("efficacy-smoke" if smoke else "efficacy")
     run_dir = runs_dir / name
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -253,7 +260,8 @@ def run_cell(name: str, *, smoke: bool = False, model: str | None = None, runs_d
         "wall_s": round(time.perf_counter() - t0, 1), "peak_rss_mib": _peak_rss_mib(), "cpu_count": os.cpu_count(),
         "load_avg_start": load_start, "load_avg_end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "run_dir": str(run_dir),
-        "command": f"python benchmarks/efficacy.py --cell {name}" + (" --smoke" if smoke else ""),
+        "command": f"python benchmarks/efficacy.py --cell {name.split('@')[0]}" + (" --smoke" if smoke else "")
+                   + (f" --seed {seed}" if seed is not None else ""),
         "config": cell.config,
     }
     path = results or (SMOKE_RESULTS if smoke else RESULTS)
@@ -382,6 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", type=Path, default=None, help="Results JSON (default efficacy.json, or "
                    "efficacy-smoke.json with --smoke).")
     p.add_argument("--runs-dir", type=Path, default=None, help="Where the cells' run directories go.")
+    p.add_argument("--seed", type=int, default=None, help="Rerun the cell with this seed (entry NAME@seedN): how "
+                   "far two runs of it differ.")
     p.add_argument("--table", action="store_true", help="Print the markdown tables of the results file.")
     p.add_argument("--list", action="store_true", help="List the cells.")
     p.add_argument("--versus", nargs=2, metavar=("CELL", "OTHER"), default=None,
@@ -425,6 +435,7 @@ def main(argv: list[str] | None = None) -> int:
             cmd = [sys.executable, __file__, "--cell", name, "--results", str(results)]
             cmd += ["--smoke"] * args.smoke + (["--model", args.model] if args.model else [])
             cmd += ["--runs-dir", str(args.runs_dir)] if args.runs_dir else []
+            cmd += ["--seed", str(args.seed)] if args.seed is not None else []
             if subprocess.run(cmd, cwd=ROOT).returncode:
                 failed.append(name)
         print(table(results))
@@ -432,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"failed cells: {', '.join(failed)}", file=sys.stderr)
         return 1 if failed else 0
     for name in names:
-        entry = run_cell(name, smoke=args.smoke, model=args.model, runs_dir=args.runs_dir, results=results)
+        entry = run_cell(name, smoke=args.smoke, model=args.model, runs_dir=args.runs_dir, results=results,
+                         seed=args.seed)
         print(f"{name}: {diagnosis(entry)} (wall {entry['wall_s']:.0f} s, peak RSS {entry['peak_rss_mib']:.0f} MiB)")
     return 0
 

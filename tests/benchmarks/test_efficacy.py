@@ -138,3 +138,18 @@ def test_grpo_cell_and_a_transfer_cell_run_in_smoke_mode_and_merge_into_one_tabl
         (sum(a[0] for a in ours) - sum(a[0] for a in theirs)) / efficacy.SMOKE_TASKS)
     assert efficacy.versus(rise, {**grpo, "run_dir": str(tmp_path / "gone")}) is None
     assert efficacy.main(["--versus", "transfer-rise-arith", "grpo-arith", "--results", str(results)]) == 0
+
+
+def test_a_seeded_rerun_is_its_own_entry_next_to_the_cell(tmp_path, tiny_model_dir):
+    """--seed N reruns a cell with another seed as NAME@seedN (its own run directory and entry), so the
+    table shows how far two runs of one cell differ; the rerun is compared with the cell's control too."""
+    results = tmp_path / "efficacy.json"
+    first = efficacy.run_cell("rs_sft-arith", smoke=True, model=tiny_model_dir, runs_dir=tmp_path, results=results)
+    again = efficacy.run_cell("rise-arith", smoke=True, model=tiny_model_dir, runs_dir=tmp_path, results=results,
+                              seed=7)
+    assert again["cell"] == "rise-arith@seed7" and again["config"]["seed"] == 7 and first["config"]["seed"] == 0
+    assert again["command"].endswith("--cell rise-arith --smoke --seed 7")
+    assert (tmp_path / "rise-arith@seed7" / "config.json").exists()
+    assert json.loads((tmp_path / "rise-arith@seed7" / "config.json").read_text())["seed"] == 7
+    assert again["vs_control"]["vs"] == "rs_sft-arith"
+    assert set(json.loads(results.read_text())["cells"]) == {"rs_sft-arith", "rise-arith@seed7"}
