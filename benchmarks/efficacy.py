@@ -249,8 +249,8 @@ def run_cell(name: str, *, smoke: bool = False, model: str | None = None, runs_d
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     t0 = time.perf_counter()
     figures, summary, checkpoint = (_run_improve if cell.kind == "improve" else _run_grpo)(cell, run_dir)
-    seed = int(cell.config.get("seed", 0))
-    transfer = _transfer(cell, run_dir, checkpoint, seed) if cell.transfer else []
+    run_seed = int(cell.config.get("seed", 0))  # the cell's own, or the rerun's
+    transfer = _transfer(cell, run_dir, checkpoint, run_seed) if cell.transfer else []
     entry = {
         "cell": name, "kind": cell.kind, "description": cell.description, "control": cell.control,
         "method": cell.config["method"]["name"] if cell.kind == "improve" else "grpo (trl)",
@@ -266,7 +266,7 @@ def run_cell(name: str, *, smoke: bool = False, model: str | None = None, runs_d
     }
     path = results or (SMOKE_RESULTS if smoke else RESULTS)
     control = json.loads(path.read_text())["cells"].get(cell.control or "") if path.exists() else None
-    entry["vs_control"] = versus(entry, control, seed) if control else None
+    entry["vs_control"] = versus(entry, control, run_seed) if control else None
     merge_result(path, entry)
     return entry
 
@@ -291,8 +291,10 @@ def versus(entry: dict[str, Any], other: dict[str, Any], seed: int = 0) -> dict[
     held-out sets differ."""
     from agentloop.baselines.heldout import compare
 
+    if entry["env"] != other["env"]:
+        return None
     ours, theirs = final_attempts(entry), final_attempts(other)
-    if ours is None or theirs is None or len(ours) != len(theirs) or entry["env"] != other["env"]:
+    if ours is None or theirs is None or len(ours) != len(theirs):
         return None
     return {"vs": other["cell"], **compare(theirs, ours, seed)}
 

@@ -210,8 +210,10 @@ class RISE(Algorithm):
         specs: list[EpisodeSpec] = []
         for ep in usable(episodes):
             index = ep.metadata.get("task_index")
+            if index is None:
+                continue
             for t, turn in enumerate(ep.turns):
-                if t == 0 or turn.success or index is None:
+                if t == 0 or turn.success:
                     continue
                 prefix = [u.action for u in ep.turns[:t]]
                 for j in range(self.config.best_of - 1):
