@@ -522,15 +522,30 @@ def _adapter_policy(cfg: ImproveConfig, device: str, use_bf16: bool, batch: int)
 
 
 def cpu_threads(requested: int | None) -> int:
-    """Threads for torch on CPU (see ImproveConfig.threads)."""
+    """Threads for torch on CPU (see ImproveConfig.threads).
+
+    Auto: 1 when the 1-minute load average already fills the cores; otherwise the cores that the
+    processes running right now leave free (the run-queue count of ``/proc/loadavg``, less this
+    process), at least 1. The run queue catches what the load average, an average over a minute, does
+    not yet show: two runs started together each see the other and take one thread each on 2 cores.
+    """
     if requested is not None:
         return requested
     cores = os.cpu_count() or 1
     try:
-        busy = os.getloadavg()[0] >= cores
+        if os.getloadavg()[0] >= cores:
+            return 1
     except OSError:
-        busy = False
-    return 1 if busy else cores
+        pass
+    return max(1, cores - max(0, running_processes() - 1))
+
+
+def running_processes() -> int:
+    """Processes running or runnable right now (``/proc/loadavg``'s ``R/T`` field); 1 where unknown."""
+    try:
+        return int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+    except (OSError, IndexError, ValueError):
+        return 1
 
 
 def default_out(cfg: ImproveConfig) -> Path:

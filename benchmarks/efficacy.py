@@ -66,6 +66,8 @@ class CellFile(BaseModel):
     kind: Literal["improve", "grpo"] = Field(description="improve: agentloop.improve; grpo: TRL's GRPOTrainer.")
     description: str = Field(description="One line: method, environment, what the cell shows.")
     control: str | None = Field(default=None, description="The same-budget control cell this one is compared with.")
+    budget: str = Field(default="", description="How this cell's sampling budget differs from its control's, when it "
+                        "does (tasks x rollouts x iterations otherwise equal; tests/benchmarks checks it).")
     config: dict[str, Any] = Field(description="ImproveConfig (kind improve) or GRPOBaselineConfig (kind grpo).")
     transfer: list[HeldOutSettings] = Field(default_factory=list, description="Environments never seen in training, "
                                             "evaluated before and after like the held-out split.")
@@ -253,7 +255,7 @@ def run_cell(name: str, *, smoke: bool = False, model: str | None = None, runs_d
     transfer = _transfer(cell, run_dir, checkpoint, run_seed) if cell.transfer else []
     entry = {
         "cell": name, "kind": cell.kind, "description": cell.description, "control": cell.control,
-        "method": cell.config["method"]["name"] if cell.kind == "improve" else "grpo (trl)",
+        "budget": cell.budget, "method": cell.config["method"]["name"] if cell.kind == "improve" else "grpo (trl)",
         "env": cell.config["env"]["id"] if cell.kind == "improve" else cell.config["env"],
         "smoke": smoke, "model": cell.config.get("model") or "SmolLM2-135M-Instruct (embedded)",
         **figures, "transfer": transfer, "summary": summary, "notes": cell.notes,

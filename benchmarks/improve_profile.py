@@ -2,7 +2,8 @@
 
 Runs :func:`agentloop.improve.improve` in this process on a config (default ``configs/default.yaml``,
 ``--set key=value`` overrides) and splits the wall time by phase from its progress callback
-``(label, done, total, info)``: labels ``collect iter N`` (generation), ``train   iter N`` (training)
+``(label, done, total, info)``: labels ``collect iter N`` and ``branch  iter N`` (generation: rollouts and
+RISE's best-of-N branches), ``train   iter N`` (training)
 and ``eval    iter N`` (evaluation). Attribution: the time up to a progress report belongs to that
 report's phase (the work it reports was done then), except the time up to a phase's opening report
 (``done == 0``) and after the run's last report, which is "other" (model loading, checkpoints,
@@ -40,7 +41,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 PHASES = ("generation", "training", "evaluation", "other")
-_KIND = {"collect": "generation", "train": "training", "eval": "evaluation"}
+_KIND = {"collect": "generation", "branch": "generation", "train": "training", "eval": "evaluation"}
 SMALL = ["iterations=1", "env.train_tasks=8", "env.eval_tasks=16", "collect.max_new_tokens=16",
          "eval.max_new_tokens=16", "eval.every=1"]
 

@@ -100,6 +100,25 @@ def test_bad_configs_fail_before_any_work(tmp_path):
         load_config(ImproveConfig, base, ["method={name: score}", "eval.max_attempts=1"])
 
 
+def test_auto_threads_leave_the_cores_other_running_processes_use(monkeypatch):
+    import agentloop.improve as loop
+
+    assert loop.running_processes() >= 1  # this process at least (1 where /proc/loadavg is missing)
+    monkeypatch.setattr(loop.os, "cpu_count", lambda: 2)
+    state = {"load": 0.3, "running": 1}
+    monkeypatch.setattr(loop.os, "getloadavg", lambda: (state["load"], 0.0, 0.0))
+    monkeypatch.setattr(loop, "running_processes", lambda: state["running"])
+    assert loop.cpu_threads(None) == 2  # quiet: only this process runs
+    state["running"] = 2  # another run started at the same moment: the load average does not show it yet
+    assert loop.cpu_threads(None) == 1
+    state.update(load=2.5, running=1)  # busy for the last minute
+    assert loop.cpu_threads(None) == 1
+    assert loop.cpu_threads(3) == 3  # an explicit setting wins
+    monkeypatch.setattr(loop.os, "cpu_count", lambda: 16)
+    state.update(load=0.5, running=5)
+    assert loop.cpu_threads(None) == 12
+
+
 def test_cli_dry_run_default():
     out = subprocess.run([sys.executable, "-m", "agentloop.cli", "improve", "--dry-run", "iterations=5"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)

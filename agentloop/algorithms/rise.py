@@ -29,6 +29,15 @@ set (a policy registry id and kwargs), attempts after the first come from that p
 (distillation): the collector is given a policy that routes by turn.
 Iterate: each iteration collects with the latest model.
 
+First attempts at another temperature (``first_temperature``, our addition). Held-out evaluation is
+greedy, so the states a second attempt starts from at test time hold the learner's *greedy* first
+answer; collected at ``collect.temperature``, the data's second attempts instead follow sampled first
+answers, often unlikely ones that the model's most likely answer already fixes, and a model trained
+on them learns "replace an unlikely answer by my usual one", which greedy evaluation never needs.
+``first_temperature: 0`` collects first attempts greedily and samples only the later ones, so the
+corrections in the data are corrections of the mistakes evaluation will meet (the ``samples_per_task``
+rollouts of a task then share their first attempt and differ from the second on).
+
 Collection protocol (``collection``, our addition; the paper leaves the unseen-verdict case open):
 ``oracle`` (default, the paper's) gives RISE's text only after a *wrong* attempt and stops at the
 first success, so every second attempt in the data follows a failure: the model learns "after this
@@ -87,12 +96,19 @@ class RISEConfig(MethodConfig):
     best_of: int = Field(
         default=1, ge=1, le=64, description="Candidates per state after a first attempt; the best by reward is the "
         "target there (the paper's best-of-N self-distillation; 1 = the rollout's own attempts only).")
+    first_temperature: float | None = Field(
+        default=None, ge=0.0, description="Sampling temperature of first attempts during collection (None = "
+        "collect.temperature). 0 collects the states held-out evaluation reaches: the learner's greedy first answer, "
+        "with later attempts sampled at collect.temperature (see the module docstring).")
 
     @model_validator(mode="after")
     def _check_best_of(self) -> RISEConfig:
         if self.best_of > 1 and self.max_attempts < 2:
             raise ValueError("method.best_of > 1 picks among next-attempt candidates, which needs max_attempts >= 2; "
                              "set max_attempts: 2 or more, or best_of: 1.")
+        if self.first_temperature is not None and self.max_attempts < 2:
+            raise ValueError("method.first_temperature sets first attempts apart from later ones, which needs "
+                             "max_attempts >= 2; set max_attempts: 2 or more, or drop first_temperature.")
         return self
 
 
@@ -165,12 +181,14 @@ class RISE(Algorithm):
         self._teacher: Any = None
 
     def collection_policy(self, learner: Any) -> Any:
-        """The learner, or the learner for first attempts and the teacher after (distillation)."""
-        if self.config.teacher is None:
+        """The learner, or a :class:`TurnRoutedPolicy`: the teacher after the first attempt (distillation)
+        and/or first attempts at ``first_temperature``."""
+        c = self.config
+        if c.teacher is None and c.first_temperature is None:
             return learner
-        if self._teacher is None:
-            self._teacher = self.config.teacher.make_policy()
-        return TurnRoutedPolicy(learner, self._teacher)
+        if c.teacher is not None and self._teacher is None:
+            self._teacher = c.teacher.make_policy()
+        return TurnRoutedPolicy(learner, self._teacher or learner, first_temperature=c.first_temperature)
 
     def eval_attempt_settings(self) -> dict[str, Any]:
         """``make`` keywords (all but ``max_attempts``) for held-out multi-attempt evaluation with no oracle.
@@ -241,19 +259,34 @@ class RISE(Algorithm):
 
 
 class TurnRoutedPolicy:
-    """First attempts from ``learner``, later attempts from ``teacher`` (RISE distillation)."""
+    """First attempts from ``learner`` (at ``first_temperature`` when set), later attempts from ``teacher``
+    (RISE distillation; the learner itself when only the temperature differs)."""
 
-    def __init__(self, learner: Any, teacher: Any):
-        self.learner, self.teacher = learner, teacher
+    def __init__(self, learner: Any, teacher: Any, first_temperature: float | None = None):
+        self.learner, self.teacher, self.first_temperature = learner, teacher, first_temperature
 
     def generate(self, conversations: Sequence[Sequence[Message]], sampling: SamplingParams) -> list[Any]:
         first = [i for i, c in enumerate(conversations) if not any(m.role == "assistant" for m in c)]
         later = [i for i in range(len(conversations)) if i not in set(first)]
+        first_sampling = sampling
+        if self.first_temperature is not None:
+            first_sampling = sampling.model_copy(update={"temperature": self.first_temperature})
         out: list[Any] = [None] * (len(conversations) * sampling.n)
-        for policy, idx in ((self.learner, first), (self.teacher, later)):
+        for policy, idx, params in ((self.learner, first, first_sampling), (self.teacher, later, sampling)):
             if not idx:
                 continue
-            comps = policy.generate([conversations[i] for i in idx], sampling)
-            for k, i in enumerate(idx):
+            if params.temperature == 0:  # greedy: a conversation asked several times is generated once
+                unique: dict[str, int] = {}
+                slot = [unique.setdefault(_conversation_key(conversations[i]), len(unique)) for i in idx]
+                firsts = {u: i for i, u in reversed(list(zip(idx, slot)))}
+                comps = policy.generate([conversations[firsts[u]] for u in range(len(unique))], params)
+            else:
+                slot = list(range(len(idx)))
+                comps = policy.generate([conversations[i] for i in idx], params)
+            for k, i in zip(slot, idx):
                 out[i * sampling.n:(i + 1) * sampling.n] = comps[k * sampling.n:(k + 1) * sampling.n]
         return out
+
+
+def _conversation_key(conversation: Sequence[Message]) -> str:
+    return "\x1e".join(m.model_dump_json() for m in conversation)

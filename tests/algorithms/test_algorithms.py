@@ -403,6 +403,42 @@ def test_rise_distillation_routes_later_attempts_to_teacher():
     assert all([t.action for t in e.turns] == ["no", "yes"] for e in episodes)
 
 
+class _TemperatureTellingPolicy:
+    """Answers with the temperature it was asked to sample at, and records it per call."""
+
+    def __init__(self):
+        self.calls: list[tuple[int, float]] = []
+
+    def generate(self, conversations, sampling):
+        from agentloop.types import Completion
+
+        self.calls.append((len(conversations), sampling.temperature))
+        return [Completion(text=f"t={sampling.temperature}") for _ in conversations for _ in range(sampling.n)]
+
+
+def test_rise_first_temperature_collects_greedy_first_attempts_and_sampled_later_ones():
+    from agentloop.algorithms.rise import RISE, RISEConfig
+
+    def attempts(config):
+        algo = RISE(RISEConfig(max_attempts=2, collection="no_oracle", samples_per_task=2, **config))
+        policy = algo.collection_policy(_TemperatureTellingPolicy())
+        episodes = Collector(policy, SamplingParams(temperature=0.8)).collect(
+            algo.specs(1, TaskSet(make_env=YesEnv, indices=(0, 1))))
+        return {tuple(t.action for t in e.turns) for e in episodes}
+
+    assert attempts({}) == {("t=0.8", "t=0.8")}
+    assert attempts({"first_temperature": 0.0}) == {("t=0.0", "t=0.8")}
+
+    inner = _TemperatureTellingPolicy()  # greedy first attempts: each distinct question generated once
+    policy = RISE(RISEConfig(max_attempts=2, first_temperature=0.0)).collection_policy(inner)
+    q0, q1 = [user("Question 0: is it true?")], [user("Question 1: is it true?")]
+    replies = policy.generate([q0, q1, q0, q0, [*q0, assistant("no"), user("again")]], SamplingParams(temperature=0.8))
+    assert [c.text for c in replies] == ["t=0.0"] * 4 + ["t=0.8"]
+    assert inner.calls == [(2, 0.0), (1, 0.8)]
+    with pytest.raises(ValueError, match="max_attempts >= 2"):
+        RISEConfig(max_attempts=1, first_temperature=0.0)
+
+
 def test_critic_training_path_keeps_critiques_that_led_to_a_fix(tokenizer):
     from agentloop.policies.scripted import ScriptedPolicy
 
