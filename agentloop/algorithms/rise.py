@@ -267,7 +267,8 @@ class TurnRoutedPolicy:
 
     def generate(self, conversations: Sequence[Sequence[Message]], sampling: SamplingParams) -> list[Any]:
         first = [i for i, c in enumerate(conversations) if not any(m.role == "assistant" for m in c)]
-        later = [i for i in range(len(conversations)) if i not in set(first)]
+        first_set = set(first)
+        later = [i for i in range(len(conversations)) if i not in first_set]
         first_sampling = sampling
         if self.first_temperature is not None:
             first_sampling = sampling.model_copy(update={"temperature": self.first_temperature})
