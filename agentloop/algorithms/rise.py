@@ -276,14 +276,17 @@ class TurnRoutedPolicy:
         for policy, idx, params in ((self.learner, first, first_sampling), (self.teacher, later, sampling)):
             if not idx:
                 continue
+            asked, slot = idx, list(range(len(idx)))
             if params.temperature == 0:  # greedy: a conversation asked several times is generated once
-                unique: dict[str, int] = {}
-                slot = [unique.setdefault(_conversation_key(conversations[i]), len(unique)) for i in idx]
-                firsts = {u: i for i, u in reversed(list(zip(idx, slot)))}
-                comps = policy.generate([conversations[firsts[u]] for u in range(len(unique))], params)
-            else:
-                slot = list(range(len(idx)))
-                comps = policy.generate([conversations[i] for i in idx], params)
+                position: dict[str, int] = {}
+                asked, slot = [], []
+                for i in idx:
+                    key = _conversation_key(conversations[i])
+                    if key not in position:
+                        position[key] = len(asked)
+                        asked.append(i)
+                    slot.append(position[key])
+            comps = policy.generate([conversations[i] for i in asked], params)
             for k, i in zip(slot, idx):
                 out[i * sampling.n:(i + 1) * sampling.n] = comps[k * sampling.n:(k + 1) * sampling.n]
         return out
