@@ -10,23 +10,37 @@ padding masked). At inference (collection and evaluation) the prompt is conditio
 
 Placement (a documented choice): the conditioning block is written at the start of the first
 user message rather than before the chat template's system header, so the same text reaches the
-model through any policy backend's chat formatting. Not covered: the paper's 1:1 mixing with a
-general-text corpus (regulariser).
+model through any policy backend's chat formatting.
+
+Regulariser (``regulariser``): the paper mixes every step 1:1 with a batch of general text, trained with
+the plain LM loss, so that fine-tuning on the model's own samples does not wear away what pre-training
+taught. Here ``regulariser_ratio`` x (number of LeTI sequences) chunks of ``regulariser_chars`` characters
+are drawn from a text source and added to the iteration's examples; the trainer's seeded shuffle mixes
+them into the steps (1:1 in expectation per step, not paired batches: a choice the paper leaves to the
+trainer). Sources: ``python-stdlib``, the running interpreter's own standard-library modules (general
+Python code that every install ships: the only code corpus available offline here, not the paper's), or
+a path to a text file or a folder of ``.py``/``.txt``/``.md`` files. The draw is seeded by the
+iteration's episode ids, so a resumed run draws the same chunks.
 """
 
 from __future__ import annotations
 
+import hashlib
+import random
+import sysconfig
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
 
 from agentloop.algorithms.base import Algorithm, MethodConfig, usable
+from agentloop.errors import ConfigError
 from agentloop.training.data import Segment, TrainExample, chat_segments
 from agentloop.types import Episode, Message, assistant
 
 __all__ = ["BAD", "FEEDBACK_CLOSE", "FEEDBACK_OPEN", "GOOD", "LeTI", "LeTIConfig", "add_reward_tokens",
-           "leti_conversation", "leti_example"]
+           "leti_conversation", "leti_example", "regulariser_chunks"]
 
 GOOD, BAD = "<|good|>", "<|bad|>"
 FEEDBACK_OPEN, FEEDBACK_CLOSE = "<|lang_feedback|>", "<|/lang_feedback|>"
@@ -39,6 +53,12 @@ class LeTIConfig(MethodConfig):
     name: Literal["leti"] = "leti"
     textual_feedback: bool = Field(default=True, description="False = binary-feedback ablation (reward token only).")
     max_feedback_chars: int = Field(default=1000, ge=0, description="Feedback is cut to its last N characters.")
+    regulariser: str | None = Field(
+        default=None, description="General-text source mixed into training (the paper's regulariser): "
+        "'python-stdlib' or a path to a text file or folder; None = no regulariser. See the module docstring.")
+    regulariser_ratio: float = Field(default=1.0, gt=0.0, le=8.0,
+                                     description="Regulariser chunks per LeTI sequence (1 = the paper's 1:1).")
+    regulariser_chars: int = Field(default=1200, ge=64, description="Characters per regulariser chunk (whole lines).")
 
 
 def add_reward_tokens(tokenizer: Any, model: Any = None) -> int:
@@ -93,10 +113,44 @@ def leti_example(tokenizer: Any, prompt: Sequence[Message], solution: str, succe
     return TrainExample(segments=tuple(p for p in pieces if p.text), group=group, meta={"success": success})
 
 
+def _source_files(source: str) -> list[Path]:
+    if source == "python-stdlib":
+        return sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py"))
+    path = Path(source).expanduser()
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.suffix in (".py", ".txt", ".md") and p.is_file())
+    raise ConfigError(f"method.regulariser: {source!r} is neither 'python-stdlib' nor an existing file or folder; "
+                      "give a text file or a folder of .py/.txt/.md files.")
+
+
+def regulariser_chunks(source: str, chars: int) -> list[str]:
+    """The source's text cut into consecutive pieces of whole lines, each at most ``chars`` long (a longer
+    line is its own piece, cut at ``chars``); blank pieces are dropped."""
+    chunks: list[str] = []
+    for f in _source_files(source):
+        piece = ""
+        for line in f.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True):
+            if piece and len(piece) + len(line) > chars:
+                chunks.append(piece)
+                piece = ""
+            piece += line[:chars]
+        chunks.append(piece)
+    chunks = [c for c in chunks if c.strip()]
+    if not chunks:
+        raise ConfigError(f"method.regulariser: {source!r} holds no text; point it at files with content.")
+    return chunks
+
+
 class LeTI(Algorithm):
     """See the module docstring."""
 
     objective = "sft"
+
+    def __init__(self, config: LeTIConfig):
+        super().__init__(config)
+        self._chunks: list[str] | None = None
 
     def setup(self, model: Any, tokenizer: Any) -> None:
         add_reward_tokens(tokenizer, model)
@@ -111,4 +165,20 @@ class LeTI(Algorithm):
             feedback = str(turn.info.get("feedback", "") or "")
             out.append(leti_example(tokenizer, turn.observation, turn.action, bool(turn.success), feedback,
                                     self.config.textual_feedback, self.config.max_feedback_chars, group=ep.task_id))
-        return out
+        return out + self.regulariser_examples(episodes, len(out))
+
+    def regulariser_examples(self, episodes: Sequence[Episode], n_leti: int) -> list[TrainExample]:
+        """``regulariser_ratio * n_leti`` general-text chunks (plain LM loss), drawn with a seed made from the
+        episodes' ids (see the module docstring); none without a regulariser."""
+        c = self.config
+        if c.regulariser is None or n_leti == 0:
+            return []
+        if self._chunks is None:
+            self._chunks = regulariser_chunks(c.regulariser, c.regulariser_chars)
+        seed = hashlib.sha256("\n".join(sorted(str(e.id) for e in episodes)).encode()).hexdigest()
+        rng = random.Random(seed)
+        n = max(1, round(c.regulariser_ratio * n_leti))
+        picks = rng.sample(range(len(self._chunks)), n) if n <= len(self._chunks) else \
+            [rng.randrange(len(self._chunks)) for _ in range(n)]
+        return [TrainExample(segments=(Segment(text=self._chunks[i], train=True),), meta={"regulariser": True})
+                for i in picks]

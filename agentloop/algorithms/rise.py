@@ -38,6 +38,12 @@ on them learns "replace an unlikely answer by my usual one", which greedy evalua
 corrections in the data are corrections of the mistakes evaluation will meet (the ``samples_per_task``
 rollouts of a task then share their first attempt and differ from the second on).
 
+Weighting first attempts (``first_attempt_weight``, our addition). The examples' RWR weights of first
+attempts are multiplied by this factor (0 drops them: only later attempts are trained). SCoRe's stage I
+(METHODS.md) trains the second attempt while keeping the first near the base model, so that the
+two attempts are not trained to the same answers and the second can learn to differ; this is the
+supervised counterpart, without SCoRe's KL term on the first attempt.
+
 Collection protocol (``collection``, our addition; the paper leaves the unseen-verdict case open):
 ``oracle`` (default, the paper's) gives RISE's text only after a *wrong* attempt and stops at the
 first success, so every second attempt in the data follows a failure: the model learns "after this
@@ -70,7 +76,7 @@ from agentloop.runs import episode_key
 from agentloop.training.data import TrainExample, chat_example
 from agentloop.types import Episode, Message, SamplingParams, assistant
 
-__all__ = ["RISE", "RISEConfig", "TurnRoutedPolicy", "best_candidates", "rise_training_pairs"]
+__all__ = ["RISE", "RISEConfig", "TurnRoutedPolicy", "best_candidates", "is_first_attempt", "rise_training_pairs"]
 
 RISE_FEEDBACK = "The answer is incorrect. Please try again. Here's the question: {question}"
 Filter = Literal["all", "better", "best", "success"]
@@ -100,12 +106,18 @@ class RISEConfig(MethodConfig):
         default=None, ge=0.0, description="Sampling temperature of first attempts during collection (None = "
         "collect.temperature). 0 collects the states held-out evaluation reaches: the learner's greedy first answer, "
         "with later attempts sampled at collect.temperature (see the module docstring).")
+    first_attempt_weight: float = Field(
+        default=1.0, ge=0.0, le=1.0, description="Factor on the training weight of first-attempt examples (1 = the "
+        "paper's; 0 trains later attempts only, SCoRe stage I's division of labour; see the module docstring).")
 
     @model_validator(mode="after")
     def _check_best_of(self) -> RISEConfig:
         if self.best_of > 1 and self.max_attempts < 2:
             raise ValueError("method.best_of > 1 picks among next-attempt candidates, which needs max_attempts >= 2; "
                              "set max_attempts: 2 or more, or best_of: 1.")
+        if self.first_attempt_weight < 1.0 and self.max_attempts < 2:
+            raise ValueError("method.first_attempt_weight < 1 weights first attempts apart from later ones, which needs "
+                             "max_attempts >= 2; set max_attempts: 2 or more, or first_attempt_weight: 1.")
         if self.first_temperature is not None and self.max_attempts < 2:
             raise ValueError("method.first_temperature sets first attempts apart from later ones, which needs "
                              "max_attempts >= 2; set max_attempts: 2 or more, or drop first_temperature.")
@@ -113,6 +125,11 @@ class RISEConfig(MethodConfig):
 
 
 Pair = tuple[list[Message], str, float, str]  # (context messages, attempt, reward, task id)
+
+
+def is_first_attempt(context: Sequence[Message]) -> bool:
+    """True for the context of a first attempt: no earlier assistant turn in it."""
+    return not any(m.role == "assistant" for m in context)
 
 
 def _key(ep: Episode) -> str:
@@ -251,9 +268,13 @@ class RISE(Algorithm):
         branches = [e for e in episodes if e.metadata.get("phase") == "branch"]
         best = best_candidates(rollouts, branches) if self.config.best_of > 1 else None
         pairs = rise_training_pairs(rollouts, self.config.filter, best)
+        w_first = self.config.first_attempt_weight
+        if w_first == 0.0:
+            pairs = [p for p in pairs if not is_first_attempt(p[0])]
         if not pairs:
             return []
         weights = rwr_weights(torch.tensor([r for _, _, r, _ in pairs]), tau=self.config.tau).tolist()
+        weights = [w * w_first if is_first_attempt(ctx) else w for (ctx, _, _, _), w in zip(pairs, weights)]
         return [chat_example(tokenizer, [*ctx, assistant(action)], train="last", weight=w, group=task)
                 for (ctx, action, _, task), w in zip(pairs, weights)]
 

@@ -138,6 +138,40 @@ def test_rise_filters():
     assert len(rise_training_pairs(episodes, "all")) >= len(best)
 
 
+def test_rise_first_attempt_weight_scales_or_drops_first_attempt_examples(tokenizer):
+    import math
+
+    from agentloop.algorithms.rise import RISE, RISEConfig, is_first_attempt, rise_training_pairs
+
+    episodes = _collect(RISE(RISEConfig(turns=3, samples_per_task=2)))
+    pairs = rise_training_pairs(episodes, "all")
+    first = [is_first_attempt(ctx) for ctx, _, _, _ in pairs]
+    assert any(first) and not all(first)
+
+    def weights(w: float) -> list[float]:
+        algo = RISE(RISEConfig(turns=3, samples_per_task=2, filter="all", first_attempt_weight=w))
+        return [ex.weight for ex in algo.examples(episodes, tokenizer)]
+
+    # by hand: exp(r / 0.4) over the kept examples, divided by their mean, first attempts times w
+    def by_hand(kept: list[tuple[float, bool]], w: float) -> list[float]:
+        raw = [math.exp(r / 0.4) for r, _ in kept]
+        mean = sum(raw) / len(raw)
+        return [x / mean * (w if f else 1.0) for x, (_, f) in zip(raw, kept)]
+
+    kept = [(r, f) for (_, _, r, _), f in zip(pairs, first)]
+    assert weights(1.0) == pytest.approx(by_hand(kept, 1.0))
+    assert weights(0.25) == pytest.approx(by_hand(kept, 0.25))
+    later = [(r, f) for r, f in kept if not f]
+    assert weights(0.0) == pytest.approx(by_hand(later, 0.0))  # first attempts dropped, later ones renormalised
+
+
+def test_rise_first_attempt_weight_needs_a_second_attempt():
+    from agentloop.algorithms.rise import RISEConfig
+
+    with pytest.raises(ValueError, match="max_attempts >= 2"):
+        RISEConfig(max_attempts=1, first_attempt_weight=0.0)
+
+
 def test_score_stage2_direction_and_advantages(tiny_model, tokenizer):
     from agentloop.algorithms.score import SCoRe, SCoReConfig
 
@@ -207,6 +241,49 @@ def test_leti_binary_ablation_drops_feedback(tokenizer):
     algo = LeTI(LeTIConfig(textual_feedback=False))
     exs = algo.examples(_collect(algo), tokenizer)
     assert not any(FEEDBACK_OPEN in ex.text for ex in exs)
+
+
+def test_leti_regulariser_chunks_are_whole_lines_of_the_source(tmp_path):
+    from agentloop.algorithms.leti import regulariser_chunks
+    from agentloop.errors import ConfigError
+
+    lines = [f"line {i} " + "x" * (i % 7) + "\n" for i in range(60)]
+    (tmp_path / "a.py").write_text("".join(lines[:40]))
+    (tmp_path / "b.txt").write_text("".join(lines[40:]))
+    (tmp_path / "skip.bin").write_text("not text")
+    chunks = regulariser_chunks(str(tmp_path), 64)
+    assert all(len(c) <= 64 and c.endswith("\n") for c in chunks)
+    assert "".join(chunks) == "".join(lines)  # every line once, in order, file by file
+    stdlib = regulariser_chunks("python-stdlib", 1200)
+    assert len(stdlib) > 1000 and any("def " in c for c in stdlib)
+    with pytest.raises(ConfigError, match="neither 'python-stdlib' nor an existing file"):
+        regulariser_chunks(str(tmp_path / "missing"), 64)
+
+
+def test_leti_regulariser_mixes_general_text_one_to_one_seeded_by_the_episodes(tmp_path, tokenizer):
+    from agentloop.algorithms.leti import LeTI, LeTIConfig, add_reward_tokens
+
+    tokenizer = copy.deepcopy(tokenizer)
+    add_reward_tokens(tokenizer)
+    (tmp_path / "corpus.txt").write_text("".join(f"general text line {i}\n" for i in range(400)))
+    episodes = _collect(LeTI(LeTIConfig(samples_per_task=2)))
+
+    def split(cfg: LeTIConfig, eps) -> tuple[list, list]:
+        exs = LeTI(cfg).examples(eps, tokenizer)
+        return [e for e in exs if not e.meta.get("regulariser")], [e for e in exs if e.meta.get("regulariser")]
+
+    plain, none = split(LeTIConfig(), episodes)
+    assert plain and not none
+    leti, reg = split(LeTIConfig(regulariser=str(tmp_path), regulariser_chars=80), episodes)
+    assert [e.text for e in leti] == [e.text for e in plain]  # the LeTI sequences are unchanged
+    assert len(reg) == len(leti)  # 1:1
+    assert all(len(e.segments) == 1 and e.segments[0].train and e.text.startswith("general text line") for e in reg)
+    again = split(LeTIConfig(regulariser=str(tmp_path), regulariser_chars=80), episodes)[1]
+    assert [e.text for e in again] == [e.text for e in reg]  # same episodes (a resumed run): same draw
+    other = split(LeTIConfig(regulariser=str(tmp_path), regulariser_chars=80), episodes[1:])[1]
+    assert [e.text for e in other] != [e.text for e in reg]
+    half = split(LeTIConfig(regulariser=str(tmp_path), regulariser_chars=80, regulariser_ratio=0.5), episodes)[1]
+    assert len(half) == round(0.5 * len(leti))
 
 
 def test_leti_long_traceback_keeps_the_reward_token(tokenizer):
