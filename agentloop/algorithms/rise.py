@@ -114,16 +114,19 @@ class RISEConfig(MethodConfig):
         "paper's; 0 trains later attempts only, SCoRe stage I's division of labour; see the module docstring).")
 
     @model_validator(mode="after")
-    def _check_best_of(self) -> RISEConfig:
-        if self.best_of > 1 and self.max_attempts < 2:
-            raise ValueError("method.best_of > 1 picks among next-attempt candidates, which needs max_attempts >= 2; "
-                             "set max_attempts: 2 or more, or best_of: 1.")
-        if self.first_attempt_weight < 1.0 and self.max_attempts < 2:
-            raise ValueError("method.first_attempt_weight < 1 weights first attempts apart from later ones, which needs "
-                             "max_attempts >= 2; set max_attempts: 2 or more, or first_attempt_weight: 1.")
-        if self.first_temperature is not None and self.max_attempts < 2:
-            raise ValueError("method.first_temperature sets first attempts apart from later ones, which needs "
-                             "max_attempts >= 2; set max_attempts: 2 or more, or drop first_temperature.")
+    def _check_needs_second_attempt(self) -> RISEConfig:
+        if self.max_attempts >= 2:
+            return self
+        needs_second = [  # (set, what it does, how to turn it off)
+            (self.best_of > 1, "method.best_of > 1 picks among next-attempt candidates", "best_of: 1"),
+            (self.first_attempt_weight < 1.0, "method.first_attempt_weight < 1 weights first attempts apart from "
+             "later ones", "first_attempt_weight: 1"),
+            (self.first_temperature is not None, "method.first_temperature sets first attempts apart from later ones",
+             "drop first_temperature"),
+        ]
+        for active, what, off in needs_second:
+            if active:
+                raise ValueError(f"{what}, which needs max_attempts >= 2; set max_attempts: 2 or more, or {off}.")
         return self
 
 
@@ -290,7 +293,7 @@ class TurnRoutedPolicy:
         self.learner, self.teacher, self.first_temperature = learner, teacher, first_temperature
 
     def generate(self, conversations: Sequence[Sequence[Message]], sampling: SamplingParams) -> list[Any]:
-        first = [i for i, c in enumerate(conversations) if not any(m.role == "assistant" for m in c)]
+        first = [i for i, c in enumerate(conversations) if is_first_attempt(c)]
         first_set = set(first)
         later = [i for i in range(len(conversations)) if i not in first_set]
         first_sampling = sampling
