@@ -17,6 +17,27 @@ in the same loop (alternating sides, best of ``--repeats``) and its greedy agree
 share of prompts whose whole greedy text is identical (``agree``) and whose text up to the first blank
 line (the answer, as the default improve config cuts it) is identical (``agree_answer``).
 
+``static`` (the static-cache, continuously batched decode loop of ``agentloop.policies.static``) is
+ranked the same way, and for every backend the run also measures **this CPU's own limit**: the time
+of the model's linear layers alone (every projection of every layer and the output projection,
+``torch.nn.functional.linear`` on the model's own weights) at M = the batch size, the work one
+decode step cannot avoid. ``share_of_bound`` is the backend's tokens/s over ``batch / that time``;
+the backend's time includes its prefill, so the share is a lower estimate of the decode share.
+
+Agreement and bf16 ties: two correct bf16 engines that batch differently round some logits
+differently, and greedy decoding then flips between two tokens whose logits are within rounding of
+each other (``hf`` against itself at another batch size shows it). ``agree`` is the strict share of
+identical texts; ``agree_ties`` also counts a prompt whose texts first differ at a *near-tie*: the
+two tokens' logits, recomputed by one unpadded forward pass of the common prefix, differ by at most
+``--tie-ulps`` bf16 units in the last place (2 by default). A real defect diverges at a clear margin.
+
+``--prefill-lengths 1400,2600,4000,5400`` times the prefill of one batch of prompts of those token
+lengths (one new token each) for ``hf`` and each backend, against the linear-layer bound at
+M = the total number of prompt tokens.
+
+``--json PATH`` writes ``{"backends": {NAME: {"<batch>": {"ratio_to_hf", "share_of_bound", "agree",
+"agree_ties", ...}}}, "prefill": {...}, "bound": {...}}``.
+
 Numbers on a shared machine are noisy: compare the ratio, not the absolute figures, across runs.
 """
 
@@ -103,35 +124,115 @@ def build_backend(spec: str, model: str | None):
         start = time.perf_counter()
         policy = LlamaCppPolicy(model=setting or None, max_batch_size=64)
         return policy, time.perf_counter() - start
+    if name == "static":
+        from agentloop.policies.static import StaticPolicy
+
+        start = time.perf_counter()
+        policy = StaticPolicy(model=model, max_batch_size=64)
+        return policy, time.perf_counter() - start
     if name == "ct2":
         from agentloop.policies.ct2 import CT2Policy
 
         start = time.perf_counter()
         policy = CT2Policy(model=model, compute_type=setting or "int8", max_batch_size=64)
         return policy, time.perf_counter() - start
-    raise SystemExit(f"unknown backend {spec!r}; use ct2:int8, ct2:float32 or llamacpp[:file.gguf]")
+    raise SystemExit(f"unknown backend {spec!r}; use static, ct2:int8, ct2:float32 or llamacpp[:file.gguf]")
 
 
-def bench_backend(hf, other, batch: int, max_new_tokens: int, repeats: int) -> dict:
+def bench_backend(hf, other, batch: int, max_new_tokens: int, repeats: int, tie_ulps: float) -> dict:
     from agentloop.types import SamplingParams
 
     convs = prompts(batch)
-    sampling = SamplingParams(max_new_tokens=max_new_tokens)
+    sampling = SamplingParams(max_new_tokens=max_new_tokens, return_logprobs=True)
     times: dict[str, list[float]] = {"hf": [], "other": []}
-    texts: dict[str, list[str]] = {}
+    outs: dict[str, list] = {}
     for r in range(repeats):
         for side in (("hf", "other") if r % 2 == 0 else ("other", "hf")):
             policy = hf if side == "hf" else other
             start = time.perf_counter()
-            texts[side] = [c.text for c in policy.generate(convs, sampling)]
+            outs[side] = policy.generate(convs, sampling)
             times[side].append(time.perf_counter() - start)
-    tokens = {side: sum(len(hf.tokenizer(t, add_special_tokens=False)["input_ids"]) + 1 for t in texts[side])
-              for side in texts}  # +1: the end token
+    tokens = {side: sum(len(c.token_ids) for c in outs[side]) for side in outs}
     tps = {side: tokens[side] / min(times[side]) for side in times}
-    pairs = list(zip(texts["hf"], texts["other"]))
+    pairs = list(zip(outs["hf"], outs["other"]))
+    strict = [a.text == b.text for a, b in pairs]
+    ties = [same or near_tie(hf, a, b, tie_ulps) for same, (a, b) in zip(strict, pairs)]
+    texts = [(a.text, b.text) for a, b in pairs]
     return {"batch": batch, "hf_tok_s": tps["hf"], "tok_s": tps["other"], "ratio": tps["other"] / tps["hf"],
-            "agree": sum(a == b for a, b in pairs) / batch,
-            "agree_answer": sum(a.split("\n\n")[0] == b.split("\n\n")[0] for a, b in pairs) / batch}
+            "agree": sum(strict) / batch, "agree_ties": sum(ties) / batch,
+            "agree_answer": sum(a.split("\n\n")[0] == b.split("\n\n")[0] for a, b in texts) / batch,
+            "tokens": tokens["other"], "seconds": min(times["other"]), "hf_seconds": min(times["hf"])}
+
+
+def near_tie(hf, a, b, ulps: float) -> bool:
+    """Whether completions ``a`` and ``b`` (same prompt) first differ at tokens whose logits, from one
+    unpadded forward pass over the prompt and the common prefix, are within ``ulps`` bf16 ulps."""
+    import math
+
+    import torch
+
+    ta, tb = list(a.token_ids), list(b.token_ids)
+    k = next((i for i, (x, y) in enumerate(zip(ta, tb)) if x != y), None)
+    if k is None:
+        return len(ta) == len(tb)  # one is a prefix of the other: a length limit, not a tie
+    ids = torch.tensor([list(a.prompt_token_ids) + ta[:k]])
+    with torch.no_grad():
+        logits = hf.model(ids).logits[0, -1].float()
+    la, lb = float(logits[ta[k]]), float(logits[tb[k]])
+    ulp = 2.0 ** (math.floor(math.log2(max(abs(la), abs(lb), 1e-6))) - 7)  # bf16: 8 significant bits
+    return abs(la - lb) <= ulps * ulp
+
+
+def linear_bound_seconds(model, rows: int, repeats: int = 3) -> float:
+    """Best time of every linear layer of ``model`` (each projection and the output one) at M = ``rows``."""
+    import torch
+    import torch.nn.functional as F
+
+    weights = [m.weight for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    inputs = {w.shape[1]: torch.randn(rows, w.shape[1], dtype=w.dtype) for w in weights}
+    best = float("inf")
+    with torch.no_grad():
+        for _ in range(repeats + 1):  # the first pass warms oneDNN's kernels
+            start = time.perf_counter()
+            for w in weights:
+                F.linear(inputs[w.shape[1]], w)
+            best = min(best, time.perf_counter() - start)
+    return best
+
+
+def long_prompts(tokenizer, lengths: list[int]) -> list[list]:
+    """Chat prompts whose templated token counts are close to ``lengths`` (real prose: this script's source)."""
+    from agentloop.types import user
+
+    words = open(__file__).read().split()
+    out = []
+    for n in lengths:
+        text = " ".join(words[i % len(words)] for i in range(n))
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"][: max(n - 30, 1)]
+        out.append([user(tokenizer.decode(ids))])
+    return out
+
+
+def bench_prefill(hf, others: dict, lengths: list[int], repeats: int) -> dict:
+    """Seconds to prefill one batch of prompts of ``lengths`` tokens (one new token each), per backend."""
+    from agentloop.types import SamplingParams
+
+    convs = long_prompts(hf.tokenizer, lengths)
+    sampling = SamplingParams(max_new_tokens=1)
+    policies = {"hf": hf, **others}
+    times: dict[str, float] = {name: float("inf") for name in policies}
+    for r in range(repeats):
+        for name in (list(policies) if r % 2 == 0 else list(reversed(policies))):
+            start = time.perf_counter()
+            policies[name].generate(convs, sampling)
+            times[name] = min(times[name], time.perf_counter() - start)
+    from agentloop.policies.chat import encode_chat
+
+    total = sum(len(encode_chat(hf.tokenizer, c, None, 1)[0]) for c in convs)
+    bound = linear_bound_seconds(hf.model, total)
+    return {"lengths": lengths, "prompt_tokens": total, "bound_seconds": bound,
+            "backends": {name: {"seconds": t, "tok_s": total / t, "ratio_to_hf": times["hf"] / t,
+                                "share_of_bound": bound / t} for name, t in times.items()}}
 
 
 def rss_child(batch: int, max_new_tokens: int) -> None:
@@ -154,9 +255,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None,
                         help="torch.set_num_threads; on a shared, oversubscribed machine 1 is far faster than 2.")
-    parser.add_argument("--backends", default="", help="Comma list of other backends to rank against hf: ct2:int8,...")
+    parser.add_argument("--backends", default="", help="Comma list of other backends to rank against hf: "
+                        "static, ct2:int8, ct2:float32, llamacpp.")
     parser.add_argument("--skip-raw", action="store_true", help="Only the --backends comparison (no policy-vs-raw "
                         "table, no RSS child).")
+    parser.add_argument("--tie-ulps", type=float, default=2.0, help="bf16 ulps within which a first divergence "
+                        "counts as a near-tie (agree_ties).")
+    parser.add_argument("--prefill-lengths", default="", help="Comma list of prompt token lengths prefilled as "
+                        "one batch (e.g. 1400,2600,4000,5400).")
+    parser.add_argument("--json", default=None, help="Write the backend comparison as JSON to this path.")
     parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     import torch
@@ -174,15 +281,41 @@ def main() -> None:
           f"max_new_tokens {args.max_new_tokens} repeats {args.repeats} (best time of each side)")
     print(f"{'batch':>5} {'tokens':>6} {'raw tok/s':>10} {'hf policy tok/s':>16} {'ratio':>6} identical")
     batches = [int(b) for b in args.batches.split(",")]
+    report: dict = {"threads": torch.get_num_threads(), "max_new_tokens": args.max_new_tokens, "backends": {},
+                    "bound": {}}
+    for batch in batches:
+        t = linear_bound_seconds(policy.model, batch)
+        report["bound"][str(batch)] = {"linear_seconds": t, "tok_s": batch / t}
+    others = {}
     for spec in (s for s in args.backends.split(",") if s):
         other, load_s = build_backend(spec, args.model)
+        others[spec] = other
         print(f"{spec}: loaded (converted on first use, cached after) in {load_s:.1f} s")
-        print(f"{'batch':>5} {'hf tok/s':>9} {spec + ' tok/s':>16} {'ratio':>6} {'agree':>6} {'agree_answer':>12}")
+        print(f"{'batch':>5} {'hf tok/s':>9} {spec + ' tok/s':>16} {'ratio':>6} {'bound tok/s':>11} {'share':>6} "
+              f"{'agree':>6} {'agree_ties':>10} {'agree_answer':>12}")
+        rows = report["backends"].setdefault(spec, {})
         for batch in batches:
-            r = bench_backend(policy, other, batch, args.max_new_tokens, args.repeats)
-            print(f"{batch:>5} {r['hf_tok_s']:>9.1f} {r['tok_s']:>16.1f} {r['ratio']:>6.2f} {r['agree']:>6.2f} "
-                  f"{r['agree_answer']:>12.2f}", flush=True)
-        del other
+            r = bench_backend(policy, other, batch, args.max_new_tokens, args.repeats, args.tie_ulps)
+            bound = report["bound"][str(batch)]["tok_s"]
+            rows[str(batch)] = {"ratio_to_hf": r["ratio"], "share_of_bound": r["tok_s"] / bound,
+                                "hf_share_of_bound": r["hf_tok_s"] / bound, **r}
+            print(f"{batch:>5} {r['hf_tok_s']:>9.1f} {r['tok_s']:>16.1f} {r['ratio']:>6.2f} {bound:>11.1f} "
+                  f"{r['tok_s'] / bound:>6.2f} {r['agree']:>6.2f} {r['agree_ties']:>10.2f} {r['agree_answer']:>12.2f}",
+                  flush=True)
+    if args.prefill_lengths:
+        lengths = [int(n) for n in args.prefill_lengths.split(",")]
+        report["prefill"] = p = bench_prefill(policy, others, lengths, max(2, args.repeats // 2))
+        print(f"prefill of {len(lengths)} prompts, {p['prompt_tokens']} tokens (bound {p['bound_seconds']:.2f} s):")
+        for name, b in p["backends"].items():
+            print(f"  {name:>8} {b['seconds']:7.2f} s {b['tok_s']:8.1f} tok/s ratio_to_hf {b['ratio_to_hf']:.2f} "
+                  f"share_of_bound {b['share_of_bound']:.2f}")
+    others.clear()
+    if args.json:
+        from pathlib import Path
+
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+        print(f"wrote {args.json}")
     if args.skip_raw:
         return
     results = []

@@ -10,6 +10,9 @@ def register(register: Callable[..., object]) -> None:
              description="Replies from a script (list by turn, dict by prompt, or a function); tests and demos.")
     register("hf", "agentloop.policies.hf:HFPolicy",
              description="transformers causal LM (the embedded default model when no model is named); LoRA via peft.")
+    register("static", "agentloop.policies.static:StaticPolicy",
+             description="hf's weights decoded by our own loop: static KV cache, continuous batching, no generate(); "
+             "Llama-family models; >= 2x hf at batch 64 on CPU (benchmarks/generation.py).")
     register("openai", "agentloop.policies.openai_compat:OpenAIPolicy",
              description="Any OpenAI-compatible server (agentloop serve, vLLM, llama.cpp, hosted APIs).")
     register("ct2", "agentloop.policies.ct2:CT2Policy",
