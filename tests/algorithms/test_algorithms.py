@@ -460,12 +460,12 @@ def test_faft_prepare_on_travel_gives_the_evaluators_all_pass_lines():
 
 @pytest.mark.parametrize("name", ["rs_sft", "rise", "score", "leti", "critique_loop", "faft"])
 def test_every_method_builds_from_its_config(name):
-    from agentloop.algorithms import build_algorithm
     from agentloop.improve import ImproveConfig
+    from agentloop.registry import make_algorithm
 
     cfg = ImproveConfig.model_validate({"env": {"id": "math/arith-v0", "eval_kwargs": {"seed": 1}},
                                         "method": {"name": name}, "eval": {"attempts": 2}})
-    assert build_algorithm(cfg.method).config.name == name
+    assert make_algorithm(cfg.method).config.name == name
 
 
 def test_rise_distillation_routes_later_attempts_to_teacher():
