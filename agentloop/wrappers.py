@@ -65,7 +65,7 @@ class MultiAttemptConfig(BaseModel):
     critique_all: bool = Field(
         default=False,
         description="Critic mode without an oracle: critique every answer (not only wrong ones) and stop when the "
-        "critic judges the answer correct (METHODS.md section 4).",
+        "critic judges the answer correct (docs/methods.md section 4).",
     )
     retry_instruction: str | None = Field(
         default=None, description="Override of the retry text; default: the environment's own, else SCoRe's."
@@ -236,7 +236,7 @@ class MultiAttempt(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
 
 class CritiqueInTheLoop(MultiAttempt):
-    """Actor answers, critic critiques, actor refines: up to ``max_attempts - 1`` refinements (METHODS.md section 4).
+    """Actor answers, critic critiques, actor refines: up to ``max_attempts - 1`` refinements (docs/methods.md section 4).
 
     ``oracle=True`` critiques only wrong answers (the verifier decides); ``oracle=False`` critiques
     every answer and stops when the critic judges the answer correct.

@@ -1,4 +1,4 @@
-"""`LLMCritic`: a prompted language-model critic with the step-level format of METHODS.md section 4.
+"""`LLMCritic`: a prompted language-model critic with the step-level format of docs/methods.md section 4.
 
 The critic is asked to repeat each step of the answer and judge it, then judge the final answer::
 

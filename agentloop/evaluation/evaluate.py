@@ -72,7 +72,7 @@ class AttemptSettings(BaseModel):
     feedback: FeedbackMode = Field(default="env", description="Feedback between attempts.")
     critic: ComponentRef | None = Field(default=None, description="Critic for feedback='critic' ({id, kwargs}).")
     critique_all: bool = Field(default=False, description="feedback='critic' without an oracle: every answer is "
-                               "critiqued and the episode stops when the critic approves (METHODS.md section 4).")
+                               "critiqued and the episode stops when the critic approves (docs/methods.md section 4).")
 
     @model_validator(mode="before")
     @classmethod
