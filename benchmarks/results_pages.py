@@ -1,12 +1,13 @@
-"""Write ``docs/results.md`` from the results files in ``benchmarks/results/`` (never by hand).
+"""Write ``docs/results.md`` and the README's measured figures from ``benchmarks/results/`` (never by hand).
 
 Every figure on the page is read from a JSON file that a benchmark script wrote when it ran
 (``efficacy.py``, ``improve_profile.py``, ``improve_default.py``, ``vllm_cpu_lora.py``), so a figure
-lives in one place: rerun the benchmark, then this script. A test checks the committed page equals
-what this script renders from the committed JSON.
+lives in one place: rerun the benchmark, then this script. The README's figures sit between
+``<!-- generated:NAME -->`` and ``<!-- /generated -->`` lines, rewritten the same way. A test checks the
+committed page and README equal what this script renders from the committed JSON.
 
-    .venv/bin/python benchmarks/results_pages.py           # rewrite docs/results.md
-    .venv/bin/python benchmarks/results_pages.py --check   # exit 1 if docs/results.md is stale
+    .venv/bin/python benchmarks/results_pages.py           # rewrite docs/results.md and the README's blocks
+    .venv/bin/python benchmarks/results_pages.py --check   # exit 1 if either is stale
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "benchmarks" / "results"
 PAGE = ROOT / "docs" / "results.md"
+README = ROOT / "README.md"
 DEFAULT_CELL = "rise_greedy-arith"  # the efficacy cell with configs/default.yaml's settings
 PROFILE_ORDER = ("improve_profile_quiet", "improve_profile_quiet_previous_default", "improve_profile_default",
                  "improve_profile", "improve_profile_hf_lora_cpu", "improve_profile_vllm_cpu")
@@ -173,19 +175,61 @@ def render(results: Path = RESULTS_DIR) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def readme_blocks(results: Path = RESULTS_DIR) -> dict[str, str]:
+    """The README's measured sentences: what `make run` costs and gives, and the one-paragraph results summary."""
+    eff = _efficacy()
+    cells = (_load(results, "efficacy") or {}).get("cells", {})
+    quiet, cell = _load(results, "improve_profile_quiet"), cells.get(DEFAULT_CELL)
+    blocks = {}
+    if quiet and cell:
+        r = quiet["result"]
+        seeds = [c["wall_s"] for name, c in cells.items() if name.split("@")[0] == DEFAULT_CELL]
+        blocks["make-run"] = (
+            f"On a quiet {quiet['cpu_count']}-core machine it took **{quiet['wall_s']:.0f} s** at peak RSS "
+            f"{quiet['peak_rss_mib']:.0f} MiB ({min(seeds):.0f}-{max(seeds):.0f} s at one thread beside another "
+            f"run), with held-out Acc@t1 {_pct(r['before'])} -> {_pct(r['after'])} (N = {r['n']}).")
+    if cell:
+        g, vs = cell["gains"], cell.get("vs_control") or {}
+        blocks["results"] = (
+            f"On CPU with the embedded 135M model, the default run (`{DEFAULT_CELL}`, {cell['method']}) raises held-out "
+            f"Acc@t1 from {eff._pct(cell['before']['acc_t1'])}% to {eff._pct(cell['after']['acc_t1'])}% (paired gain "
+            f"{eff._ci(g.get('gain_acc_t1'))}; against the control `{cell.get('control')}` "
+            f"{eff._ci(vs.get('gain_acc_t1'))}) and moves delta(t1,t2) from {eff._ci(cell['before'].get('delta_t1_t2'))} "
+            f"to {eff._ci(cell['after'].get('delta_t1_t2'))} (N = {cell['after']['n']}).")
+    return blocks
+
+
+def update_readme(text: str, blocks: dict[str, str]) -> str:
+    """``text`` with each ``<!-- generated:NAME -->`` ... ``<!-- /generated -->`` block replaced by ``blocks[NAME]``."""
+    import re
+
+    def fill(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in blocks:
+            raise KeyError(f"README block {name!r} has no source in benchmarks/results (known: {sorted(blocks)})")
+        return f"<!-- generated:{name} -->\n{blocks[name]}\n<!-- /generated -->"
+
+    return re.sub(r"<!-- generated:([\w-]+) -->\n.*?<!-- /generated -->", fill, text, flags=re.S)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--check", action="store_true", help="Exit 1 if the page differs from what the JSON gives.")
     p.add_argument("--out", type=Path, default=PAGE, help="Page to write (default docs/results.md).")
     args = p.parse_args(argv)
     text = render()
+    readme = README.read_text()
+    new_readme = update_readme(readme, readme_blocks())
     if args.check:
-        if not args.out.exists() or args.out.read_text() != text:
-            print(f"{args.out} is stale: run python benchmarks/results_pages.py", file=sys.stderr)
+        stale = [str(p) for p, old, new in ((args.out, args.out.read_text() if args.out.exists() else None, text),
+                                            (README, readme, new_readme)) if old != new]
+        if stale:
+            print(f"stale: {', '.join(stale)}: run python benchmarks/results_pages.py", file=sys.stderr)
             return 1
         return 0
     args.out.write_text(text)
-    print(f"wrote {args.out}")
+    README.write_text(new_readme)
+    print(f"wrote {args.out} and the generated blocks of {README}")
     return 0
 
 
