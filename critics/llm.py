@@ -176,7 +176,7 @@ class LLMCritic:
     Example::
 
         critic = LLMCritic(policy=HFPolicy())
-        env = MultiAttempt(make("math/arith-v0"), k=2, feedback="critic", critic=critic)
+        env = MultiAttempt(make("math/arith-v0"), max_attempts=2, feedback="critic", critic=critic)
     """
 
     def __init__(self, policy: Policy | str | None = None, sampling: SamplingParams | None = None,

@@ -26,7 +26,7 @@ class VerifierCritic:
 
     Example::
 
-        env = MultiAttempt(make("code/mbpp-v0"), k=3, feedback="critic", critic=VerifierCritic())
+        env = MultiAttempt(make("code/mbpp-v0"), max_attempts=3, feedback="critic", critic=VerifierCritic())
     """
 
     def __init__(self, wrong_default: str = "The answer is incorrect.", right_default: str = "The answer is correct.",

@@ -23,7 +23,6 @@ environment without ``num_tasks`` gets ``limit`` seeded episodes (``limit`` is t
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,15 +76,12 @@ class AttemptSettings(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _renamed(cls, data: Any) -> Any:
-        """``k`` (eval) and ``attempts`` (improve's eval section) are the old names: read, with a DeprecationWarning."""
+        """``k`` (eval) and ``attempts`` (improve's eval section) are the old names: refused with the new one."""
         if isinstance(data, dict):
             for old in ("k", "attempts"):
                 if old in data:
-                    if "max_attempts" in data:
-                        raise ValueError(f"give max_attempts only: '{old}' is its deprecated name")
-                    warnings.warn(f"'{old}' is deprecated; write max_attempts: {data[old]} (one name for the number "
-                                  "of attempts everywhere)", DeprecationWarning, stacklevel=2)
-                    data = {k: v for k, v in data.items() if k != old} | {"max_attempts": data[old]}
+                    raise ValueError(f"'{old}' was renamed: write max_attempts: {data[old]} (one name for the number "
+                                     "of attempts everywhere)")
         return data
 
     @model_validator(mode="after")
