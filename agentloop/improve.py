@@ -289,7 +289,6 @@ class ImproveLoop:
 
     def evaluate(self, iteration: int) -> HeldOutResult:
         """The held-out evaluation of the current model (agentloop.evaluation's episodes and metrics)."""
-        from agentloop.evaluation.evaluate import build_critic
         from agentloop.evaluation.heldout import held_out_result, held_out_specs
 
         c = self.cfg.eval
@@ -300,7 +299,7 @@ class ImproveLoop:
         specs = held_out_specs(self.cfg.env.id, self.cfg.env.split_kwargs("eval"), self.eval_idx, make_kwargs,
                                iteration)
         sampling = SamplingParams(temperature=0.0, max_new_tokens=c.max_new_tokens, stop=c.stop)
-        critic = build_critic(c.critic, self.gen_policy)
+        critic = c.critic.make_critic(self.gen_policy) if c.critic is not None else None
         episodes = self.collect(specs, sampling, c.batch_size, f"eval    iter {iteration}", critic)
         trim()
         return held_out_result(episodes, c.max_attempts, c.metric, iteration)

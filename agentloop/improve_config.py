@@ -135,8 +135,7 @@ class ImproveConfig(_Section):
     threads: int | None = Field(
         default=None, ge=1, description="CPU threads for torch; None = auto: 1 when the machine is already busy "
         "(load average >= cores), else the cores left by the processes running at start (at least 1), because "
-        "OpenMP threads competing with other processes stall (measured on 2 shared cores: 64x24 tokens in 59 s "
-        "with 1 thread, 250 s with 2; two runs started together at 2 threads each ran 2.5-3x slower).")
+        "OpenMP threads competing with other processes stall (docs/performance.md, 'Threads').")
     seed: int = 0
     out: str | None = Field(default=None, description="Run directory; default runs/improve-<method>-<time>.")
     tracking: TrackingConfig = Field(default_factory=TrackingConfig, description="Experiment trackers (per training "

@@ -78,7 +78,7 @@ class Feedback(Record):
 
 
 class StepVerdict(Record):
-    """One step of a step-level critique (METHODS.md section 4)."""
+    """One step of a step-level critique (docs/methods.md section 4)."""
 
     step: str
     correct: bool | None = None

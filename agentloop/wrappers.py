@@ -19,7 +19,6 @@ options, which the environment contract makes the same task; the policy sees the
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -65,7 +64,7 @@ class MultiAttemptConfig(BaseModel):
     critique_all: bool = Field(
         default=False,
         description="Critic mode without an oracle: critique every answer (not only wrong ones) and stop when the "
-        "critic judges the answer correct (METHODS.md section 4).",
+        "critic judges the answer correct (docs/methods.md section 4).",
     )
     retry_instruction: str | None = Field(
         default=None, description="Override of the retry text; default: the environment's own, else SCoRe's."
@@ -112,9 +111,8 @@ class MultiAttempt(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def __init__(self, env: gym.Env, max_attempts: int = 2, feedback: FeedbackMode = "env", critic: Critic | None = None,
                  stop_on_success: bool | None = None, **options: Any):
-        if "k" in options:  # the pre-0.2 name; one name for the number of attempts everywhere now
-            warnings.warn("MultiAttempt(k=...) is deprecated; use max_attempts=...", DeprecationWarning, stacklevel=2)
-            max_attempts = options.pop("k")
+        if "k" in options:  # renamed in 0.1: one name for the number of attempts everywhere
+            raise ConfigError(f"MultiAttempt(k=...) was renamed: write max_attempts={options['k']!r}.")
         # recorded on env.spec.additional_wrappers; the critic object is not a setting and is left out
         gym.utils.RecordConstructorArgs.__init__(self, max_attempts=max_attempts, feedback=feedback,
                                                  stop_on_success=stop_on_success, **options)
@@ -236,7 +234,7 @@ class MultiAttempt(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
 
 class CritiqueInTheLoop(MultiAttempt):
-    """Actor answers, critic critiques, actor refines: up to ``max_attempts - 1`` refinements (METHODS.md section 4).
+    """Actor answers, critic critiques, actor refines: up to ``max_attempts - 1`` refinements (docs/methods.md section 4).
 
     ``oracle=True`` critiques only wrong answers (the verifier decides); ``oracle=False`` critiques
     every answer and stops when the critic judges the answer correct.
@@ -244,10 +242,8 @@ class CritiqueInTheLoop(MultiAttempt):
 
     def __init__(self, env: gym.Env, critic: Critic | None = None, max_attempts: int = 2, oracle: bool = True,
                  **options: Any):
-        if "rounds" in options:  # the pre-0.2 name: rounds of critique = max_attempts - 1
-            warnings.warn("CritiqueInTheLoop(rounds=R) is deprecated; use max_attempts=R + 1", DeprecationWarning,
-                          stacklevel=2)
-            max_attempts = options.pop("rounds") + 1
+        if "rounds" in options:  # renamed in 0.1: rounds of critique = max_attempts - 1
+            raise ConfigError("CritiqueInTheLoop(rounds=R) was renamed: write max_attempts=R + 1.")
         super().__init__(env, max_attempts=max_attempts, feedback="critic", critic=critic,
                          stop_on_success=True if oracle else False, critique_all=not oracle, **options)
 

@@ -15,7 +15,7 @@ bootstrap intervals, accuracy per operation where the environment tags it, wall 
   never saw (e.g. arithmetic -> GSM8K), reported the same way.
 
 Results merge per cell into ``benchmarks/results/efficacy.json`` (``--smoke`` runs go to
-``efficacy-smoke.json``); ``--table`` prints the markdown table for the README.
+``efficacy-smoke.json``); ``--table`` prints its tables; ``results_pages.py`` writes docs/results.md from it.
 
     .venv/bin/python benchmarks/efficacy.py --list
     .venv/bin/python benchmarks/efficacy.py --cell rise-arith            # one cell (<= 20 min, quiet 2-core machine)

@@ -1,4 +1,4 @@
-"""`LLMCritic`: a prompted language-model critic with the step-level format of METHODS.md section 4.
+"""`LLMCritic`: a prompted language-model critic with the step-level format of docs/methods.md section 4.
 
 The critic is asked to repeat each step of the answer and judge it, then judge the final answer::
 
@@ -176,7 +176,7 @@ class LLMCritic:
     Example::
 
         critic = LLMCritic(policy=HFPolicy())
-        env = MultiAttempt(make("math/arith-v0"), k=2, feedback="critic", critic=critic)
+        env = MultiAttempt(make("math/arith-v0"), max_attempts=2, feedback="critic", critic=critic)
     """
 
     def __init__(self, policy: Policy | str | None = None, sampling: SamplingParams | None = None,

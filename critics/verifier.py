@@ -1,7 +1,7 @@
 """`VerifierCritic`: the environment's own feedback and verdict, written as a critique (the oracle critic).
 
 It calls no model. The critique uses the final-answer part of the step-level format
-(METHODS.md section 4), so :func:`agentloop.critics.llm.parse_critique` reads it back::
+(docs/methods.md section 4), so :func:`agentloop.critics.llm.parse_critique` reads it back::
 
     Correctness of the final answer: Wrong
     Explanation: <the environment's feedback, e.g. a failing test or traceback>
@@ -26,7 +26,7 @@ class VerifierCritic:
 
     Example::
 
-        env = MultiAttempt(make("code/mbpp-v0"), k=3, feedback="critic", critic=VerifierCritic())
+        env = MultiAttempt(make("code/mbpp-v0"), max_attempts=3, feedback="critic", critic=VerifierCritic())
     """
 
     def __init__(self, wrong_default: str = "The answer is incorrect.", right_default: str = "The answer is correct.",

@@ -16,7 +16,7 @@ def register(register: Callable[..., object]) -> None:
     register("openai", "agentloop.policies.openai_compat:OpenAIPolicy",
              description="Any OpenAI-compatible server (agentloop serve, vLLM, llama.cpp, hosted APIs).")
     register("ct2", "agentloop.policies.ct2:CT2Policy",
-             description="CTranslate2 (int8/float32, CPU); not faster than hf on an AMX CPU (README); needs agentloop[ct2].")
+             description="CTranslate2 (int8/float32, CPU); not faster than hf on an AMX CPU (docs/performance.md); needs agentloop[ct2].")
     register("llamacpp", "agentloop.policies.llamacpp:LlamaCppPolicy",
              description="llama.cpp on a GGUF model (the default model's own Q4_1 file), batched, CPU; LoRA adapters "
              "without reload; needs agentloop[llamacpp].")

@@ -2,7 +2,7 @@
 
 CTranslate2 runs decoder-only models (Llama, Qwen, Mistral, ...) with int8 weights and its own
 batched decoding. On the 2-core development machine (AMX, where torch's bf16 matmuls are fast) it was
-not faster than the ``hf`` policy at batch 64 (0.93x int8, 0.66x float32; README "CPU performance";
+not faster than the ``hf`` policy at batch 64 (0.93x int8, 0.66x float32; docs/performance.md;
 ``benchmarks/generation.py --backends ct2:int8`` prints the ratio on yours). The model folder (or the embedded default model)
 is converted once with ``ctranslate2.converters.TransformersConverter`` into the agentloop cache
 (``$AGENTLOOP_CACHE/ct2/``, keyed by the folder, its weights' modification time and the compute

@@ -4,7 +4,7 @@ On vLLM's CPU build, ``gpu_memory_utilization`` is a share of the machine's RAM;
 (default there: 1 GiB) gives the KV cache a fixed small size instead. LoRA works there too (vLLM's CPU punica
 kernels, pure torch): with LoRA enabled vLLM skips torch.compile (engine start 25 s instead of 82 s
 on 2 cores; 147 instead of 229 tokens/s at batch 16 without an adapter), and a request with an
-adapter generates ~6x slower than without (benchmarks/vllm_cpu_lora.py; README "CPU performance").
+adapter generates ~6x slower than without (benchmarks/vllm_cpu_lora.py; docs/performance.md).
 
 Covered: the same prompts as :class:`~agentloop.policies.hf.HFPolicy` (the tokenizer's chat template
 and the same left truncation, see :mod:`agentloop.policies.chat`), sampling (temperature, top_p,

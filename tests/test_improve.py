@@ -101,7 +101,9 @@ def test_bad_configs_fail_before_any_work(tmp_path):
 
 
 def test_auto_threads_leave_the_cores_other_running_processes_use(monkeypatch):
-    import agentloop.improve as loop
+    import importlib
+
+    loop = importlib.import_module("agentloop.improve")  # the module: `agentloop.improve` is the function
 
     assert loop.running_processes() >= 1  # this process at least (1 where /proc/loadavg is missing)
     monkeypatch.setattr(loop.os, "cpu_count", lambda: 2)

@@ -8,7 +8,8 @@ collection is shared (:mod:`agentloop.algorithms.base`); the loss maths is in
 
 Methods are registered like environments: the built-ins through :func:`register` (the
 ``agentloop.algorithms`` entry point of this distribution), third-party methods through their own
-entry point in that group; ``agentloop.registry.make_algorithm(config)`` builds one.
+entry point in that group, or in code with :func:`register_method`;
+``agentloop.registry.make_algorithm(config)`` builds one.
 """
 
 from __future__ import annotations
@@ -33,11 +34,35 @@ def register(register: Callable[..., Any]) -> None:
         register(name, algorithm, config=config)
 
 
-def build_algorithm(config: Any) -> Any:
-    """The Algorithm for a method config (its ``name`` is the registered id)."""
-    from agentloop.registry import make_algorithm
+def register_method(name: str, config_cls: type, algorithm_cls: type, *, override: bool = False) -> Any:
+    """Register a self-improvement method from code, as a plugin's entry point would::
 
-    return make_algorithm(config)
+        class FirstTryConfig(MethodConfig):
+            name: Literal["first_try"] = "first_try"
+
+        agentloop.register_method("first_try", FirstTryConfig, FirstTry)
+        agentloop.improve(ImproveConfig(method=FirstTryConfig(), ...))
+
+    ``config_cls`` is a :class:`~agentloop.algorithms.base.MethodConfig` subclass whose ``name`` field
+    defaults to ``name``; ``algorithm_cls`` an :class:`~agentloop.algorithms.base.Algorithm` subclass.
+    Re-registering a name raises unless ``override=True``. Returns the stored spec.
+    """
+    from agentloop.algorithms.base import Algorithm, MethodConfig
+    from agentloop.errors import RegistryError
+    from agentloop.registry import algorithms
+
+    if not (isinstance(config_cls, type) and issubclass(config_cls, MethodConfig)):
+        raise RegistryError(f"register_method({name!r}, ...): config_cls must be a MethodConfig subclass, "
+                            f"got {config_cls!r}; subclass agentloop.MethodConfig and fix its name field.")
+    if not (isinstance(algorithm_cls, type) and issubclass(algorithm_cls, Algorithm)):
+        raise RegistryError(f"register_method({name!r}, ...): algorithm_cls must be an Algorithm subclass, "
+                            f"got {algorithm_cls!r}; subclass agentloop.Algorithm.")
+    field = config_cls.model_fields.get("name")
+    if field is None or field.default != name:
+        raise RegistryError(f"register_method({name!r}, ...): {config_cls.__name__}.name must default to {name!r} "
+                            f"(write `name: Literal[{name!r}] = {name!r}`), so that `method: {{name: {name}}}` "
+                            "in an improve config selects this class.")
+    return algorithms.register(name, algorithm_cls, config=config_cls, override=override)
 
 
-__all__ = ["METHODS", "build_algorithm", "register"]
+__all__ = ["METHODS", "register", "register_method"]

@@ -14,7 +14,6 @@ episodes started from states the first reached, e.g. RISE's best-of-N) and ``eva
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -53,15 +52,14 @@ class MethodConfig(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _renamed_attempts(cls, data: Any) -> Any:
-        """The number of attempts is ``max_attempts`` everywhere; RISE's ``turns`` and the critique loop's
-        ``rounds`` (= max_attempts - 1) are still read, with a DeprecationWarning."""
+        """The number of attempts is ``max_attempts`` everywhere; RISE's old ``turns`` and the critique loop's
+        old ``rounds`` (= max_attempts - 1) are refused with the new spelling."""
         if not isinstance(data, dict) or "max_attempts" not in cls.model_fields:
             return data
         for old, shift in (("turns", 0), ("rounds", 1)):
-            if old in data and "max_attempts" not in data:
-                warnings.warn(f"method.{old} is deprecated; use method.max_attempts"
-                              + (f" (= {old} + 1)" if shift else ""), DeprecationWarning, stacklevel=2)
-                data = {k: v for k, v in data.items() if k != old} | {"max_attempts": int(data[old]) + shift}
+            if old in data:
+                value = f"{int(data[old]) + shift}" if isinstance(data[old], int) else f"{old} + {shift}"
+                raise ValueError(f"method.{old} was renamed: write max_attempts: {value}")
         return data
 
 

@@ -1,4 +1,4 @@
-"""Critique-in-the-loop self-training (Xi et al. 2024; METHODS.md section 4).
+"""Critique-in-the-loop self-training (Xi et al. 2024; docs/methods.md section 4).
 
 Per iteration: the actor samples ``samples_per_task`` answers per question inside
 ``CritiqueInTheLoop(max_attempts, oracle=True)``: a correct first answer ends the episode; a wrong one is

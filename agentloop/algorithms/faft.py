@@ -1,4 +1,4 @@
-"""FAFT: feedback-aware fine-tuning (Chen et al. 2024; METHODS.md section 5).
+"""FAFT: feedback-aware fine-tuning (Chen et al. 2024; docs/methods.md section 5).
 
 Sample ``samples_per_task`` answers per training task, run the environment's evaluator, and train
 on *every* sample (positive and negative) conditioned on its own feedback: the prompt is followed

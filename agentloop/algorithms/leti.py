@@ -1,4 +1,4 @@
-"""LeTI: learning from textual feedback (Wang et al. 2023; METHODS.md section 3).
+"""LeTI: learning from textual feedback (Wang et al. 2023; docs/methods.md section 3).
 
 Training sequence (one per sampled solution):
 ``{<|good|> or <|bad|>}{<|lang_feedback|>FEEDBACK<|/lang_feedback|> if failed}{PROMPT}{SOLUTION}``

@@ -12,7 +12,7 @@ Conventions:
   tokens in the batch) is the default because it keeps the step size independent of reply length
   and batch composition. ``reduction="sequence"`` averages per-sequence means instead.
 
-Covered: SCoRe's Stage I/II rewards and shaping (METHODS.md section 1), leave-one-out (RLOO)
+Covered: SCoRe's Stage I/II rewards and shaping (docs/methods.md section 1), leave-one-out (RLOO)
 per-prompt baselines, the K1/K2/K3 per-token KL estimators and a KL penalty whose gradient is the
 gradient of KL(pi || pi_ref) (:func:`kl_penalty`), REINFORCE with a clipped importance ratio
 (PPO/GRPO-style, so one batch of samples can serve several optimiser steps) and the KL penalty,
@@ -98,7 +98,7 @@ def rloo_advantages(rewards: torch.Tensor, groups: Sequence[int] | torch.Tensor)
 
     ``groups[i]`` names the prompt sample ``i`` was drawn for. A prompt with one sample has no
     baseline (advantage = reward), which is plain REINFORCE for it. SCoRe's paper does not state
-    its baseline; this is the documented choice (METHODS.md section 1).
+    its baseline; this is the documented choice (docs/methods.md section 1).
     """
     r = rewards.float()
     g = torch.as_tensor(groups, device=r.device).long()

@@ -1,4 +1,4 @@
-"""RISE: recursive introspection (Qu et al. 2024; METHODS.md section 2).
+"""RISE: recursive introspection (Qu et al. 2024; docs/methods.md section 2).
 
 A single-turn task becomes a multi-turn MDP: after a wrong attempt the user turn is
 ``"The answer is incorrect. Please try again. Here's the question: {question}"`` and the episode
@@ -40,24 +40,22 @@ rollouts of a task then share their first attempt and differ from the second on)
 
 Weighting first attempts (``first_attempt_weight``, our addition). The examples' RWR weights of first
 attempts are multiplied by this factor (0 drops them: only later attempts are trained). SCoRe's stage I
-(METHODS.md) trains the second attempt while keeping the first near the base model, so that the
+(docs/methods.md) trains the second attempt while keeping the first near the base model, so that the
 two attempts are not trained to the same answers and the second can learn to differ; this is the
-supervised counterpart, without SCoRe's KL term on the first attempt. Measured on the default run
-(README, "How this collection was chosen"): at 0 both attempts gain alike (+7.0 / +7.7 points, paired
-delta gain +0.7 [-2.7, +3.7]) and the model ends 13 points below the default; it does not bring
-self-correction to the 135M model.
+supervised counterpart, without SCoRe's KL term on the first attempt (what it did on the default run:
+docs/findings.md).
 
 Collection protocol (``collection``, our addition; the paper leaves the unseen-verdict case open):
 ``oracle`` (default, the paper's) gives RISE's text only after a *wrong* attempt and stops at the
 first success, so every second attempt in the data follows a failure: the model learns "after this
 text, change the answer". Under the no-oracle evaluation below the same text also follows right
-answers, and such a model turns them wrong (measured: ``benchmarks/efficacy.py --cell rise-arith``,
-delta c->i 0.7% -> 4.7% after one iteration). ``no_oracle`` collects exactly as held-out evaluation
+answers, and such a model turns them wrong (the efficacy cell ``rise-arith``: docs/results.md).
+``no_oracle`` collects exactly as held-out evaluation
 plays (:meth:`RISE.eval_attempt_settings`: the text after every attempt, all attempts played);
 with ``filter: success`` the data are then the right turns in that context: first-attempt
 successes, kept right answers (c->c) and corrections (i->c), never a right answer abandoned.
 
-Evaluation (METHODS.md section 2): held-out multi-attempt evaluation runs *without an oracle*:
+Evaluation (docs/methods.md section 2): held-out multi-attempt evaluation runs *without an oracle*:
 after every attempt, right or wrong, the user turn is the same RISE text (so the verdict is never
 revealed) and the episode runs all its attempts; Acc@tk is then the accuracy of the k-th answer.
 :meth:`RISE.eval_attempt_settings` gives the ``MultiAttempt`` keyword arguments for this

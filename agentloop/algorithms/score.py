@@ -1,4 +1,4 @@
-"""SCoRe: multi-turn RL for self-correction (Kumar et al. 2024; METHODS.md section 1).
+"""SCoRe: multi-turn RL for self-correction (Kumar et al. 2024; docs/methods.md section 1).
 
 Two attempts per task: ``MultiAttempt(max_attempts=2, feedback="retry")`` appends the fixed self-correction
 instruction (the environment's own, else the paper's MATH text) that never reveals the verdict.

@@ -16,7 +16,7 @@ import typer
 from agentloop.errors import ConfigError
 
 
-def build_policy(policy: str, model: str | None, adapter: str | None, kwargs_json: str | None) -> Any:
+def make_cli_policy(policy: str, model: str | None, adapter: str | None, kwargs_json: str | None) -> Any:
     """A registered policy from CLI options (``--model``/``--adapter`` become keyword arguments)."""
     from agentloop.registry import make_policy
 
@@ -80,7 +80,7 @@ def register(app: typer.Typer) -> None:
             [(0, ([system(system_prompt)] if system_prompt else []) + [user(prompt)])]
         sampling = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, n=n,
                                   stop=tuple(stop or ()), seed=seed)
-        completions = build_policy(policy, model, adapter, kwargs).generate([conv for _, conv in rows], sampling)
+        completions = make_cli_policy(policy, model, adapter, kwargs).generate([conv for _, conv in rows], sampling)
         if prompt is not None and not as_json and output is None:
             for c in completions:
                 typer.echo(c.text)

@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
         """Serve a policy at http://HOST:PORT/v1 (chat completions and models)."""
         from pathlib import Path
 
-        from agentloop.commands.generate import build_policy
+        from agentloop.commands.generate import make_cli_policy
         from agentloop.serve import ServeConfig
         from agentloop.serve import serve as run_server
 
@@ -40,7 +40,7 @@ def register(app: typer.Typer) -> None:
                              batch_wait_s=batch_wait_s, api_key=api_key or None, model_aliases=tuple(alias),
                              accept_any_model=accept_any_model, max_n=max_n, max_tokens_limit=max_tokens_limit,
                              max_body_bytes=max_body_bytes)
-        pol = build_policy(policy, model, adapter, kwargs)
+        pol = make_cli_policy(policy, model, adapter, kwargs)
         key_note = " (API key required)" if config.api_key else ""
         typer.echo(f"serving {policy} policy as {served!r} at http://{host}:{port}/v1{key_note}", err=True)
         run_server(pol, config, log_level=log_level)

@@ -23,7 +23,6 @@ environment without ``num_tasks`` gets ``limit`` seeded episodes (``limit`` is t
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +43,7 @@ logger = logging.getLogger(__name__)
 #: ``progress(env_label, done, total, successes)``: an environment's episodes advanced.
 EvalProgress = Callable[[str, int, int, int], None]
 
-__all__ = ["AttemptSettings", "CriticConfig", "EvalConfig", "EvalResult", "PlannedEnv", "PolicyConfig", "build_engine", "evaluate",
+__all__ = ["AttemptSettings", "CriticConfig", "EvalConfig", "EvalResult", "PlannedEnv", "PolicyConfig", "evaluate", "make_eval_engine",
            "plan_envs", "resolve_checkpoint"]
 
 
@@ -54,6 +53,12 @@ class PolicyConfig(ComponentRef):
     id: str = Field(default="hf", description="Registered policy id: hf, vllm, openai, scripted, or a plugin's.")
     checkpoint: str | None = Field(default=None, description="A checkpoint folder, or a run directory (its "
                                    "latest checkpoint); loaded as model= (full weights) or adapter= (LoRA).")
+
+    def make_policy(self, **extra: Any) -> Any:
+        """Build the registered policy ``id``, with ``checkpoint`` resolved to ``model=`` or ``adapter=``."""
+        from agentloop.registry import make_policy
+
+        return make_policy(self.id, **{**policy_kwargs(self), **extra})
 
 
 CriticConfig = ComponentRef  # the critic of feedback='critic'; an llm critic without a policy kwarg uses the actor
@@ -72,20 +77,17 @@ class AttemptSettings(BaseModel):
     feedback: FeedbackMode = Field(default="env", description="Feedback between attempts.")
     critic: ComponentRef | None = Field(default=None, description="Critic for feedback='critic' ({id, kwargs}).")
     critique_all: bool = Field(default=False, description="feedback='critic' without an oracle: every answer is "
-                               "critiqued and the episode stops when the critic approves (METHODS.md section 4).")
+                               "critiqued and the episode stops when the critic approves (docs/methods.md section 4).")
 
     @model_validator(mode="before")
     @classmethod
     def _renamed(cls, data: Any) -> Any:
-        """``k`` (eval) and ``attempts`` (improve's eval section) are the old names: read, with a DeprecationWarning."""
+        """``k`` (eval) and ``attempts`` (improve's eval section) are the old names: refused with the new one."""
         if isinstance(data, dict):
             for old in ("k", "attempts"):
                 if old in data:
-                    if "max_attempts" in data:
-                        raise ValueError(f"give max_attempts only: '{old}' is its deprecated name")
-                    warnings.warn(f"'{old}' is deprecated; write max_attempts: {data[old]} (one name for the number "
-                                  "of attempts everywhere)", DeprecationWarning, stacklevel=2)
-                    data = {k: v for k, v in data.items() if k != old} | {"max_attempts": data[old]}
+                    raise ValueError(f"'{old}' was renamed: write max_attempts: {data[old]} (one name for the number "
+                                     "of attempts everywhere)")
         return data
 
     @model_validator(mode="after")
@@ -220,16 +222,6 @@ def policy_kwargs(cfg: PolicyConfig) -> dict[str, Any]:
     return kwargs
 
 
-def build_policy(cfg: PolicyConfig) -> Any:
-    from agentloop.registry import make_policy
-
-    return make_policy(cfg.id, **policy_kwargs(cfg))
-
-
-def build_critic(cfg: ComponentRef | None, actor: Any) -> Any:
-    return None if cfg is None else cfg.make_critic(actor)  # an llm critic without a policy: self-critique
-
-
 def plan_jobs(cfg: EvalConfig, planned: list[PlannedEnv]) -> list[Any]:
     """Every episode of the run, as rollout Jobs carrying their run key in metadata."""
     from agentloop.rollout import Job
@@ -281,7 +273,7 @@ def evaluate(cfg: EvalConfig, out: str | Path, *, resume: bool = False, policy: 
     if jobs:
         sampling = cfg.sampling.model_copy(update={"return_logprobs": cfg.sampling.return_logprobs or cfg.count_tokens})
         rollout = RolloutConfig(sampling=sampling, max_concurrency=cfg.max_concurrency, step_workers=cfg.step_workers)
-        engine = build_engine(cfg, rollout, policy, critic)
+        engine = make_eval_engine(cfg, rollout, policy, critic)
         try:
             _run(engine, run, jobs, planned, cfg, progress, on_episode)
         finally:
@@ -308,14 +300,15 @@ def check_per_node(cfg: EvalConfig, policy: Any = None, critic: Any = None) -> N
                           "not build on the driver; set critic.kwargs.policy or use generation='central'.")
 
 
-def build_engine(cfg: EvalConfig, rollout: Any, policy: Any = None, critic: Any = None) -> Any:
+def make_eval_engine(cfg: EvalConfig, rollout: Any, policy: Any = None, critic: Any = None) -> Any:
     """The single-process or Ray engine ``cfg.distributed`` asks for, with the policy and critic it needs."""
     from agentloop.distributed import critic_factory, make_engine, policy_factory
 
     dist = cfg.distributed
     if dist.address is None or dist.generation == "central":
-        actor = policy if policy is not None else build_policy(cfg.policy)
-        crit = critic if critic is not None else build_critic(cfg.critic, actor)
+        actor = policy if policy is not None else cfg.policy.make_policy()
+        # an llm critic without a policy kwarg critiques with the actor (self-critique)
+        crit = critic if critic is not None else cfg.critic.make_critic(actor) if cfg.critic is not None else None
         return make_engine(actor, crit, rollout, dist)
     check_per_node(cfg, policy, critic)
     make_crit = critic_factory(cfg.critic.id, **cfg.critic.kwargs) if cfg.critic is not None else None

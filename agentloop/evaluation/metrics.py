@@ -1,4 +1,4 @@
-"""Self-correction metrics as pure functions (METHODS.md section 7), each with N and a 95% interval.
+"""Self-correction metrics as pure functions (docs/methods.md section 7), each with N and a 95% interval.
 
 Inputs are plain Python values, never episodes (``evaluate.py`` extracts them):
 

@@ -2,7 +2,7 @@
 
 The improve loop generates with :meth:`agentloop.policies.hf.HFPolicy.from_model` over a
 bf16 *generation copy* of the trained weights (float32 master weights train; bf16 generates about
-twice as fast on CPUs with AMX/AVX512-bf16, METHODS.md section 8). :class:`GenerationModel` keeps
+twice as fast on CPUs with AMX/AVX512-bf16, docs/methods.md section 8). :class:`GenerationModel` keeps
 that copy in sync after each training phase; LoRA adapters are merged into the copy (not into
 the trained model), so generation does not pay the unmerged-adapter slowdown.
 

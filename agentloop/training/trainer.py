@@ -12,7 +12,7 @@ One class, three objectives (the maths lives in :mod:`agentloop.algorithms.losse
   gradient is that of KL(pi || pi_ref); the reference is the LoRA-disabled model when training
   LoRA, else a frozen copy of the starting weights.
 
-Precision: trainable weights stay float32 (so small updates are not rounded away, METHODS.md
+Precision: trainable weights stay float32 (so small updates are not rounded away, docs/methods.md
 section 8) and the forward pass runs under bf16 autocast where the hardware supports it (CUDA
 with bf16, or a CPU with AVX512-bf16/AMX); ``dtype="float32"`` turns autocast off.
 Non-finite steps: a step whose loss or gradient norm is NaN/inf is skipped (no weight changes) and

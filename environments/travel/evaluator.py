@@ -1,4 +1,4 @@
-"""The TravelPlanner evaluator (Xie et al. 2024; METHODS.md section 6): 8 commonsense checks, 5 hard
+"""The TravelPlanner evaluator (Xie et al. 2024; docs/methods.md section 6): 8 commonsense checks, 5 hard
 checks, the six metrics, and the FAFT feedback lines.
 
 Every check is a pure function ``(query, plan, reference) -> CheckResult(name, passed, reason)``

@@ -1,7 +1,7 @@
 """Travel plans: the day record, parsing from JSON (or a Python literal) and from the paper's text form.
 
 A plan is a list of days with the keys ``days, current_city, transportation, breakfast, attraction,
-lunch, dinner, accommodation`` (METHODS.md section 6). Entities are written ``"Name, City"``; several
+lunch, dinner, accommodation`` (docs/methods.md section 6). Entities are written ``"Name, City"``; several
 attractions are separated by ``;``; ``"-"`` means none; a travel day's current city is ``"from A to
 B"``. Two input forms are accepted:
 

@@ -1,7 +1,7 @@
 """Travel queries: the structured constraint record and its parser from natural-language query text.
 
 The 45 TravelPlanner training rows shipped here carry only the query text, so the fields the
-evaluator needs (METHODS.md section 6: org, dest, days, visiting_city_number, dates, people_number,
+evaluator needs (docs/methods.md section 6: org, dest, days, visiting_city_number, dates, people_number,
 budget, local_constraint {house rule, cuisine, room type, transportation}, level) are parsed from it.
 The parser is rule-based and written for the phrasings of the benchmark's query generator; it is
 tested on every one of the 45 training queries (tests/environments/test_travel_query.py), with the

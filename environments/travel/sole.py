@@ -45,7 +45,7 @@ the query."""
 
 
 def faft_text(reference: str, query: str, feedback: str, plan: str) -> str:
-    """FAFT's training/inference text (METHODS.md section 5)."""
+    """FAFT's training/inference text (docs/methods.md section 5)."""
     return f"reference information box:{reference}\nquery:{query}\nfeedback:{feedback}\ndraft travel plan:{plan}"
 
 

@@ -65,7 +65,7 @@ def test_rs_sft_raises_successful_answer(tiny_model, tokenizer):
 def test_rise_weights_and_direction(tiny_model, tokenizer):
     from agentloop.algorithms.rise import RISE, RISEConfig
 
-    algo = RISE(RISEConfig(turns=3, samples_per_task=2, filter="all"))
+    algo = RISE(RISEConfig(max_attempts=3, samples_per_task=2, filter="all"))
     episodes = _collect(algo)
     assert any(len(e.turns) > 1 for e in episodes)
     second = next(e for e in episodes if len(e.turns) > 1).turns[1].observation[-1].content
@@ -81,10 +81,10 @@ def test_rise_eval_settings_give_no_oracle_multi_attempt_evaluation():
     from agentloop.algorithms.rise import RISE, RISEConfig
     from agentloop.wrappers import MultiAttempt
 
-    algo = RISE(RISEConfig(turns=3, feedback_template="Wrong. Again: {question}"))
+    algo = RISE(RISEConfig(max_attempts=3, feedback_template="Wrong. Again: {question}"))
     settings = algo.eval_attempt_settings()
     assert settings["stop_on_success"] is False
-    env = MultiAttempt(YesEnv(), k=3, **settings)
+    env = MultiAttempt(YesEnv(), max_attempts=3, **settings)
     obs, _ = env.reset(options={"index": 1})
     # a correct first answer neither ends the episode nor is revealed: RISE's own text follows every attempt
     obs, reward, terminated, _, _ = env.step("yes")
@@ -129,7 +129,7 @@ def test_rise_no_oracle_collection_plays_as_evaluation_and_keeps_right_turns():
 def test_rise_filters():
     from agentloop.algorithms.rise import RISE, RISEConfig, rise_training_pairs
 
-    episodes = _collect(RISE(RISEConfig(turns=3, samples_per_task=2)))
+    episodes = _collect(RISE(RISEConfig(max_attempts=3, samples_per_task=2)))
     assert {a for _, a, _, _ in rise_training_pairs(episodes, "success")} == {"yes"}
     better = rise_training_pairs(episodes, "better")
     assert all(r == 1.0 for _, _, r, _ in better)
@@ -143,13 +143,13 @@ def test_rise_first_attempt_weight_scales_or_drops_first_attempt_examples(tokeni
 
     from agentloop.algorithms.rise import RISE, RISEConfig, is_first_attempt, rise_training_pairs
 
-    episodes = _collect(RISE(RISEConfig(turns=3, samples_per_task=2)))
+    episodes = _collect(RISE(RISEConfig(max_attempts=3, samples_per_task=2)))
     pairs = rise_training_pairs(episodes, "all")
     first = [is_first_attempt(ctx) for ctx, _, _, _ in pairs]
     assert any(first) and not all(first)
 
     def weights(w: float) -> list[float]:
-        algo = RISE(RISEConfig(turns=3, samples_per_task=2, filter="all", first_attempt_weight=w))
+        algo = RISE(RISEConfig(max_attempts=3, samples_per_task=2, filter="all", first_attempt_weight=w))
         return [ex.weight for ex in algo.examples(episodes, tokenizer)]
 
     # by hand: exp(r / 0.4) over the kept examples, divided by their mean, first attempts times w
@@ -327,7 +327,7 @@ def test_critique_loop_keeps_correct_and_refined(tiny_model, tokenizer):
         shows_work,
     )
 
-    algo = CritiqueLoop(CritiqueLoopConfig(samples_per_task=2, rounds=2, min_work_chars=0))
+    algo = CritiqueLoop(CritiqueLoopConfig(samples_per_task=2, max_attempts=3, min_work_chars=0))
     critic = algo.make_critic(None)
     episodes = _collect(algo, critic=critic)
     assert any(t.critique is not None for e in episodes for t in e.turns)
@@ -460,12 +460,12 @@ def test_faft_prepare_on_travel_gives_the_evaluators_all_pass_lines():
 
 @pytest.mark.parametrize("name", ["rs_sft", "rise", "score", "leti", "critique_loop", "faft"])
 def test_every_method_builds_from_its_config(name):
-    from agentloop.algorithms import build_algorithm
     from agentloop.improve import ImproveConfig
+    from agentloop.registry import make_algorithm
 
     cfg = ImproveConfig.model_validate({"env": {"id": "math/arith-v0", "eval_kwargs": {"seed": 1}},
-                                        "method": {"name": name}, "eval": {"attempts": 2}})
-    assert build_algorithm(cfg.method).config.name == name
+                                        "method": {"name": name}, "eval": {"max_attempts": 2}})
+    assert make_algorithm(cfg.method).config.name == name
 
 
 def test_rise_distillation_routes_later_attempts_to_teacher():
@@ -473,7 +473,7 @@ def test_rise_distillation_routes_later_attempts_to_teacher():
 
     from agentloop.algorithms.rise import RISE, RISEConfig
 
-    algo = RISE(RISEConfig(turns=3, samples_per_task=1, teacher={"id": "scripted", "kwargs": {"replies": ["yes"]}}))
+    algo = RISE(RISEConfig(max_attempts=3, samples_per_task=1, teacher={"id": "scripted", "kwargs": {"replies": ["yes"]}}))
     policy = algo.collection_policy(ScriptedPolicy(["no"]))
     specs = algo.specs(1, TaskSet(make_env=YesEnv, indices=(0, 1)))
     episodes = Collector(policy, SamplingParams()).collect(specs)
@@ -527,7 +527,7 @@ def test_critic_training_path_keeps_critiques_that_led_to_a_fix(tokenizer):
 
     critique = ("Step sentence: no\nCorrectness of the step: Wrong\nExplanation: it is true.\n"
                 "Correctness of the final answer: Wrong\nExplanation: answer yes.")
-    algo = CritiqueLoop(CritiqueLoopConfig(samples_per_task=2, rounds=1, train_critic=True, min_work_chars=0,
+    algo = CritiqueLoop(CritiqueLoopConfig(samples_per_task=2, max_attempts=2, train_critic=True, min_work_chars=0,
                                            critic={"id": "llm", "kwargs": {"policy": ScriptedPolicy([critique])}}))
     critic = algo.make_critic(None)
     episodes = _collect(algo, critic=critic)
@@ -592,3 +592,12 @@ def test_rise_best_of_needs_a_second_attempt():
 
     with pytest.raises(ValueError, match="max_attempts >= 2"):
         RISEConfig(max_attempts=1, best_of=4)
+
+
+@pytest.mark.parametrize("old, new", [({"name": "rise", "turns": 3}, "max_attempts: 3"),
+                                      ({"name": "critique_loop", "rounds": 2}, "max_attempts: 3")])
+def test_old_method_attempt_names_are_refused_with_the_new_spelling(old, new):
+    from agentloop.registry import method_config
+
+    with pytest.raises(ValueError, match=f"was renamed: write {new}"):
+        method_config(old)

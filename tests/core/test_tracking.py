@@ -281,13 +281,13 @@ def test_trackio_run_is_stored_in_its_local_database(tmp_path):
 
 
 def test_readme_tracking_example_runs_as_written(tmp_path, monkeypatch):
-    pytest.importorskip("mlflow", reason="the README example logs to mlflow: pip install 'agentloop[tracking]'")
+    pytest.importorskip("mlflow", reason="the docs/usage.md example logs to mlflow: pip install 'agentloop[tracking]'")
     import re
 
-    blocks = re.findall(r"```python\n(# track a run\n.*?)```", (ROOT / "README.md").read_text(), flags=re.S)
-    assert len(blocks) == 1, "README lost its tracking example"
+    blocks = re.findall(r"```python\n(# track a run\n.*?)```", (ROOT / "docs" / "usage.md").read_text(), flags=re.S)
+    assert len(blocks) == 1, "docs/usage.md lost its tracking example"
     monkeypatch.chdir(tmp_path)
-    exec(compile(blocks[0], "README.md", "exec"), {})
+    exec(compile(blocks[0], "docs/usage.md", "exec"), {})
     scalars, _ = scalars_of(tmp_path / "runs" / "my-run" / "tensorboard")
     assert scalars["train/loss"] == [(1, 1.2), (2, 0.9), (3, 0.7)]
     assert scalars["iter/delta_i_to_c"] == [(1, 0.09)] and scalars["memory/rss_peak_mb"][0][0] == 1

@@ -124,11 +124,11 @@ def test_config_conflicts_are_explained():
         MultiAttempt(EchoEnv(), max_attempts=0)
 
 
-def test_old_attempt_names_still_work_with_a_deprecation_warning():
-    with pytest.warns(DeprecationWarning, match="max_attempts"):
-        assert MultiAttempt(EchoEnv(), k=3).config.max_attempts == 3
-    with pytest.warns(DeprecationWarning, match="max_attempts"):
-        assert CritiqueInTheLoop(EchoEnv(), rounds=2).config.max_attempts == 3
+def test_old_attempt_names_are_refused_with_the_new_spelling():
+    with pytest.raises(ConfigError, match="write max_attempts=3"):
+        MultiAttempt(EchoEnv(), k=3)
+    with pytest.raises(ConfigError, match=r"write max_attempts=R \+ 1"):
+        CritiqueInTheLoop(EchoEnv(), rounds=2)
 
 
 def test_turn_limit_truncates():

@@ -76,7 +76,7 @@ def test_verifier_critic_texts_round_trip_through_the_parser() -> None:
 @pytest.mark.parametrize("make", [lambda: LLMCritic(policy=ScriptedPolicy([CRITIQUE])), VerifierCritic])
 def test_critics_drive_multiattempt_inline(make) -> None:
     critic = make()
-    env = MultiAttempt(EchoEnv(), k=3, feedback="critic", critic=critic)
+    env = MultiAttempt(EchoEnv(), max_attempts=3, feedback="critic", critic=critic)
     [ep] = rollout([Job(env=env, seed=1)], actor())
     assert ep.error is None and ep.attempt_success == (False, True)
     first = ep.turns[0]
@@ -86,7 +86,7 @@ def test_critics_drive_multiattempt_inline(make) -> None:
 
 @pytest.mark.parametrize("make", [lambda: LLMCritic(policy=ScriptedPolicy([CRITIQUE])), VerifierCritic])
 def test_critics_work_on_the_engines_deferred_path(make) -> None:
-    jobs = [Job(env=lambda: MultiAttempt(EchoEnv(), k=2, feedback="critic"), seed=s) for s in range(4)]
+    jobs = [Job(env=lambda: MultiAttempt(EchoEnv(), max_attempts=2, feedback="critic"), seed=s) for s in range(4)]
     episodes = rollout(jobs, actor(), critic=make())
     for ep in episodes:
         assert ep.error is None and ep.success and ep.attempt_success == (False, True)
@@ -94,20 +94,20 @@ def test_critics_work_on_the_engines_deferred_path(make) -> None:
 
 
 def test_verifier_critic_without_oracle_shows_feedback_only() -> None:
-    env = MultiAttempt(EchoEnv(), k=2, feedback="critic", critique_all=True)
+    env = MultiAttempt(EchoEnv(), max_attempts=2, feedback="critic", critique_all=True)
     [ep] = rollout([Job(env=env, seed=0)], actor(), critic=VerifierCritic())
     crit = ep.turns[0].critique
     assert crit is not None and crit.final_correct is None and "characters" in crit.text
 
 
 def test_malformed_critique_is_recorded_and_the_episode_goes_on() -> None:
-    env = MultiAttempt(EchoEnv(), k=2, feedback="critic")
+    env = MultiAttempt(EchoEnv(), max_attempts=2, feedback="critic")
     [ep] = rollout([Job(env=env, seed=0)], actor(), critic=LLMCritic(policy=ScriptedPolicy(["no idea"])))
     assert ep.error is None and ep.turns[0].critique.parse_error and len(ep.turns) == 2
 
 
 def test_failing_critic_is_an_episode_error_not_a_crash() -> None:
     critic = LLMCritic(policy=ScriptedPolicy({"never": "x"}))
-    jobs = [Job(env=lambda: MultiAttempt(EchoEnv(), k=2, feedback="critic"), seed=s) for s in range(2)]
+    jobs = [Job(env=lambda: MultiAttempt(EchoEnv(), max_attempts=2, feedback="critic"), seed=s) for s in range(2)]
     episodes = rollout(jobs, actor(), critic=critic)
     assert all(ep.error is not None and ep.error.stage == "critic" for ep in episodes)

@@ -1,4 +1,4 @@
-"""parse_critique: the step-level format of METHODS.md section 4, its variants, and malformed text."""
+"""parse_critique: the step-level format of docs/methods.md section 4, its variants, and malformed text."""
 
 from __future__ import annotations
 

@@ -39,7 +39,7 @@ def test_eval_micro_rates_equal_the_evaluators_six_metrics(tmp_path):
         return next(plan for q, plan in replies.items() if f"Query: {q}" in prompt)
 
     env_id = "travel/sole-planning-v0"
-    res = evaluate(EvalConfig(envs=[env_id], k=1, count_tokens=False), tmp_path / "run",
+    res = evaluate(EvalConfig(envs=[env_id], max_attempts=1, count_tokens=False), tmp_path / "run",
                    policy=ScriptedPolicy(reply))
     block = res.metrics["per_env"][env_id]["env_metrics"]
     want = metrics([evaluate_plan(ex.query, _plan_for(i, ex.gold), ex.reference) for i, ex in enumerate(examples)],

@@ -153,8 +153,8 @@ def test_evaluate_prints_nothing_and_reports_progress_to_a_callback(echo_ids, tm
     assert seen[0] == (echo_ids[0], 0, 3, 0) and seen[-1][1:3] == (3, 3) and len(seen) == 4
 
 
-def test_old_attempt_names_are_read_with_a_deprecation_warning():
-    with pytest.warns(DeprecationWarning, match="max_attempts: 3"):
-        assert EvalConfig(envs=["a/b-v0"], k=3).max_attempts == 3
-    with pytest.raises(ValueError, match="max_attempts only"):
-        EvalConfig(envs=["a/b-v0"], k=3, max_attempts=2)
+def test_old_attempt_names_are_refused_with_the_new_spelling():
+    with pytest.raises(ValueError, match="'k' was renamed: write max_attempts: 3"):
+        EvalConfig(envs=["a/b-v0"], k=3)
+    with pytest.raises(ValueError, match="'attempts' was renamed: write max_attempts: 2"):
+        EvalConfig(envs=["a/b-v0"], attempts=2, max_attempts=2)

@@ -1,4 +1,4 @@
-"""Every metric on hand-computed cases (METHODS.md section 7)."""
+"""Every metric on hand-computed cases (docs/methods.md section 7)."""
 
 from __future__ import annotations
 

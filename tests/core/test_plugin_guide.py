@@ -1,4 +1,4 @@
-"""The README's "write your own environment" guide works as written."""
+"""The plugin guide (docs/plugins.md: an environment, a method, a command) works as written."""
 
 import json
 import os
@@ -14,16 +14,17 @@ from agentloop.registry import EnvRegistry
 from agentloop.rollout import Job, rollout
 from agentloop.policies.scripted import ScriptedPolicy
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+GUIDE = ROOT / "docs" / "plugins.md"
 
 
 def _block(marker: str) -> str:
-    text = README.read_text()
+    text = GUIDE.read_text()
     for block in re.findall(r"```(?:python|toml)\n(.*?)```", text, flags=re.S):
         lines = [line[3:] if line.startswith("   ") else line for line in block.splitlines()]
         if lines and lines[0].strip() == marker:
             return "\n".join(lines) + "\n"
-    raise AssertionError(f"README has no code block starting with {marker!r}")
+    raise AssertionError(f"docs/plugins.md has no code block starting with {marker!r}")
 
 
 def test_guide_plugin_installs_registers_and_passes_the_checker(tmp_path, monkeypatch):
@@ -68,7 +69,7 @@ def test_guide_method_plugin_registers_through_its_entry_point_and_runs_in_impro
     pkg.mkdir()
     (pkg / "method.py").write_text(_block("# my_method/method.py"))
     (pkg / "__init__.py").write_text(_block("# my_method/__init__.py"))
-    assert 'my_method = "my_method:register"' in README.read_text()
+    assert 'my_method = "my_method:register"' in GUIDE.read_text()
     _install(tmp_path, "my-method", "agentloop.algorithms", "my_method = my_method:register")
     monkeypatch.syspath_prepend(str(tmp_path))
     # a fresh algorithm registry discovers the plugin next to the built-ins, as on a first use
@@ -90,7 +91,7 @@ def test_guide_method_plugin_registers_through_its_entry_point_and_runs_in_impro
 def test_guide_command_plugin_adds_a_cli_command(tmp_path):
     (tmp_path / "my_commands.py").write_text(_block("# my_commands.py"))
     _install(tmp_path, "my-commands", "agentloop.commands", "my_commands = my_commands:register")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(README.parent)])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
     out = subprocess.run([sys.executable, "-m", "agentloop.cli", "hello", "--name", "you"], env=env,
                          capture_output=True, text=True, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
