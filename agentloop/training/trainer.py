@@ -49,10 +49,7 @@ import functools
 import inspect
 import json
 import math
-import os
 import random
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
@@ -65,7 +62,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agentloop.algorithms import losses as L
 from agentloop.errors import AgentLoopError, ConfigError
-from agentloop.runs import fault_point
+from agentloop.runs import atomic_folder, fault_point
 from agentloop.training.data import TrainExample, encode_example
 from agentloop.training.distributed import DistributedTrainingConfig
 
@@ -579,9 +576,7 @@ class Trainer:
         return self._write_checkpoint(path, extra)
 
     def _write_checkpoint(self, path: Path, extra: dict[str, Any] | None) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=path.parent))
-        try:
+        with atomic_folder(path) as tmp:
             self.unwrapped.save_pretrained(tmp, safe_serialization=True)
             self.tokenizer.save_pretrained(tmp)
             lora, base = self.is_lora, None
@@ -593,11 +588,6 @@ class Trainer:
             state = {"calls": self.calls, "config": self.config.model_dump(mode="json"), **(extra or {})}
             (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2))
             fault_point("checkpoint.write", str(tmp))  # test-only kill/ENOSPC point (agentloop.runs)
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return path
 
     def load_weights(self, path: str | Path) -> None:
