@@ -18,7 +18,7 @@ from agentloop.distributed import DistributedConfig
 from agentloop.evaluation.evaluate import AttemptSettings
 from agentloop.evaluation.heldout import HeldOutResult
 from agentloop.training.distributed import AdapterSyncConfig
-from agentloop.training.trainer import TrainConfig
+from agentloop.training.config import TrainConfig
 from agentloop.types import FeedbackMode
 
 __all__ = ["CollectSettings", "EnvSettings", "GenerationSettings", "HeldOutSettings", "ImproveConfig", "ImproveResult"]
