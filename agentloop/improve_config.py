@@ -162,6 +162,14 @@ class ImproveConfig(_Section):
         return self
 
     @model_validator(mode="after")
+    def _model_needs(self) -> ImproveConfig:
+        from agentloop.model_needs import check_model_needs
+
+        for split in ("train", "eval"):  # a known model's declared needs, checked before any download
+            check_model_needs(self.model, self.env.split_kwargs(split))
+        return self
+
+    @model_validator(mode="after")
     def _generation_rules(self) -> ImproveConfig:
         g = self.generation
         if g.adapter_sync and self.train.lora is None:
