@@ -113,6 +113,8 @@ def test_library_deprecation_warnings_are_hidden_unless_the_user_asks(monkeypatc
 
     from agentloop.cli import quiet_library_warnings
 
+    monkeypatch.setenv("PYTHONWARNINGS", "")  # recorded, so the value quiet_library_warnings sets is undone after
+
     def shown(warnoptions: list[str], env: str | None) -> list[str]:
         monkeypatch.setattr(sys, "warnoptions", warnoptions)
         if env is None:
