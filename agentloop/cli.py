@@ -14,9 +14,9 @@ import pkgutil
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from agentloop import commands
+from agentloop.commands import print_table
 from agentloop.errors import AgentLoopError
 
 app = typer.Typer(help="agentloop: language-model agents that improve from their environments' feedback.",
@@ -33,17 +33,22 @@ def envs_list(as_json: bool = typer.Option(False, "--json", help="Print JSON ins
     from agentloop.registry import envs
 
     specs = envs.list()
+    records = [{"id": s.id, "max_attempts": s.max_attempts, "feedback": s.feedback if s.max_attempts > 1 else None,
+                "source": s.source, "description": s.description} for s in specs]
     if as_json:
-        console.print_json(json.dumps([{"id": s.id, "source": s.source, "description": s.description} for s in specs]))
+        _print_json(records)
         return
-    table = Table(title=f"{len(specs)} environments")
-    table.add_column("id", no_wrap=True)
-    for col in ("attempts", "feedback", "source", "description"):
-        table.add_column(col)
-    for s in specs:
-        table.add_row(s.id, str(s.max_attempts), s.feedback if s.max_attempts > 1 else "-", s.source or "code",
-                      s.description)
-    console.print(table)
+    print_table(f"{len(specs)} environments", ("id", "attempts", "feedback", "source", "description"),
+                [(r["id"], str(r["max_attempts"]), r["feedback"] or "-", r["source"] or "code", r["description"])
+                 for r in records], console)
+
+
+def _print_json(data: object) -> None:
+    """JSON on stdout: indented on a terminal, plain (no colour codes) through a pipe."""
+    if console.is_terminal:
+        console.print_json(json.dumps(data))
+    else:
+        print(json.dumps(data, indent=2))
 
 
 @envs_app.command("show")
@@ -97,21 +102,34 @@ def envs_check(env_id: str = typer.Argument(None, help="Environment id; omit wit
 
 @app.command("plugins")
 def plugins(as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
-    """Which plugins loaded, from which distribution, and what failed and why."""
+    """Which plugins loaded, from which distribution, and what failed and why.
+
+    The table gives each plugin's number of registered ids; the ids follow it, one plugin per line.
+    """
+    from rich.text import Text
+
     from agentloop.registry import all_plugins
 
     infos = all_plugins()
     if as_json:
-        console.print_json(json.dumps([p.model_dump() for p in infos]))
+        _print_json([p.model_dump() for p in infos])
         return
-    table = Table(title="plugins")
-    for col in ("group", "name", "distribution", "version", "status", "registered / error"):
-        table.add_column(col)
+    styles = {"loaded": "green", "failed": "red"}
+    rows = []
     for p in infos:
-        status = {"loaded": "[green]loaded[/green]", "failed": "[red]failed[/red]"}.get(p.status, p.status)
-        detail = ", ".join(p.registered) if p.status == "loaded" else p.error.splitlines()[0] if p.error else ""
-        table.add_row(p.group.split(".")[-1], p.name, p.distribution, p.version, status, detail)
-    console.print(table)
+        detail = str(len(p.registered)) if p.status == "loaded" else p.error.splitlines()[0] if p.error else ""
+        rows.append((p.group.split(".")[-1], p.name, p.distribution, p.version,
+                     Text(p.status, style=styles.get(p.status, "")), detail))
+    print_table("plugins", ("group", "name", "distribution", "version", "status", "ids / error"), rows, console)
+    listed = [p for p in infos if p.status == "loaded" and p.registered]
+    if listed:
+        console.print()
+    for p in listed:
+        line = f"{p.group.split('.')[-1]} {p.name} ({p.distribution}): {', '.join(p.registered)}"
+        if console.is_terminal:
+            console.print(Text(line), soft_wrap=False)  # wrapped at the terminal's width, nothing cut
+        else:
+            print(line)
 
 
 COMMANDS_GROUP = "agentloop.commands"
@@ -173,7 +191,30 @@ def configure_logging(level: int | str | None = None) -> None:
     logger.propagate = False
 
 
+QUIET_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+
+
+def quiet_library_warnings() -> None:
+    """Hide other libraries' deprecation notices (transformers, peft, torch...) from command output.
+
+    They are addressed to agentloop's developers, not to its users, and printed on every run. Not done
+    when the user chose warning filters (``python -W``, ``PYTHONWARNINGS``); processes the command
+    starts (training under accelerate, Ray workers) inherit the same filters through ``PYTHONWARNINGS``.
+    """
+    import os
+    import sys
+    import warnings
+
+    if sys.warnoptions or os.environ.get("PYTHONWARNINGS"):
+        return
+    for category in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", category=category)
+    warnings.filterwarnings("default", category=DeprecationWarning, module=r"agentloop(\.|$)")  # ours: for users
+    os.environ["PYTHONWARNINGS"] = ",".join(f"ignore::{c.__name__}" for c in QUIET_WARNINGS)
+
+
 def main() -> None:
+    quiet_library_warnings()
     configure_logging()
     try:
         app()

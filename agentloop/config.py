@@ -5,6 +5,9 @@
     cfg = load_config(EvalConfig, "configs/eval.yaml", ["max_attempts=3", "policy.kwargs.device=cuda"])
 
 * A file is YAML (``.yaml``/``.yml``) or TOML (``.toml``); its top level is a mapping.
+* The configs of ``configs/`` ship inside the package (``agentloop/configs/`` once installed):
+  :func:`find_config` turns a name such as ``default`` or ``score-arith-cpu`` into the shipped file,
+  so ``agentloop improve`` works outside a checkout.
 * An override is ``dotted.path=value``; the value is parsed as YAML (``3`` is an int, ``true`` a bool,
   ``[1, 2]`` a list, ``null`` None; quote it to keep a string: ``name='007'``). Overrides apply after
   the file, in order; intermediate mappings are created as needed.
@@ -21,13 +24,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import tomllib
+import tomllib  # standard library from 3.11, the oldest Python agentloop supports (pyproject.toml)
+
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentloop.errors import ConfigError
 
-__all__ = ["ComponentRef", "apply_overrides", "format_validation_error", "load_config", "merge", "parse_override", "read_config_file"]
+__all__ = ["ComponentRef", "apply_overrides", "find_config", "format_validation_error", "load_config", "merge",
+           "parse_override", "read_config_file", "shipped_configs"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -57,6 +62,34 @@ class ComponentRef(BaseModel):
         if self.id == "llm" and "policy" not in kwargs and actor is not None:
             kwargs["policy"] = actor
         return make_critic(self.id, **kwargs)
+
+
+def shipped_configs() -> Path:
+    """The folder of the configs that ship with agentloop: ``agentloop/configs`` installed, ``configs/`` in a checkout."""
+    from importlib import resources
+
+    packaged = resources.files("agentloop") / "configs"  # where pip puts configs/ (setup.py: package data)
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parent.parent / "configs"  # a source checkout or an editable install
+
+
+def find_config(name: str | Path) -> Path:
+    """The config file ``name``: a path that exists, else a shipped config by name.
+
+    ``find_config("score-arith-cpu")`` and ``find_config("score-arith-cpu.yaml")`` give the shipped file; an
+    unknown name raises :class:`ConfigError` listing the shipped ones.
+    """
+    path = Path(name)
+    if path.exists():
+        return path
+    base = shipped_configs()
+    for candidate in (base / path, base / f"{path}.yaml"):
+        if candidate.is_file():
+            return candidate
+    known = sorted(p.stem for p in base.glob("*.yaml")) if base.is_dir() else []  # efficacy/ holds benchmark cells
+    raise ConfigError(f"config {str(name)!r} is neither a file nor a shipped config; shipped configs: "
+                      f"{', '.join(known) or '(none found in ' + str(base) + ')'}.")
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from agentloop.distributed import DistributedConfig
 from agentloop.evaluation.evaluate import AttemptSettings
 from agentloop.evaluation.heldout import HeldOutResult
 from agentloop.training.distributed import AdapterSyncConfig
-from agentloop.training.trainer import TrainConfig
+from agentloop.training.config import TrainConfig
 from agentloop.types import FeedbackMode
 
 __all__ = ["CollectSettings", "EnvSettings", "GenerationSettings", "HeldOutSettings", "ImproveConfig", "ImproveResult"]
@@ -158,6 +158,14 @@ class ImproveConfig(_Section):
                              "(and eval.feedback: retry) so the report shows Acc@t2.")
         if self.eval.metric == "final" and self.eval.max_attempts < 2:
             raise ValueError("eval.metric=final needs eval.max_attempts >= 2 (with one attempt it equals t1).")
+        return self
+
+    @model_validator(mode="after")
+    def _model_needs(self) -> ImproveConfig:
+        from agentloop.model_needs import check_model_needs
+
+        for split in ("train", "eval"):  # a known model's declared needs, checked before any download
+            check_model_needs(self.model, self.env.split_kwargs(split))
         return self
 
     @model_validator(mode="after")

@@ -31,8 +31,13 @@ the disk-full OSError) or ``raise`` (RuntimeError). ``AGENTLOOP_FAULT_AFTER=N`` 
 hit (default 1) and ``AGENTLOOP_FAULT_MATCH=REGEX`` counts only hits whose detail (an episode key,
 a path) matches REGEX (``re.search``). Points here: ``episode.append`` (before the line is written),
 ``episode.append.torn`` (half the line written), ``metrics.log``, ``metrics.write``,
-``checkpoint.write`` (files written, not yet committed), ``checkpoint.commit`` (between moving
-the old checkpoint aside and the new one in). Nothing happens when the variable is unset.
+``checkpoint.write`` (files written, not yet committed), ``folder.swap`` (in :func:`swap_folder`,
+between moving the old folder aside and the new one in). Nothing happens when the variable is unset.
+
+Folders (checkpoints, adapters, converted models) are replaced with :func:`swap_folder` /
+:func:`atomic_folder` only: the new folder is written complete under a temp name, the old one is
+renamed aside, the new one renamed in, then the old one deleted; a kill at any step leaves a complete
+old or new folder, which :func:`recover_folders` puts back in place (a resumed run calls it).
 
 Resume: every episode carries a stable key in ``metadata["run_key"]`` (see :func:`episode_key`);
 :meth:`RunDir.done_keys` tells the caller which jobs to skip, and :meth:`append_episode` refuses
@@ -73,8 +78,8 @@ from pydantic import BaseModel
 from agentloop.errors import AgentLoopError
 from agentloop.types import Episode
 
-__all__ = ["CorruptLineWarning", "DiskFullError", "RunDir", "RunDirError", "atomic_write_text", "episode_key",
-           "fault_point", "key_of"]
+__all__ = ["CorruptLineWarning", "DiskFullError", "RunDir", "RunDirError", "atomic_folder", "atomic_write_text",
+           "episode_key", "fault_point", "key_of", "recover_folders", "swap_folder", "temp_folder"]
 
 KEY_FIELD = "run_key"
 
@@ -170,6 +175,116 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+TEMP_PREFIXES = (".tmp-", ".old-", ".fit-")  # folders a writer owns until it commits (see recover_folders)
+
+
+def temp_folder(final: str | Path, prefix: str = ".tmp-") -> Path:
+    """A new empty folder next to ``final`` (same file system, so the commit is a rename) named after it and this process."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{final.name}-{os.getpid()}.", dir=final.parent))
+
+
+def swap_folder(tmp: str | Path, final: str | Path) -> None:
+    """Make the complete folder ``tmp`` the folder ``final``, replacing any folder there.
+
+    A directory cannot be renamed over a non-empty one, so this takes two renames: the old folder
+    goes aside as ``.old-NAME-PID``, then ``tmp`` becomes ``final``, then the old one is deleted. A
+    kill between the renames leaves only the complete old folder, which :func:`recover_folders` puts
+    back; an exception between them puts it back at once.
+    """
+    tmp, final = Path(tmp), Path(final)
+    old = None
+    if final.exists():
+        old = final.with_name(f".old-{final.name}-{os.getpid()}")
+        if old.exists():  # left by an earlier swap of this process that could not delete it
+            shutil.rmtree(old)
+        os.replace(final, old)
+    try:
+        if old is not None:
+            fault_point("folder.swap", str(final))
+        os.replace(tmp, final)
+    except BaseException:
+        if old is not None and not final.exists():
+            os.replace(old, final)
+        raise
+    _fsync_dir(final.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_folder(final: str | Path) -> Iterator[Path]:
+    """Write a folder's files into the yielded temp folder; it replaces ``final`` only if the block succeeds.
+
+    ::
+
+        with atomic_folder(cache / "model") as tmp:
+            model.save_pretrained(tmp)
+    """
+    tmp = temp_folder(final)
+    try:
+        yield tmp
+        swap_folder(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already after a commit
+
+
+def _fsync_dir(path: Path) -> None:
+    """Persist a rename in ``path`` (best effort: not every file system lets a directory be opened)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _writer_pid(name: str) -> int | None:
+    """The process id in a temp folder's name (``.tmp-NAME-PID.xxxx``, ``.old-NAME-PID``), None if it has none."""
+    stem = name if name.startswith(".old-") else name.rsplit(".", 1)[0]
+    tail = stem.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def recover_folders(parent: str | Path, *, single_writer: bool = False) -> None:
+    """Finish what killed writers left in ``parent``: put a lone ``.old-NAME-PID`` back as NAME, delete other temp folders.
+
+    With ``single_writer`` (a run directory: one writer, which is the caller) every ``.tmp-*``,
+    ``.old-*`` and ``.fit-*`` entry is stale; otherwise (a shared cache) only those whose writer
+    process is gone are touched, so a concurrent writer's work is left alone.
+    """
+    parent = Path(parent)
+    if not parent.is_dir():
+        return
+    for p in sorted(parent.iterdir()):
+        if not p.name.startswith(TEMP_PREFIXES):
+            continue
+        pid = _writer_pid(p.name)
+        if not single_writer and (pid is None or pid == os.getpid() or _alive(pid)):
+            continue
+        if p.name.startswith(".old-") and p.is_dir():
+            name = p.name[len(".old-"):].rsplit("-", 1)[0]
+            if name and not (parent / name).exists():
+                os.replace(p, parent / name)
+                continue
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                p.unlink()
 
 
 def _plain(config: BaseModel | Mapping[str, Any] | None) -> dict[str, Any]:
@@ -464,47 +579,25 @@ class RunDir:
         if not name or "/" in name or name.startswith("."):
             raise RunDirError(f"checkpoint name {name!r} must be a plain folder name (no '/', not starting with '.').")
         with self.disk_guard(f"checkpoint {name}"):
-            self.checkpoints_path.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{name}-", dir=self.checkpoints_path))
+            tmp = temp_folder(self.checkpoints_path / name)
             try:
                 yield tmp
                 fault_point("checkpoint.write", str(tmp))
-            except BaseException:
+                swap_folder(tmp, self.checkpoints_path / name)
+            finally:
                 shutil.rmtree(tmp, ignore_errors=True)
-                raise
-        final = self.checkpoints_path / name
-        old = None
-        if final.exists():
-            old = self.checkpoints_path / f".old-{name}-{os.getpid()}"
-            os.replace(final, old)
-            fault_point("checkpoint.commit", str(final))
-        os.replace(tmp, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
 
     def _remove_uncommitted(self) -> None:
-        """Delete checkpoint temp folders a killed writer left (called by the one writer, when it resumes).
+        """Delete the temp files and folders a killed writer left (called by the one writer, when it resumes).
 
-        A kill between moving an old checkpoint aside and committing its replacement leaves only
-        ``.old-NAME-PID``: it is put back as NAME rather than deleted.
+        Checkpoint temp folders (``.tmp-*``) and multi-process training's work folders (``.fit-*``) are
+        deleted; a kill between moving an old checkpoint aside and committing its replacement leaves only
+        ``.old-NAME-PID``, which is put back as NAME (:func:`recover_folders`).
         """
         for p in self.path.glob(".*.tmp"):  # atomic_write_text's temp files
             with contextlib.suppress(OSError):
                 p.unlink()
-        if not self.checkpoints_path.is_dir():
-            return
-        for p in self.checkpoints_path.iterdir():
-            if p.name.startswith(".old-") and p.is_dir():
-                name = p.name[len(".old-"):].rsplit("-", 1)[0]
-                if name and not (self.checkpoints_path / name).exists():
-                    os.replace(p, self.checkpoints_path / name)
-                    continue
-            if p.name.startswith((".tmp-", ".old-")):
-                if p.is_dir():
-                    shutil.rmtree(p, ignore_errors=True)
-                else:
-                    with contextlib.suppress(OSError):
-                        p.unlink()
+        recover_folders(self.checkpoints_path, single_writer=True)
 
     def checkpoints(self) -> list[Path]:
         """Committed checkpoints, oldest first (by modification time, then name)."""

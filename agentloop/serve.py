@@ -3,7 +3,7 @@
 Endpoints: ``POST /v1/chat/completions``, ``GET /v1/models``, ``GET /health``. Errors use the OpenAI
 shape ``{"error": {"message", "type", "code"}}``: 400 for a request we cannot honour (malformed JSON,
 bad fields, sampling values out of range or over the server's limits ``max_n``/``max_tokens_limit``,
-``stream=true``, a non-text message part, a malformed tool), 401 without the API key (when one is
+a non-text message part, a malformed tool), 401 without the API key (when one is
 set), 404 for a model name the server does not serve, 413 for a body over ``max_body_bytes``, 500
 when the policy fails.
 
@@ -26,8 +26,23 @@ content, not as structured ``tool_calls``). Other fields are ignored. The ``mode
 served name (``model_name``), one of ``model_aliases``, or absent; ``accept_any_model`` turns the check
 off for clients that send a fixed name. When ``logprobs`` is set each
 choice also carries the extension fields ``token_ids`` and ``prompt_token_ids`` (used by the
-``openai`` policy to fill :class:`~agentloop.types.Completion`). Not covered: streaming, structured tool calls,
-``top_logprobs``, rate limits or per-key quotas, TLS.
+``openai`` policy to fill :class:`~agentloop.types.Completion`).
+
+Usage: ``usage`` counts the tokens the policy really read and wrote (the prompt once, every choice's
+generated tokens, end-of-turn token included): the server always asks the policy for token ids
+(``return_logprobs``; the log-probabilities are returned only when the request sets ``logprobs``).
+A policy that reports no token ids (the scripted one, a remote endpoint that does not return them)
+gets ``"usage": null`` rather than made-up numbers.
+
+Streaming: ``stream=true`` answers with server-sent events as the OpenAI API does: per choice a
+``chat.completion.chunk`` with the role, one with the content (and its logprobs when asked), one
+with the ``finish_reason``; with ``stream_options: {"include_usage": true}`` every chunk carries
+``"usage": null`` and a last chunk with no choices carries the usage; then ``data: [DONE]``. The
+reply is generated whole first (in the shared micro-batch; policies generate batches, not tokens),
+so the first chunk arrives when the reply is complete: clients that stream by default work, but see
+no earlier first token. A policy failure is still a 500 JSON error, since nothing was sent yet.
+
+Not covered: structured tool calls, ``top_logprobs``, rate limits or per-key quotas, TLS.
 
 This module imports fastapi and uvicorn; ``import agentloop`` does not import it.
 """
@@ -36,17 +51,19 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import queue
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -97,6 +114,7 @@ class _ChatRequest(BaseModel):
     seed: int | None = Field(default=None, ge=-(2**63), lt=2**64)  # what torch.manual_seed takes
     logprobs: bool | None = False
     stream: bool | None = False
+    stream_options: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
 
 
@@ -341,9 +359,7 @@ def create_app(policy: Policy, config: ServeConfig | None = None) -> FastAPI:
                                             "owned_by": "agentloop"}]}
 
     @app.post("/v1/chat/completions", response_model=None)
-    async def chat(req: _ChatRequest) -> dict[str, Any] | JSONResponse:
-        if req.stream:
-            return _error(400, "stream=true is not supported by agentloop serve; send stream=false.", "invalid_request_error")
+    async def chat(req: _ChatRequest) -> dict[str, Any] | JSONResponse | StreamingResponse:
         if req.model is not None and req.model not in served and not config.accept_any_model:
             return _error(404, f"the model {req.model!r} does not exist here; this server serves "
                           f"{', '.join(repr(m) for m in sorted(served))} (see /v1/models).", "invalid_request_error")
@@ -353,21 +369,50 @@ def create_app(policy: Policy, config: ServeConfig | None = None) -> FastAPI:
             tools = _tools(req.tools)
         except (_BadRequest, ValidationError) as e:
             return _error(400, str(e), "invalid_request_error")
+        counted = sampling.model_copy(update={"return_logprobs": True})  # token ids for real usage counts
         try:
-            completions = await asyncio.wrap_future(batcher.submit(conversation, sampling, tools))
+            completions = await asyncio.wrap_future(batcher.submit(conversation, counted, tools))
         except Exception as e:
             return _error(500, f"the policy failed: {type(e).__name__}: {e}", "server_error")
-        prompt_tokens = len(completions[0].prompt_token_ids or ()) if completions else 0
-        completion_tokens = sum(len(c.token_ids or ()) for c in completions)
-        return {
-            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion", "created": int(time.time()),
-            "model": config.model_name,
-            "choices": [_choice(policy, i, c, bool(req.logprobs)) for i, c in enumerate(completions)],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
-        }
+        head = {"id": f"chatcmpl-{uuid.uuid4().hex[:24]}", "created": int(time.time()), "model": config.model_name}
+        choices = [_choice(policy, i, c, bool(req.logprobs)) for i, c in enumerate(completions)]
+        if req.stream:
+            include_usage = bool((req.stream_options or {}).get("include_usage"))
+            return StreamingResponse(_events(head, choices, _usage(completions), include_usage),
+                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return {**head, "object": "chat.completion", "choices": choices, "usage": _usage(completions)}
 
     return app
+
+
+def _usage(completions: list[Completion]) -> dict[str, int] | None:
+    """OpenAI ``usage`` from the token ids the policy returned (the prompt counted once); None if it returned none."""
+    if not completions or any(c.token_ids is None or c.prompt_token_ids is None for c in completions):
+        return None
+    prompt = len(completions[0].prompt_token_ids or ())
+    generated = sum(len(c.token_ids or ()) for c in completions)
+    return {"prompt_tokens": prompt, "completion_tokens": generated, "total_tokens": prompt + generated}
+
+
+def _events(head: dict[str, Any], choices: list[dict[str, Any]], usage: dict[str, int] | None,
+            include_usage: bool) -> Iterator[str]:
+    """The server-sent events of a streamed reply: role, content and finish chunks per choice, usage, [DONE]."""
+    def chunk(choice_list: list[dict[str, Any]], **extra: Any) -> str:
+        body = {**head, "object": "chat.completion.chunk", "system_fingerprint": None, "choices": choice_list}
+        if include_usage:
+            body["usage"] = None  # as the OpenAI API: null on every chunk but the last
+        return f"data: {json.dumps({**body, **extra})}\n\n"
+
+    for c in choices:
+        i = c["index"]
+        yield chunk([{"index": i, "delta": {"role": "assistant", "content": ""}, "logprobs": None, "finish_reason": None}])
+        if c["message"]["content"]:
+            yield chunk([{"index": i, "delta": {"content": c["message"]["content"]}, "logprobs": c["logprobs"],
+                          "finish_reason": None}])
+        yield chunk([{"index": i, "delta": {}, "logprobs": None, "finish_reason": c["finish_reason"]}])
+    if include_usage:
+        yield chunk([], usage=usage)
+    yield "data: [DONE]\n\n"
 
 
 def serve(policy: Policy, config: ServeConfig | None = None, log_level: str = "info") -> None:

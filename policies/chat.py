@@ -1,7 +1,8 @@
 """Turning conversations into prompt token ids, shared by the ``hf`` and ``vllm`` policies.
 
 Covered: the tokenizer's own chat template (with a plain ``role: content`` fallback for tokenizers
-that have none), stop-string cutting, and the context-overflow rule.
+that have none, :func:`render_messages`, which training renders through too), stop-string
+cutting, and the context-overflow rule.
 
 Context overflow: a prompt longer than ``context_len - max_new_tokens`` tokens is **truncated from
 the left** (the oldest tokens go, the generation prompt at the end is kept) and the returned warning
@@ -37,12 +38,28 @@ def render_chat(tokenizer: Any, conversation: Sequence[Message], tools: Sequence
     if tools and not template_supports_tools(tokenizer):
         conversation = with_tools_in_system(conversation, tools)
         tools = None
+    return render_messages(tokenizer, conversation, generation_prompt=True, tools=tools)
+
+
+def render_messages(tokenizer: Any, conversation: Sequence[Message], generation_prompt: bool,
+                    tools: Sequence[dict[str, Any]] | None = None) -> str:
+    """The text of ``conversation`` as the model reads it; generation and training both render through this.
+
+    With a chat template: the template (``add_generation_prompt=generation_prompt``). Without one
+    (base models): a plain transcript, ``role: content`` lines, with ``assistant:`` as the
+    generation prompt and each assistant turn written as ``assistant:`` + its text exactly as it was
+    generated + the end-of-sequence token, so that training on a reply trains the very tokens that
+    followed the prompt at generation, and the stop.
+    """
     messages = [m.to_openai() for m in conversation]
     if getattr(tokenizer, "chat_template", None):
         extra = {"tools": list(tools)} if tools else {}
-        return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, **extra))
-    # Tokenizers of base models have no template; a plain transcript keeps them usable for smoke tests.
-    return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
+        return str(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation_prompt,
+                                                 **extra))
+    eos = getattr(tokenizer, "eos_token", None) or ""
+    text = "".join(f"assistant:{m['content'] or ''}{eos}\n" if m["role"] == "assistant"
+                   else f"{m['role']}: {m['content'] or ''}\n" for m in messages)
+    return text + "assistant:" if generation_prompt else text
 
 
 def fit_context(ids: list[int], context_len: int, max_new_tokens: int) -> tuple[list[int], str | None]:

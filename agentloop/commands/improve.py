@@ -1,6 +1,8 @@
 """``agentloop improve [CONFIG] [dotted.field=value ...]``: run the self-improvement loop.
 
-With no CONFIG it runs ``configs/default.yaml`` (the embedded model on CPU); ``--resume --out RUN``
+With no CONFIG it runs the shipped ``configs/default.yaml`` (the embedded model on CPU); CONFIG is a file
+or the name of a shipped config (``score-arith-cpu``: see
+:func:`agentloop.config.find_config`), so it works from any directory after ``pip install``. ``--resume --out RUN``
 continues a killed run without losing finished episodes (with no CONFIG it reuses the run's own
 resolved config). Unknown or conflicting fields fail
 before any work starts, naming the field and the rule.
@@ -13,7 +15,7 @@ from typing import Any
 
 import typer
 
-DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "default.yaml"
+DEFAULT_CONFIG = "default"  # the shipped configs/default.yaml
 
 
 def _split(config: str | None, overrides: list[str]) -> tuple[str | None, list[str]]:
@@ -58,7 +60,8 @@ class PhaseBars:
 def register(app: typer.Typer) -> None:
     @app.command("improve")
     def improve_cmd(
-        config: str = typer.Argument(None, help="YAML/TOML config (fields of ImproveConfig); default configs/default.yaml."),
+        config: str = typer.Argument(None, help="YAML/TOML config file (fields of ImproveConfig) or a shipped "
+                                     "config's name, e.g. score-arith-cpu; default: the shipped default.yaml."),
         overrides: list[str] = typer.Argument(None, help="dotted.field=value overrides, e.g. iterations=3 train.lr=1e-5."),
         out: str = typer.Option(None, "--out", "-o", help="Run directory (default: the config's out, else runs/improve-...)."),
         resume: bool = typer.Option(False, "--resume", help="Continue the run in --out, skipping recorded episodes."),
@@ -69,18 +72,14 @@ def register(app: typer.Typer) -> None:
 
         from rich.console import Console
 
-        from agentloop.config import load_config
+        from agentloop.config import find_config, load_config
         from agentloop.errors import ConfigError
         from agentloop.improve import ImproveConfig, default_out, format_result, improve
 
         path, sets = _split(config, overrides or [])
         if path is None and resume and out and (Path(out) / "config.json").exists():
             path = str(Path(out) / "config.json")  # resume with the run's own resolved config
-        if path is None:
-            if not DEFAULT_CONFIG.exists():
-                raise ConfigError(f"no config given and the default {DEFAULT_CONFIG} is missing; pass a config file.")
-            path = str(DEFAULT_CONFIG)
-        cfg = load_config(ImproveConfig, path, sets)
+        cfg = load_config(ImproveConfig, find_config(path or DEFAULT_CONFIG), sets)
         console = Console()
         if dry_run:
             console.print_json(json.dumps(cfg.model_dump(mode="json")))

@@ -13,9 +13,10 @@ trained" is visible in one place and tested on its own:
 ``weight`` is the per-sequence scalar the objective uses (advantage for REINFORCE, exp(r / tau)
 for RISE, 1 for SFT); ``kl_coef`` the per-sequence KL coefficient (SCoRe pins attempt 1 harder).
 
-Chat examples are rendered with the tokenizer's own chat template, the same text the policy sees
-at generation time; the assistant header is context and the reply plus its end-of-turn token is
-trained (so the model learns to stop). This module does not import torch.
+Chat examples are rendered by :func:`agentloop.policies.chat.render_messages`, the same text the
+policy sees at generation time (the chat template, or the plain transcript for a tokenizer without
+one); the assistant header is context and the reply plus its end-of-turn token is trained (so the
+model learns to stop). This module does not import torch.
 """
 
 from __future__ import annotations
@@ -70,8 +71,9 @@ TrainTurns = Literal["last", "all", "none"]
 
 
 def _render(tokenizer: Any, messages: Sequence[Message], generation_prompt: bool) -> str:
-    return tokenizer.apply_chat_template([m.to_openai() for m in messages], tokenize=False,
-                                         add_generation_prompt=generation_prompt)
+    from agentloop.policies.chat import render_messages  # generation's own rendering, template or not
+
+    return render_messages(tokenizer, messages, generation_prompt)
 
 
 def chat_segments(tokenizer: Any, messages: Sequence[Message], train: TrainTurns = "last") -> list[Segment]:

@@ -242,6 +242,9 @@ class AdapterSync:
         self.policy, self.config = policy, config
         self.directory = Path(directory if directory is not None else config.directory)  # type: ignore[arg-type]
         self.pushed: list[Path] = []
+        from agentloop.runs import recover_folders
+
+        recover_folders(self.directory)  # a killed push's old or new adapter folder, made whole again
 
     def push(self, model: Any, iteration: int) -> Path:
         """Write ``model``'s adapter as ``adapter-NNNN`` and make the policy generate with it from now on."""
@@ -249,18 +252,12 @@ class AdapterSync:
             raise ConfigError("adapter sync needs a LoRA (peft) model: set training.lora. A fully fine-tuned model "
                               "cannot be handed to a running vLLM engine without reloading its weights.")
         import shutil
-        import tempfile
 
-        self.directory.mkdir(parents=True, exist_ok=True)
+        from agentloop.runs import atomic_folder
+
         path = self.directory / f"adapter-{iteration:04d}"
-        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}-", dir=self.directory))
-        try:
+        with atomic_folder(path) as tmp:  # the engine never sees a half-written adapter
             model.save_pretrained(str(tmp), safe_serialization=True)  # a peft model saves the adapter only
-            if path.exists():
-                shutil.rmtree(path)
-            os.replace(tmp, path)  # the engine never sees a half-written adapter
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         self.policy.load_adapter(str(path))
         self.pushed = [p for p in self.pushed if p != path] + [path]
         # Older adapters are no longer referenced by new requests; vLLM has already read the files it uses.
@@ -286,14 +283,13 @@ def fit_in_processes(trainer: Any, examples: Sequence[Any], objective: str, out:
     """
     import json
     import shutil
-    import tempfile
 
+    from agentloop.runs import temp_folder
     from agentloop.training.trainer import TrainStats
 
     config = config or trainer.config.distributed
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".fit-{out.name}-", dir=out.parent))
+    work = temp_folder(out, prefix=".fit-")  # a killed phase's folder is deleted when the run resumes
     try:
         trainer.save(work / "start")
         with open(work / "examples.jsonl", "w") as f:

@@ -75,7 +75,7 @@ def test_kill_in_the_middle_of_an_episode_line_loses_only_that_episode(tmp_path)
     assert [e.task_id for e in RunDir.open(run.path).episodes()] == ["0", "1", "2", "3", "4"]
 
 
-@pytest.mark.parametrize("point", ["checkpoint.write", "checkpoint.commit"])
+@pytest.mark.parametrize("point", ["checkpoint.write", "folder.swap"])
 def test_kill_during_a_checkpoint_keeps_a_loadable_checkpoint(tmp_path, point):
     code = f"""
         from agentloop.runs import RunDir

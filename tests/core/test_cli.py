@@ -65,3 +65,72 @@ def test_error_messages_print_brackets_verbatim(capsys, monkeypatch):
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert "pip install 'agentloop[vllm]' or [red]x[/red]" in err
+
+
+def test_piped_plugins_output_is_plain_and_complete():
+    """Through a pipe: tab-separated rows with full distribution names, then each plugin's ids, nothing cut."""
+    infos = json.loads(runner.invoke(app, ["plugins", "--json"]).output)
+    result = runner.invoke(app, ["plugins"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split("\t") == ["group", "name", "distribution", "version", "status", "ids / error"]
+    rows = [line.split("\t") for line in lines[1:] if "\t" in line]
+    assert [(r[2], r[4]) for r in rows] == [(p["distribution"], p["status"]) for p in infos]
+    for p in infos:
+        if p["status"] == "loaded" and p["registered"]:
+            listed = next(line for line in lines if line.startswith(f"{p['group'].split('.')[-1]} {p['name']} ("))
+            assert listed.split(": ", 1)[1].split(", ") == list(p["registered"])
+    assert "…" not in result.output and "\x1b[" not in result.output
+
+
+def test_print_table_is_a_rich_table_on_a_terminal_and_tab_separated_otherwise():
+    import io
+
+    from rich.console import Console
+
+    from agentloop.commands import print_table
+
+    rows = [("a-very-long-distribution-name-" * 3, "[red]not markup[/red]", "two\tfields")]
+    plain = io.StringIO()
+    print_table("t", ("x", "y", "z"), rows, Console(file=plain))
+    assert plain.getvalue().splitlines() == ["x\ty\tz", f"{rows[0][0]}\t[red]not markup[/red]\ttwo fields"]
+    term = io.StringIO()
+    print_table("t", ("x", "y", "z"), rows, Console(file=term, force_terminal=True, width=60, color_system=None))
+    shown = term.getvalue()
+    assert "┃" in shown and "[red]not" in shown and "markup[/red]" in shown  # a table; data is not read as markup
+
+
+def test_suites_and_envs_have_json():
+    suites = json.loads(runner.invoke(app, ["suites", "--json"]).output)
+    assert any(s["name"] == "arith" and s["envs"] for s in suites)
+    envs = json.loads(runner.invoke(app, ["envs", "list", "--json"]).output)
+    assert {"id", "max_attempts", "feedback", "source", "description"} <= set(envs[0])
+
+
+def test_library_deprecation_warnings_are_hidden_unless_the_user_asks(monkeypatch):
+    import sys
+    import warnings
+
+    from agentloop.cli import quiet_library_warnings
+
+    monkeypatch.setenv("PYTHONWARNINGS", "")  # recorded, so the value quiet_library_warnings sets is undone after
+
+    def shown(warnoptions: list[str], env: str | None) -> list[str]:
+        monkeypatch.setattr(sys, "warnoptions", warnoptions)
+        if env is None:
+            monkeypatch.delenv("PYTHONWARNINGS", raising=False)
+        else:
+            monkeypatch.setenv("PYTHONWARNINGS", env)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            quiet_library_warnings()
+            warnings.warn("`x` is deprecated", FutureWarning)  # what transformers prints on every run
+            warnings.warn("old", DeprecationWarning)
+            warnings.warn("real problem", UserWarning)
+        return [str(w.message) for w in caught]
+
+    assert shown([], None) == ["real problem"]
+    import os
+
+    assert "ignore::FutureWarning" in os.environ["PYTHONWARNINGS"]  # inherited by the processes a command starts
+    assert shown(["default"], None) == ["`x` is deprecated", "old", "real problem"]

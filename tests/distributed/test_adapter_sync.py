@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -82,6 +85,40 @@ def test_push_hands_new_adapters_to_the_hf_policy_without_reloading_the_base(tin
     served = {n: p for n, p in policy.model.named_parameters() if "lora_B" in n}
     assert served and all(torch.all(p == -0.5) for p in served.values())
     assert policy.model.get_input_embeddings().weight.data_ptr() == embed_ptr
+
+
+def test_a_push_killed_between_its_renames_is_recovered_by_the_next_sync(tiny_lm, tmp_path, monkeypatch):
+    """Re-pushing an iteration's adapter swaps folders; a failure between the two renames keeps the old adapter."""
+    from agentloop import runs
+    from agentloop.policies.hf import HFPolicy
+
+    base, trained, tok = tiny_lm
+    directory = tmp_path / "adapters"
+    sync = AdapterSync(HFPolicy.from_model(base, tok), AdapterSyncConfig(directory=str(directory)))
+    _train_lora(trained, 0.5)
+    path = sync.push(trained, 1)
+    files = sorted(p.name for p in path.iterdir())
+
+    def fault(name: str, detail: str = "") -> None:
+        if name == "folder.swap":
+            raise OSError("injected")
+
+    monkeypatch.setattr(runs, "fault_point", fault)
+    with pytest.raises(OSError, match="injected"):
+        sync.push(trained, 1)
+    assert [p.name for p in directory.iterdir()] == ["adapter-0001"]
+    assert sorted(p.name for p in path.iterdir()) == files
+    # A kill at that point leaves the adapter aside under .old-NAME-PID; a new sync (the resumed run) restores it.
+    os.replace(path, directory / f".old-adapter-0001-{_dead_pid()}")
+    AdapterSync(HFPolicy.from_model(base, tok), AdapterSyncConfig(directory=str(directory)))
+    assert [p.name for p in directory.iterdir()] == ["adapter-0001"]
+    assert sorted(p.name for p in path.iterdir()) == files
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
 
 
 def test_push_to_vllm_policy(tmp_path):

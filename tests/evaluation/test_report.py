@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from html.parser import HTMLParser
 
 import pytest
@@ -103,6 +105,13 @@ def test_cli_eval_and_report(tmp_path, echo_ids):
     assert r.exit_code != 0 and "max_attempts: Input should be greater than or equal to 1" in str(r.exception)
     r = runner.invoke(app, ["suites"])
     assert r.exit_code == 0 and "mbpp-test" in r.output
+    # --json: the metrics alone on stdout (the run directory and report paths go to stderr)
+    r = runner.invoke(app, ["eval", "--policy", "scripted", "-p", "replies=[nope, word0]", "--env", echo_ids[1],
+                            "--max-attempts", "2", "--feedback", "binary", "--out", str(tmp_path / "j"), "--quiet",
+                            "--no-report", "--json"])
+    assert r.exit_code == 0, r.output
+    metrics = json.loads(r.stdout)
+    assert metrics["max_attempts"] == 2 and len(metrics["overall"]["acc_by_attempt"]) == 2
 
 
 def test_improve_style_run_shows_metrics_and_curves(tmp_path):

@@ -31,7 +31,8 @@ class PlainTokenizer:
 
 def test_fallback_transcript_without_a_chat_template() -> None:
     conv = [user("hi"), assistant("yo"), user("again")]
-    assert render_chat(PlainTokenizer(), conv) == "user: hi\nassistant: yo\nuser: again\nassistant:"
+    # an assistant turn is "assistant:" + its text as generated (after the prompt "assistant:") + EOS, if any
+    assert render_chat(PlainTokenizer(), conv) == "user: hi\nassistant:yo\nuser: again\nassistant:"
     ids, warning = encode_chat(PlainTokenizer(), conv, 20, 10)
     assert "".join(map(chr, ids)) == "again\nassistant:"[-10:] and warning
 

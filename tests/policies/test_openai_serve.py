@@ -38,8 +38,11 @@ def test_models_and_plain_openai_requests(served: str) -> None:
     assert body["choices"][0]["message"] == {"role": "assistant", "content": "pong STOP ignored"}
     bad = httpx.post(f"{served}/chat/completions", json={"messages": [], "n": 0})
     assert bad.status_code == 400 and "messages" in bad.json()["error"]["message"]
-    stream = httpx.post(f"{served}/chat/completions", json={"messages": [{"role": "user", "content": "x"}], "stream": True})
-    assert stream.status_code == 400 and "stream" in stream.json()["error"]["message"]
+    stream = httpx.post(f"{served}/chat/completions", json={"messages": [{"role": "user", "content": "ping"}], "stream": True})
+    assert stream.status_code == 200 and stream.headers["content-type"].startswith("text/event-stream")
+    events = [line[len("data: "):] for line in stream.text.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    assert "".join(json.loads(e)["choices"][0]["delta"].get("content") or "" for e in events[:-1]) == "pong STOP ignored"
 
 
 def test_openai_policy_against_live_serve(served: str) -> None:
@@ -57,9 +60,9 @@ def test_rollout_through_the_server(served: str) -> None:
 
 
 def test_client_errors_fail_at_once_with_the_server_message(served: str) -> None:
-    policy = OpenAIPolicy(base_url=served, extra_body={"stream": True}, max_retries=5)
+    policy = OpenAIPolicy(base_url=served, extra_body={"stop": [""]}, max_retries=5)
     start = time.monotonic()
-    with pytest.raises(PolicyError, match="400.*stream=true is not supported"):
+    with pytest.raises(PolicyError, match="400.*stop strings must not be empty"):
         policy.generate([[user("x")]], SamplingParams())
     assert time.monotonic() - start < 5  # a 400 is not retried
 

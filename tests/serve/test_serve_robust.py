@@ -137,7 +137,7 @@ BAD = {
     "too-many-stops": ({"json": {"messages": M, "stop": ["a"] * 100}}, 400, "stop"),
     "seed-out-of-range": ({"json": {"messages": M, "seed": 2**80}}, 400, "seed"),
     "bad-tool": ({"json": {"messages": M, "tools": [{"type": "function"}]}}, 400, "tools[0]"),
-    "stream": ({"json": {"messages": M, "stream": True}}, 400, "stream"),
+    "stream-with-bad-field": ({"json": {"messages": M, "stream": True, "top_p": 2}}, 400, "top_p"),
     "unknown-model": ({"json": {"messages": M, "model": "gpt-9"}}, 404, "'gpt-9' does not exist"),
     "huge-body": ({"content": b'{"messages": [{"role": "user", "content": "' + b"x" * 100_000 + b'"}]}',
                    "headers": JSON}, 413, "limit of 65536 bytes"),

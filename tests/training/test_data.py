@@ -50,3 +50,23 @@ def test_encode_never_cuts_pinned_segments(tokenizer):
     plain = TrainExample(segments=(Segment(text="context " * 40), Segment(text=" reply", train=True)))
     ids2, _, _ = encode_example(tokenizer, plain, 12)
     assert tokenizer.decode(ids2).endswith(" reply") and len(ids2) == 12
+
+
+def test_without_a_chat_template_training_renders_what_generation_prompted(tokenizer):
+    """A base model's tokenizer (no template): the context is generation's prompt, the trained text the reply + EOS."""
+    import copy
+
+    from agentloop.policies.chat import render_chat
+
+    base = copy.deepcopy(tokenizer)
+    base.chat_template = None
+    first, reply = " 5", " 4"  # replies as generated after the prompt "assistant:" (BPE puts the space in them)
+    convo = [user("What is 2+2?"), assistant(first), user("Wrong, try again.")]
+    ex = chat_example(base, [*convo, assistant(reply)])
+    context = "".join(s.text for s in ex.segments if not s.train)
+    trained = [s.text for s in ex.segments if s.train]
+    assert context.startswith(render_chat(base, convo))  # exactly the prompt the policy generated the reply from
+    assert trained == [reply + base.eos_token + "\n"]
+    assert ex.text.startswith(render_chat(base, convo) + reply)
+    ids, mask, _ = encode_example(base, ex, 512)
+    assert base.eos_token_id in [i for i, m in zip(ids, mask) if m]  # the stop is trained as a token

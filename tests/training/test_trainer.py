@@ -206,3 +206,22 @@ def test_lora_base_weights_follow_the_training_precision(tiny_model_dir) -> None
     assert dtypes == {(True, torch.float32), (False, torch.bfloat16)}
     full, _ = load_model(tiny_model_dir, base_dtype=torch.bfloat16)  # ignored without LoRA
     assert {p.dtype for p in full.parameters()} == {torch.float32}
+
+
+def test_save_over_a_checkpoint_keeps_the_old_one_when_the_swap_fails(tiny_model, tokenizer, tmp_path, monkeypatch):
+    from agentloop import runs
+
+    trainer = Trainer(tiny_model, tokenizer, TrainConfig(dtype="float32"))
+    trainer.save(tmp_path / "ckpt", extra={"iteration": 1})
+    before = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
+
+    def fault(name: str, detail: str = "") -> None:
+        if name == "folder.swap":  # between moving the old checkpoint aside and the new one in
+            raise OSError("injected")
+
+    monkeypatch.setattr(runs, "fault_point", fault)
+    with pytest.raises(OSError, match="injected"):
+        trainer.save(tmp_path / "ckpt", extra={"iteration": 2})
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt"]
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == before
+    assert '"iteration": 1' in (tmp_path / "ckpt" / "trainer_state.json").read_text()
