@@ -215,7 +215,7 @@ class ImproveLoop:
 
             # bf16: a generation copy (half the size); otherwise generate with the trained model itself (no copy)
             self.gen = GenerationModel(self.model, self.tokenizer, torch.bfloat16 if use_bf16 else None,
-                                       max_batch_size=batch)
+                                       max_batch_size=batch, engine=g.backend)
             return self.gen.policy
         from agentloop.training.distributed import AdapterSync
 

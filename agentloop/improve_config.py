@@ -79,8 +79,10 @@ class HeldOutSettings(AttemptSettings):
 class GenerationSettings(_Section):
     """Which engine generates the rollouts (collection and held-out evaluation), and where it runs."""
 
-    backend: Literal["hf", "vllm", "llamacpp"] = Field(
-        default="hf", description="'hf': transformers in this process; 'vllm': a vLLM engine built once from the base "
+    backend: Literal["hf", "static", "vllm", "llamacpp"] = Field(
+        default="hf", description="'hf': transformers in this process; 'static': the same in-process generation "
+        "copy decoded by agentloop's own loop (static KV cache, continuous batching; Llama-family models, >= 2x "
+        "hf on CPU); 'vllm': a vLLM engine built once from the base "
         "model folder with LoRA enabled (needs train.lora, and vLLM: with a CUDA GPU, or its CPU build made by "
         "scripts/setup-vllm-cpu.sh and run as .venv-vllm/bin/agentloop); 'llamacpp': llama.cpp on the model's GGUF "
         "file (the default model's own, or generation.gguf) fed the trained LoRA adapter after each training phase "

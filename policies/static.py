@@ -14,8 +14,9 @@ reference: a trained model's generation copy stays the one source of truth) and 
   log-probabilities of the chosen tokens under the unmodified distribution (as ``hf`` records them).
 
 Everything else is :class:`~agentloop.policies.hf.HFPolicy`'s: loading, chat templates, context
-overflow, LoRA (merged: this loop reads plain weights), ``from_model`` over an in-memory model, the
-improve loop's generation copy and its sync after each training phase.
+overflow, LoRA adapters (merged, or unmerged: the loop calls the model's own projection modules, so
+peft's LoRA layers apply), ``from_model`` over an in-memory model, the improve loop's generation copy
+and its sync after each training phase (weights are read at every call, never cached).
 
 Numerics: every operation is the one transformers' Llama code runs, in the same dtype and order
 (RMSNorm in float32 then cast, rotary tables computed in float32 then cast, attention through
@@ -66,6 +67,8 @@ class _Llama:
     """Reads the decoder's weights from a transformers model at each call (so in-place syncs are seen)."""
 
     def __init__(self, model: Any):
+        if hasattr(model, "get_base_model"):  # peft: its LoRA layers stay in the projections we call
+            model = model.get_base_model()
         config = model.config
         kind = getattr(config, "model_type", None)
         if kind not in SUPPORTED or not hasattr(model, "model") or not hasattr(model.model, "layers"):
@@ -214,10 +217,6 @@ class StaticPolicy(HFPolicy):
     """
 
     def __init__(self, *args: Any, kv_cache_mib: int = 768, prefill_tokens: int = 2048, **kwargs: Any):
-        kwargs.setdefault("merge_adapter", True)
-        if not kwargs["merge_adapter"]:
-            raise PolicyError("The static backend reads plain weights: its LoRA adapters are always merged "
-                              "(merge_adapter=True); use the 'hf' backend for an unmerged adapter.")
         super().__init__(*args, **kwargs)
         self._configure(kv_cache_mib, prefill_tokens)
 
@@ -233,10 +232,6 @@ class StaticPolicy(HFPolicy):
             raise PolicyError("kv_cache_mib and prefill_tokens must be positive.")
         self.kv_cache_mib, self.prefill_tokens = kv_cache_mib, prefill_tokens
         _Llama(self.model)  # fail now, not at the first generate, on an architecture we do not cover
-
-    def load_adapter(self, adapter: str, merge: bool = True) -> None:
-        """Replace the adapter (always merged: this loop reads plain weights)."""
-        super().load_adapter(adapter, merge=True)
 
     def generate(self, conversations: Sequence[Sequence[Message]], sampling: SamplingParams,
                  tools: Sequence[ToolSchemas | None] | None = None) -> list[Completion]:

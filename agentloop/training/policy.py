@@ -31,8 +31,16 @@ import torch
 __all__ = ["GenerationModel", "policy_for"]
 
 
-def policy_for(model: Any, tokenizer: Any, max_batch_size: int = 64) -> Any:
-    """A Policy that generates with ``model`` as it is now (no copy, no reload)."""
+def policy_for(model: Any, tokenizer: Any, max_batch_size: int = 64, engine: str = "hf") -> Any:
+    """A Policy that generates with ``model`` as it is now (no copy, no reload).
+
+    ``engine``: ``hf`` (transformers' ``generate``) or ``static`` (:mod:`agentloop.policies.static`'s
+    own decode loop over the same modules: static KV cache, continuous batching).
+    """
+    if engine == "static":
+        from agentloop.policies.static import StaticPolicy
+
+        return StaticPolicy.from_model(model, tokenizer, max_batch_size=max_batch_size)
     from agentloop.policies.hf import HFPolicy
 
     return HFPolicy.from_model(model, tokenizer, max_batch_size=max_batch_size)
@@ -42,7 +50,7 @@ class GenerationModel:
     """A generation copy of a trained model in ``dtype``; call :meth:`sync` after training."""
 
     def __init__(self, trained: Any, tokenizer: Any, dtype: torch.dtype | None = torch.bfloat16,
-                 max_batch_size: int = 64):
+                 max_batch_size: int = 64, engine: str = "hf"):
         self.trained = trained
         self.tokenizer = tokenizer
         self.dtype = dtype
@@ -56,7 +64,7 @@ class GenerationModel:
             self.sync()
         else:
             self.model = self._cast_copy(self._plain(trained)).eval()
-        self.policy = policy_for(self.model, tokenizer, max_batch_size)
+        self.policy = policy_for(self.model, tokenizer, max_batch_size, engine)
 
     @property
     def is_lora(self) -> bool:
