@@ -320,7 +320,7 @@ class ImproveLoop:
                                            critic))
                 by_protocol[protocol.name] = [x if isinstance(x, Episode) else next(played) for x in items]
         trim()
-        return held_out_result(by_protocol, c.max_attempts, c.metric, iteration, seed=self.cfg.seed)
+        return held_out_result(by_protocol, c.max_attempts, c.metric, iteration)
 
     def train_iteration(self, iteration: int) -> dict[str, Any]:
         cfg = self.cfg
@@ -443,8 +443,8 @@ class ImproveLoop:
             if it in (0, last) or it % self.cfg.eval.every == 0:
                 result = self.evaluate(it)  # for finished iterations every episode is recorded: metrics only
                 evaluations.append(result)
-                row.update(phase="eval", held_out=result.metrics.model_dump(mode="json", exclude_none=True),
-                           protocols={name: r.model_dump(mode="json", exclude_none=True)
+                row.update(phase="eval", held_out=result.metrics.as_json(),
+                           protocols={name: r.as_json()
                                       for name, r in result.protocols.items()})
             row["elapsed_s"] = round(time.perf_counter() - self.t0, 1)
             if (it, row["phase"]) not in logged:
@@ -460,7 +460,7 @@ class ImproveLoop:
         from agentloop.evaluation.heldout import compare_protocols
 
         first, final = evaluations[0], evaluations[-1]
-        sc = compare_protocols(first, final, seed=self.cfg.seed)
+        sc = compare_protocols(first, final)  # bootstrap seed 0, as every report: same episodes, same intervals
         head = sc[first.protocol]  # before, after and the gain: the headline protocol's report and paired gains
         final_metric = self.cfg.eval.metric == "final"
         acc, gain = ("acc_tk", head.gains.gain_acc_tk) if final_metric else ("acc_t1", head.gains.gain_acc_t1)

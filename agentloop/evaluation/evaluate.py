@@ -400,7 +400,7 @@ def evaluate(cfg: EvalConfig, out: str | Path, *, resume: bool = False, policy: 
     logger.info("%d new episodes in %s", new, run.path)
     metrics = summarize_run(run, cfg.max_attempts)
     if cfg.versus:
-        metrics["versus"] = versus_runs(run.episodes(), cfg.versus, cfg.max_attempts, seed=cfg.seeds[0])
+        metrics["versus"] = versus_runs(run.episodes(), cfg.versus, cfg.max_attempts)
         run.write_metrics(metrics)
     from agentloop.tracking import flatten_metrics, make_tracker, resource_metrics
 
@@ -431,7 +431,7 @@ def versus_runs(episodes: list[Episode], others: list[str], max_attempts: int, s
             shared = sorted(set(eps) & set(theirs.get(name, {})))
             if shared:
                 g = paired_gains([theirs[name][k] for k in shared], [eps[k] for k in shared], max_attempts, seed=seed)
-                per[name or "single"] = g.model_dump(mode="json", exclude_none=True)
+                per[name or "single"] = g.as_json()
         result[str(other)] = per
     return result
 

@@ -204,13 +204,15 @@ def _summary(runs: list[RunView]) -> Section:
         c = r.config
         policy = c.get("policy", {})
         env = c.get("env")
-        envs = c.get("suite") or ", ".join(c.get("envs", [])) or (env.get("id") if isinstance(env, dict) else env) or "-"
+        listed = [e.get("name") or e.get("env") if isinstance(e, dict) else str(e) for e in c.get("envs", [])]
+        envs = c.get("suite") or ", ".join(listed) or (env.get("id") if isinstance(env, dict) else env) or "-"
         pol = policy.get("checkpoint") or policy.get("id", "-") if isinstance(policy, dict) else str(policy)
         overall = r.metrics.get("overall", {})
-        rows.append([r.name, r.kind, str(pol), envs, str(c.get("max_attempts", "-")), str(c.get("feedback", "-")),
+        rows.append([r.name, r.kind, str(pol), envs, str(c.get("max_attempts", "-")),
+                     ", ".join(p["name"] for p in c["protocols"]) if c.get("protocols") else str(c.get("feedback", "-")),
                      str(overall.get("n_episodes", len(r.episodes))), str(overall.get("n_errors", "-"))])
     return Section("summary", "Summary", "Figures are percentages unless marked otherwise, each with its 95% interval [lo, hi] and N.",
-                   [(["run", "kind", "policy", "environments", "K", "feedback", "episodes", "errors"], rows)])
+                   [(["run", "kind", "policy", "environments", "K", "protocols", "episodes", "errors"], rows)])
 
 
 def _accuracy(runs: list[RunView]) -> Section | None:

@@ -24,6 +24,9 @@ Names (K = ``max_attempts``; each name means one thing):
 Gains (after minus before, paired over the same problems, bootstrap 95% intervals): ``gain_acc_t1``,
 ``gain_acc_t2``, ``gain_acc_tk``, ``gain_delta`` (of delta(t1,t2)), ``gain_delta_tk`` (of delta(t1,tK)).
 
+Intervals: Wilson for proportions, percentile bootstrap (seed 0 unless a caller asks otherwise) for
+differences, so the same episodes give the same interval in every command.
+
 Counting rule, one for every caller: an attempt not played because the episode stopped at a success
 keeps that success (the last verdict is carried forward); an attempt not played because the episode
 errored (``Episode.error``: a failed reset, policy, step or critic) counts as wrong. The attempts an
@@ -42,6 +45,13 @@ from agentloop.types import Episode
 
 __all__ = ["Gains", "OpAccuracy", "ProblemAttempts", "SelfCorrection", "paired_gains", "problem_key", "problems_of",
            "self_correction"]
+
+
+class _Figures(BaseModel):
+    def as_json(self) -> dict[str, Any]:
+        """JSON fields, leaving out figures that do not apply (None at the top level, e.g. Acc@t2 with K = 1);
+        an estimate over no problems keeps its ``value: null``."""
+        return {k: v for k, v in self.model_dump(mode="json").items() if v is not None}
 
 
 class ProblemAttempts(BaseModel):
@@ -67,7 +77,7 @@ class OpAccuracy(BaseModel):
     acc_tk: M.Estimate | None = None
 
 
-class SelfCorrection(BaseModel):
+class SelfCorrection(_Figures):
     """One model's self-correction figures under one protocol (names: module docstring)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -100,7 +110,7 @@ class SelfCorrection(BaseModel):
         return self.acc_by_attempt[attempt - 1 if attempt > 0 else attempt].value
 
 
-class Gains(BaseModel):
+class Gains(_Figures):
     """After minus before over the same problems (paired bootstrap 95% intervals; names: module docstring)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

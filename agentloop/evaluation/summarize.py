@@ -83,7 +83,7 @@ def _block(seq: Sequence[Episode], par: Sequence[Episode], k: int) -> dict[str, 
 
     first = seq[0].metadata if seq else {}
     report = self_correction(seq, k, protocol=first.get("protocol"), oracle_stopped=bool(first.get("oracle_stopped")))
-    out: dict[str, Any] = report.model_dump(mode="json", exclude_none=True)
+    out: dict[str, Any] = report.as_json()
     # RISE's names for the same figures (m1@t1 = Acc@t1, m1@tK, p1@tK), as the paper writes them
     out["rise"] = {"m1@t1": out["acc_t1"], **({f"m1@t{k}": out["m1_tk"], f"p1@t{k}": out["p1_tk"]} if k >= 2 else {})}
     # pass@k and confidence/critique need several samples of the same problem
