@@ -242,9 +242,10 @@ def _by_task(episodes: list[Any], k: int) -> list[Any]:
             for e, p in zip(episodes, problems_of(episodes, k))]
 
 
-def _with_protocols(figures: Figures) -> dict[str, Any]:
-    """The entry's figure fields: every protocol under ``protocols``, retry's also at the top level (the fields
-    every earlier result has)."""
+def _with_protocols(figures: Figures, order: list[str]) -> dict[str, Any]:
+    """The entry's figure fields: every protocol under ``protocols`` (in the cell's order), retry's also at the
+    top level (the fields every earlier result has)."""
+    figures = {p: figures[p] for p in [*order, *figures] if p in figures}
     head = figures.get("retry") or next(iter(figures.values()))
     return {**head, "protocols": figures}
 
@@ -292,7 +293,8 @@ def _transfer(cell: CellFile, run_dir: Path, checkpoint: str | None, seed: int) 
     for i, t in enumerate(cell.transfer):
         before = evaluate_model(model, t, run_dir / f"transfer-{i}-before", seed=seed)
         after = evaluate_model(model, t, run_dir / f"transfer-{i}-after", seed=seed, checkpoint=checkpoint)
-        out.append({"env": t.env, "kwargs": t.kwargs, **_with_protocols(_measured(before, after, t.max_attempts))})
+        out.append({"env": t.env, "kwargs": t.kwargs, **_with_protocols(_measured(before, after, t.max_attempts),
+                                                                          [p.name for p in t.protocols])})
     return out
 
 
@@ -319,7 +321,7 @@ def run_cell(name: str, *, smoke: bool = False, model: str | None = None, runs_d
         "budget": cell.budget, "method": cell.config["method"]["name"] if cell.kind == "improve" else "grpo (trl)",
         "env": cell.config["env"]["id"] if cell.kind == "improve" else cell.config["env"],
         "smoke": smoke, "model": cell.config.get("model") or "SmolLM2-135M-Instruct (embedded)",
-        **_with_protocols(figures), "transfer": transfer, "summary": summary, "notes": cell.notes,
+        **_with_protocols(figures, cell.protocols), "transfer": transfer, "summary": summary, "notes": cell.notes,
         "wall_s": round(time.perf_counter() - t0, 1), "peak_rss_mib": _peak_rss_mib(), "cpu_count": os.cpu_count(),
         "load_avg_start": load_start, "load_avg_end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "run_dir": str(run_dir),
@@ -344,7 +346,8 @@ def set_vs_control(entry: dict[str, Any], vs: dict[str, Any] | None) -> None:
 def protocols_of(entry: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Protocol -> {before, after, gains, vs_control} of an entry; an entry written before protocols existed is
     its top-level fields under retry."""
-    return entry.get("protocols") or {"retry": {k: entry.get(k) for k in ("before", "after", "gains", "vs_control")}}
+    found = entry.get("protocols") or {"retry": {k: entry.get(k) for k in ("before", "after", "gains", "vs_control")}}
+    return {p: found[p] for p in sorted(found, key=lambda p: p != "retry")}  # retry first (the file sorts keys)
 
 
 def final_problems(entry: dict[str, Any]) -> dict[str, list[Any]] | None:

@@ -115,3 +115,18 @@ def test_envs_take_kwargs_and_protocol_config_rules(tmp_path, echo_ids):
     assert EvalProtocol.parse("retry").attempt_kwargs("T") == {"feedback": "none", "stop_on_success": False,
                                                                "none_template": "T"}
     assert not EvalProtocol.parse("critic-all:llm").oracle_stopped and EvalProtocol.parse("critic:llm").oracle_stopped
+
+
+def test_cli_evaluates_several_protocols_and_compares_with_an_earlier_run(tmp_path, echo_ids):
+    from typer.testing import CliRunner
+
+    from agentloop.cli import app
+
+    base = ["eval", "--policy", "scripted", "-p", "default=nope", "--env", echo_ids[0], "--max-attempts", "2",
+            "--protocols", "retry,binary,env", "--quiet", "--no-report"]
+    r = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "a")])
+    assert r.exit_code == 0, r.output
+    assert "under binary (oracle-stopped" in r.output and "under retry (no oracle" in r.output
+    r = CliRunner().invoke(app, [*base, "--versus", str(tmp_path / "a"), "--out", str(tmp_path / "b")])
+    assert r.exit_code == 0, r.output
+    assert f"this run - {tmp_path / 'a'} under env (paired, 6 problems): Acc@t1 0.0" in " ".join(r.output.split())
