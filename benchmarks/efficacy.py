@@ -3,9 +3,18 @@
 Each *cell* is one file in ``configs/efficacy/`` (``kind`` improve or grpo, a description, the
 component config, the control it is compared with, optional transfer environments). A cell trains
 from the embedded SmolLM2-135M-Instruct on CPU and reports, on held-out tasks, for the starting and
-the trained model: Acc@t1, Acc@t2, delta(t1,t2), delta i->c and delta c->i, each with a 95%
-interval (two greedy attempts, ``retry`` feedback: no oracle, no verdict), the paired gains with
-bootstrap intervals, accuracy per operation where the environment tags it, wall time and peak RSS.
+the trained model, under every protocol the cell declares (``protocols``, e.g. ``[retry, binary, env]``;
+:mod:`agentloop.evaluation.protocols`), all branching from one shared greedy first attempt: the
+:class:`~agentloop.evaluation.selfcorrection.SelfCorrection` report (Acc@t1, Acc@t2, delta(t1,t2),
+delta i->c and delta c->i with 95% intervals; Acc@tK, p1@tK, m1@tK with K > 2; accuracy per operation
+where the environment tags it), the paired :class:`~agentloop.evaluation.selfcorrection.Gains` and the
+paired comparison with the control's trained model under the same protocol; wall time and peak RSS.
+
+Results schema: ``cells[NAME].protocols[PROTOCOL]`` = ``{before, after, gains, vs_control}``, e.g.
+``cells["rise-arith"].protocols["binary"].vs_control.gain_delta = {value, lo, hi}``; the retry figures
+are also the entry's top-level ``before``/``after``/``gains``/``vs_control``, as in every entry written
+before protocols existed (which the table reads as retry). Protocols that stop at a success are
+marked oracle-stopped (``after.oracle_stopped``) in the file and the table.
 
 * ``improve`` cells run :func:`agentloop.improve.improve` and read its held-out episodes (iteration 0
   and the last iteration), so method-specific conditioning (LeTI's ``<|good|>``) applies;
@@ -28,9 +37,9 @@ model (tests use a tiny random one). Numbers depend on the machine's load: it is
 The LeTI cells' procedural code tasks live in ``configs/efficacy/data`` and are rewritten by
 ``--write-code-tasks`` (a test checks the committed files match the generator).
 
-Not covered: every cell is evaluated with the same intrinsic protocol (``retry``, no critic, no
-verifier feedback), so the critique-loop cell's held-out figures do not use its critic; cells are
-sized from earlier CPU timings (the default run: 410 s), not yet timed one by one on a quiet machine.
+Not covered: ``vs_control`` needs the control evaluated with the same number of attempts (the 5-turn
+RISE cell has none); cells are sized from earlier CPU timings, not yet timed one by one on a quiet
+machine.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ environment without ``num_tasks`` gets ``limit`` seeded episodes (``limit`` is t
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -328,7 +329,7 @@ def branch_jobs(cfg: EvalConfig, planned: list[PlannedEnv], protocol: EvalProtoc
             first = firsts[episode_key(f"{FIRST}|{p.entry.label}", task=md["task_index"], sample=md["sample"],
                                        seed=md["eval_seed"])]
             if first.error is not None or not first.turns:
-                decided.append(first.model_copy(update={"metadata": {**first.metadata, **md}}))
+                decided.append(first.model_copy(update={"id": os.urandom(8).hex(), "metadata": {**first.metadata, **md}}))
             else:
                 jobs.append(replace(job, replay=replay_of(first)))
     return jobs, decided

@@ -15,6 +15,7 @@ before/after :class:`~agentloop.evaluation.selfcorrection.Gains` are paired on.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -100,8 +101,8 @@ def protocol_specs(env_id: str, env_kwargs: dict[str, Any], firsts: Sequence[Epi
         key = episode_key(f"eval|{protocol.name}", task=i, iteration=iteration)
         md = {"protocol": protocol.name, "oracle_stopped": protocol.oracle_stopped}
         if first.error is not None or not first.turns:
-            out.append(first.model_copy(update={"metadata": {**first.metadata, **md, "mode": "sequential",
-                                                             "run_key": key}}))
+            out.append(first.model_copy(update={"id": os.urandom(8).hex(), "metadata": {
+                **first.metadata, **md, "mode": "sequential", "run_key": key}}))
         else:
             out.append(_spec(key, env_id, env_kwargs, make_kwargs, i, iteration, replay=replay_of(first), **md))
     return out

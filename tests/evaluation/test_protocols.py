@@ -130,3 +130,31 @@ def test_cli_evaluates_several_protocols_and_compares_with_an_earlier_run(tmp_pa
     r = CliRunner().invoke(app, [*base, "--versus", str(tmp_path / "a"), "--out", str(tmp_path / "b")])
     assert r.exit_code == 0, r.output
     assert f"this run - {tmp_path / 'a'} under env (paired, 6 problems): Acc@t1 0.0" in " ".join(r.output.split())
+
+
+def test_an_errored_first_attempt_decides_every_protocol_episode(tmp_path):
+    """A first attempt that failed (here: the policy raised) is the episode under every protocol: the same error,
+    counted by the report's rule (wrong at every attempt), nothing played again."""
+    from agentloop.registry import envs
+    from tests.helpers import EchoEnv
+
+    class Flaky(ScriptedPolicy):
+        def __init__(self):
+            super().__init__(lambda c: answer_of(c))
+
+        def generate(self, conversations, sampling, **kw):
+            if any("word1" in c[0].content for c in conversations):
+                raise RuntimeError("policy down")
+            return super().generate(conversations, sampling, **kw)
+
+    with envs.registered("test/EvalFlaky-v0", EchoEnv, kwargs={"n_tasks": 3}):
+        cfg = EvalConfig(envs=["test/EvalFlaky-v0"], max_attempts=2, protocols=["retry", "binary"])
+        res = evaluate(cfg, tmp_path / "r", policy=Flaky())
+    eps = [e for e in res.run.episodes() if e.metadata["mode"] == "sequential"]
+    bad = [e for e in eps if e.metadata["task_index"] == 1]
+    assert len(bad) == 2 and all(e.error is not None and e.error.stage == "policy" for e in bad)
+    assert len({e.id for e in res.run.episodes()}) == len(res.run.episodes())
+    for name in ("retry", "binary"):
+        b = res.metrics["protocols"][name]["overall"]
+        assert b["n_errors"] == 1 and b["acc_t1"]["value"] == pytest.approx(2 / 3)
+        assert b["acc_t2"]["value"] == pytest.approx(2 / 3)
