@@ -596,25 +596,31 @@ def format_result(r: ImproveResult) -> str:
     lines = [f"held-out {r.metric} on {r.n} tasks ({r.env}, method {r.method}, protocol {r.protocol}):",
              f"  before {100 * r.before:.1f}%  after {100 * r.after:.1f}%  gain {100 * r.gain:+.1f} points",
              f"  paired-bootstrap 95% interval of the gain [{100 * r.gain_lo:+.1f}, {100 * r.gain_hi:+.1f}] ({verdict})"]
-    for name, cmp in (r.self_correction or {}).items():
-        b, a, g, k = cmp.before, cmp.after, cmp.gains, cmp.before.max_attempts
-        if k < 2:
-            continue
-        how = "oracle-stopped: stops at the first success" if b.oracle_stopped else "no oracle: every attempt played"
-        lines.append(f"  protocol {name} ({how}), {k} attempts, before -> after [95% CI]:")
-        rows = [("acc_t1", "Acc@t1"), ("acc_t2", "Acc@t2"), ("delta_t1_t2", "delta(t1,t2)"),
-                ("delta_i_to_c", "delta i->c"), ("delta_c_to_i", "delta c->i")]
+    comparisons = {n: c for n, c in (r.self_correction or {}).items() if c.before.max_attempts >= 2}
+    if comparisons:
+        k = next(iter(comparisons.values())).before.max_attempts
+        lines.append(f"  self-correction over {k} attempts, before -> after (%; gains and 'after' with 95% intervals); "
+                     "one shared first attempt:")
+        width = 30
+        head = "".join(f"{n + (' (oracle-stopped)' if c.before.oracle_stopped else ' (no oracle)'):<{width}}"
+                       for n, c in comparisons.items())
+        lines.append(f"    {'':<20}{head}".rstrip())
+        rows = [("acc_t1", "Acc@t1", False), ("acc_t2", "Acc@t2", False), ("delta_t1_t2", "delta(t1,t2)", True),
+                ("delta_i_to_c", "delta i->c", False), ("delta_c_to_i", "delta c->i", False)]
         if k > 2:
-            rows += [("acc_tk", f"Acc@t{k}"), ("delta_t1_tk", f"delta(t1,t{k})"), ("p1_tk", f"p1@t{k}"),
-                     ("m1_tk", f"m1@t{k}")]
-        for key, label in rows:
-            signed = key.startswith("delta_t")
-            lines.append(f"    {label:<16}{_pct(getattr(b, key), signed)} -> {_pct(getattr(a, key), signed)}")
-        gains = f"Acc@t1 {_pct(g.gain_acc_t1, True)}, Acc@t2 {_pct(g.gain_acc_t2, True)}, " \
-                f"delta(t1,t2) {_pct(g.gain_delta, True)}"
-        if k > 2:
-            gains += f", delta(t1,t{k}) {_pct(g.gain_delta_tk, True)}"
-        lines.append(f"    paired gains: {gains}")
+            rows += [("acc_tk", f"Acc@t{k}", False), ("delta_t1_tk", f"delta(t1,t{k})", True),
+                     ("p1_tk", f"p1@t{k}", False), ("m1_tk", f"m1@t{k}", False)]
+        for key, label, signed in rows:
+            cells = "".join(f"{_arrow(getattr(c.before, key), getattr(c.after, key), signed):<{width}}"
+                            for c in comparisons.values())
+            lines.append(f"    {label:<20}{cells}".rstrip())
+        gains = [("gain_acc_t1", "gain Acc@t1"), ("gain_delta", "gain delta(t1,t2)")] + \
+            ([("gain_delta_tk", f"gain delta(t1,t{k})")] if k > 2 else [])
+        for key, label in gains:
+            cells = "".join(f"{_pct(getattr(c.gains, key), True):<{width}}" for c in comparisons.values())
+            lines.append(f"    {label:<20}{cells}".rstrip())
+        cells = "".join(f"{_pct(c.after.delta_t1_t2, True):<{width}}" for c in comparisons.values())
+        lines.append(f"    {'delta(t1,t2) after':<20}{cells}".rstrip())
     head = (r.self_correction or {}).get(r.protocol or "")
     if head and head.before.by_op:
         b, a = head.before.by_op, head.after.by_op
@@ -623,6 +629,13 @@ def format_result(r: ImproveResult) -> str:
         lines.append(f"  Acc@t1 per operation, before -> after (%): {ops}")
     lines.append(f"  wall time {r.wall_s:.0f} s; run directory {r.run_dir}")
     return "\n".join(lines)
+
+
+def _arrow(before: Any, after: Any, signed: bool) -> str:
+    """'23.7 -> 36.3' (percent) or '+0.3 -> -2.3' (points); n/a where a figure is missing."""
+    def one(e: Any) -> str:
+        return "n/a" if e is None or e.value is None else (f"{100 * e.value:+.1f}" if signed else f"{100 * e.value:.1f}")
+    return f"{one(before)} -> {one(after)}"
 
 
 def _pct(e: Any, signed: bool = False) -> str:
