@@ -70,7 +70,8 @@ def register(app: typer.Typer) -> None:
         policy: str = typer.Option(None, "--policy", help="Policy backend id (hf, vllm, openai, scripted, plugin)."),
         policy_arg: list[str] = typer.Option([], "--policy-arg", "-p", help="Policy kwarg, key=value (repeatable)."),
         checkpoint: str = typer.Option(None, "--checkpoint", help="Checkpoint folder or run directory to evaluate."),
-        env: list[str] = typer.Option([], "--env", "-e", help="Environment id (repeatable)."),
+        env: list[str] = typer.Option([], "--env", "-e", help="Environment id, with kwargs as in reports: "
+                                      "math/arith-v0[difficulty=6,split=test] (repeatable)."),
         suite: str = typer.Option(None, "--suite", "-s", help="Named suite (see `agentloop suites`)."),
         suites_file: str = typer.Option(None, "--suites-file", help="YAML/TOML file with user-defined suites."),
         max_attempts: int = typer.Option(None, "--max-attempts", "-k", help="Attempts per episode (default 2)."),

@@ -168,7 +168,7 @@ class EvalConfig(AttemptSettings):
     @field_validator("envs", mode="before")
     @classmethod
     def _env_ids(cls, v: Any) -> Any:
-        return [{"env": e} if isinstance(e, str) else e for e in v] if isinstance(v, list) else v
+        return [entry_of(e) if isinstance(e, str) else e for e in v] if isinstance(v, list) else v
 
     @model_validator(mode="after")
     def _check(self) -> EvalConfig:
@@ -183,6 +183,24 @@ class EvalConfig(AttemptSettings):
             raise ValueError("compare=True compares K sequential attempts with K parallel samples; it needs "
                              "max_attempts >= 2")
         return self
+
+
+def entry_of(text: str) -> dict[str, Any]:
+    """``'math/arith-v0'`` or ``'math/arith-v0[difficulty=6,split=test]'`` (an environment's report label, read
+    back) -> a suite entry ``{env, kwargs}``; values are read as YAML scalars (6 is a number, test a string)."""
+    import yaml
+
+    text = text.strip()
+    if not text.endswith("]") or "[" not in text:
+        return {"env": text}
+    env, _, body = text[:-1].partition("[")
+    kwargs = {}
+    for part in filter(None, (p.strip() for p in body.split(","))):
+        key, eq, value = part.partition("=")
+        if not eq:
+            raise ValueError(f"environment {text!r}: write kwargs as key=value, e.g. math/arith-v0[difficulty=6]")
+        kwargs[key.strip()] = yaml.safe_load(value)
+    return {"env": env, "kwargs": kwargs}
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,9 @@ def test_envs_take_kwargs_and_protocol_config_rules(tmp_path, echo_ids):
     res = evaluate(cfg, tmp_path / "r", policy=Reader())
     assert list(res.metrics["per_env"]) == [f"{echo_ids[0]}[n_tasks=2]"] and res.metrics["overall"]["n_episodes"] == 2
     assert [p.name for p in EvalConfig(envs=["a/b-v0"], protocols="retry,env").protocol_list()] == ["retry", "env"]
+    labelled = EvalConfig(envs=["math/arith-v0[difficulty=6,split=test]"]).envs[0]
+    assert (labelled.env, labelled.kwargs, labelled.label) == ("math/arith-v0", {"difficulty": 6, "split": "test"},
+                                                               "math/arith-v0[difficulty=6,split=test]")
     with pytest.raises(ValueError, match="not both"):
         EvalConfig(envs=["a/b-v0"], protocols=["retry"], feedback="binary")
     with pytest.raises(ValueError, match="needs a critic"):
