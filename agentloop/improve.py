@@ -13,7 +13,8 @@ Everything goes to a :class:`~agentloop.runs.RunDir`: the resolved config, every
 as it finishes, keyed by :func:`~agentloop.runs.episode_key` with the phase, task, sample and
 iteration), one metrics row per iteration (``metrics.jsonl``; held-out rows carry the headline
 protocol's :class:`~agentloop.evaluation.selfcorrection.SelfCorrection` under ``held_out`` and every
-protocol's under ``protocols``, which the report reads), the summary (``metrics.json``, with every :class:`~agentloop.evaluation.heldout.HeldOutResult`)
+protocol's under ``protocols``, which the report reads), the summary (``metrics.json``, with every
+:class:`~agentloop.evaluation.heldout.HeldOutResult`)
 and the checkpoints. ``resume=True`` reloads the last committed checkpoint and skips every recorded
 episode, so a run killed at any point (SIGKILL included) finishes with exactly the episodes an
 uninterrupted run has.
@@ -634,7 +635,9 @@ def format_result(r: ImproveResult) -> str:
 def _arrow(before: Any, after: Any, signed: bool) -> str:
     """'23.7 -> 36.3' (percent) or '+0.3 -> -2.3' (points); n/a where a figure is missing."""
     def one(e: Any) -> str:
-        return "n/a" if e is None or e.value is None else (f"{100 * e.value:+.1f}" if signed else f"{100 * e.value:.1f}")
+        if e is None or e.value is None:
+            return "n/a"
+        return f"{100 * e.value:+.1f}" if signed else f"{100 * e.value:.1f}"
     return f"{one(before)} -> {one(after)}"
 
 

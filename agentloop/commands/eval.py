@@ -25,7 +25,8 @@ def _flags(policy: str | None, policy_args: list[str], checkpoint: str | None, e
     for key, value in (("envs", list(envs) or None), ("suite", suite), ("suites_file", suites_file),
                        ("max_attempts", max_attempts),
                        ("feedback", feedback), ("n", n), ("limit", limit), ("compare", compare),
-                       ("critique_all", critique_all), ("protocols", protocols), ("versus", list(versus or []) or None)):
+                       ("critique_all", critique_all), ("protocols", protocols),
+                       ("versus", list(versus or []) or None)):
         if value is not None:
             data[key] = value
     if critic is not None:
@@ -161,7 +162,8 @@ def _print_summary(console: Any, metrics: dict[str, Any]) -> None:
         for label, b in blocks:
             cells = [Estimate.model_validate(a).fmt() for a in b.get("acc_by_attempt", [])]
             if k > 1 and "delta_i_to_c" in b:
-                cells += [Estimate.model_validate(b[key]).fmt() for key in ("delta_t1_t2", "delta_i_to_c", "delta_c_to_i")]
+                cells += [Estimate.model_validate(b[key]).fmt()
+                          for key in ("delta_t1_t2", "delta_i_to_c", "delta_c_to_i")]
             table.add_row(label, *cells)
         console.print(table)
     for other, per in metrics.get("versus", {}).items():

@@ -347,7 +347,8 @@ def branch_jobs(cfg: EvalConfig, planned: list[PlannedEnv], protocol: EvalProtoc
             first = firsts[episode_key(f"{FIRST}|{p.entry.label}", task=md["task_index"], sample=md["sample"],
                                        seed=md["eval_seed"])]
             if first.error is not None or not first.turns:
-                decided.append(first.model_copy(update={"id": os.urandom(8).hex(), "metadata": {**first.metadata, **md}}))
+                decided.append(first.model_copy(update={"id": os.urandom(8).hex(),
+                                                        "metadata": {**first.metadata, **md}}))
             else:
                 jobs.append(replace(job, replay=replay_of(first)))
     return jobs, decided
@@ -382,7 +383,8 @@ def evaluate(cfg: EvalConfig, out: str | Path, *, resume: bool = False, policy: 
     actor = policy if policy is not None or not central else None
     new = 0
 
-    def phase(jobs: list[Any], label: Callable[[str], str], crit_ref: ComponentRef | None, totals: dict[str, int]) -> None:
+    def phase(jobs: list[Any], label: Callable[[str], str], crit_ref: ComponentRef | None,
+              totals: dict[str, int]) -> None:
         nonlocal actor, new
         todo = [j for j in jobs if j.metadata["run_key"] not in recorded]
         if not todo:

@@ -35,7 +35,7 @@ errored episode did complete keep their verdicts, and ``n_errors`` says how many
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -193,8 +193,8 @@ def self_correction(items: Sequence[Episode] | Sequence[ProblemAttempts], max_at
     by_op: dict[str, OpAccuracy] = {}
     for op in sorted({p.tag for p in problems if p.tag is not None}):
         rows = [a for a, p in zip(att, problems) if p.tag == op]
-        by_op[op] = OpAccuracy(n=len(rows), acc_t1=M.accuracy_at(rows, 1),
-                               **({"acc_t2": M.accuracy_at(rows, 2), "acc_tk": M.accuracy_at(rows, k)} if k >= 2 else {}))
+        later = {"acc_t2": M.accuracy_at(rows, 2), "acc_tk": M.accuracy_at(rows, k)} if k >= 2 else {}
+        by_op[op] = OpAccuracy(n=len(rows), acc_t1=M.accuracy_at(rows, 1), **later)
     return SelfCorrection(protocol=protocol, oracle_stopped=oracle_stopped, n_episodes=len(problems),
                           n_errors=sum(p.errored for p in problems), max_attempts=k, by_op=by_op, **fields)
 
