@@ -330,8 +330,10 @@ def replay_of(first: Episode) -> tuple[Any, ...]:
     """The recorded completions of a first attempt, for a protocol episode to replay (nothing generated)."""
     from agentloop.types import Completion
 
-    return tuple(Completion(text=t.action, token_ids=t.token_ids, logprobs=t.logprobs,
-                            warning=t.info.get("policy_warning")) for t in first.turns)
+    # every field a turn keeps from its completion (token ids, log-probs, ...), so a replayed turn is recorded alike
+    shared = [f for f in Completion.model_fields if f in type(first.turns[0]).model_fields] if first.turns else []
+    return tuple(Completion(text=t.action, warning=t.info.get("policy_warning"), **{f: getattr(t, f) for f in shared})
+                 for t in first.turns)
 
 
 def branch_jobs(cfg: EvalConfig, planned: list[PlannedEnv], protocol: EvalProtocol,
