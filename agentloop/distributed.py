@@ -446,7 +446,9 @@ class _Driver:
             value = episode_error("critic", out, turns - 1) if isinstance(out, BaseException) else out
             calls[self.live[index].worker]["critiques"].append((index, value))
         acts = list(self.waiting_action.items())
-        outcomes = central.generate([obs for _, (obs, _, _) in acts], [tools for _, (_, _, tools) in acts])
+        live = [a for a in acts if self.jobs[a[0]].replayed(a[1][1]) is None]  # replayed turns: nothing to generate
+        generated = iter(central.generate([obs for _, (obs, _, _) in live], [tools for _, (_, _, tools) in live]))
+        outcomes = [self.jobs[index].replayed(turns) or next(generated) for index, (_, turns, _) in acts]
         for (index, (_, turns, _)), out in zip(acts, outcomes):
             value = episode_error("policy", out, turns) if isinstance(out, BaseException) else out
             calls[self.live[index].worker]["actions"].append((index, value))

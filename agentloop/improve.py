@@ -6,20 +6,23 @@ commits checkpoint ``iter-i`` and evaluates it on the held-out split. The held-o
 different task source (``env.eval_kwargs``, e.g. another generator seed or the MBPP test split);
 training tasks whose prompt text also occurs in the held-out split are skipped, so no held-out
 problem is ever trained on. The report compares the final model with the starting model on the
-same held-out tasks: before, after, the gain and its paired-bootstrap 95% interval.
+same held-out tasks: before, after, the gain and its paired-bootstrap 95% interval, under the headline
+protocol (the first of ``eval.protocols``), and every protocol's self-correction figures.
 
 Everything goes to a :class:`~agentloop.runs.RunDir`: the resolved config, every episode (appended
 as it finishes, keyed by :func:`~agentloop.runs.episode_key` with the phase, task, sample and
-iteration), one metrics row per iteration (``metrics.jsonl``; held-out rows carry the typed
-:class:`~agentloop.evaluation.summarize.AttemptMetrics` under ``held_out``, which the report
-reads), the summary (``metrics.json``, with every :class:`~agentloop.evaluation.heldout.HeldOutResult`)
+iteration), one metrics row per iteration (``metrics.jsonl``; held-out rows carry the headline
+protocol's :class:`~agentloop.evaluation.selfcorrection.SelfCorrection` under ``held_out`` and every
+protocol's under ``protocols``, which the report reads), the summary (``metrics.json``, with every
+:class:`~agentloop.evaluation.heldout.HeldOutResult`)
 and the checkpoints. ``resume=True`` reloads the last committed checkpoint and skips every recorded
 episode, so a run killed at any point (SIGKILL included) finishes with exactly the episodes an
 uninterrupted run has.
 
 Episodes run only through the rollout engine (:class:`~agentloop.algorithms.base.Collector`);
 the held-out evaluation is :mod:`agentloop.evaluation.heldout` (environments built by the registry
-with ``eval.max_attempts``, the metrics ``agentloop eval`` reports). The method comes from the
+with ``eval.max_attempts``; one shared first attempt per task, then each protocol's later attempts;
+the reports ``agentloop eval`` writes). The method comes from the
 algorithm registry (``method.name``; plugins add methods through the ``agentloop.algorithms``
 entry point). ``improve`` prints nothing: it logs through :mod:`logging` and reports progress to an
 optional ``progress(label, done, total, info)`` callback (the CLI draws rich bars from it).
@@ -288,21 +291,36 @@ class ImproveLoop:
         return episodes
 
     def evaluate(self, iteration: int) -> HeldOutResult:
-        """The held-out evaluation of the current model (agentloop.evaluation's episodes and metrics)."""
-        from agentloop.evaluation.heldout import held_out_result, held_out_specs
+        """The held-out evaluation of the current model under every protocol of ``eval``, branching from one
+        shared first attempt per task (agentloop.evaluation's episodes and reports)."""
+        from agentloop.evaluation.heldout import first_attempt_specs, held_out_result, protocol_specs
 
-        c = self.cfg.eval
-        make_kwargs = c.attempt_kwargs()
-        method_protocol = self.algorithm.eval_attempt_settings() if c.max_attempts > 1 else None
-        if method_protocol:  # e.g. RISE: its own feedback text after every attempt, no stop at the first success
-            make_kwargs = {**{k: v for k, v in make_kwargs.items() if k != "feedback"}, **method_protocol}
-        specs = held_out_specs(self.cfg.env.id, self.cfg.env.split_kwargs("eval"), self.eval_idx, make_kwargs,
-                               iteration)
+        c, env = self.cfg.eval, self.cfg.env
         sampling = SamplingParams(temperature=0.0, max_new_tokens=c.max_new_tokens, stop=c.stop)
-        critic = c.critic.make_critic(self.gen_policy) if c.critic is not None else None
-        episodes = self.collect(specs, sampling, c.batch_size, f"eval    iter {iteration}", critic)
+        firsts = self.collect(first_attempt_specs(env.id, env.split_kwargs("eval"), self.eval_idx, c.max_attempts,
+                                                  iteration), sampling, c.batch_size, f"eval    iter {iteration}")
+        by_protocol: dict[str, list[Episode]] = {}
+        if c.max_attempts == 1:
+            by_protocol[c.protocol_list()[0].name] = firsts
+        else:
+            # the method's own feedback text (RISE's): retry shows it after every answer, binary after wrong ones
+            method = self.algorithm.eval_attempt_settings() or {}
+            settings = c.model_copy(update={"feedback_text": c.feedback_text or method.get("none_template")})
+            for protocol in c.protocol_list():
+                items = protocol_specs(env.id, env.split_kwargs("eval"), firsts, protocol,
+                                       settings.protocol_kwargs(protocol), iteration)
+                for ep in items:
+                    if isinstance(ep, Episode) and ep.metadata["run_key"] not in self.recorded:
+                        self.run.append_episode(ep, key=ep.metadata["run_key"])
+                        self.recorded[ep.metadata["run_key"]] = ep
+                ref = protocol.critic or c.critic
+                critic = ref.make_critic(self.gen_policy) if protocol.feedback == "critic" and ref is not None else None
+                specs = [x for x in items if not isinstance(x, Episode)]
+                played = iter(self.collect(specs, sampling, c.batch_size, f"eval    iter {iteration} {protocol.name}",
+                                           critic))
+                by_protocol[protocol.name] = [x if isinstance(x, Episode) else next(played) for x in items]
         trim()
-        return held_out_result(episodes, c.max_attempts, c.metric, iteration)
+        return held_out_result(by_protocol, c.max_attempts, c.metric, iteration)
 
     def train_iteration(self, iteration: int) -> dict[str, Any]:
         cfg = self.cfg
@@ -425,7 +443,9 @@ class ImproveLoop:
             if it in (0, last) or it % self.cfg.eval.every == 0:
                 result = self.evaluate(it)  # for finished iterations every episode is recorded: metrics only
                 evaluations.append(result)
-                row.update(phase="eval", held_out=result.metrics.model_dump(mode="json"))
+                row.update(phase="eval", held_out=result.metrics.as_json(),
+                           protocols={name: r.as_json()
+                                      for name, r in result.protocols.items()})
             row["elapsed_s"] = round(time.perf_counter() - self.t0, 1)
             if (it, row["phase"]) not in logged:
                 self.run.log_metrics(row)
@@ -437,24 +457,22 @@ class ImproveLoop:
     def _summary(self, evaluations: list[HeldOutResult], rows: list[dict[str, Any]]) -> ImproveResult:
         import torch
 
-        from agentloop.evaluation.heldout import paired_gains, self_correction
-        from agentloop.evaluation.metrics import paired_difference
+        from agentloop.evaluation.heldout import compare_protocols
 
         first, final = evaluations[0], evaluations[-1]
-        seed = self.cfg.seed
-        sc = None
-        if first.attempts and len(first.attempts) == len(final.attempts):
-            sc = {"before": self_correction(first.attempts, first.tags, seed),
-                  "after": self_correction(final.attempts, final.tags, seed),
-                  "gains": paired_gains(first.attempts, final.attempts, seed)}
-        diff = paired_difference([float(x) for x in first.correct], [float(x) for x in final.correct], seed=self.cfg.seed)
-        attempt = 1 if self.cfg.eval.metric == "t1" else self.cfg.eval.max_attempts
+        sc = compare_protocols(first, final)  # bootstrap seed 0, as every report: same episodes, same intervals
+        head = sc[first.protocol]  # before, after and the gain: the headline protocol's report and paired gains
+        final_metric = self.cfg.eval.metric == "final"
+        acc, gain = ("acc_tk", head.gains.gain_acc_tk) if final_metric else ("acc_t1", head.gains.gain_acc_t1)
+        assert gain is not None  # metric final needs max_attempts >= 2 (checked by the config)
+        attempt = self.cfg.eval.max_attempts if final_metric else 1
         result = ImproveResult(
             run_dir=str(self.run.path), method=self.cfg.method.name, env=self.cfg.env.id,
-            metric=f"acc_by_attempt[{attempt}]", n=len(first.correct), before=first.accuracy, after=final.accuracy,
-            gain=float(diff.value or 0.0), gain_lo=float(diff.lo or 0.0), gain_hi=float(diff.hi or 0.0),
-            excludes_zero=bool(diff.lo is not None and (diff.lo > 0 or (diff.hi or 0) < 0)), held_out=evaluations,
-            self_correction=sc,
+            metric=f"acc_by_attempt[{attempt}]", n=head.gains.n, before=float(getattr(head.before, acc).value or 0.0),
+            after=float(getattr(head.after, acc).value or 0.0), gain=float(gain.value or 0.0),
+            gain_lo=float(gain.lo or 0.0), gain_hi=float(gain.hi or 0.0),
+            excludes_zero=bool(gain.lo is not None and (gain.lo > 0 or (gain.hi or 0) < 0)), held_out=evaluations,
+            protocol=first.protocol, self_correction=sc,
             iterations=rows, wall_s=round(time.perf_counter() - self.t0, 1), threads=torch.get_num_threads(),
             generation_start_s=self.generation_start_s,
             load_avg_start=self.load_start, corrupt_episode_lines=len(self.run.corrupt_lines))
@@ -466,9 +484,13 @@ def _row_text(row: dict[str, Any]) -> str:
     parts = [f"iteration {row['iteration']}:"]
     held = row.get("held_out")
     if held is not None:
-        accs = [a["value"] for a in held["acc_by_attempt"]]
-        parts.append(f"held-out acc_by_attempt {', '.join('n/a' if a is None else f'{100 * a:.1f}%' for a in accs)} "
-                     f"(N={held['n_episodes']})")
+        per = row.get("protocols") or {held.get("protocol") or "held-out": held}
+        texts = []
+        for name, r in per.items():
+            accs = [a["value"] for a in r["acc_by_attempt"]]
+            stop = " oracle-stopped" if r.get("oracle_stopped") else ""
+            texts.append(f"{name}{stop} {', '.join('n/a' if a is None else f'{100 * a:.1f}%' for a in accs)}")
+        parts.append(f"held-out acc_by_attempt ({held['n_episodes']} tasks) " + "; ".join(texts))
     if "train_success" in row:
         parts.append(f"train success {100 * row['train_success']:.1f}%, {row.get('train_examples')} examples, "
                      f"loss {row.get('train_loss_first')}->{row.get('train_loss_last')}")
@@ -569,32 +591,58 @@ def improve(cfg: ImproveConfig, *, out: str | Path | None = None, resume: bool =
 
 
 def format_result(r: ImproveResult) -> str:
-    """The lines printed at the end of a run."""
+    """The lines printed at the end of a run: the headline gain, then every protocol's self-correction figures."""
     verdict = "excludes zero" if r.excludes_zero else "includes zero"
-    lines = [f"held-out {r.metric} on {r.n} tasks ({r.env}, method {r.method}):",
+    lines = [f"held-out {r.metric} on {r.n} tasks ({r.env}, method {r.method}, protocol {r.protocol}):",
              f"  before {100 * r.before:.1f}%  after {100 * r.after:.1f}%  gain {100 * r.gain:+.1f} points",
              f"  paired-bootstrap 95% interval of the gain [{100 * r.gain_lo:+.1f}, {100 * r.gain_hi:+.1f}] ({verdict})"]
-    sc = r.self_correction
-    if sc and sc["before"].get("max_attempts", 1) >= 2:
-        b, a, g = sc["before"], sc["after"], sc["gains"]
-        lines.append(f"  self-correction over {b['max_attempts']} attempts (no oracle), before -> after [95% CI]:")
-        for key, name in (("acc_t1", "Acc@t1"), ("acc_t2", f"Acc@t{b['max_attempts']}"),
-                          ("delta_t1_t2", f"delta(t1,t{b['max_attempts']})"), ("delta_i_to_c", "delta i->c"),
-                          ("delta_c_to_i", "delta c->i")):
-            signed = key.startswith("delta_t")
-            lines.append(f"    {name:<16}{_pct(b[key], signed)} -> {_pct(a[key], signed)}")
-        lines.append(f"  paired gains: Acc@t1 {_pct(g['gain_acc_t1'], True)}, Acc@t{b['max_attempts']} "
-                     f"{_pct(g['gain_acc_t2'], True)}, delta {_pct(g['gain_delta'], True)}")
-    if sc and "by_op" in sc["before"]:
-        ops = ", ".join(f"{op} {100 * sc['before']['by_op'][op]['acc_t1']['value']:.0f} -> "
-                        f"{100 * sc['after']['by_op'][op]['acc_t1']['value']:.0f} (n {sc['before']['by_op'][op]['n']})"
-                        for op in sc["before"]["by_op"] if op in sc["after"].get("by_op", {}))
+    comparisons = {n: c for n, c in (r.self_correction or {}).items() if c.before.max_attempts >= 2}
+    if comparisons:
+        k = next(iter(comparisons.values())).before.max_attempts
+        lines.append(f"  self-correction over {k} attempts, before -> after (%; gains and 'after' with 95% intervals); "
+                     "one shared first attempt:")
+        width = 30
+        head = "".join(f"{n + (' (oracle-stopped)' if c.before.oracle_stopped else ' (no oracle)'):<{width}}"
+                       for n, c in comparisons.items())
+        lines.append(f"    {'':<20}{head}".rstrip())
+        rows = [("acc_t1", "Acc@t1", False), ("acc_t2", "Acc@t2", False), ("delta_t1_t2", "delta(t1,t2)", True),
+                ("delta_i_to_c", "delta i->c", False), ("delta_c_to_i", "delta c->i", False)]
+        if k > 2:
+            rows += [("acc_tk", f"Acc@t{k}", False), ("delta_t1_tk", f"delta(t1,t{k})", True),
+                     ("p1_tk", f"p1@t{k}", False), ("m1_tk", f"m1@t{k}", False)]
+        for key, label, signed in rows:
+            cells = "".join(f"{_arrow(getattr(c.before, key), getattr(c.after, key), signed):<{width}}"
+                            for c in comparisons.values())
+            lines.append(f"    {label:<20}{cells}".rstrip())
+        gains = [("gain_acc_t1", "gain Acc@t1"), ("gain_delta", "gain delta(t1,t2)")] + \
+            ([("gain_delta_tk", f"gain delta(t1,t{k})")] if k > 2 else [])
+        for key, label in gains:
+            cells = "".join(f"{_pct(getattr(c.gains, key), True):<{width}}" for c in comparisons.values())
+            lines.append(f"    {label:<20}{cells}".rstrip())
+        cells = "".join(f"{_pct(c.after.delta_t1_t2, True):<{width}}" for c in comparisons.values())
+        lines.append(f"    {'delta(t1,t2) after':<20}{cells}".rstrip())
+    head = (r.self_correction or {}).get(r.protocol or "")
+    if head and head.before.by_op:
+        b, a = head.before.by_op, head.after.by_op
+        ops = ", ".join(f"{op} {100 * (b[op].acc_t1.value or 0):.0f} -> {100 * (a[op].acc_t1.value or 0):.0f} "
+                        f"(n {b[op].n})" for op in b if op in a)
         lines.append(f"  Acc@t1 per operation, before -> after (%): {ops}")
     lines.append(f"  wall time {r.wall_s:.0f} s; run directory {r.run_dir}")
     return "\n".join(lines)
 
 
-def _pct(e: dict[str, Any], signed: bool = False) -> str:
-    """An Estimate dict as '23.7% [19.2, 28.8]' (signed: '+1.3 [-0.3, +3.0]' points)."""
-    v, lo, hi = (100 * float(e.get(x) or 0.0) for x in ("value", "lo", "hi"))
+def _arrow(before: Any, after: Any, signed: bool) -> str:
+    """'23.7 -> 36.3' (percent) or '+0.3 -> -2.3' (points); n/a where a figure is missing."""
+    def one(e: Any) -> str:
+        if e is None or e.value is None:
+            return "n/a"
+        return f"{100 * e.value:+.1f}" if signed else f"{100 * e.value:.1f}"
+    return f"{one(before)} -> {one(after)}"
+
+
+def _pct(e: Any, signed: bool = False) -> str:
+    """An Estimate as '23.7% [19.2, 28.8]' (signed: '+1.3 [-0.3, +3.0]' points); 'n/a' when missing."""
+    if e is None or e.value is None:
+        return "n/a"
+    v, lo, hi = (100 * float(x or 0.0) for x in (e.value, e.lo, e.hi))
     return f"{v:+.1f} [{lo:+.1f}, {hi:+.1f}]" if signed else f"{v:.1f}% [{lo:.1f}, {hi:.1f}]"

@@ -16,7 +16,7 @@ from agentloop.tracking import TrackingConfig
 from agentloop.algorithms.base import MethodConfig
 from agentloop.distributed import DistributedConfig
 from agentloop.evaluation.evaluate import AttemptSettings
-from agentloop.evaluation.heldout import HeldOutResult
+from agentloop.evaluation.heldout import HeldOutResult, ProtocolComparison
 from agentloop.training.distributed import AdapterSyncConfig
 from agentloop.training.config import TrainConfig
 from agentloop.types import FeedbackMode
@@ -63,10 +63,17 @@ class CollectSettings(_Section):
 
 
 class HeldOutSettings(AttemptSettings):
-    """Held-out evaluation: greedy, every ``every`` iterations; attempts and feedback as in ``agentloop eval``."""
+    """Held-out evaluation: greedy, every ``every`` iterations; attempts and protocols as in ``agentloop eval``.
+
+    With ``protocols`` (e.g. ``[retry, binary]``) each task's first attempt is generated once and every
+    protocol branches from it, so evaluating a second protocol costs only its later turns. The first
+    protocol is the headline (the run's gain); ``retry`` and ``binary`` use the method's own feedback
+    text where it has one (RISE's).
+    """
 
     max_attempts: int = Field(default=1, ge=1, le=8, description="Attempts per held-out task (>1: self-correction metrics).")
-    feedback: FeedbackMode = Field(default="retry", description="Feedback between evaluation attempts.")
+    feedback: FeedbackMode = Field(default="retry", description="Feedback between evaluation attempts (the one "
+                                   "protocol when protocols is not given).")
     max_new_tokens: int = Field(default=256, ge=1)
     stop: tuple[str, ...] = ()
     batch_size: int = Field(default=64, ge=1)
@@ -202,10 +209,11 @@ class ImproveResult(BaseModel):
     gain_hi: float
     excludes_zero: bool
     held_out: list[HeldOutResult] = Field(default_factory=list, description="Every held-out evaluation, in order.")
-    self_correction: dict[str, Any] | None = Field(
-        default=None, description="First vs final held-out evaluation: 'before' and 'after' "
-        "(agentloop.evaluation.heldout.self_correction: Acc@t1, Acc@t2, delta(t1,t2), delta i->c, delta c->i with 95% "
-        "intervals, accuracy per operation) and 'gains' (paired_gains: Acc@t1, Acc@t2 and delta gains, paired bootstrap).")
+    protocol: str | None = Field(default=None, description="The headline protocol before/after/gain are measured under.")
+    self_correction: dict[str, ProtocolComparison] | None = Field(
+        default=None, description="Per protocol, first vs final held-out evaluation: 'before' and 'after' "
+        "(agentloop.evaluation.selfcorrection.SelfCorrection) and 'gains' (Gains, paired bootstrap). before, after "
+        "and gain above are the headline protocol's acc_t1 (or acc_tk) and gain_acc_t1 (or gain_acc_tk) from here.")
     iterations: list[dict[str, Any]]
     wall_s: float
     threads: int = 0

@@ -82,6 +82,10 @@ class Job:
     """One episode to run: an environment (registered id, instance or factory), a seed and reset options.
 
     ``make_kwargs`` are passed to ``agentloop.make`` when ``env`` is an id (e.g. max_attempts, feedback).
+    ``replay``: recorded completions the engine plays as the first actions instead of generating (the
+    environment steps them as usual, so verdicts, feedback and critiques are recorded as live): an
+    episode that branches from another's recorded start, e.g. one evaluation protocol of a shared first
+    attempt (:mod:`agentloop.evaluation.protocols`).
     """
 
     env: EnvSource
@@ -89,6 +93,11 @@ class Job:
     options: dict[str, Any] | None = None
     make_kwargs: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    replay: tuple[Completion, ...] = ()
+
+    def replayed(self, turn: int) -> Completion | None:
+        """The recorded completion to play at turn ``turn``, if that turn is replayed."""
+        return self.replay[turn] if turn < len(self.replay) else None
 
 
 @dataclass(slots=True)
@@ -230,7 +239,9 @@ class RolloutEngine:
         """Generate the next action of every state (one batched call) and step its environment."""
         if not states:
             return
-        outcomes = self.generate([s.obs for s in states], [s.tools for s in states])
+        live = [s for s in states if s.job.replayed(len(s.turns)) is None]
+        generated = iter(self.generate([s.obs for s in live], [s.tools for s in live]))
+        outcomes = [s.job.replayed(len(s.turns)) or next(generated) for s in states]
         steps = []
         for s, out in zip(states, outcomes):
             if isinstance(out, BaseException):

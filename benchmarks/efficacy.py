@@ -3,9 +3,18 @@
 Each *cell* is one file in ``configs/efficacy/`` (``kind`` improve or grpo, a description, the
 component config, the control it is compared with, optional transfer environments). A cell trains
 from the embedded SmolLM2-135M-Instruct on CPU and reports, on held-out tasks, for the starting and
-the trained model: Acc@t1, Acc@t2, delta(t1,t2), delta i->c and delta c->i, each with a 95%
-interval (two greedy attempts, ``retry`` feedback: no oracle, no verdict), the paired gains with
-bootstrap intervals, accuracy per operation where the environment tags it, wall time and peak RSS.
+the trained model, under every protocol the cell declares (``protocols``, e.g. ``[retry, binary, env]``;
+:mod:`agentloop.evaluation.protocols`), all branching from one shared greedy first attempt: the
+:class:`~agentloop.evaluation.selfcorrection.SelfCorrection` report (Acc@t1, Acc@t2, delta(t1,t2),
+delta i->c and delta c->i with 95% intervals; Acc@tK, p1@tK, m1@tK with K > 2; accuracy per operation
+where the environment tags it), the paired :class:`~agentloop.evaluation.selfcorrection.Gains` and the
+paired comparison with the control's trained model under the same protocol; wall time and peak RSS.
+
+Results schema: ``cells[NAME].protocols[PROTOCOL]`` = ``{before, after, gains, vs_control}``, e.g.
+``cells["rise-arith"].protocols["binary"].vs_control.gain_delta = {value, lo, hi}``; the retry figures
+are also the entry's top-level ``before``/``after``/``gains``/``vs_control``, as in every entry written
+before protocols existed (which the table reads as retry). Protocols that stop at a success are
+marked oracle-stopped (``after.oracle_stopped``) in the file and the table.
 
 * ``improve`` cells run :func:`agentloop.improve.improve` and read its held-out episodes (iteration 0
   and the last iteration), so method-specific conditioning (LeTI's ``<|good|>``) applies;
@@ -28,9 +37,9 @@ model (tests use a tiny random one). Numbers depend on the machine's load: it is
 The LeTI cells' procedural code tasks live in ``configs/efficacy/data`` and are rewritten by
 ``--write-code-tasks`` (a test checks the committed files match the generator).
 
-Not covered: every cell is evaluated with the same intrinsic protocol (``retry``, no critic, no
-verifier feedback), so the critique-loop cell's held-out figures do not use its critic; cells are
-sized from earlier CPU timings (the default run: 410 s), not yet timed one by one on a quiet machine.
+Not covered: ``vs_control`` needs the control evaluated with the same number of attempts (the 5-turn
+RISE cell has none); cells are sized from earlier CPU timings, not yet timed one by one on a quiet
+machine.
 """
 
 from __future__ import annotations
@@ -45,7 +54,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 ROOT = Path(__file__).resolve().parents[1]
 CELLS_DIR = ROOT / "configs" / "efficacy"
@@ -55,7 +64,7 @@ SMOKE_RESULTS = ROOT / "benchmarks" / "results" / "efficacy-smoke.json"
 if str(ROOT) not in sys.path:  # run as a script from a source tree
     sys.path.insert(0, str(ROOT))
 
-from agentloop.baselines.heldout import HeldOutSettings  # noqa: E402 - after the path fix above
+from agentloop.baselines.heldout import HeldOutTasks  # noqa: E402 - after the path fix above
 
 
 class CellFile(BaseModel):
@@ -69,9 +78,25 @@ class CellFile(BaseModel):
     budget: str = Field(default="", description="How this cell's sampling budget differs from its control's, when it "
                         "does (tasks x rollouts x iterations otherwise equal; tests/benchmarks checks it).")
     config: dict[str, Any] = Field(description="ImproveConfig (kind improve) or GRPOBaselineConfig (kind grpo).")
-    transfer: list[HeldOutSettings] = Field(default_factory=list, description="Environments never seen in training, "
-                                            "evaluated before and after like the held-out split.")
+    protocols: list[str] = Field(default_factory=lambda: ["retry"], min_length=1, description="The evaluation "
+                                 "protocols of the held-out split, from one shared first attempt (retry first: it is "
+                                 "the entry's top-level figures, as before protocols existed); they replace the "
+                                 "config's eval feedback (improve) or heldout protocols (grpo).")
+    transfer: list[HeldOutTasks] = Field(default_factory=list, description="Environments never seen in training, "
+                                         "evaluated before and after like the held-out split.")
     notes: str = Field(default="", description="Diagnosis after a real run (kept in the table when there is no gain).")
+
+
+    @field_validator("protocols")
+    @classmethod
+    def _retry_first(cls, v: list[str]) -> list[str]:
+        from agentloop.evaluation.protocols import parse_protocols
+
+        parse_protocols(v)
+        if v[0] != "retry":
+            raise ValueError("list retry first: its figures are the entry's top-level before/after/gains/vs_control, "
+                             "read by every earlier result")
+        return v
 
 
 def cell_names() -> list[str]:
@@ -115,19 +140,25 @@ def _smoke_grpo(cfg: dict[str, Any]) -> dict[str, Any]:
 def sized(cell: CellFile, smoke: bool, model: str | None) -> CellFile:
     """The cell as it will run: smoke-sized when asked, with ``model`` replacing the embedded one."""
     config = dict(cell.config)
-    transfer = [t.model_dump() for t in cell.transfer]
+    transfer = [t.model_dump(mode="json") for t in cell.transfer]
     if smoke:
         config = _smoke_improve(config) if cell.kind == "improve" else _smoke_grpo(config)
         transfer = [_smoke_heldout(t) for t in transfer]
     if model is not None:
         config["model"] = model
+    if cell.kind == "improve":
+        evalc = {k: v for k, v in config.get("eval", {}).items() if k not in ("feedback", "protocols")}
+        config["eval"] = {**evalc, "protocols": list(cell.protocols)}
+    else:
+        config["heldout"] = {**config["heldout"], "protocols": list(cell.protocols)}
+        config["heldout"].pop("feedback", None)
     if cell.kind == "improve":  # task files named relative to the repository (configs/efficacy/data/...)
         env = dict(config["env"])
         for key in ("kwargs", "train_kwargs", "eval_kwargs"):
             if "path" in env.get(key, {}) and not Path(env[key]["path"]).is_absolute():
                 env[key] = {**env[key], "path": str(ROOT / env[key]["path"])}
         config["env"] = env
-    return cell.model_copy(update={"config": config, "transfer": [HeldOutSettings(**t) for t in transfer]})
+    return cell.model_copy(update={"config": config, "transfer": [HeldOutTasks(**t) for t in transfer]})
 
 
 # -- procedural code tasks (LeTI cells) --------------------------------------------------------------------------
@@ -190,48 +221,89 @@ def _peak_rss_mib() -> float:
     return round(max(own, children) / 1024, 1)
 
 
-def _measured(before: list[list[bool]], after: list[list[bool]], ops: list[str | None] | None,
-              seed: int) -> dict[str, Any]:
-    from agentloop.baselines.heldout import block, compare
-
-    return {"before": block(before, ops, seed), "after": block(after, ops, seed), "gains": compare(before, after, seed)}
+Figures = dict[str, dict[str, Any]]  # protocol -> {"before", "after", "gains"}
 
 
-def _run_improve(cell: CellFile, run_dir: Path) -> tuple[dict[str, Any], Any, str | None]:
-    """(held-out figures, the improve summary, the final checkpoint) of an improve cell."""
-    from agentloop.baselines.heldout import attempts_of, improve_eval_episodes, ops_of
+def _measured(before: dict[str, list[Any]], after: dict[str, list[Any]], k: int) -> Figures:
+    """Per protocol both sides evaluated: the two :class:`SelfCorrection` reports and the paired :class:`Gains`
+    (agentloop.evaluation.selfcorrection: the one report every command uses)."""
+    from agentloop.evaluation.selfcorrection import paired_gains, self_correction
+
+    out: Figures = {}
+    for name, b in before.items():
+        if name not in after:
+            continue
+        a = after[name]
+        stopped = bool(b and b[0].metadata.get("oracle_stopped"))
+        dump = lambda x: x.as_json()  # noqa: E731
+        out[name] = {"before": dump(self_correction(b, k, protocol=name, oracle_stopped=stopped)),
+                     "after": dump(self_correction(a, k, protocol=name, oracle_stopped=stopped)),
+                     "gains": dump(paired_gains(_by_task(b, k), _by_task(a, k), k))}
+    return out
+
+
+def _by_task(episodes: list[Any], k: int) -> list[Any]:
+    """The problems of held-out episodes keyed by task index only, so an improve run's evaluation pairs with an
+    ``agentloop eval`` of the same tasks (GRPO cells) whatever their environment labels and seeds."""
+    from agentloop.evaluation.selfcorrection import problems_of
+
+    return [p.model_copy(update={"key": f"task={e.metadata.get('task_index')}|sample={e.metadata.get('sample', 0)}"})
+            for e, p in zip(episodes, problems_of(episodes, k))]
+
+
+def _with_protocols(figures: Figures, order: list[str]) -> dict[str, Any]:
+    """The entry's figure fields: every protocol under ``protocols`` (in the cell's order), retry's also at the
+    top level (the fields every earlier result has)."""
+    figures = {p: figures[p] for p in [*order, *figures] if p in figures}
+    head = figures.get("retry") or next(iter(figures.values()))
+    return {**head, "protocols": figures}
+
+
+def _eval_episodes(cell_kind: str, run_dir: Path, iterations: int, side: str) -> dict[str, list[Any]]:
+    """The held-out episodes of a finished cell per protocol: before (the starting model) or after training."""
+    from agentloop.baselines.heldout import by_protocol, improve_eval_episodes
+    from agentloop.runs import RunDir
+
+    if cell_kind == "improve":
+        return improve_eval_episodes(run_dir, 0 if side == "before" else iterations) if run_dir.exists() else {}
+    path = run_dir / f"eval-{side}"
+    return by_protocol(RunDir(path).episodes()) if path.exists() else {}
+
+
+def _run_improve(cell: CellFile, run_dir: Path) -> tuple[Figures, Any, str | None]:
+    """(held-out figures per protocol, the improve summary, the final checkpoint) of an improve cell."""
     from agentloop.improve import ImproveConfig, improve
     from agentloop.runs import RunDir
 
     cfg = ImproveConfig.model_validate(cell.config)
     result = improve(cfg, out=run_dir, resume=run_dir.exists())
-    before_eps, after_eps = improve_eval_episodes(run_dir, 0), improve_eval_episodes(run_dir, cfg.iterations)
-    k = cfg.eval.max_attempts
-    figures = _measured(attempts_of(before_eps, k), attempts_of(after_eps, k), ops_of(before_eps), cfg.seed)
+    figures = _measured(_eval_episodes("improve", run_dir, cfg.iterations, "before"),
+                        _eval_episodes("improve", run_dir, cfg.iterations, "after"), cfg.eval.max_attempts)
     latest = RunDir(run_dir).latest_checkpoint()
-    return figures, result.model_dump(mode="json"), str(latest) if latest is not None else None
+    return figures, result.model_dump(mode="json", exclude={"held_out"}), str(latest) if latest is not None else None
 
 
-def _run_grpo(cell: CellFile, run_dir: Path) -> tuple[dict[str, Any], Any, str | None]:
+def _run_grpo(cell: CellFile, run_dir: Path) -> tuple[Figures, Any, str | None]:
     from agentloop.baselines.trl_grpo import GRPOBaselineConfig, run_grpo
 
     cfg = GRPOBaselineConfig.model_validate(cell.config)
     result = run_grpo(cfg, run_dir)
-    figures = _measured(result.before, result.after, result.ops, cfg.seed)
+    k = cfg.heldout.max_attempts
+    figures = _measured(_eval_episodes("grpo", run_dir, 0, "before"), _eval_episodes("grpo", run_dir, 0, "after"), k)
     summary = result.model_dump(mode="json", exclude={"before", "after", "ops"})
     return figures, summary, result.model_dir
 
 
 def _transfer(cell: CellFile, run_dir: Path, checkpoint: str | None, seed: int) -> list[dict[str, Any]]:
-    from agentloop.baselines.heldout import attempts_of, evaluate_model, ops_of
+    from agentloop.baselines.heldout import evaluate_model
 
     out = []
     model = cell.config.get("model")
     for i, t in enumerate(cell.transfer):
         before = evaluate_model(model, t, run_dir / f"transfer-{i}-before", seed=seed)
         after = evaluate_model(model, t, run_dir / f"transfer-{i}-after", seed=seed, checkpoint=checkpoint)
-        figures = _measured(attempts_of(before, t.max_attempts), attempts_of(after, t.max_attempts), ops_of(before), seed)
-        out.append({"env": t.env, "kwargs": t.kwargs, **figures})
+        out.append({"env": t.env, "kwargs": t.kwargs, **_with_protocols(_measured(before, after, t.max_attempts),
+                                                                          [p.name for p in t.protocols])})
     return out
 
 
@@ -258,7 +330,7 @@ def run_cell(name: str, *, smoke: bool = False, model: str | None = None, runs_d
         "budget": cell.budget, "method": cell.config["method"]["name"] if cell.kind == "improve" else "grpo (trl)",
         "env": cell.config["env"]["id"] if cell.kind == "improve" else cell.config["env"],
         "smoke": smoke, "model": cell.config.get("model") or "SmolLM2-135M-Instruct (embedded)",
-        **figures, "transfer": transfer, "summary": summary, "notes": cell.notes,
+        **_with_protocols(figures, cell.protocols), "transfer": transfer, "summary": summary, "notes": cell.notes,
         "wall_s": round(time.perf_counter() - t0, 1), "peak_rss_mib": _peak_rss_mib(), "cpu_count": os.cpu_count(),
         "load_avg_start": load_start, "load_avg_end": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "run_dir": str(run_dir),
@@ -268,37 +340,51 @@ def run_cell(name: str, *, smoke: bool = False, model: str | None = None, runs_d
     }
     path = results or (SMOKE_RESULTS if smoke else RESULTS)
     control = json.loads(path.read_text())["cells"].get(cell.control or "") if path.exists() else None
-    entry["vs_control"] = versus(entry, control, run_seed) if control else None
+    set_vs_control(entry, versus(entry, control) if control else None)
     merge_result(path, entry)
     return entry
 
 
-def final_attempts(entry: dict[str, Any]) -> list[list[bool]] | None:
-    """The trained model's per-task held-out attempts of a finished cell, read back from its run directory
-    (None when the directory is gone). Sorted by task index, like every held-out block."""
-    from agentloop.baselines.heldout import attempts_of, improve_eval_episodes
-    from agentloop.runs import RunDir
+def set_vs_control(entry: dict[str, Any], vs: dict[str, Any] | None) -> None:
+    """Store the comparison with the control per protocol (``protocols[P].vs_control``) and retry's at the top."""
+    for name, figures in entry.get("protocols", {}).items():
+        figures["vs_control"] = (vs or {}).get(name)
+    entry["vs_control"] = (vs or {}).get("retry")
 
+
+def protocols_of(entry: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Protocol -> {before, after, gains, vs_control} of an entry; an entry written before protocols existed is
+    its top-level fields under retry."""
+    found = entry.get("protocols") or {"retry": {k: entry.get(k) for k in ("before", "after", "gains", "vs_control")}}
+    return {p: found[p] for p in sorted(found, key=lambda p: p != "retry")}  # retry first (the file sorts keys)
+
+
+def final_problems(entry: dict[str, Any]) -> dict[str, list[Any]] | None:
+    """The trained model's per-task held-out attempts of a finished cell per protocol, read back from its run
+    directory (None when the directory is gone); keyed by task index, so any two cells of one task set pair."""
     run_dir = Path(entry["run_dir"])
-    if entry["kind"] == "improve":
-        episodes = improve_eval_episodes(run_dir, int(entry["config"]["iterations"])) if run_dir.exists() else []
-    else:
-        episodes = list(RunDir(run_dir / "eval-after").episodes()) if (run_dir / "eval-after").exists() else []
-    return attempts_of(episodes, int(entry["after"]["max_attempts"])) if episodes else None
+    k = int(entry["after"]["max_attempts"])
+    episodes = _eval_episodes(entry["kind"], run_dir, int(entry["config"].get("iterations", 0)), "after")
+    return {name: _by_task(eps, k) for name, eps in episodes.items()} if episodes else None
 
 
 def versus(entry: dict[str, Any], other: dict[str, Any], seed: int = 0) -> dict[str, Any] | None:
-    """Paired gains of ``entry``'s trained model over ``other``'s on the same held-out tasks (paired bootstrap):
-    the direct comparison of a method with its control. None when either run directory is gone or the
-    held-out sets differ."""
-    from agentloop.baselines.heldout import compare
+    """Per protocol both evaluated: paired gains of ``entry``'s trained model over ``other``'s on the same held-out
+    tasks (paired bootstrap), the direct comparison of a method with its control. None when either run directory
+    is gone or the held-out sets or attempt counts differ."""
+    from agentloop.evaluation.selfcorrection import paired_gains
 
-    if entry["env"] != other["env"]:
+    if entry["env"] != other["env"] or entry["after"]["max_attempts"] != other["after"]["max_attempts"]:
         return None
-    ours, theirs = final_attempts(entry), final_attempts(other)
-    if ours is None or theirs is None or len(ours) != len(theirs):
+    ours, theirs = final_problems(entry), final_problems(other)
+    if ours is None or theirs is None:
         return None
-    return {"vs": other["cell"], **compare(theirs, ours, seed)}
+    out = {}
+    for name, rows in ours.items():
+        if name in theirs and {p.key for p in rows} == {p.key for p in theirs[name]}:
+            gains = paired_gains(theirs[name], rows, int(entry["after"]["max_attempts"]), seed=seed)
+            out[name] = {"vs": other["cell"], **gains.as_json()}
+    return out or None
 
 
 def merge_result(path: Path, entry: dict[str, Any]) -> None:
@@ -328,11 +414,11 @@ def _excludes_zero(e: dict[str, Any] | None) -> bool:
     return bool(e and e.get("lo") is not None and (e["lo"] > 0 or e["hi"] < 0))
 
 
-def diagnosis(entry: dict[str, Any]) -> str:
-    """One line: what the cell shows (the YAML's notes, or a reading of the intervals)."""
-    if entry.get("notes"):
+def diagnosis(entry: dict[str, Any], gains: dict[str, Any] | None = None) -> str:
+    """One line: what the cell shows (the YAML's notes, or a reading of the intervals of ``gains``, default retry's)."""
+    if entry.get("notes") and gains is None:
         return entry["notes"]
-    g = entry["gains"]
+    g = gains if gains is not None else entry["gains"]
     parts = []
     for key, label in (("gain_acc_t1", "Acc@t1"), ("gain_delta", "delta(t1,t2)")):
         if key in g:
@@ -342,31 +428,39 @@ def diagnosis(entry: dict[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def _row(name: str, e: dict[str, Any], b: dict[str, Any], a: dict[str, Any], g: dict[str, Any], env: str,
-         control: dict[str, Any] | None = None) -> str:
+def _row(name: str, protocol: str, e: dict[str, Any], f: dict[str, Any], env: str, note: str) -> str:
+    b, a, g, control = f["before"], f["after"], f["gains"], f.get("vs_control")
     arrow = lambda key: f"{_pct(b.get(key))} → {_pct(a.get(key))}"  # noqa: E731
     vs = "n/a" if not control else f"{_ci(control.get('gain_acc_t1'))} / {_ci(control.get('gain_delta'))}"
-    return (f"| {name} | {e['method']} | {env} | {a['n']} | {arrow('acc_t1')} | {arrow('acc_t2')} | "
-            f"{_ci(b.get('delta_t1_t2'))} → {_ci(a.get('delta_t1_t2'))} | {_pct(a.get('delta_i_to_c'))} / "
-            f"{_pct(a.get('delta_c_to_i'))} | {_ci(g.get('gain_acc_t1'))} | {vs} | {e['wall_s'] / 60:.1f} | "
-            f"{e['peak_rss_mib'] / 1024:.1f} | {diagnosis(e)} |")
+    k = a.get("max_attempts", 2)
+    stop = " (oracle-stopped)" if a.get("oracle_stopped") else ""
+    rise = f"{_pct(a.get('p1_tk'))} / {_pct(a.get('m1_tk'))}" if k > 2 else "n/a"
+    return (f"| {name} | {protocol}{stop} | {e['method']} | {env} | {a.get('n_episodes', a.get('n'))} | "
+            f"{arrow('acc_t1')} | {arrow('acc_t2')} | {_ci(b.get('delta_t1_t2'))} → {_ci(a.get('delta_t1_t2'))} | "
+            f"{_pct(a.get('delta_i_to_c'))} / {_pct(a.get('delta_c_to_i'))} | {rise} | {_ci(g.get('gain_acc_t1'))} | "
+            f"{_ci(g.get('gain_delta'))} | {vs} | {e['wall_s'] / 60:.1f} | {e['peak_rss_mib'] / 1024:.1f} | {note} |")
 
 
 def table(path: Path = RESULTS) -> str:
-    """The markdown table of every cell in the results file (transfer environments as extra rows)."""
+    """The markdown table of every cell in the results file under every protocol it was evaluated with
+    (transfer environments as extra rows)."""
     if not path.exists():
         return f"(no results yet: run `python benchmarks/efficacy.py --all`, which writes {path.relative_to(ROOT)})"
     cells = json.loads(path.read_text())["cells"]
-    lines = ["| cell | method | held-out env | N | Acc@t1 before → after | Acc@t2 before → after | "
-             "Δ(t1,t2) before → after [95% CI] | Δi→c / Δc→i after | Acc@t1 gain [95% CI] | "
-             "after − control's after: Acc@t1 / Δ(t1,t2) [95% CI] | wall (min) | peak RSS (GiB) | diagnosis |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| cell | protocol | method | held-out env | N | Acc@t1 before → after | Acc@t2 before → after | "
+             "Δ(t1,t2) before → after [95% CI] | Δi→c / Δc→i after | p1@tK / m1@tK after (K > 2) | "
+             "Acc@t1 gain [95% CI] | Δ(t1,t2) gain [95% CI] | after − control's after: Acc@t1 / Δ(t1,t2) [95% CI] | "
+             "wall (min) | peak RSS (GiB) | diagnosis |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in sorted(cells):
         e = cells[name]
         label = name + (" (smoke)" if e.get("smoke") else "")
-        lines.append(_row(label, e, e["before"], e["after"], e["gains"], e["env"], e.get("vs_control")))
+        for i, (protocol, f) in enumerate(protocols_of(e).items()):
+            note = diagnosis(e) if i == 0 else diagnosis(e, f["gains"])
+            lines.append(_row(label, protocol, e, f, e["env"], note))
         for t in e.get("transfer", []):
-            lines.append(_row(f"{name} → transfer", e, t["before"], t["after"], t["gains"], t["env"]))
+            for protocol, f in protocols_of(t).items():
+                lines.append(_row(f"{name} → transfer", protocol, e, f, t["env"], diagnosis(e, f["gains"])))
     return "\n".join(lines)
 
 
@@ -417,13 +511,16 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             p.error(f"not in {results}: {', '.join(missing)} (run them first)")
         entry, other = cells[args.versus[0]], cells[args.versus[1]]
-        vs = versus(entry, other, int(entry["config"].get("seed", 0)))
+        vs = versus(entry, other)
         if vs is None:
-            p.error("run directory missing or the held-out sets differ")
-        print(f"{args.versus[0]} - {args.versus[1]} (after training, paired over {vs['gain_acc_t1']['n']} tasks): "
-              f"Acc@t1 {_ci(vs['gain_acc_t1'])}, Acc@t2 {_ci(vs['gain_acc_t2'])}, delta(t1,t2) {_ci(vs['gain_delta'])}")
+            p.error("run directory missing, or the held-out sets or attempt counts differ")
+        for protocol, g in vs.items():
+            print(f"{args.versus[0]} - {args.versus[1]} under {protocol} (after training, paired over {g['n']} tasks): "
+                  f"Acc@t1 {_ci(g['gain_acc_t1'])}, Acc@t2 {_ci(g.get('gain_acc_t2'))}, "
+                  f"delta(t1,t2) {_ci(g.get('gain_delta'))}")
         if entry.get("control") == args.versus[1]:
-            merge_result(results, {**entry, "vs_control": vs})
+            set_vs_control(entry, vs)
+            merge_result(results, entry)
         return 0
     if args.table:
         print(table(results))

@@ -48,9 +48,12 @@ def main(argv: list[str]) -> int:
         "load_avg_start": load_start,
         "load_avg_end": os.getloadavg(),
         "within_20_min": wall <= 20 * 60,
+        "within_15_min": wall <= 15 * 60,
         "result": None if result is None else {
             k: result[k] for k in ("method", "env", "metric", "n", "before", "after", "gain", "gain_lo", "gain_hi",
                                    "excludes_zero", "threads")},
+        # per evaluation protocol (retry, binary, ...): before/after SelfCorrection and their paired Gains
+        "self_correction": None if result is None else result.get("self_correction"),
         "iterations": None if result is None else result["iterations"],
     }
     dest = ROOT / "benchmarks" / "results" / "improve_default.json"

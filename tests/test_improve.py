@@ -247,18 +247,32 @@ def test_improve_logs_steps_and_iterations_to_tensorboard(tiny_model_dir, tmp_pa
     assert sorted(e.step for e in events.Scalars(acc[0])) == [0, 1, 2]  # one point per evaluated iteration
 
 
-def test_rise_held_out_evaluation_plays_every_attempt_with_its_own_feedback(tiny_model_dir, tmp_path):
+def test_rise_held_out_protocols_use_its_own_feedback_text_after_the_answers_they_name(tiny_model_dir, tmp_path):
+    """retry: RISE's text after every answer, every attempt played; binary: RISE's text after wrong answers only,
+    the episode stops at a success; both branch from the same recorded first attempt."""
     extra = {"method": {"name": "rise", "max_attempts": 2, "samples_per_task": 2}, "iterations": 1,
-             "eval": {"max_attempts": 2, "feedback": "binary", "max_new_tokens": 6, "batch_size": 4}}
+             "eval": {"max_attempts": 2, "protocols": ["retry", "binary"], "max_new_tokens": 6, "batch_size": 4}}
     cfg = ImproveConfig.model_validate(improve_config(tiny_model_dir, **extra))
-    improve(cfg, out=tmp_path / "run")
+    result = improve(cfg, out=tmp_path / "run")
     episodes = [json.loads(line) for line in (tmp_path / "run" / "episodes.jsonl").read_text().splitlines()]
     held_out = [e for e in episodes if e["metadata"]["phase"] == "eval"]
-    assert held_out and all(len(e["turns"]) == 2 for e in held_out)  # no oracle stop at a first success
+    first = {(e["metadata"]["iteration"], e["metadata"]["task_index"]): e["turns"][0]["action"]
+             for e in held_out if e["metadata"].get("mode") == "first"}
+    assert len(first) == 2 * 5 and len(held_out) == 3 * 2 * 5
     template = cfg.method.feedback_template.split("{")[0].strip()  # "The answer is incorrect. Please try again..."
-    for e in held_out:  # RISE's text follows the first attempt whatever its verdict (binary would say "correct")
-        last_user = [m["content"] for m in e["turns"][1]["observation"] if m["role"] == "user"][-1]
-        assert last_user.startswith(template), last_user
+    for e in held_out:
+        md = e["metadata"]
+        if md.get("mode") == "first":
+            continue
+        assert e["turns"][0]["action"] == first[(md["iteration"], md["task_index"])]  # the shared first attempt
+        if md["protocol"] == "retry" or not e["turns"][0]["success"]:
+            assert len(e["turns"]) == 2
+            last_user = [m["content"] for m in e["turns"][1]["observation"] if m["role"] == "user"][-1]
+            assert last_user.startswith(template), last_user
+        else:
+            assert len(e["turns"]) == 1  # binary: stopped at the first success (oracle-stopped)
+    assert list(result.self_correction) == ["retry", "binary"] and result.protocol == "retry"
+    assert result.self_correction["binary"].after.oracle_stopped and not result.self_correction["retry"].after.oracle_stopped
 
 
 def test_rise_best_of_n_branches_run_through_the_collector_and_are_recorded(tiny_model_dir, tmp_path):
@@ -281,7 +295,7 @@ def test_rise_best_of_n_branches_run_through_the_collector_and_are_recorded(tiny
 
 
 def test_result_reports_self_correction_before_and_after_with_gains_and_operations(tiny_model_dir, tmp_path):
-    """Two-attempt held-out evaluation: the summary carries both blocks, the paired gains and per-operation rows,
+    """Two-attempt held-out evaluation: the summary carries both reports, the paired gains and per-operation rows,
     computed from the recorded per-task attempts; the printed result shows them."""
     from agentloop.evaluation.metrics import pad_attempts
     from agentloop.improve import format_result
@@ -292,20 +306,44 @@ def test_result_reports_self_correction_before_and_after_with_gains_and_operatio
              "eval": {"max_attempts": 2, "feedback": "retry", "max_new_tokens": 6, "batch_size": 4}}
     cfg = ImproveConfig.model_validate(improve_config(tiny_model_dir, **extra))
     r = improve(cfg, out=tmp_path / "run")
-    first, final = r.held_out[0], r.held_out[-1]
-    assert len(first.attempts) == len(final.attempts) == 6 and all(len(a) == 2 for a in first.attempts)
-    assert first.correct == [a[0] for a in first.attempts]
-    assert set(first.tags) <= {"add", "sub", "sub_neg", "mul"} and None not in first.tags
+    first, final = r.held_out[0].problems["retry"], r.held_out[-1].problems["retry"]
+    assert len(first) == len(final) == 6 and all(len(p.verdicts) == 2 for p in first)
+    assert {p.tag for p in first} <= {"add", "sub", "sub_neg", "mul"}
     eps = sorted((json.loads(line) for line in (tmp_path / "run" / "episodes.jsonl").read_text().splitlines()),
                  key=lambda e: e["metadata"]["task_index"])
     recorded = [pad_attempts([t["success"] for t in e["turns"]], 2) for e in eps
-                if e["metadata"]["phase"] == "eval" and e["metadata"]["iteration"] == 0]
-    assert recorded == first.attempts
-    sc = r.self_correction
-    assert sc["before"]["acc_t1"]["value"] == pytest.approx(sum(a[0] for a in first.attempts) / 6)
-    assert sc["after"]["acc_t2"]["value"] == pytest.approx(sum(a[1] for a in final.attempts) / 6)
-    expected_delta = (sum(a[1] - a[0] for a in final.attempts) - sum(a[1] - a[0] for a in first.attempts)) / 6
-    assert sc["gains"]["gain_delta"]["value"] == pytest.approx(expected_delta)
-    assert sum(v["n"] for v in sc["before"]["by_op"].values()) == 6
+                if e["metadata"]["phase"] == "eval" and e["metadata"]["iteration"] == 0
+                and e["metadata"].get("protocol") == "retry"]
+    assert recorded == [list(p.verdicts) for p in first]
+    sc = r.self_correction["retry"]
+    assert sc.before.acc_t1.value == pytest.approx(sum(p.verdicts[0] for p in first) / 6)
+    assert sc.after.acc_t2.value == pytest.approx(sum(p.verdicts[1] for p in final) / 6)
+    expected_delta = (sum(p.verdicts[1] - p.verdicts[0] for p in final)
+                      - sum(p.verdicts[1] - p.verdicts[0] for p in first)) / 6
+    assert sc.gains.gain_delta.value == pytest.approx(expected_delta)
+    assert (r.before, r.after, r.gain) == (sc.before.acc_t1.value, sc.after.acc_t1.value, sc.gains.gain_acc_t1.value)
+    assert sum(v.n for v in sc.before.by_op.values()) == 6
     text = format_result(r)
     assert "delta(t1,t2)" in text and "delta i->c" in text and "per operation" in text
+
+
+def test_improve_and_eval_report_identical_figures_on_the_same_episodes(tiny_model_dir, tmp_path):
+    """One report: the figures of improve's result and those agentloop eval's summary computes from the same
+    recorded episodes are the same numbers, protocol by protocol."""
+    from agentloop.evaluation.summarize import summarize
+    from agentloop.runs import RunDir
+
+    extra = {"iterations": 1, "seed": 3, "eval": {"max_attempts": 2, "protocols": ["retry", "binary"],
+                                                  "max_new_tokens": 6, "batch_size": 4}}
+    cfg = ImproveConfig.model_validate(improve_config(tiny_model_dir, **extra))
+    r = improve(cfg, out=tmp_path / "run")
+    episodes = RunDir(tmp_path / "run").episodes()
+    for iteration, held in ((0, r.held_out[0]), (1, r.held_out[-1])):
+        eps = [e for e in episodes if e.metadata.get("phase") == "eval" and e.metadata["iteration"] == iteration]
+        metrics = summarize(eps, 2)
+        assert list(metrics["protocols"]) == ["retry", "binary"]
+        for name, report in held.protocols.items():
+            block = metrics["protocols"][name]["overall"]
+            expected = report.as_json()
+            assert {k: block[k] for k in expected} == expected
+    assert r.self_correction["binary"].after == r.held_out[-1].protocols["binary"]

@@ -98,8 +98,8 @@ def test_shipped_config_runs_one_tiny_iteration(path, tiny_model_dir, tiny_base_
     # the shrunk config is still the shipped one in everything but size and device
     assert cfg.method.model_dump(exclude={"samples_per_task", "stage1_iterations"}) == \
         shipped.method.model_dump(exclude={"samples_per_task", "stage1_iterations"})
-    assert (cfg.env.id, cfg.eval.max_attempts, cfg.eval.feedback, cfg.train.lora) == \
-        (shipped.env.id, shipped.eval.max_attempts, shipped.eval.feedback, shipped.train.lora)
+    assert (cfg.env.id, cfg.eval.max_attempts, cfg.eval.protocol_list(), cfg.train.lora) == \
+        (shipped.env.id, shipped.eval.max_attempts, shipped.eval.protocol_list(), shipped.train.lora)
 
     run = tmp_path / "run"
     result = improve(cfg, out=run)
@@ -108,7 +108,9 @@ def test_shipped_config_runs_one_tiny_iteration(path, tiny_model_dir, tiny_base_
     assert (run / "checkpoints" / "iter-1").is_dir()
     episodes = _episodes(run)
     collected = [e for e in episodes if e["metadata"]["phase"] == "collect"]
-    evaluated = [e for e in episodes if e["metadata"]["phase"] == "eval"]
+    head = cfg.eval.protocol_list()[0].name  # the headline protocol's episodes (not the shared first attempts)
+    evaluated = [e for e in episodes if e["metadata"]["phase"] == "eval" and e["metadata"].get("mode") != "first"
+                 and e["metadata"].get("protocol", head) == head]
     assert len(collected) == TRAIN_TASKS * SAMPLES
     assert len(evaluated) == 2 * EVAL_TASKS  # the starting and the final model
     # no episode failed: every one has at least one turn and no recorded error
@@ -129,7 +131,7 @@ def test_shipped_config_runs_one_tiny_iteration(path, tiny_model_dir, tiny_base_
     held_out = result.iterations[-1]["held_out"]
     assert held_out["max_attempts"] == cfg.eval.max_attempts == len(held_out["acc_by_attempt"])
     if cfg.eval.max_attempts > 1:
-        assert held_out["delta"] is not None and held_out["delta_i_to_c"] is not None
+        assert held_out["delta_t1_t2"] is not None and held_out["delta_i_to_c"] is not None
     # the report agrees with the recorded evaluation episodes
     final = [e for e in evaluated if e["metadata"]["iteration"] == 1]
     first_turn_ok = [bool(e["turns"][0].get("success")) for e in final]

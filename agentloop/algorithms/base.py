@@ -81,6 +81,7 @@ class EpisodeSpec:
     options: dict[str, Any]
     seed: int | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    replay: tuple[Any, ...] = ()  # recorded completions played first (rollout.Job.replay), e.g. a shared first attempt
 
 
 class ConditionedPolicy(PolicyWrapper):
@@ -190,6 +191,7 @@ class Collector:
             if self.progress is not None:
                 self.progress(done, len(specs))
 
-        jobs = [Job(env=s.env, seed=s.seed, options=s.options, metadata={**s.metadata, "run_key": s.key}) for s in todo]
+        jobs = [Job(env=s.env, seed=s.seed, options=s.options, metadata={**s.metadata, "run_key": s.key},
+                    replay=s.replay) for s in todo]
         self.engine.run(jobs, on_episode=finished)
         return [recorded.get(s.key) or new[s.key] for s in specs]

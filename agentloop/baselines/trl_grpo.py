@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agentloop.baselines.heldout import HeldOutSettings
+from agentloop.baselines.heldout import HeldOutTasks
 
 __all__ = ["EnvReward", "GRPOBaselineConfig", "GRPOResult", "grpo_dataset", "run_grpo"]
 
@@ -42,7 +42,7 @@ class GRPOBaselineConfig(BaseModel):
     env: str = Field(description="Registered environment id whose verifier is the reward, e.g. math/arith-v0.")
     train_kwargs: dict[str, Any] = Field(default_factory=dict, description="make() kwargs of the training split.")
     train_tasks: int = Field(default=128, ge=1, description="Training prompts (each sampled num_generations times).")
-    heldout: HeldOutSettings = Field(description="Held-out tasks and how they are evaluated (before and after).")
+    heldout: HeldOutTasks = Field(description="Held-out tasks and how they are evaluated (before and after).")
     model: str | None = Field(default=None, description="Model folder; None = the embedded SmolLM2-135M-Instruct.")
     num_generations: int = Field(default=4, ge=2, description="Completions per prompt (the GRPO group).")
     batch_size: int = Field(default=16, ge=1, description="Completions per optimiser step (TRL "
@@ -190,8 +190,9 @@ def run_grpo(cfg: GRPOBaselineConfig, out: str | Path) -> GRPOResult:
         stats_file.write_text(json.dumps(stats, indent=1) + "\n")  # written last: marks the model complete
     stats = json.loads(stats_file.read_text())
     after_eps = evaluate_model(str(model_dir), cfg.heldout, out / "eval-after", seed=cfg.seed)
-    k = cfg.heldout.max_attempts
-    return GRPOResult(before=attempts_of(before_eps, k), after=attempts_of(after_eps, k), ops=ops_of(before_eps),
+    k, head = cfg.heldout.max_attempts, cfg.heldout.protocols[0].name  # the first protocol's episodes
+    return GRPOResult(before=attempts_of(before_eps[head], k), after=attempts_of(after_eps[head], k),
+                      ops=ops_of(before_eps[head]),
                       model_dir=str(model_dir), **stats)
 
 

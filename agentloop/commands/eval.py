@@ -14,7 +14,8 @@ import typer
 def _flags(policy: str | None, policy_args: list[str], checkpoint: str | None, envs: list[str], suite: str | None,
            suites_file: str | None, max_attempts: int | None, feedback: str | None, critic: str | None, n: int | None,
            seeds: str | None, limit: int | None, temperature: float | None, max_new_tokens: int | None,
-           compare: bool | None, critique_all: bool | None = None) -> tuple[dict[str, Any], list[str]]:
+           compare: bool | None, critique_all: bool | None = None, protocols: str | None = None,
+           versus: list[str] | None = None) -> tuple[dict[str, Any], list[str]]:
     """The flags that were given, as a config mapping, plus policy kwargs as overrides."""
     data: dict[str, Any] = {}
     if policy is not None:
@@ -24,7 +25,8 @@ def _flags(policy: str | None, policy_args: list[str], checkpoint: str | None, e
     for key, value in (("envs", list(envs) or None), ("suite", suite), ("suites_file", suites_file),
                        ("max_attempts", max_attempts),
                        ("feedback", feedback), ("n", n), ("limit", limit), ("compare", compare),
-                       ("critique_all", critique_all)):
+                       ("critique_all", critique_all), ("protocols", protocols),
+                       ("versus", list(versus or []) or None)):
         if value is not None:
             data[key] = value
     if critic is not None:
@@ -69,11 +71,18 @@ def register(app: typer.Typer) -> None:
         policy: str = typer.Option(None, "--policy", help="Policy backend id (hf, vllm, openai, scripted, plugin)."),
         policy_arg: list[str] = typer.Option([], "--policy-arg", "-p", help="Policy kwarg, key=value (repeatable)."),
         checkpoint: str = typer.Option(None, "--checkpoint", help="Checkpoint folder or run directory to evaluate."),
-        env: list[str] = typer.Option([], "--env", "-e", help="Environment id (repeatable)."),
+        env: list[str] = typer.Option([], "--env", "-e", help="Environment id, with kwargs as in reports: "
+                                      "math/arith-v0[difficulty=6,split=test] (repeatable)."),
         suite: str = typer.Option(None, "--suite", "-s", help="Named suite (see `agentloop suites`)."),
         suites_file: str = typer.Option(None, "--suites-file", help="YAML/TOML file with user-defined suites."),
         max_attempts: int = typer.Option(None, "--max-attempts", "-k", help="Attempts per episode (default 2)."),
-        feedback: str = typer.Option(None, "--feedback", help="none|binary|retry|env|oracle|critic (default env)."),
+        feedback: str = typer.Option(None, "--feedback", help="none|binary|retry|env|oracle|critic (default env): "
+                                     "the one protocol, when --protocols is not given."),
+        protocols: str = typer.Option(None, "--protocols", help="Comma-separated protocols evaluated from one shared "
+                                      "first attempt, e.g. retry,binary,env,critic:verifier (binary, env and critic "
+                                      "stop at a success: oracle-stopped)."),
+        versus: list[str] = typer.Option([], "--versus", help="Run directory of an earlier evaluation of the same "
+                                         "problems (base model, control): paired gains per protocol (repeatable)."),
         critic: str = typer.Option(None, "--critic", help="Critic id for --feedback critic (llm, verifier)."),
         critique_all: bool = typer.Option(None, "--critique-all/--no-critique-all", help="With --feedback critic: "
                                           "critique every answer (no oracle) and stop when the critic approves."),
@@ -99,7 +108,8 @@ def register(app: typer.Typer) -> None:
         from agentloop.evaluation.evaluate import EvalConfig, evaluate
 
         data, policy_overrides = _flags(policy, policy_arg, checkpoint, env, suite, suites_file, max_attempts, feedback, critic,
-                                        n, seeds, limit, temperature, max_new_tokens, compare, critique_all)
+                                        n, seeds, limit, temperature, max_new_tokens, compare, critique_all,
+                                        protocols, versus)
         base = read_config_file(config) if config else {}
         cfg = load_config(EvalConfig, None, [*policy_overrides, *set_], base=merge(base, data))
         console = Console(stderr=as_json)
@@ -141,16 +151,28 @@ def register(app: typer.Typer) -> None:
 
 
 def _print_summary(console: Any, metrics: dict[str, Any]) -> None:
+    """One table per protocol (Acc@t1..tK and the t1 -> t2 transitions), then the paired gains over --versus runs."""
     from agentloop.commands import print_table
     from agentloop.evaluation.metrics import Estimate
 
     k = int(metrics.get("max_attempts", 1))
-    columns = ["environment"] + [f"Acc@t{t}" for t in range(1, k + 1)] + (["i->c", "c->i"] if k > 1 else [])
-    rows = []
-    blocks = list(metrics.get("per_env", {}).items()) + [("overall", metrics.get("overall", {}))]
-    for label, b in blocks:
-        cells = [Estimate.model_validate(a).fmt() for a in b.get("acc_by_attempt", [])]
-        if k > 1 and "delta_i_to_c" in b:
-            cells += [Estimate.model_validate(b["delta_i_to_c"]).fmt(), Estimate.model_validate(b["delta_c_to_i"]).fmt()]
-        rows.append((label, *cells))
-    print_table("accuracy by attempt (%, 95% interval, N)", columns, rows, console)
+    protocols = metrics.get("protocols") or {"": metrics}
+    for name, m in protocols.items():
+        stop = " (oracle-stopped: stops at the first success)" if m.get("oracle_stopped") else \
+            (" (no oracle: every attempt played)" if name else "")
+        title = f"accuracy by attempt (%, 95% interval, N){' under ' + name if name else ''}{stop}"
+        columns = ["environment"] + [f"Acc@t{t}" for t in range(1, k + 1)] + \
+            (["delta(t1,t2)", "i->c", "c->i"] if k > 1 else [])
+        rows = []
+        for label, b in list(m.get("per_env", {}).items()) + [("overall", m.get("overall", {}))]:
+            cells = [Estimate.model_validate(a).fmt() for a in b.get("acc_by_attempt", [])]
+            if k > 1 and "delta_i_to_c" in b:
+                cells += [Estimate.model_validate(b[key]).fmt()
+                          for key in ("delta_t1_t2", "delta_i_to_c", "delta_c_to_i")]
+            rows.append((label, *cells))
+        print_table(title, columns, rows, console)
+    for other, per in metrics.get("versus", {}).items():
+        for name, g in per.items():
+            parts = [f"{label} {Estimate.model_validate(g[key]).fmt()}" for key, label in
+                     (("gain_acc_t1", "Acc@t1"), ("gain_acc_t2", "Acc@t2"), ("gain_delta", "delta(t1,t2)")) if key in g]
+            console.print(f"this run - {other} under {name} (paired, {g['n']} problems): " + ", ".join(parts))

@@ -83,11 +83,13 @@ def compute_matched(seq: Sequence[Episode], par: Sequence[Episode], k: int) -> d
 
 def _final_by_key(episodes: Sequence[Episode], k: int) -> dict[str, tuple[float, float, str]]:
     """run key -> (correct at t1, correct at tK, env label), sequential episodes only."""
+    from agentloop.evaluation.selfcorrection import problems_of
+
     out = {}
     for ep in episodes:
-        if ep.metadata.get("mode", "sequential") == "parallel":
+        if ep.metadata.get("mode", "sequential") != "sequential":  # parallel samples, shared first attempts
             continue
-        att = M.pad_attempts(ep.attempt_success, k)
+        att = problems_of([ep], k)[0].verdicts  # the report's counting rule
         out[key_of(ep)] = (float(att[0]), float(att[-1]), group_key(ep)[0])
     return out
 

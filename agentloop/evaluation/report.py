@@ -185,11 +185,17 @@ def _plot_history(history: list[dict[str, Any]]) -> bytes | None:
 
 # -- sections -------------------------------------------------------------------------------------
 def _blocks(run: RunView) -> list[tuple[str, dict[str, Any]]]:
-    """(label, metrics block) for each environment, then 'overall' when there are several."""
-    per_env = list(run.metrics.get("per_env", {}).items())
-    if len(per_env) != 1 and run.metrics.get("overall"):
-        per_env.append(("overall", run.metrics["overall"]))
-    return per_env
+    """(label, metrics block) for each environment, then 'overall' when there are several; with several
+    protocols, each protocol's blocks labelled 'ENV [PROTOCOL]' ('oracle-stopped' where it stops at a success)."""
+    protocols = run.metrics.get("protocols") or {"": run.metrics}
+    out = []
+    for name, m in protocols.items():
+        per_env = list(m.get("per_env", {}).items())
+        if len(per_env) != 1 and m.get("overall"):
+            per_env.append(("overall", m["overall"]))
+        tag = "" if len(protocols) == 1 else f" [{name}{', oracle-stopped' if m.get('oracle_stopped') else ''}]"
+        out += [(label + tag, b) for label, b in per_env]
+    return out
 
 
 def _summary(runs: list[RunView]) -> Section:
@@ -198,13 +204,15 @@ def _summary(runs: list[RunView]) -> Section:
         c = r.config
         policy = c.get("policy", {})
         env = c.get("env")
-        envs = c.get("suite") or ", ".join(c.get("envs", [])) or (env.get("id") if isinstance(env, dict) else env) or "-"
+        listed = [e.get("name") or e.get("env") if isinstance(e, dict) else str(e) for e in c.get("envs", [])]
+        envs = c.get("suite") or ", ".join(listed) or (env.get("id") if isinstance(env, dict) else env) or "-"
         pol = policy.get("checkpoint") or policy.get("id", "-") if isinstance(policy, dict) else str(policy)
         overall = r.metrics.get("overall", {})
-        rows.append([r.name, r.kind, str(pol), envs, str(c.get("max_attempts", "-")), str(c.get("feedback", "-")),
+        rows.append([r.name, r.kind, str(pol), envs, str(c.get("max_attempts", "-")),
+                     ", ".join(p["name"] for p in c["protocols"]) if c.get("protocols") else str(c.get("feedback", "-")),
                      str(overall.get("n_episodes", len(r.episodes))), str(overall.get("n_errors", "-"))])
     return Section("summary", "Summary", "Figures are percentages unless marked otherwise, each with its 95% interval [lo, hi] and N.",
-                   [(["run", "kind", "policy", "environments", "K", "feedback", "episodes", "errors"], rows)])
+                   [(["run", "kind", "policy", "environments", "K", "protocols", "episodes", "errors"], rows)])
 
 
 def _accuracy(runs: list[RunView]) -> Section | None:
@@ -232,23 +240,24 @@ def _transitions(runs: list[RunView]) -> Section | None:
     if all(r.max_attempts < 2 for r in runs) or not any(r.metrics.get("overall") for r in runs):
         return None
     sec = Section("transitions", "Self-correction transitions (t1 to tK)",
-                  "delta = Acc@tK - Acc@t1 = delta i->c - delta c->i; fix rate = i->c / (1 - Acc@t1); "
-                  "break rate = c->i / Acc@t1.")
+                  "delta(t1,t2) = Acc@t2 - Acc@t1 = delta i->c - delta c->i (t1 to t2); fix rate = i->c / "
+                  "(1 - Acc@t1); break rate = c->i / Acc@t1; delta(t1,tK) = Acc@tK - Acc@t1.")
     rows, groups, ic, ci = [], [], [], []
     for r in runs:
         for label, b in _blocks(r):
-            if "delta" not in b:
+            if "delta_t1_t2" not in b:
                 continue
-            rows.append([r.name, label, _est(b["delta"]), _est(b["delta_i_to_c"]), _est(b["delta_c_to_i"]),
-                         _est(b["fix_rate"]), _est(b["break_rate"])])
+            rows.append([r.name, label, _est(b["delta_t1_t2"]), _est(b["delta_i_to_c"]), _est(b["delta_c_to_i"]),
+                         _est(b["fix_rate"]), _est(b["break_rate"]), _est(b["delta_t1_tk"])])
             groups.append(label if len(runs) == 1 else f"{r.name}\n{label}")
             ic.append(b["delta_i_to_c"])
             ci.append(b["delta_c_to_i"])
     if not rows:
         return None
-    sec.tables.append((["run", "environment", "delta", "delta i->c", "delta c->i", "fix rate", "break rate"], rows))
+    sec.tables.append((["run", "environment", "delta(t1,t2)", "delta i->c", "delta c->i", "fix rate", "break rate",
+                        "delta(t1,tK)"], rows))
     sec.plots.append(("transitions", _plot_bars(groups, [("i->c (fixed)", ic, "#2a9d5c"), ("c->i (broken)", ci, "#d1495b")],
-                                                "Transitions between first and last attempt", "share of problems (%)")))
+                                                "Transitions between first and second attempt", "share of problems (%)")))
     return sec
 
 
@@ -357,21 +366,23 @@ def _run_metrics(runs: list[RunView]) -> Section | None:
 
 
 def _held_out(runs: list[RunView]) -> Section | None:
-    """Training runs (improve): the held-out AttemptMetrics logged at each evaluated iteration."""
-    from agentloop.evaluation.summarize import AttemptMetrics
+    """Training runs (improve): the held-out SelfCorrection of each protocol at each evaluated iteration."""
+    from agentloop.evaluation.selfcorrection import SelfCorrection
 
-    found = [(r, row["iteration"], AttemptMetrics.model_validate(row["held_out"]))
-             for r in runs if r.kind != "eval" for row in r.history if row.get("held_out")]
+    found = [(r, row["iteration"], name, SelfCorrection.model_validate(m))
+             for r in runs if r.kind != "eval" for row in r.history if row.get("held_out")
+             for name, m in (row.get("protocols") or {"": row["held_out"]}).items()]
     if not found:
         return None
-    k = max(m.max_attempts for _, _, m in found)
-    rows = [[r.name, str(it), str(m.n_episodes), str(m.n_errors)] + [e.fmt() for e in m.acc_by_attempt]
-            + [""] * (k - len(m.acc_by_attempt)) + ([m.delta_i_to_c.fmt() if m.delta_i_to_c else "n/a"] if k > 1 else [])
-            for r, it, m in found]
-    header = ["run", "iteration", "episodes", "errors"] + [f"Acc@t{t}" for t in range(1, k + 1)]
+    k = max(m.max_attempts for *_, m in found)
+    rows = [[r.name, str(it), name + (" (oracle-stopped)" if m.oracle_stopped else ""), str(m.n_episodes),
+             str(m.n_errors)] + [e.fmt() for e in m.acc_by_attempt] + [""] * (k - len(m.acc_by_attempt))
+            + ([m.delta_i_to_c.fmt() if m.delta_i_to_c else "n/a"] if k > 1 else [])
+            for r, it, name, m in found]
+    header = ["run", "iteration", "protocol", "episodes", "errors"] + [f"Acc@t{t}" for t in range(1, k + 1)]
     return Section("held-out", "Held-out evaluation by iteration", "The held-out split of each training run, "
-                   "evaluated greedily at the logged iterations (acc_by_attempt, delta_i_to_c).",
-                   [(header + (["delta i->c"] if k > 1 else []), rows)])
+                   "evaluated greedily at the logged iterations under each protocol (acc_by_attempt, delta_i_to_c "
+                   "from t1 to t2).", [(header + (["delta i->c"] if k > 1 else []), rows)])
 
 
 def _training(runs: list[RunView]) -> Section | None:

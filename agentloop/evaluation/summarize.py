@@ -18,8 +18,6 @@ from collections import defaultdict
 from collections.abc import Hashable, Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from agentloop.evaluation import metrics as M
 from agentloop.types import Episode, Turn
 
@@ -27,8 +25,7 @@ ANSWER_KEYS = ("parsed_answer", "extracted_answer", "prediction", "answer")
 STANDARD_INFO = {"feedback", "success", "task_id", "oracle_feedback", "parse_error", "attempt", "policy_warning",
                  "truncated_by", "critique_request", "feedback_given", "critique"} | set(ANSWER_KEYS)
 
-__all__ = ["AttemptMetrics", "answer_key", "attempt_answers", "attempt_metrics", "correct_at", "group_key", "summarize",
-           "turn_tokens"]
+__all__ = ["answer_key", "attempt_answers", "correct_at", "group_key", "summarize", "turn_tokens"]
 
 
 def answer_key(turn: Turn) -> Hashable | None:
@@ -72,60 +69,23 @@ def group_key(ep: Episode) -> tuple[str, str, str]:
     return label, task, str(ep.seed)
 
 
-class AttemptMetrics(BaseModel):
-    """Accuracy by attempt and the self-correction deltas of a set of sequential episodes.
-
-    The one metric schema of held-out evaluation: ``agentloop eval`` writes it in every block of
-    ``metrics.json``, ``agentloop improve`` logs it per iteration, and the report reads it. Names:
-    ``acc_by_attempt[t-1]`` is Acc@t; ``delta`` = Acc@tK - Acc@t1; ``delta_i_to_c`` / ``delta_c_to_i``
-    the shares of problems wrong at t1 and right at tK / right then wrong (K = ``max_attempts``).
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    n_episodes: int = Field(ge=0, description="Sequential episodes (problems) the figures are over.")
-    n_errors: int = Field(ge=0, description="Episodes with a recorded error (counted as wrong).")
-    max_attempts: int = Field(ge=1, description="K: attempts per episode.")
-    acc_by_attempt: list[M.Estimate] = Field(description="Acc@t1 .. Acc@tK (an attempt not played keeps the last verdict).")
-    delta: M.Estimate | None = Field(default=None, description="Acc@tK - Acc@t1 (K >= 2).")
-    delta_i_to_c: M.Estimate | None = Field(default=None, description="Wrong at t1, right at tK (K >= 2).")
-    delta_c_to_i: M.Estimate | None = Field(default=None, description="Right at t1, wrong at tK (K >= 2).")
-    fix_rate: M.Estimate | None = Field(default=None, description="delta_i_to_c / (1 - Acc@t1) (K >= 2).")
-    break_rate: M.Estimate | None = Field(default=None, description="delta_c_to_i / Acc@t1 (K >= 2).")
-    delta_t1_t2: M.Estimate | None = Field(default=None, description="Acc@t2 - Acc@t1 (K > 2).")
-
-    def accuracy(self, attempt: int) -> float | None:
-        """Acc@t for ``attempt`` t (1-based; -1 = the last)."""
-        est = self.acc_by_attempt[attempt - 1 if attempt > 0 else attempt]
-        return est.value
-
-
-def attempt_metrics(episodes: Sequence[Episode], max_attempts: int) -> AttemptMetrics:
-    """The :class:`AttemptMetrics` of ``episodes`` (each padded to ``max_attempts`` attempts)."""
-    attempts = [list(ep.attempt_success) for ep in episodes]
-    k = max_attempts
-    extra: dict[str, Any] = {}
-    if k >= 2:
-        extra = {"delta": M.delta(attempts, 1, k), "delta_i_to_c": M.delta_i_to_c(attempts, 1, k),
-                 "delta_c_to_i": M.delta_c_to_i(attempts, 1, k), "fix_rate": M.fix_rate(attempts, 1, k),
-                 "break_rate": M.break_rate(attempts, 1, k)}
-        if k > 2:
-            extra["delta_t1_t2"] = M.delta(attempts, 1, 2)
-    return AttemptMetrics(n_episodes=len(episodes), n_errors=sum(ep.error is not None for ep in episodes),
-                          max_attempts=k, acc_by_attempt=M.accuracy_by_attempt(attempts, k), **extra)
-
-
 def correct_at(episodes: Sequence[Episode], max_attempts: int, attempt: int) -> list[bool]:
-    """Per episode, whether attempt ``attempt`` (1-based; -1 = the last) was right: the paired data of a gain."""
-    return [M.pad_attempts(ep.attempt_success, max_attempts)[attempt - 1 if attempt > 0 else attempt] for ep in episodes]
+    """Per episode, whether attempt ``attempt`` (1-based; -1 = the last) was right, by the report's counting
+    rule (:mod:`agentloop.evaluation.selfcorrection`): the paired data of a gain."""
+    from agentloop.evaluation.selfcorrection import problems_of
+
+    return [p.verdicts[attempt - 1 if attempt > 0 else attempt] for p in problems_of(episodes, max_attempts)]
 
 
 def _block(seq: Sequence[Episode], par: Sequence[Episode], k: int) -> dict[str, Any]:
     """Every metric over one set of sequential episodes (and their parallel samples)."""
-    out: dict[str, Any] = {key: v for key, v in attempt_metrics(seq, k).model_dump().items() if v is not None}
-    answers = [attempt_answers(ep) for ep in seq]
-    rise = M.rise_metrics(answers, None, k=k)
-    out["rise"] = {name: e.model_dump() for name, e in rise.items()}
+    from agentloop.evaluation.selfcorrection import self_correction
+
+    first = seq[0].metadata if seq else {}
+    report = self_correction(seq, k, protocol=first.get("protocol"), oracle_stopped=bool(first.get("oracle_stopped")))
+    out: dict[str, Any] = report.as_json()
+    # RISE's names for the same figures (m1@t1 = Acc@t1, m1@tK, p1@tK), as the paper writes them
+    out["rise"] = {"m1@t1": out["acc_t1"], **({f"m1@t{k}": out["m1_tk"], f"p1@t{k}": out["p1_tk"]} if k >= 2 else {})}
     # pass@k and confidence/critique need several samples of the same problem
     groups: dict[tuple[str, str], list[Episode]] = defaultdict(list)
     for ep in seq:
@@ -190,19 +150,30 @@ def _info_block(seq: Sequence[Episode]) -> dict[str, Any]:
 
 
 def summarize(episodes: Sequence[Episode], max_attempts: int | None = None) -> dict[str, Any]:
-    """The metrics of an evaluation run: ``overall`` and ``per_env`` blocks (see ``_block``; each holds
-    the :class:`AttemptMetrics` fields plus RISE, pass@k, critic, environment and token figures)."""
-    seq = [ep for ep in episodes if ep.metadata.get("mode", "sequential") != "parallel"]
+    """The metrics of an evaluation run: per protocol (``protocols[NAME]``) an ``overall`` and a
+    ``per_env`` block (see ``_block``: the :class:`~agentloop.evaluation.selfcorrection.SelfCorrection`
+    fields plus RISE, pass@k, critic, environment and token figures); the first protocol's blocks are
+    also at the top level. Shared first attempts (``mode: first``) are not problems of their own."""
+    seq = [ep for ep in episodes if ep.metadata.get("mode", "sequential") == "sequential"]
     par = [ep for ep in episodes if ep.metadata.get("mode") == "parallel"]
     k = max_attempts or max((len(ep.attempt_success) for ep in seq), default=1)
-    by_env: dict[str, list[Episode]] = defaultdict(list)
-    par_by_env: dict[str, list[Episode]] = defaultdict(list)
+    by_protocol: dict[str, list[Episode]] = defaultdict(list)
     for ep in seq:
-        by_env[group_key(ep)[0]].append(ep)
+        by_protocol[str(ep.metadata.get("protocol") or "")].append(ep)
+    par_by_env: dict[str, list[Episode]] = defaultdict(list)
     for ep in par:
         par_by_env[group_key(ep)[0]].append(ep)
-    return {
-        "max_attempts": k,
-        "overall": _block(seq, par, k),
-        "per_env": {label: _block(eps, par_by_env.get(label, []), k) for label, eps in sorted(by_env.items())},
-    }
+
+    def blocks(eps: Sequence[Episode]) -> dict[str, Any]:
+        by_env: dict[str, list[Episode]] = defaultdict(list)
+        for ep in eps:
+            by_env[group_key(ep)[0]].append(ep)
+        return {"overall": _block(eps, par, k),
+                "per_env": {label: _block(e, par_by_env.get(label, []), k) for label, e in sorted(by_env.items())}}
+
+    protocols = {name: blocks(eps) for name, eps in by_protocol.items()}
+    out: dict[str, Any] = {"max_attempts": k, **(next(iter(protocols.values())) if protocols else blocks([]))}
+    if any(protocols):
+        out["protocols"] = {name: {"oracle_stopped": b["overall"].get("oracle_stopped", False), **b}
+                            for name, b in protocols.items()}
+    return out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from agentloop.baselines.heldout import HeldOutSettings
+from agentloop.baselines.heldout import HeldOutTasks
 from agentloop.baselines.trl_grpo import EnvReward, GRPOBaselineConfig, grpo_dataset
 from agentloop.errors import ConfigError
 from pydantic import ValidationError
@@ -32,7 +32,7 @@ def test_env_reward_turns_a_failing_step_into_a_zero_reward():
 
 def _cfg(**kw) -> GRPOBaselineConfig:
     base = {"env": "math/arith-v0", "train_kwargs": {"difficulty": 1, "seed": 0}, "train_tasks": 30,
-            "heldout": HeldOutSettings(env="math/arith-v0", kwargs={"difficulty": 1, "seed": 0}, tasks=10),
+            "heldout": HeldOutTasks(env="math/arith-v0", kwargs={"difficulty": 1, "seed": 0}, tasks=10),
             "num_generations": 2, "batch_size": 4}
     return GRPOBaselineConfig(**{**base, **kw})
 

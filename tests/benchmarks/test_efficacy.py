@@ -34,7 +34,12 @@ def test_the_matrix_has_every_method_and_each_cell_validates_at_both_sizes():
         for smoke in (False, True):
             cfg = _validate(efficacy.sized(cell, smoke, None))
             heldout = cfg.eval if cell.kind == "improve" else cfg.heldout
-            assert (heldout.max_attempts, heldout.feedback) == (2, "retry"), name  # two attempts, no oracle, everywhere
+            protocols = [p.name for p in heldout.protocol_list()] if cell.kind == "improve" else \
+                [p.name for p in heldout.protocols]
+            assert protocols == cell.protocols and protocols[0] == "retry", name
+            assert heldout.max_attempts == (5 if "5" in name else 2), name  # RISE's 5-turn cell: p1@t5, m1@t5
+        if cell.control is not None:  # the control is evaluated under every protocol the cell is compared with it
+            assert set(cell.protocols) <= set(efficacy.load_cell(cell.control).protocols), name
         assert cell.control is None or cell.control in cells, f"{name}: control {cell.control} is not a cell"
 
 
@@ -114,11 +119,18 @@ def test_grpo_cell_and_a_transfer_cell_run_in_smoke_mode_and_merge_into_one_tabl
     rise = efficacy.run_cell("transfer-rise-arith", smoke=True, model=tiny_model_dir, runs_dir=tmp_path,
                              results=results)
     for entry in (grpo, rise):
-        for side in ("before", "after"):
-            assert entry[side]["n"] == efficacy.SMOKE_TASKS and entry[side]["max_attempts"] == 2
-            assert {"acc_t1", "acc_t2", "delta_t1_t2", "delta_i_to_c", "delta_c_to_i"} <= set(entry[side])
-            assert set(entry[side]["by_op"]) <= {"add", "sub", "sub_neg", "mul"}
-        assert {"gain_acc_t1", "gain_acc_t2", "gain_delta"} == set(entry["gains"])
+        assert list(entry["protocols"]) == ["retry", "binary", "env"]
+        for protocol, figures in entry["protocols"].items():
+            for side in ("before", "after"):
+                assert figures[side]["n_episodes"] == efficacy.SMOKE_TASKS and figures[side]["max_attempts"] == 2
+                assert {"acc_t1", "acc_t2", "delta_t1_t2", "delta_i_to_c", "delta_c_to_i"} <= set(figures[side])
+                assert set(figures[side]["by_op"]) <= {"add", "sub", "sub_neg", "mul"}
+                assert figures[side]["oracle_stopped"] == (protocol != "retry")
+            assert {"gain_acc_t1", "gain_acc_t2", "gain_delta"} <= set(figures["gains"])
+        assert {k: entry[k] for k in ("before", "after", "gains")} == \
+            {k: entry["protocols"]["retry"][k] for k in ("before", "after", "gains")}  # retry = the old fields
+        # one shared first attempt: every protocol's Acc@t1 is the same number
+        assert len({json.dumps(f["after"]["acc_t1"]) for f in entry["protocols"].values()}) == 1
         assert entry["wall_s"] > 0 and entry["peak_rss_mib"] > 0 and entry["smoke"]
     assert [t["env"] for t in rise["transfer"]] == ["math/gsm8k-v0", "countdown/Countdown-v0"]
     # The transfer "after" evaluation loads the run's final checkpoint, "before" the starting model.
@@ -128,17 +140,19 @@ def test_grpo_cell_and_a_transfer_cell_run_in_smoke_mode_and_merge_into_one_tabl
     saved = json.loads(results.read_text())["cells"]
     assert set(saved) == {"grpo-arith", "transfer-rise-arith"}  # merged per cell
     table = efficacy.table(results)
-    assert len([line for line in table.splitlines() if line.startswith("| ")]) == 1 + 2 + 2  # header, cells, transfers
+    assert len([line for line in table.splitlines() if line.startswith("| ")]) == 1 + 2 * 3 + 2  # header, cells x
+    # protocols, transfers (retry only)
     assert "grpo-arith (smoke)" in table and "math/gsm8k-v0" in table and "countdown/Countdown-v0" in table
     ops = efficacy.ops_table(results)
     assert "| transfer-rise-arith |" in ops and "| grpo-arith |" in ops
     assert efficacy.main(["--table", "--results", str(results)]) == 0
     # the direct comparison of two cells' trained models, paired over the same held-out tasks
     vs = efficacy.versus(rise, grpo)
-    assert vs["vs"] == "grpo-arith" and vs["gain_acc_t1"]["n"] == efficacy.SMOKE_TASKS
-    ours, theirs = efficacy.final_attempts(rise), efficacy.final_attempts(grpo)
-    assert vs["gain_acc_t1"]["value"] == pytest.approx(
-        (sum(a[0] for a in ours) - sum(a[0] for a in theirs)) / efficacy.SMOKE_TASKS)
+    assert set(vs) == {"retry", "binary", "env"} and vs["binary"]["vs"] == "grpo-arith"
+    assert vs["binary"]["gain_acc_t1"]["n"] == efficacy.SMOKE_TASKS
+    ours, theirs = efficacy.final_problems(rise)["binary"], efficacy.final_problems(grpo)["binary"]
+    assert vs["binary"]["gain_acc_t2"]["value"] == pytest.approx(
+        (sum(p.verdicts[1] for p in ours) - sum(p.verdicts[1] for p in theirs)) / efficacy.SMOKE_TASKS)
     assert efficacy.versus(rise, {**grpo, "run_dir": str(tmp_path / "gone")}) is None
     assert efficacy.main(["--versus", "transfer-rise-arith", "grpo-arith", "--results", str(results)]) == 0
 
@@ -154,5 +168,10 @@ def test_a_seeded_rerun_is_its_own_entry_next_to_the_cell(tmp_path, tiny_model_d
     assert again["command"].endswith("--cell rise-arith --smoke --seed 7")
     assert (tmp_path / "rise-arith@seed7" / "config.json").exists()
     assert json.loads((tmp_path / "rise-arith@seed7" / "config.json").read_text())["seed"] == 7
-    assert again["vs_control"]["vs"] == "rs_sft-arith"
+    assert again["vs_control"]["vs"] == "rs_sft-arith" and again["vs_control"] == again["protocols"]["retry"]["vs_control"]
+    # the schema the checks read: cells[NAME].protocols[PROTOCOL].vs_control.gain_delta = {value, lo, hi}
+    saved = json.loads(results.read_text())["cells"]["rise-arith@seed7"]
+    for protocol in ("retry", "binary", "env"):
+        assert {"value", "lo", "hi"} <= set(saved["protocols"][protocol]["vs_control"]["gain_delta"])
+        assert {"before", "after", "gains", "vs_control"} <= set(saved["protocols"][protocol])
     assert set(json.loads(results.read_text())["cells"]) == {"rs_sft-arith", "rise-arith@seed7"}

@@ -168,3 +168,23 @@ def test_per_episode_api_drives_episodes_by_hand():
     failed = engine.start(2, Job(env="test/Nope-v0"))
     assert failed.done and failed.error.stage == "reset"
     assert engine.finish(failed).error.type == "RegistryError"
+
+
+def test_replayed_completions_are_stepped_not_generated():
+    """Job.replay: the engine plays the recorded completions first (token ids kept), the environment judges them
+    as live, and the policy only answers the turns after them."""
+    seen = []
+
+    def reply(conversation):
+        seen.append(len(conversation))
+        return answer_of(conversation)
+
+    recorded = Completion(text="nope", token_ids=(7, 8), logprobs=(-0.1, -0.2))
+    jobs = [Job(env=MultiAttempt(EchoEnv(n_tasks=3), max_attempts=2, feedback="binary"), options={"index": i},
+                replay=(recorded,)) for i in range(3)]
+    eps = rollout(jobs, ScriptedPolicy(reply))
+    assert seen == [3, 3, 3]  # only the second attempts were generated (prompt, recorded answer, feedback)
+    for ep in eps:
+        assert ep.turns[0].action == "nope" and ep.turns[0].token_ids == (7, 8) and ep.turns[0].success is False
+        assert ep.turns[1].feedback is None and ep.attempt_success == (False, True)
+    assert jobs[0].replayed(0) is recorded and jobs[0].replayed(1) is None

@@ -28,14 +28,14 @@ def test_approving_critic_stops_after_one_attempt(tmp_path, echo_ids):
     cfg = EvalConfig(envs=[echo_ids[1]], max_attempts=3, feedback="critic", critic={"id": "llm"}, critique_all=True)
     critic = ApprovingCritic()
     res = evaluate(cfg, tmp_path / "all", policy=ScriptedPolicy(["nope"]), critic=critic)
-    eps = res.run.episodes()
+    eps = [e for e in res.run.episodes() if e.metadata["mode"] == "sequential"]  # not the shared first attempts
     assert len(eps) == 3 and all(len(ep.turns) == 1 and not ep.success for ep in eps)
     assert len(critic.requests) == 3 and all(r.success is None for r in critic.requests)  # no verdict leaked
     assert res.run.read_config()["critique_all"] is True
     # the oracle mode with the same critic keeps going: wrong answers are critiqued and retried up to k
     oracle = evaluate(cfg.model_copy(update={"critique_all": False}), tmp_path / "oracle",
                       policy=ScriptedPolicy(["nope"]), critic=ApprovingCritic())
-    assert all(len(ep.turns) == 3 for ep in oracle.run.episodes())
+    assert all(len(ep.turns) == 3 for ep in oracle.run.episodes() if ep.metadata["mode"] == "sequential")
 
 
 def test_critique_all_needs_critic_feedback_and_attempts(echo_ids):
@@ -58,8 +58,9 @@ def test_cli_critique_all_with_self_critiquing_llm(tmp_path, echo_ids):
             "--max-attempts", "3", "--feedback", "critic", "--critic", "llm", "--quiet", "--no-report"]
     r = CliRunner().invoke(app, [*args, "--critique-all", "--out", str(tmp_path / "all")])
     assert r.exit_code == 0, r.output
-    eps = RunDir.open(tmp_path / "all").episodes()
+    eps = [e for e in RunDir.open(tmp_path / "all").episodes() if e.metadata["mode"] == "sequential"]
     assert len(eps) == 3 and all(len(ep.turns) == 1 for ep in eps)
     r = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "oracle")])
     assert r.exit_code == 0, r.output
-    assert all(len(ep.turns) == 3 for ep in RunDir.open(tmp_path / "oracle").episodes())
+    assert all(len(ep.turns) == 3 for ep in RunDir.open(tmp_path / "oracle").episodes()
+               if ep.metadata["mode"] == "sequential")

@@ -45,7 +45,8 @@ def test_ray_eval_equals_single_process_and_leaves_ray_running(tmp_path, ray_loc
     single = evaluate(base, tmp_path / "one", policy=ScriptedPolicy(fixer_reply))
     cfg = EvalConfig.model_validate({**base.model_dump(), "distributed": DIST})  # as a config file gives it
     spread = evaluate(cfg, tmp_path / "ray", policy=ScriptedPolicy(fixer_reply))
-    assert spread.new_episodes == single.new_episodes == 9 and ran_on_ray == [9]
+    # two phases: the 9 shared first attempts, then the 9 binary episodes replaying them on the workers
+    assert spread.new_episodes == single.new_episodes == 18 and ran_on_ray == [9, 9]
     assert spread.metrics == single.metrics
     assert _keyed(spread.run) == _keyed(single.run)
     assert spread.run.read_config()["distributed"]["address"] == "local"
@@ -68,7 +69,7 @@ def test_ray_eval_resumes_and_may_switch_engines(tmp_path, ray_local, echo_ids):
     single = cfg.model_copy(update={"distributed": DistributedConfig()})
     res = evaluate(single, tmp_path / "run", policy=ScriptedPolicy(fixer_reply), resume=True)
     keys = [ep.metadata["run_key"] for ep in res.run.episodes()]
-    assert res.new_episodes == 6 and len(keys) == len(set(keys)) == 9
+    assert res.new_episodes == 15 and len(keys) == len(set(keys)) == 18
     again = evaluate(cfg, tmp_path / "run", policy=ScriptedPolicy(fixer_reply), resume=True)
     assert again.new_episodes == 0 and again.metrics == res.metrics
 

@@ -17,8 +17,9 @@ def test_eval_writes_episodes_and_hand_checkable_metrics(tmp_path, echo_ids, fix
     cfg = EvalConfig(envs=[echo_ids[0]], max_attempts=2, feedback="binary")
     res = evaluate(cfg, tmp_path / "run", policy=fixer)
     eps = res.run.episodes()
-    assert len(eps) == 6 and res.new_episodes == 6
-    assert min(ep.metadata["run_key"] for ep in eps) == "test/EvalEcho-v0|task=0|sample=0|seed=0"
+    assert len(eps) == 12 and res.new_episodes == 12  # 6 shared first attempts + 6 binary episodes branching from them
+    keys = {ep.metadata["run_key"] for ep in eps}
+    assert {"first|test/EvalEcho-v0|task=0|sample=0|seed=0", "binary|test/EvalEcho-v0|task=0|sample=0|seed=0"} <= keys
     b = res.metrics["per_env"]["test/EvalEcho-v0"]
     # tasks 0..5: t1 right for 0,3; t2 right for 0,1,3,4
     assert [a["value"] for a in b["acc_by_attempt"]] == [pytest.approx(2 / 6), pytest.approx(4 / 6)]
@@ -44,7 +45,7 @@ def test_eval_resumes_without_duplicates(tmp_path, echo_ids):
         evaluate(cfg, tmp_path / "run", policy=ScriptedPolicy(fixer_reply))
     res = evaluate(cfg, tmp_path / "run", policy=ScriptedPolicy(fixer_reply), resume=True)
     keys = [ep.metadata["run_key"] for ep in res.run.episodes()]
-    assert res.new_episodes == 5 and len(keys) == 9 and len(set(keys)) == 9
+    assert res.new_episodes == 14 and len(keys) == 18 and len(set(keys)) == 18  # 9 first attempts + 9 env episodes
     again = evaluate(cfg, tmp_path / "run", policy=ScriptedPolicy(fixer_reply), resume=True)
     assert again.new_episodes == 0 and again.metrics["overall"]["n_episodes"] == 9
 
@@ -53,7 +54,7 @@ def test_samples_seeds_and_compare(tmp_path, echo_ids, fixer):
     cfg = EvalConfig(envs=[echo_ids[1]], max_attempts=2, n=2, seeds=[0, 1], compare=True, sampling={"temperature": 0.7})
     res = evaluate(cfg, tmp_path / "run", policy=fixer)
     eps = res.run.episodes()
-    assert len(eps) == 3 * 2 * (2 + 2)  # tasks x seeds x (n sequential + K parallel)
+    assert len(eps) == 3 * 2 * (2 + 2 + 2)  # tasks x seeds x (n first attempts + n sequential + K parallel)
     b = res.metrics["overall"]
     assert b["n_episodes"] == 12 and "pass_at_k" in b and "confidence_critique" in b
     cm = b["compute_matched"]

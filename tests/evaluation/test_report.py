@@ -117,15 +117,15 @@ def test_cli_eval_and_report(tmp_path, echo_ids):
 def test_improve_style_run_shows_metrics_and_curves(tmp_path):
     from agentloop.runs import RunDir
 
-    from agentloop.evaluation.summarize import attempt_metrics
+    from agentloop.evaluation.selfcorrection import self_correction
     from agentloop.types import Episode, Turn
 
     def held_out(verdicts: list[tuple[bool, bool]]) -> dict:
-        """The AttemptMetrics improve logs: episodes of two attempts with the given verdicts."""
+        """The SelfCorrection improve logs: episodes of two attempts with the given verdicts."""
         eps = [Episode(env_id="math/arith-v0", turns=tuple(
             Turn(index=i, observation=(), action="a", reward=float(ok), terminated=i == 1, truncated=False,
                  success=ok, attempt=i) for i, ok in enumerate(v))) for v in verdicts]
-        return attempt_metrics(eps, 2).model_dump(mode="json")
+        return self_correction(eps, 2).as_json()
 
     run = RunDir.create(tmp_path / "imp", {"env": {"id": "math/arith-v0"}, "method": {"name": "rise"}}, kind="improve")
     outcomes = [[(False, True), (False, False)], [(True, True), (False, True)], [(True, True), (True, True)]]
