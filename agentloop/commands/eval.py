@@ -170,6 +170,8 @@ def _print_summary(console: Any, metrics: dict[str, Any]) -> None:
                 cells += [Estimate.model_validate(b[key]).fmt()
                           for key in ("delta_t1_t2", "delta_i_to_c", "delta_c_to_i")]
             rows.append((label, *cells))
+        if not console.is_terminal:  # plain tables have no title: say which protocol this one is
+            console.print(f"# {title}", markup=False, highlight=False, soft_wrap=True)
         print_table(title, columns, rows, console)
     for other, per in metrics.get("versus", {}).items():
         for name, g in per.items():
