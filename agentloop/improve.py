@@ -74,7 +74,7 @@ from agentloop.improve_config import (
     ImproveConfig,
     ImproveResult,
 )
-from agentloop.training.memory import pin_malloc, trim
+from agentloop.training.memory import generation_phase, pin_malloc, trim
 from agentloop.types import Episode, SamplingParams
 
 __all__ = ["CollectSettings", "EnvSettings", "GenerationSettings", "HeldOutSettings", "ImproveConfig", "ImproveLoop",
@@ -285,7 +285,8 @@ class ImproveLoop:
         collector = Collector(policy or self.policy, sampling, run=self.run, critic=critic, max_concurrency=batch,
                               step_workers=self.cfg.collect.step_workers, progress=self._report(label),
                               engine_factory=self._engine)
-        episodes = collector.collect(specs, self.recorded)
+        with generation_phase():  # the decode loop's recurring buffers from the heap, not fresh page-faulted mmaps
+            episodes = collector.collect(specs, self.recorded)
         for s, e in zip(specs, episodes):
             self.recorded[s.key] = e
         return episodes
