@@ -2,32 +2,51 @@
 
 * :func:`extract_code`: the program in a model reply: the first fenced block tagged ``python``/``py``
   (or untagged), a block left open by a stop string, or the whole reply when it parses as Python.
-* :func:`build_program`: the test harness, built so that the program cannot forge its verdict. Each
-  test (an ``assert`` statement) is split on the host (:func:`plan_tests`) into *holes*, the smallest
-  sub-expressions that need a name the program (or the setup code) defines, e.g. ``remove_Occ("hello",
-  "l")``, and the rest, e.g. ``_h0 == "heo"``. Only the holes go into the sandboxed program: it loads
-  the solution, then the setup code (MBPP's ``test_setup_code`` builds fixtures from the solution's
-  classes), evaluates each hole and reports its value as tagged plain data (ints, floats, strings,
-  bytes, lists, tuples, sets, dicts, Counter, OrderedDict, deque, range, Decimal, Fraction; never an
-  object of the program's). The host decodes the values (:func:`decode_value`) and evaluates the rest
-  of each test itself, with the real builtins and standard-library modules; it only compares the
-  values and passes them to a few cheap helpers (:data:`HOST_CALLS`: ``sorted``, ``set``,
-  ``math.isclose``, ...), so a program cannot make the host compute for long or allocate much. So the expected values
-  never reach the program, and exiting early (``sys.exit``, ``os._exit``, ``atexit``, ``__del__``),
-  replacing builtins (``AssertionError``, ``exec``, ``compile``, ``eval``), patching ``os.write`` or
-  ``json``, printing or reconstructing the per-run marker (``linecache``, frame introspection),
-  patching the harness's functions, closing or redirecting file descriptors, or returning objects whose
-  ``__eq__`` is always true gain nothing: a missing or doubled report fails the test, and a forged
-  report is only a value the program's function could have returned. What this does not cover: a
-  program that returns the right answers for tests it can read (the holes' arguments are visible to
-  it, and MBPP's prompt shows the first test) -- hard-coding, not forging; tests that are not
-  ``assert`` statements, which are judged by running them in the sandbox (a hostile program can forge
-  those); comparisons a test writes inside a comprehension, lambda or subscript together with the
-  program's names (``assert all(f(x) == y for x, y in cases)``): that whole part is a hole, evaluated
-  in the sandbox; and names the program defines shadowing what a test calls (``def sorted``): the test
-  then runs the program's version, as it would in a plain run. MBPP's 2,922 tests are all
-  ``assert <call> == <value>`` and fully covered. tests/sandbox/test_verifier_integrity.py
-  tries every trick above against a wrong solution.
+* :func:`build_program`: the test harness, built so that the program cannot forge its verdict, whatever the
+  tests' shape. Each test is planned on the host (:func:`plan`): an ``assert`` is split into *holes*, the
+  smallest sub-expressions that need a name the program (or the setup code) defines, e.g.
+  ``remove_Occ("hello", "l")``, and the rest, e.g. ``_h0 == "heo"``, which the host evaluates itself on the
+  holes' values, decoded as plain data (:func:`decode_value`: ints, floats, strings, bytes, lists, tuples,
+  sets, dicts, Counter, OrderedDict, deque, range, Decimal, Fraction, never an object of the program's), with
+  the real builtins, only comparing them and passing them to a few cheap helpers (:data:`HOST_CALLS`:
+  ``sorted``, ``set``, ``math.isclose``, ...), so a program cannot make the host compute for long or
+  allocate much. Two ways to run, chosen per task:
+
+  - *Fast path* (MBPP's 2,922 tests, all ``assert <call> == <value>``): when every test is an assert whose
+    holes are calls of the program's own functions (their value is the program's output, whatever it is),
+    the holes are evaluated in the program's process, next to the solution and the setup code.
+  - *Split* (everything else: loops, locals, comprehensions, lambdas, test helper functions, seeded
+    ``random``, ``abs(f(x) - y) < eps``, HumanEval's ``check(candidate)``, statements that are not
+    asserts): the sandboxed program forks before the solution is loaded. The parent is the *judge*: it
+    never runs the program's code, has the real builtins, runs the setup code and the tests (the holes of
+    asserts judged on the host, the other tests whole), and alone holds the channel to the host. The child
+    loads the solution, has no channel but a pipe to the judge, and only answers the judge's requests
+    (call this function with these arguments, read this attribute) with tagged plain data. The judge turns
+    the program's functions and any other object of the program's into handles that can only be called or
+    have attributes read; comparing, hashing, iterating, converting or doing arithmetic on one is a
+    ``TypeError`` in the test. The judge is non-dumpable, so the child (same uid) cannot open its
+    ``/proc/<pid>/fd`` or ``mem``, and the seccomp filter refuses ``ptrace`` and ``process_vm_*``; killing
+    or stopping it only loses the verdict.
+
+  So no object of the program's ever reaches the code that judges it, and exiting early, replacing builtins,
+  patching ``os.write`` or ``json``, printing or reconstructing the per-run marker, patching the harness,
+  tampering with file descriptors, or returning objects whose comparison, conversion, arithmetic, iteration,
+  hashing or ``__class__`` lie gain nothing: a missing or doubled report fails the test, and a forged report
+  is only a value the program's function could have returned. ``program_names`` (:func:`reference_names`
+  reads them from the task's reference solution) are the only names the tests take from the program: a
+  program that defines or patches ``abs``, ``isinstance``, ``all``, ``math.isclose`` or a prompt's helper
+  changes nothing the tests use. tests/sandbox/test_forgery.py runs every trick on every code format.
+
+  What is not covered, each with its test in tests/sandbox/test_forgery.py (``test_not_covered_*``):
+  returning the right answers for tests the program can read (the test code is in its memory; MBPP's
+  prompt shows the first test) -- hard-coding, not forging; without ``program_names`` (a task file with
+  no reference) every name the program binds is the program's, as in a plain run, so ``def abs`` changes
+  the tests' ``abs``; values that cannot cross as plain data (a generator, an object of the program's
+  class the test compares) fail the test even when a plain run would pass; an argument the program
+  mutates comes back only at the top level (``l.sort()`` is seen, nested identity is not); the tests'
+  ``random`` is their own, so a program that draws random numbers no longer shifts the tests' sequence;
+  and values the host holds (``host=``) are usable only in asserts whose holes are calls (EvalPlus's
+  shape).
 * :func:`run_tests` / :func:`run_tests_many`: build, run in the sandbox, judge (:func:`parse_report`)
   into a :class:`TestReport` with the fraction of tests passed and LeTI-style feedback: the failing
   assert (with the value the call returned when the test is ``assert f(...) == expected``), or the
