@@ -8,6 +8,7 @@ killed and restarted, and that run is reported as ``sandbox_error`` (the batch c
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import queue
@@ -237,15 +238,90 @@ def minimal_env() -> dict[str, str]:
 
 
 def interpreter(config: SandboxConfig) -> str:
-    """The Python that runs programs: the configured one, else this Python's base interpreter (not a venv)."""
-    import sys
-
+    """The Python that runs programs: the configured one, else the fastest compatible one (:func:`fastest_interpreter`)."""
     if config.python:
         return config.python
-    base = getattr(sys, "_base_executable", None) or sys.executable
-    return os.path.realpath(base)
+    return fastest_interpreter()
 
 
+# What the start-up probe does: what a worker does before its first run (start without site, import the modules it
+# preloads and ctypes), then forks a few children, as it does once per run (a statically linked build forks faster).
+PROBE = ("import sys, os, ctypes, json, socket, struct\n"
+         "for m in {preload!r}:\n    __import__(m)\n"
+         "for _ in range(10):\n    pid = os.fork()\n    if pid == 0:\n        os._exit(0)\n    os.waitpid(pid, 0)\n"
+         "print('%d.%d' % sys.version_info[:2])\n")
+
+
+def candidate_interpreters() -> list[str]:
+    """Interpreters that may run programs in place of this one: this Python's base interpreter and every
+    ``pythonX.Y`` of the same version on the usual paths, by real path, without duplicates (not yet checked)."""
+    import shutil
+    import sys
+
+    version = "python%d.%d" % sys.version_info[:2]
+    found = [getattr(sys, "_base_executable", None) or sys.executable]
+    for d in ("/usr/bin", "/usr/local/bin", "/bin"):
+        found.append(os.path.join(d, version))
+    found.append(shutil.which(version) or "")
+    out: list[str] = []
+    for path in found:
+        real = os.path.realpath(path) if path else ""
+        if real and os.path.isfile(real) and os.access(real, os.X_OK) and real not in out and _is_binary(real):
+            out.append(real)
+    return out
+
+
+def _is_binary(path: str) -> bool:
+    """An executable file, not a wrapper script (a pyenv shim would start a shell and pyenv on every worker)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(2) != b"#!"
+    except OSError:
+        return False
+
+
+def probe_interpreter(python: str, runs: int = 3) -> float | None:
+    """Seconds the start-up probe (:data:`PROBE`) takes with ``python`` (best of ``runs``), or None when it is not
+    compatible: another minor version, or its standard library (or ctypes, which the worker needs) is missing."""
+    import sys
+
+    from agentloop.sandbox._worker import PRELOAD
+
+    want = "%d.%d" % sys.version_info[:2]
+    best = None
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        try:
+            out = subprocess.run([python, *WORKER_FLAGS, "-c", PROBE.format(preload=PRELOAD)], capture_output=True,
+                                 text=True, timeout=30, env=minimal_env())
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        took = time.perf_counter() - t0
+        if out.returncode != 0 or out.stdout.strip() != want:
+            return None
+        best = took if best is None else min(best, took)
+    return best
+
+
+@functools.lru_cache(maxsize=1)
+def interpreter_timings() -> dict[str, float | None]:
+    """Each candidate interpreter's probe time (None: not compatible), measured once per process."""
+    return {python: probe_interpreter(python) for python in candidate_interpreters()}
+
+
+def fastest_interpreter() -> str:
+    """The compatible interpreter (same minor version, standard library present) that starts and forks fastest.
+
+    Builds of one version differ a lot: a build linked to a shared libpython starts and forks slower than a
+    statically linked one (every run of the sandbox is a fork, each copy-on-write fault costs more), so the
+    sandbox measures instead of assuming. Programs see the chosen interpreter's own site-packages (a package
+    installed only for another build is not importable); ``SandboxConfig(python=...)`` picks one explicitly."""
+    timings = {p: t for p, t in interpreter_timings().items() if t is not None}
+    if not timings:
+        import sys
+
+        return os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+    return min(timings, key=lambda p: timings[p])
 
 
 class PooledSandbox:
@@ -269,4 +345,5 @@ class PooledSandbox:
         self.close()
 
 
-__all__ = ["WORKER_FLAGS", "PooledSandbox", "WorkerPool", "interpreter", "minimal_env", "worker_config"]
+__all__ = ["WORKER_FLAGS", "PooledSandbox", "WorkerPool", "candidate_interpreters", "fastest_interpreter", "interpreter",
+           "interpreter_timings", "minimal_env", "probe_interpreter", "worker_config"]
