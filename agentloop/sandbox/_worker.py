@@ -61,7 +61,7 @@ import traceback
 # rarely used ones stay out; ``random`` (and ``secrets``, ``statistics``, which import it) above all: it reseeds
 # itself in every forked child, a program that imports it gets a fresh seed anyway.
 PRELOAD = ("re", "math", "cmath", "collections", "heapq", "itertools", "functools", "operator", "bisect",
-           "array", "copy", "string", "fractions", "decimal", "datetime", "typing", "ast", "io")
+           "array", "copy", "string", "fractions", "decimal", "datetime", "typing", "ast", "io", "binascii")
 SOURCE_NAME = "<program>"
 PR_SET_CHILD_SUBREAPER = 36
 
