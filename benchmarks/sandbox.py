@@ -184,7 +184,7 @@ def main() -> None:
     ap.add_argument("--lanes", default="1,2", help="Comma-separated numbers of parallel lanes (sandbox workers).")
     ap.add_argument("--heavy-ms", type=float, default=50.0,
                     help="Tasks whose CPU time in a warm plain interpreter exceeds this are measured separately.")
-    ap.add_argument("--naive-limit", type=int, default=200,
+    ap.add_argument("--naive-limit", type=int, default=120,
                     help="Programs for each naive baseline (a fresh interpreter each is slow); 0 skips them.")
     ap.add_argument("--skip-naive", action="store_true")
     ap.add_argument("--original", action="store_true", help="Use the original MBPP release 2251e8c (3 broken tasks).")

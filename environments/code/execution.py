@@ -735,7 +735,31 @@ def reference_names(reference: str | None, tests: Sequence[str], setup: str = ""
     defines ``abs`` or ``sorted`` then cannot change what the tests' own ``abs`` or ``sorted`` do."""
     if not reference:
         return None
-    return frozenset(_bound_names(reference) & (_test_names(tuple(tests)) | _test_names((setup,))))
+    return frozenset(_module_names(reference) & (_test_names(tuple(tests)) | _test_names((setup,))))
+
+
+def _module_names(source: str) -> set[str]:
+    """The names a program binds at module level (a parameter or local called ``list`` is not one)."""
+    try:
+        body = list(ast.parse(source).body)
+    except (SyntaxError, ValueError):
+        return set()
+    names: set[str] = set()
+    while body:
+        node = body.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+            continue
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.Name) and not isinstance(sub.ctx, ast.Load):
+                names.add(sub.id)
+            elif isinstance(sub, (ast.Import, ast.ImportFrom)):
+                names.update(a.asname or a.name.split(".")[0] for a in sub.names)
+            elif isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(sub.name)  # (defined inside an if/try at module level; its body is not walked further)
+            elif isinstance(sub, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+                pass
+    return names
 
 
 def plan_tests(solution: str, tests: Sequence[str], setup: str = "", host_names: Collection[str] = (),
