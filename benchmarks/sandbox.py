@@ -41,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from agentloop.environments.code.envs import load_mbpp
-from agentloop.environments.code.execution import build_program, parse_report, reference_names
+from agentloop.environments.code.execution import build_program, has_prelude, parse_report, reference_names
 from agentloop.sandbox import ExecResult, get_sandbox
 from agentloop.sandbox.base import SandboxConfig
 from agentloop.sandbox.pool import interpreter, interpreter_timings
@@ -152,11 +152,15 @@ def line(name: str, n: int, wall: float, lat: list[float]) -> str:
             f"max {max(lat) * 1e3:7.1f} ms  ({n} in {wall:.2f} s)")
 
 
-def run_isolated(args, programs: list[str], lanes: int, label: str) -> tuple[list[ExecResult], float]:
-    """One measured pass of ``programs`` through a fresh sandbox with ``lanes`` workers; prints its lines."""
+def run_isolated(args, plain: list[str], with_prelude: list[str], which: list[int], lanes: int,
+                 label: str) -> tuple[list[ExecResult], float]:
+    """One measured pass of programs ``which`` through a fresh sandbox with ``lanes`` workers; prints its lines."""
     t0 = time.monotonic()
     sb = get_sandbox(args.kind, workers=lanes, **({"python": args.python} if args.python else {}))
     startup = time.monotonic() - t0
+    prelude = has_prelude(sb) and not args.no_prelude
+    programs = [(with_prelude if prelude else plain)[i] for i in which]
+    label += ", harness " + ("preloaded" if prelude else "in each program")
     sb.run_many(programs[:lanes * 8], timeout_s=args.timeout)  # warm-up: page in the interpreter
     cpu0 = tree_cpu()
     results, wall, lat = measure(lambda c: sb.run(c, timeout_s=args.timeout), programs, lanes)
@@ -187,6 +191,8 @@ def main() -> None:
     ap.add_argument("--naive-limit", type=int, default=120,
                     help="Programs for each naive baseline (a fresh interpreter each is slow); 0 skips them.")
     ap.add_argument("--skip-naive", action="store_true")
+    ap.add_argument("--no-prelude", action="store_true", help="Programs carry the harness even where the sandbox's "
+                    "workers have it loaded (to measure what the prelude saves).")
     ap.add_argument("--original", action="store_true", help="Use the original MBPP release 2251e8c (3 broken tasks).")
     ap.add_argument("--python", default=None, help="Interpreter for the sandbox's programs (default: the sandbox's "
                     "own choice, the fastest compatible build; see agentloop.sandbox.pool.fastest_interpreter).")
@@ -198,6 +204,11 @@ def main() -> None:
     built = [build_program(r["code"].replace("\r\n", "\n"), r["test_list"], r["test_setup_code"],
                            program_names=reference_names(r["code"], r["test_list"], r["test_setup_code"]))
              for r in rows]
+    # For a sandbox whose workers loaded the harness (a prelude): the same tests, each program carrying only its data.
+    with_prelude = [build_program(r["code"].replace("\r\n", "\n"), r["test_list"], r["test_setup_code"],
+                                  marker=h.marker, program_names=reference_names(r["code"], r["test_list"],
+                                                                                 r["test_setup_code"]),
+                                  prelude=True)[0] for r, (_, h) in zip(rows, built)]
     build_ms = (time.process_time() - t0) / max(len(rows), 1) * 1e3
     programs = [p for p, _ in built]
     lanes_list = [int(x) for x in args.lanes.split(",")]
@@ -219,8 +230,8 @@ def main() -> None:
     rates: dict[int, float] = {}
     results: list[ExecResult | None] = [None] * len(programs)
     for lanes in lanes_list:
-        res_light, wall_light = run_isolated(args, [programs[i] for i in light], lanes, f"{len(light)} light")
-        res_heavy, wall_heavy = run_isolated(args, [programs[i] for i in heavy], lanes, f"{len(heavy)} heavy") \
+        res_light, wall_light = run_isolated(args, programs, with_prelude, light, lanes, f"{len(light)} light")
+        res_heavy, wall_heavy = run_isolated(args, programs, with_prelude, heavy, lanes, f"{len(heavy)} heavy") \
             if heavy else ([], 0.0)
         for i, r in zip(light + heavy, res_light + res_heavy):
             results[i] = r

@@ -30,6 +30,9 @@ WORKER_SOURCE = Path(__file__).with_name("_worker.py")
 # site-packages directories on sys.path, exit/quit/help) without running the interpreter's .pth files, whose
 # imports (often dozens of modules) would be copied into every forked program and slow each fork.
 WORKER_FLAGS = ("-I", "-B", "-S")
+# Preludes: module sources every worker started from now on loads once before its template forks (see
+# ``load_preludes`` in _worker.py), by name; e.g. the code environment's test harness registers itself here.
+PRELUDES: dict[str, str] = {}
 # Extra seconds the host waits beyond a run's own timeout before declaring its worker stuck.
 HOST_GRACE_S = 10.0
 
@@ -140,6 +143,8 @@ class WorkerPool:
         self._alive = len(started)
         #: Whether every worker could install its seccomp filter (no new namespaces or mounts for programs).
         self.seccomp = all(w.hello.get("seccomp") for w in started)
+        #: The preludes every worker loaded (programs may import them instead of carrying them).
+        self.preludes = frozenset.intersection(*(frozenset(w.hello.get("preludes") or ()) for w in started))
         if not self.seccomp:
             import warnings
 
@@ -226,7 +231,7 @@ def worker_config(config: SandboxConfig, *, uid: int | None, tmp_root: str, pid_
         "tmp_inodes": config.tmp_inodes,
         "memory_bytes": config.memory_mb << 20, "file_size_bytes": config.file_size_mb << 20,
         "max_open_files": config.max_open_files, "max_processes": config.max_processes,
-        "output_bytes": config.output_kb << 10,
+        "output_bytes": config.output_kb << 10, "preludes": dict(PRELUDES),
         "env": {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": tmp_root, "LANG": "C.UTF-8",
                 "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8"},
     }
@@ -329,6 +334,11 @@ class PooledSandbox:
 
     _pool: WorkerPool
 
+    @property
+    def preludes(self) -> frozenset[str]:
+        """The preludes (:data:`PRELUDES`) every worker has loaded."""
+        return self._pool.preludes
+
     def run(self, code: str, *, timeout_s: float = 5.0, stdin: str = "") -> ExecResult:
         return self._pool.run(code, timeout_s=timeout_s, stdin=stdin)
 
@@ -345,5 +355,5 @@ class PooledSandbox:
         self.close()
 
 
-__all__ = ["WORKER_FLAGS", "PooledSandbox", "WorkerPool", "candidate_interpreters", "fastest_interpreter", "interpreter",
+__all__ = ["PRELUDES", "WORKER_FLAGS", "PooledSandbox", "WorkerPool", "candidate_interpreters", "fastest_interpreter", "interpreter",
            "interpreter_timings", "minimal_env", "probe_interpreter", "worker_config"]

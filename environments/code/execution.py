@@ -67,6 +67,7 @@ import copy
 import decimal
 import fractions
 import functools
+import hashlib
 import importlib
 import json
 import marshal
@@ -80,6 +81,7 @@ from dataclasses import dataclass, field
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentloop.sandbox import ExecResult, Sandbox
+from agentloop.sandbox.pool import PRELUDES
 
 FEEDBACK_CHARS = 1200
 FENCE_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
@@ -548,6 +550,25 @@ exec(_m.loads(_z.decompress(_b.a2b_base64({code!r}))) if tuple(_s.version_info[:
 """
 
 
+# With a sandbox whose workers loaded the harness as a prelude (agentloop.sandbox.pool.PRELUDES), a program only
+# sets the harness's data and calls it: no code to unpack, unmarshal or define in each run.
+PRELUDE_SOURCE = HARNESS[:HARNESS.rindex("_main()")]
+PRELUDE_NAME = "_agentloop_harness_" + hashlib.sha256(PRELUDE_SOURCE.encode()).hexdigest()[:12]
+PRELUDE_PROGRAM = """import sys as _s
+_h = _s.modules[{name!r}]
+_h._M = {marker!r}
+_h._SOLUTION = {solution!r}
+_h._SETUP = {setup!r}
+_h._HOLES = {holes!r}
+_h._DEPTH = {depth!r}
+_h._SPLIT = {split!r}
+_h._NAMES = {names!r}
+_h._MODULES = {modules!r}
+_h._main()
+"""
+PRELUDES[PRELUDE_NAME] = PRELUDE_SOURCE
+
+
 def _packed(data: bytes) -> str:
     return binascii.b2a_base64(zlib.compress(data, 9), newline=False).decode("ascii")
 
@@ -871,7 +892,10 @@ class _Rename(ast.NodeTransformer):
 
 
 def _program(solution: str, setup: str, holes: list[tuple[int, str, str]], marker: str, split: bool = False,
-             names: Sequence[str] = (), modules: Sequence[str] = ()) -> str:
+             names: Sequence[str] = (), modules: Sequence[str] = (), prelude: bool = False) -> str:
+    if prelude:
+        return PRELUDE_PROGRAM.format(name=PRELUDE_NAME, marker=marker, setup=setup, solution=solution, holes=holes,
+                                      depth=MAX_DEPTH, split=split, names=list(names), modules=list(modules))
     code, source = _harness_code(split)
     return PROGRAM.format(marker=marker, setup=setup, solution=solution, holes=holes, depth=MAX_DEPTH, split=split,
                           names=list(names), modules=list(modules), version=tuple(sys.version_info[:2]), code=code,
@@ -880,13 +904,14 @@ def _program(solution: str, setup: str, holes: list[tuple[int, str, str]], marke
 
 def build_program(solution: str, tests: Sequence[str], setup: str = "", marker: str | None = None,
                   host: Mapping[str, object] | None = None,
-                  program_names: Collection[str] | None = None) -> tuple[str, Harness]:
+                  program_names: Collection[str] | None = None, prelude: bool = False) -> tuple[str, Harness]:
     """The harness program and its :class:`Harness` (marker random when not given; ``host``: see :class:`Harness`;
-    ``program_names``: see :func:`plan`)."""
+    ``program_names``: see :func:`plan`; ``prelude``: the sandbox that runs it has loaded :data:`PRELUDE_NAME`,
+    see :func:`has_prelude`)."""
     marker = marker or "@@agentloop-" + secrets.token_hex(8)
     host = dict(host or {})
     p = plan(solution, tests, setup, host_names=host, program_names=program_names)
-    program = _program(solution, setup, list(p.holes), marker, p.split, p.names, p.modules)
+    program = _program(solution, setup, list(p.holes), marker, p.split, p.names, p.modules, prelude)
     return program, Harness(program=program, marker=marker, checks=p.checks, host=host, split=p.split)
 
 
@@ -999,6 +1024,11 @@ def no_code_report(n_tests: int) -> TestReport:
                       feedback="No Python code found in your reply. Write the complete function in a ```python code block.")
 
 
+def has_prelude(sandbox: Sandbox) -> bool:
+    """Whether every worker of ``sandbox`` has the harness loaded (programs for it then only carry their data)."""
+    return PRELUDE_NAME in (getattr(sandbox, "preludes", None) or ())
+
+
 def run_tests_many(items: Sequence[tuple[str | None, Sequence[str], str]], sandbox: Sandbox,
                    timeout_s: float = 5.0,
                    hosts: Sequence[Mapping[str, object] | None] | None = None,
@@ -1014,10 +1044,12 @@ def run_tests_many(items: Sequence[tuple[str | None, Sequence[str], str]], sandb
             raise ValueError(f"run_tests_many: got {len(items)} items but {len(given)} {what}; pass one per item "
                              "(or None).")
     programs, harnesses, where = [], [], []
+    prelude = has_prelude(sandbox)
     for i, (solution, tests, setup) in enumerate(items):
         if solution is not None:
             program, harness = build_program(solution, tests, setup, host=hosts[i] if hosts is not None else None,
-                                             program_names=program_names[i] if program_names is not None else None)
+                                             program_names=program_names[i] if program_names is not None else None,
+                                             prelude=prelude)
             programs.append(program)
             harnesses.append(harness)
             where.append(i)
