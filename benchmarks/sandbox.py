@@ -1,21 +1,27 @@
 """Sandbox throughput: all 974 MBPP gold solutions against their tests, isolated vs a naive baseline.
 
 Both sides run the very same programs (the code environment's test harness around each gold
-solution) with the same parallelism, for each number of lanes (default 1 and 2):
+solution):
 
+* the sandbox's interpreter (by default the fastest compatible build, see
+  ``agentloop.sandbox.pool.fastest_interpreter``) and every candidate's probe time;
+* each program's CPU time in a warm plain interpreter (a fork per program): the tasks over
+  ``--heavy-ms`` (50 ms; MBPP task 123, amicable numbers up to 9999, alone needs seconds) are measured
+  separately, since with 2 lanes no run can finish much sooner than its slowest program;
 * isolated: ``get_sandbox(kind, workers=lanes)`` (default ``local``: bubblewrap, a fresh fork of a
-  clean template per run, per-run mount/IPC namespaces and tmpfs, uid drop, seccomp, limits);
-* naive: a fresh ``python3 -I -c PROGRAM`` subprocess per program, no isolation and no limits (on the
-  first ``--naive-limit`` programs: it is slow).
+  clean template per run, per-run mount/IPC namespaces and tmpfs, uid drop, seccomp, limits), for each
+  number of lanes (default 1 and 2), on the light tasks, then on the heavy ones;
+* naive: a fresh ``python -I -c PROGRAM`` and ``python -I -S -c PROGRAM`` subprocess per light program,
+  no isolation and no limits, with the sandbox's interpreter and with every other compatible one (on
+  the first ``--naive-limit`` light programs, from as many lanes as the widest isolated run), and the
+  speed-up of the isolated light-task rate over the fastest of them.
 
-It prints executions per second, p50/p99/max latency per program (as the caller sees it), the
-speed-up over naive, and every task whose gold solution fails, split into known-broken tasks (listed
-in ``KNOWN_BROKEN`` with the reason) and unexpected failures. Numbers depend on the machine and its
-load (printed); run it on an idle machine for reference figures. Each isolated line is followed by the CPU
-time per run of the whole process tree (this process, the workers, their templates and every program), which
-depends much less on the machine's other load, and the rate it allows on idle cores. One gold solution
-(task 123, amicable numbers up to 9999) alone takes about 2 s of CPU: with 2 lanes no run can finish
-much sooner than that, whatever the sandbox costs.
+It prints executions per second, p50/p99/max latency per program (as the caller sees it), and every task
+whose gold solution fails, split into known-broken tasks (listed in ``KNOWN_BROKEN`` with the reason) and
+unexpected failures. Numbers depend on the machine and its load (printed); run it on an idle machine for
+reference figures. Each isolated line is followed by the CPU time per run of the whole process tree (this
+process, the workers, their templates and every program), which depends much less on the machine's other
+load, and the rate it allows on idle cores.
 
     python benchmarks/sandbox.py                 # local backend, all 974 tasks, 1 and 2 lanes
     python benchmarks/sandbox.py --limit 200 --kind process --lanes 2
@@ -35,10 +41,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from agentloop.environments.code.envs import load_mbpp
-from agentloop.environments.code.execution import build_program, parse_report
+from agentloop.environments.code.execution import build_program, has_prelude, parse_report, reference_names
 from agentloop.sandbox import ExecResult, get_sandbox
-from agentloop.sandbox.pool import interpreter
 from agentloop.sandbox.base import SandboxConfig
+from agentloop.sandbox.pool import interpreter, interpreter_timings
 
 # Gold solutions that cannot pass their own tests, with the reason (checked by hand). The shipped revision
 # (30adf0ec) fixed all three; they fail in the original release 2251e8c (``--original`` reproduces it).
@@ -56,14 +62,43 @@ def original_rows(rows: list[dict]) -> list[dict]:
     return [{**r, **diffs.get(str(r["task_id"]), {})} for r in rows]
 
 
-def naive_run(python: str, code: str, timeout_s: float) -> ExecResult:
+def naive_run(python: str, flags: tuple[str, ...], code: str, timeout_s: float) -> ExecResult:
     t0 = time.monotonic()
     try:
-        p = subprocess.run([python, "-I", "-c", code], capture_output=True, text=True, timeout=timeout_s)
+        p = subprocess.run([python, *flags, "-c", code], capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
         return ExecResult(status="timeout", duration_s=time.monotonic() - t0)
     return ExecResult(status="ok" if p.returncode == 0 else "error", exit_code=p.returncode, stdout=p.stdout,
                       stderr=p.stderr, duration_s=time.monotonic() - t0)
+
+
+# Each program's CPU time in a warm plain interpreter: a fork of one interpreter per program (its own state), the
+# child's CPU from wait4, the program's output sent to /dev/null.
+WARM_CPU = r"""
+import json, os, sys, resource
+programs = json.load(sys.stdin)
+null = os.open(os.devnull, os.O_WRONLY)
+out = []
+for code in programs:
+    compiled = compile(code, "<program>", "exec")
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(null, 1); os.dup2(null, 2)
+        try:
+            exec(compiled, {"__name__": "__main__"})
+        finally:
+            os._exit(0)
+    _, _, ru = os.wait4(pid, 0)
+    out.append(ru.ru_utime + ru.ru_stime)
+print(json.dumps(out))
+"""
+
+
+def warm_cpu(python: str, programs: list[str]) -> list[float]:
+    """CPU seconds of each program in a warm plain interpreter (no sandbox)."""
+    p = subprocess.run([python, "-I", "-c", WARM_CPU], input=json.dumps(programs), capture_output=True, text=True,
+                       timeout=600)
+    return json.loads(p.stdout)
 
 
 def tree_cpu() -> float:
@@ -117,54 +152,93 @@ def line(name: str, n: int, wall: float, lat: list[float]) -> str:
             f"max {max(lat) * 1e3:7.1f} ms  ({n} in {wall:.2f} s)")
 
 
+def run_isolated(args, plain: list[str], with_prelude: list[str], which: list[int], lanes: int,
+                 label: str) -> tuple[list[ExecResult], float]:
+    """One measured pass of programs ``which`` through a fresh sandbox with ``lanes`` workers; prints its lines."""
+    t0 = time.monotonic()
+    sb = get_sandbox(args.kind, workers=lanes, **({"python": args.python} if args.python else {}))
+    startup = time.monotonic() - t0
+    prelude = has_prelude(sb) and not args.no_prelude
+    programs = [(with_prelude if prelude else plain)[i] for i in which]
+    label += ", harness " + ("preloaded" if prelude else "in each program")
+    sb.run_many(programs[:lanes * 8], timeout_s=args.timeout)  # warm-up: page in the interpreter
+    cpu0 = tree_cpu()
+    results, wall, lat = measure(lambda c: sb.run(c, timeout_s=args.timeout), programs, lanes)
+    cpu = tree_cpu() - cpu0
+    cleanup = [r.cleanup_s for r in results]
+    sb.close()
+    print(line(f"isolated ({args.kind}), {lanes} lane(s), {label}", len(programs), wall, lat)
+          + f"  start-up {startup:.2f} s, clean-up p50 {pct(cleanup, 0.5) * 1e3:.2f} ms")
+    # CPU time does not depend on the machine's other load the way wall time does: with it, the rate these lanes
+    # would reach on idle cores (each lane a core, at best; one lane is busy with the slowest program for at least
+    # its duration).
+    slowest = max(r.duration_s for r in results)
+    n_cores = min(lanes, os.cpu_count() or 1)
+    projected = len(programs) / max(cpu / n_cores, slowest)
+    print(f"{'':<44} CPU {cpu / len(programs) * 1e3:6.2f} ms per run (host, workers, templates and programs; "
+          f"the slowest program ran {slowest:.2f} s): ~{projected:.0f} exec/s on {n_cores} idle core(s)")
+    return results, wall
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--kind", default="local", choices=["local", "process", "docker", "auto"])
     ap.add_argument("--limit", type=int, default=None, help="Only the first N tasks.")
     ap.add_argument("--timeout", type=float, default=20.0, help="Seconds per program (task 123 takes ~10 s on a loaded machine).")
     ap.add_argument("--lanes", default="1,2", help="Comma-separated numbers of parallel lanes (sandbox workers).")
-    ap.add_argument("--naive-limit", type=int, default=300,
-                    help="Programs for the naive baseline (a fresh interpreter each is slow); 0 skips it.")
+    ap.add_argument("--heavy-ms", type=float, default=50.0,
+                    help="Tasks whose CPU time in a warm plain interpreter exceeds this are measured separately.")
+    ap.add_argument("--naive-limit", type=int, default=120,
+                    help="Programs for each naive baseline (a fresh interpreter each is slow); 0 skips them.")
     ap.add_argument("--skip-naive", action="store_true")
+    ap.add_argument("--no-prelude", action="store_true", help="Programs carry the harness even where the sandbox's "
+                    "workers have it loaded (to measure what the prelude saves).")
     ap.add_argument("--original", action="store_true", help="Use the original MBPP release 2251e8c (3 broken tasks).")
-    ap.add_argument("--python", default=None, help="Interpreter for the programs, isolated and naive alike (default: "
-                    "this Python's base interpreter; a statically linked one, e.g. /usr/bin/python3.11, forks faster).")
+    ap.add_argument("--python", default=None, help="Interpreter for the sandbox's programs (default: the sandbox's "
+                    "own choice, the fastest compatible build; see agentloop.sandbox.pool.fastest_interpreter).")
     args = ap.parse_args()
 
     rows = list(load_mbpp())
     rows = (original_rows(rows) if args.original else rows)[: args.limit]
     t0 = time.process_time()
-    built = [build_program(r["code"].replace("\r\n", "\n"), r["test_list"], r["test_setup_code"]) for r in rows]
+    built = [build_program(r["code"].replace("\r\n", "\n"), r["test_list"], r["test_setup_code"],
+                           program_names=reference_names(r["code"], r["test_list"], r["test_setup_code"]))
+             for r in rows]
+    # For a sandbox whose workers loaded the harness (a prelude): the same tests, each program carrying only its data.
+    with_prelude = [build_program(r["code"].replace("\r\n", "\n"), r["test_list"], r["test_setup_code"],
+                                  marker=h.marker, program_names=reference_names(r["code"], r["test_list"],
+                                                                                 r["test_setup_code"]),
+                                  prelude=True)[0] for r, (_, h) in zip(rows, built)]
     build_ms = (time.process_time() - t0) / max(len(rows), 1) * 1e3
     programs = [p for p, _ in built]
     lanes_list = [int(x) for x in args.lanes.split(",")]
+    python = interpreter(SandboxConfig(python=args.python))
+    timings = interpreter_timings()
     print(f"{len(programs)} MBPP gold solutions, lanes {lanes_list}, {os.cpu_count()} CPUs, timeout {args.timeout:g} s, "
-          f"python {interpreter(SandboxConfig(python=args.python))}, "
           f"load average {os.getloadavg()[0]:.1f}")
+    print(f"sandbox interpreter: {python}" + ("" if args.python else " (the fastest compatible one)") + "; probe "
+          "(start -I -S, preload, 10 forks), best of 3: "
+          + ", ".join(f"{p} {'incompatible' if t is None else f'{t * 1e3:.0f} ms'}" for p, t in timings.items()))
 
-    rates: dict[tuple[str, int], float] = {}
-    results: list[ExecResult] = []
+    cpu = warm_cpu(python, programs)
+    heavy = [i for i, c in enumerate(cpu) if c * 1e3 > args.heavy_ms]
+    light = [i for i in range(len(programs)) if i not in set(heavy)]
+    print(f"CPU in a warm plain interpreter ({python}): total {sum(cpu):.2f} s, median {pct(cpu, 0.5) * 1e3:.2f} ms; "
+          f"{len(heavy)} heavy task(s) over {args.heavy_ms:g} ms: "
+          + ", ".join(f"{rows[i]['task_id']} ({cpu[i] * 1e3:.0f} ms)" for i in heavy))
+
+    rates: dict[int, float] = {}
+    results: list[ExecResult | None] = [None] * len(programs)
     for lanes in lanes_list:
-        t0 = time.monotonic()
-        sb = get_sandbox(args.kind, workers=lanes, **({"python": args.python} if args.python else {}))
-        startup = time.monotonic() - t0
-        sb.run_many(programs[:lanes * 8], timeout_s=args.timeout)  # warm-up: page in the interpreter
-        cpu0 = tree_cpu()
-        results, wall, lat = measure(lambda c: sb.run(c, timeout_s=args.timeout), programs, lanes)
-        cpu = tree_cpu() - cpu0
-        cleanup = [getattr(r, "cleanup_s", 0.0) for r in results]  # (0 for a sandbox predating it)
-        sb.close()
-        rates[("isolated", lanes)] = len(programs) / wall
-        print(line(f"isolated ({args.kind}), {lanes} lane(s)", len(programs), wall, lat)
-              + f"  start-up {startup:.2f} s, clean-up p50 {pct(cleanup, 0.5) * 1e3:.2f} ms")
-        # CPU time does not depend on the machine's other load the way wall time does: with it, the rate these
-        # lanes would reach on idle cores (each lane a core, at best; one lane is busy with the slowest program
-        # for at least its duration).
-        slowest = max(r.duration_s for r in results)
-        n_cores = min(lanes, os.cpu_count() or 1)
-        projected = len(programs) / max(cpu / n_cores, slowest)
-        print(f"{'':<28} CPU {cpu / len(programs) * 1e3:6.2f} ms per run (host, workers, templates and programs; "
-              f"the slowest program ran {slowest:.2f} s): ~{projected:.0f} exec/s on {n_cores} idle core(s)")
+        res_light, wall_light = run_isolated(args, programs, with_prelude, light, lanes, f"{len(light)} light")
+        res_heavy, wall_heavy = run_isolated(args, programs, with_prelude, heavy, lanes, f"{len(heavy)} heavy") \
+            if heavy else ([], 0.0)
+        for i, r in zip(light + heavy, res_light + res_heavy):
+            results[i] = r
+        rates[lanes] = len(light) / wall_light
+        print(f"isolated, {lanes} lane(s): {len(light) / wall_light:.1f} exec/s on the {len(light)} light tasks; "
+              f"all {len(programs)}, the light pass and the heavy pass back to back, "
+              f"{len(programs) / (wall_light + wall_heavy):.1f} exec/s")
 
     t0 = time.process_time()
     reports = [parse_report(res, h, len(r["test_list"])) for res, (_, h), r in zip(results, built, rows)]
@@ -173,14 +247,23 @@ def main() -> None:
     failed = [(r["task_id"], rep) for r, rep in zip(rows, reports) if not rep.passed]
 
     if not args.skip_naive and args.naive_limit:
-        python = interpreter(SandboxConfig(python=args.python))
-        sub = programs[: args.naive_limit]
-        for lanes in lanes_list:
-            naive, wall, lat = measure(lambda c: naive_run(python, c, args.timeout), sub, lanes)
-            rates[("naive", lanes)] = len(sub) / wall
-            print(line(f"naive (python3 -I -c), {lanes} lane(s)", len(sub), wall, lat))
-        for lanes in lanes_list:
-            print(f"speed-up, {lanes} lane(s): {rates[('isolated', lanes)] / rates[('naive', lanes)]:.2f}x")
+        # The same light programs, each in a fresh interpreter, from as many lanes as the widest isolated run: with
+        # the sandbox's interpreter and every other compatible one, with -I and with -I -S (no site: faster start).
+        sub = [programs[i] for i in light][: args.naive_limit]
+        lanes = max(lanes_list)
+        others = [p for p, t in timings.items() if t is not None and p != python]
+        naive: dict[str, float] = {}
+        for py in [python, *others]:
+            for flags in (("-I",), ("-I", "-S")):
+                res, wall, lat = measure(lambda c: naive_run(py, flags, c, args.timeout), sub, lanes)
+                name = f"naive {os.path.basename(py)} {' '.join(flags)}"
+                naive[f"{py} {' '.join(flags)}"] = len(sub) / wall
+                bad = sum(r.status != "ok" for r in res)
+                print(line(f"{name}, {lanes} lane(s)", len(sub), wall, lat) + f"  [{py}]"
+                      + (f"  ({bad} not ok)" if bad else ""))
+        best = max(naive, key=naive.get)
+        print(f"speed-up, {lanes} lane(s), light tasks: {rates[lanes] / naive[best]:.2f}x over the fastest naive "
+              f"baseline ({best}: {naive[best]:.1f}/s)")
 
     passed = len(programs) - len(failed)
     print(f"gold solutions passing in the sandbox: {passed}/{len(programs)}")

@@ -34,6 +34,11 @@ def register(app: typer.Typer) -> None:
         for name, (ok, why) in (("local (bubblewrap)", bwrap_status()), ("docker", docker_status())):
             console.print(f"{name:20s} {'[green]available[/]' if ok else '[red]unavailable[/]: ' + why}")
         console.print(f"{'process':20s} limits only{' + uid drop' if os.geteuid() == 0 else ''}; never chosen by auto")
+        from agentloop.sandbox.pool import fastest_interpreter, interpreter_timings
+
+        timings = ", ".join(f"{p} {'incompatible' if t is None else f'{t * 1e3:.0f} ms'}"
+                            for p, t in interpreter_timings().items())
+        console.print(f"{'interpreter':20s} {fastest_interpreter()} (fastest compatible; probe: {timings})")
         try:
             sb = get_sandbox(kind, workers=1)
         except (ConfigError, SandboxError) as e:

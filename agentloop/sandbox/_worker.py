@@ -35,7 +35,10 @@ root, or the ``process`` backend) the worker deletes a per-run directory instead
 Forking a warm interpreter avoids paying interpreter start-up (tens of milliseconds) on every run.
 Each child starts from the template's state, which holds no earlier run's code, input or output
 (those pass only through the worker, another process the program cannot read): modules in
-``PRELOAD`` are already imported, and nothing a program does can leak into the next one.
+``PRELOAD`` are already imported, so are the *preludes* the config names (module sources many programs
+start with, e.g. the code environment's test harness, run once here: a program imports them from
+``sys.modules`` instead of carrying, unpacking and running them), and nothing a program does can leak into
+the next one.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ import traceback
 # rarely used ones stay out; ``random`` (and ``secrets``, ``statistics``, which import it) above all: it reseeds
 # itself in every forked child, a program that imports it gets a fresh seed anyway.
 PRELOAD = ("re", "math", "cmath", "collections", "heapq", "itertools", "functools", "operator", "bisect",
-           "array", "copy", "string", "fractions", "decimal", "datetime", "typing", "ast", "io")
+           "array", "copy", "string", "fractions", "decimal", "datetime", "typing", "ast", "io", "binascii")
 SOURCE_NAME = "<program>"
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -629,6 +632,27 @@ def _result(wstatus: int, timed_out: bool, out: bytes, err: bytes, truncated: bo
             "output_truncated": bool(truncated)}
 
 
+def load_preludes(sources: dict) -> list[str]:
+    """Run each prelude (a module's source, given by name in the config) once, here, as module ``name``.
+
+    A prelude is code that many programs start with (the code environment's test harness): loaded in the worker
+    before the template forks, it is in every child already, compiled and run, and a program only imports it
+    (``sys.modules[name]``) instead of unpacking and running it. It holds no program, input or result: the
+    template still holds nothing of any run. Returns the names loaded (one that fails to load is skipped)."""
+    import types
+
+    loaded = []
+    for name, source in sources.items():
+        module = types.ModuleType(name)
+        try:
+            exec(compile(source, f"<{name}>", "exec"), module.__dict__)
+        except Exception:
+            continue
+        sys.modules[name] = module
+        loaded.append(name)
+    return loaded
+
+
 def _site_without_pth() -> None:
     """What ``site`` gives programs, for a worker started with -S: site-packages on sys.path, exit/quit/help.
 
@@ -662,6 +686,7 @@ def main() -> None:
     os.umask(0o022)
     for name in PRELOAD:
         __import__(name)
+    preludes = load_preludes(cfg.get("preludes") or {})
     os.makedirs(cfg["tmp_root"], exist_ok=True)
     filter_bytes = seccomp_filter()
     seccomp = _probe_seccomp(filter_bytes)
@@ -691,7 +716,7 @@ def main() -> None:
         template(cfg, theirs)
     theirs.close()
     cfg["_template_pid"] = tpid
-    write_msg(proto_out, {"ready": True, "pid": os.getpid(), "uid": os.getuid(), "seccomp": seccomp,
+    write_msg(proto_out, {"ready": True, "pid": os.getpid(), "uid": os.getuid(), "seccomp": seccomp, "preludes": preludes,
                           "private_tmp": cfg["_private_tmp"], "cgroup": bool(cfg.get("cgroup"))})
     n = 0
     while True:

@@ -62,8 +62,10 @@ class SandboxConfig(BaseModel):
     uid: int | None = Field(default=None, ge=1, description="First unprivileged uid; worker i runs programs as uid + i "
                             "(only when started as root). Default: a block of 64 uids from 100000 chosen per sandbox, "
                             "so that concurrent sandboxes never share a uid (nor its process limit).")
-    python: str | None = Field(default=None, description="Interpreter that runs programs; default: this Python's base "
-                               "interpreter (never a virtualenv, so that no project files are needed inside).")
+    python: str | None = Field(default=None, description="Interpreter that runs programs; default: the fastest to "
+                               "start and fork among this Python's base interpreter and the other builds of the same "
+                               "minor version with a standard library (never a virtualenv, so that no project files "
+                               "are needed inside); see agentloop.sandbox.pool.fastest_interpreter.")
     start_timeout_s: float = Field(default=30.0, gt=0, description="How long a worker may take to start.")
 
     @field_validator("workers")

@@ -32,7 +32,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 
 from agentloop.errors import SandboxError
 from agentloop.sandbox.base import SandboxConfig
@@ -77,8 +76,8 @@ def bwrap_argv(config: SandboxConfig, slot: int, python: str, uid: int | None = 
             argv += ["--ro-bind", path, path]
     for name in ETC_FILES:
         argv += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
-    prefix = os.path.realpath(sys.base_prefix) if not config.python else os.path.dirname(os.path.dirname(python))
-    if not prefix.startswith("/usr/"):
+    prefix = os.path.dirname(os.path.dirname(os.path.realpath(python)))
+    if prefix != "/usr" and not prefix.startswith("/usr/"):
         argv += ["--ro-bind", prefix, prefix]
         # bwrap creates the parents (e.g. /root/.pyenv) copying the host's modes; open them so the program's uid
         # can reach its standard library. They are empty directories of the sandbox's own root, not the host's.

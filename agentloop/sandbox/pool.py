@@ -8,6 +8,7 @@ killed and restarted, and that run is reported as ``sandbox_error`` (the batch c
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import queue
@@ -29,6 +30,9 @@ WORKER_SOURCE = Path(__file__).with_name("_worker.py")
 # site-packages directories on sys.path, exit/quit/help) without running the interpreter's .pth files, whose
 # imports (often dozens of modules) would be copied into every forked program and slow each fork.
 WORKER_FLAGS = ("-I", "-B", "-S")
+# Preludes: module sources every worker started from now on loads once before its template forks (see
+# ``load_preludes`` in _worker.py), by name; e.g. the code environment's test harness registers itself here.
+PRELUDES: dict[str, str] = {}
 # Extra seconds the host waits beyond a run's own timeout before declaring its worker stuck.
 HOST_GRACE_S = 10.0
 
@@ -139,6 +143,8 @@ class WorkerPool:
         self._alive = len(started)
         #: Whether every worker could install its seccomp filter (no new namespaces or mounts for programs).
         self.seccomp = all(w.hello.get("seccomp") for w in started)
+        #: The preludes every worker loaded (programs may import them instead of carrying them).
+        self.preludes = frozenset.intersection(*(frozenset(w.hello.get("preludes") or ()) for w in started))
         if not self.seccomp:
             import warnings
 
@@ -225,7 +231,7 @@ def worker_config(config: SandboxConfig, *, uid: int | None, tmp_root: str, pid_
         "tmp_inodes": config.tmp_inodes,
         "memory_bytes": config.memory_mb << 20, "file_size_bytes": config.file_size_mb << 20,
         "max_open_files": config.max_open_files, "max_processes": config.max_processes,
-        "output_bytes": config.output_kb << 10,
+        "output_bytes": config.output_kb << 10, "preludes": dict(PRELUDES),
         "env": {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": tmp_root, "LANG": "C.UTF-8",
                 "PYTHONDONTWRITEBYTECODE": "1", "PYTHONIOENCODING": "utf-8"},
     }
@@ -237,21 +243,101 @@ def minimal_env() -> dict[str, str]:
 
 
 def interpreter(config: SandboxConfig) -> str:
-    """The Python that runs programs: the configured one, else this Python's base interpreter (not a venv)."""
-    import sys
-
+    """The Python that runs programs: the configured one, else the fastest compatible one (:func:`fastest_interpreter`)."""
     if config.python:
         return config.python
-    base = getattr(sys, "_base_executable", None) or sys.executable
-    return os.path.realpath(base)
+    return fastest_interpreter()
 
 
+# What the start-up probe does: what a worker does before its first run (start without site, import the modules it
+# preloads and ctypes), then forks a few children, as it does once per run (a statically linked build forks faster).
+PROBE = ("import sys, os, ctypes, json, socket, struct\n"
+         "for m in {preload!r}:\n    __import__(m)\n"
+         "for _ in range(10):\n    pid = os.fork()\n    if pid == 0:\n        os._exit(0)\n    os.waitpid(pid, 0)\n"
+         "print('%d.%d' % sys.version_info[:2])\n")
+
+
+def candidate_interpreters() -> list[str]:
+    """Interpreters that may run programs in place of this one: this Python's base interpreter and every
+    ``pythonX.Y`` of the same version on the usual paths, by real path, without duplicates (not yet checked)."""
+    import shutil
+    import sys
+
+    version = "python%d.%d" % sys.version_info[:2]
+    found = [getattr(sys, "_base_executable", None) or sys.executable]
+    for d in ("/usr/bin", "/usr/local/bin", "/bin"):
+        found.append(os.path.join(d, version))
+    found.append(shutil.which(version) or "")
+    out: list[str] = []
+    for path in found:
+        real = os.path.realpath(path) if path else ""
+        if real and os.path.isfile(real) and os.access(real, os.X_OK) and real not in out and _is_binary(real):
+            out.append(real)
+    return out
+
+
+def _is_binary(path: str) -> bool:
+    """An executable file, not a wrapper script (a pyenv shim would start a shell and pyenv on every worker)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(2) != b"#!"
+    except OSError:
+        return False
+
+
+def probe_interpreter(python: str, runs: int = 3) -> float | None:
+    """Seconds the start-up probe (:data:`PROBE`) takes with ``python`` (best of ``runs``), or None when it is not
+    compatible: another minor version, or its standard library (or ctypes, which the worker needs) is missing."""
+    import sys
+
+    from agentloop.sandbox._worker import PRELOAD
+
+    want = "%d.%d" % sys.version_info[:2]
+    best = None
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        try:
+            out = subprocess.run([python, *WORKER_FLAGS, "-c", PROBE.format(preload=PRELOAD)], capture_output=True,
+                                 text=True, timeout=30, env=minimal_env())
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        took = time.perf_counter() - t0
+        if out.returncode != 0 or out.stdout.strip() != want:
+            return None
+        best = took if best is None else min(best, took)
+    return best
+
+
+@functools.lru_cache(maxsize=1)
+def interpreter_timings() -> dict[str, float | None]:
+    """Each candidate interpreter's probe time (None: not compatible), measured once per process."""
+    return {python: probe_interpreter(python) for python in candidate_interpreters()}
+
+
+def fastest_interpreter() -> str:
+    """The compatible interpreter (same minor version, standard library present) that starts and forks fastest.
+
+    Builds of one version differ a lot: a build linked to a shared libpython starts and forks slower than a
+    statically linked one (every run of the sandbox is a fork, each copy-on-write fault costs more), so the
+    sandbox measures instead of assuming. Programs see the chosen interpreter's own site-packages (a package
+    installed only for another build is not importable); ``SandboxConfig(python=...)`` picks one explicitly."""
+    timings = {p: t for p, t in interpreter_timings().items() if t is not None}
+    if not timings:
+        import sys
+
+        return os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+    return min(timings, key=lambda p: timings[p])
 
 
 class PooledSandbox:
     """The Sandbox methods of a backend that runs programs in a :class:`WorkerPool` (``self._pool``)."""
 
     _pool: WorkerPool
+
+    @property
+    def preludes(self) -> frozenset[str]:
+        """The preludes (:data:`PRELUDES`) every worker has loaded."""
+        return self._pool.preludes
 
     def run(self, code: str, *, timeout_s: float = 5.0, stdin: str = "") -> ExecResult:
         return self._pool.run(code, timeout_s=timeout_s, stdin=stdin)
@@ -269,4 +355,5 @@ class PooledSandbox:
         self.close()
 
 
-__all__ = ["WORKER_FLAGS", "PooledSandbox", "WorkerPool", "interpreter", "minimal_env", "worker_config"]
+__all__ = ["PRELUDES", "WORKER_FLAGS", "PooledSandbox", "WorkerPool", "candidate_interpreters", "fastest_interpreter", "interpreter",
+           "interpreter_timings", "minimal_env", "probe_interpreter", "worker_config"]

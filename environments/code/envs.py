@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Literal
 
 from agentloop.env import Task, TaskEnv, Verdict
-from agentloop.environments.code.execution import TestReport, extract_code, run_tests, run_tests_many
+from agentloop.environments.code.execution import (TestReport, extract_code, reference_names, run_tests,
+                                                   run_tests_many)
 from agentloop.errors import ConfigError
 from agentloop.sandbox import Sandbox, shared_sandbox
 from agentloop.types import user
@@ -66,8 +67,9 @@ class CodeTaskEnv(TaskEnv):
 
     def run(self, task: Task, solution: str | None) -> TestReport:
         answer = task.answer if isinstance(task.answer, dict) else {}
-        return run_tests(solution, list(answer.get("tests", [])), shared_sandbox(self.sandbox_kind),
-                         setup=str(answer.get("setup") or ""), timeout_s=self.timeout_s)
+        tests, setup = list(answer.get("tests", [])), str(answer.get("setup") or "")
+        return run_tests(solution, tests, shared_sandbox(self.sandbox_kind), setup=setup, timeout_s=self.timeout_s,
+                         program_names=reference_names(answer.get("reference"), tests, setup))
 
     def verify(self, task: Task, action: str) -> Verdict:
         code = extract_code(action)
@@ -104,11 +106,13 @@ def run_task_tests(tasks: Sequence[Task], replies: Sequence[str], sandbox: Sandb
     """
     if len(tasks) != len(replies):
         raise ConfigError(f"run_task_tests: got {len(tasks)} tasks but {len(replies)} replies; pass one reply per task.")
-    items = []
+    items, names = [], []
     for task, reply in zip(tasks, replies):
         answer = task.answer if isinstance(task.answer, dict) else {}
-        items.append((extract_code(reply), list(answer.get("tests", [])), str(answer.get("setup") or "")))
-    return run_tests_many(items, sandbox or shared_sandbox("auto"), timeout_s)
+        tests, setup = list(answer.get("tests", [])), str(answer.get("setup") or "")
+        items.append((extract_code(reply), tests, setup))
+        names.append(reference_names(answer.get("reference"), tests, setup))
+    return run_tests_many(items, sandbox or shared_sandbox("auto"), timeout_s, program_names=names)
 
 
 class MBPPEnv(CodeTaskEnv):

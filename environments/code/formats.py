@@ -48,7 +48,8 @@ from typing import Any, Literal
 
 from agentloop.env import Task, Verdict
 from agentloop.environments.code.envs import MBPP_PROMPT, CodeTaskEnv, code_verdict
-from agentloop.environments.code.execution import FENCE_RE, TestReport, extract_code, run_expressions, run_tests
+from agentloop.environments.code.execution import (FENCE_RE, TestReport, extract_code, reference_names, run_expressions,
+                                                   run_tests)
 from agentloop.environments.records import parse_json_records, read_text
 from agentloop.errors import ConfigError
 from agentloop.sandbox import shared_sandbox
@@ -272,8 +273,10 @@ class _FormatEnv(CodeTaskEnv):
         a = task.answer
         assert isinstance(a, dict)
         host = {EXPECTED_NAME: self.expected(task)} if a.get("plus") and solution is not None else None
-        return run_tests(solution, list(a["tests"]), shared_sandbox(self.sandbox_kind),
-                         setup=str(a["setup"]), timeout_s=self.timeout_s, host=host)
+        names = a.get("names")
+        names = frozenset(names) if names is not None else reference_names(a.get("reference"), a["tests"], a["setup"])
+        return run_tests(solution, list(a["tests"]), shared_sandbox(self.sandbox_kind), setup=str(a["setup"]),
+                         timeout_s=self.timeout_s, host=host, program_names=names)
 
     def verify(self, task: Task, action: str) -> Verdict:
         a = task.answer
@@ -294,6 +297,9 @@ class HumanEvalFormatEnv(_FormatEnv):
             _require(row, ("prompt", "test", "entry_point"), where, "HumanEval")
             prompt, entry = row["prompt"], row["entry_point"]
             tests, setup = split_check(row["test"], entry)
+            # What the prompt defines besides the entry point (helpers such as encode_cyclic) is the test's own: the
+            # tests use the prompt's version, whatever the candidate redefines; only the entry point is the program's.
+            setup = prompt_prefix(prompt, entry) + "\n" + setup
             canonical = row.get("canonical_solution")
             reference = assemble_solution(prompt, canonical, entry) if isinstance(canonical, str) and canonical.strip() \
                 else None
@@ -303,7 +309,7 @@ class HumanEvalFormatEnv(_FormatEnv):
             self._tasks.append(Task(
                 id=str(row.get("task_id", n)), messages=(user(HUMANEVAL_INSTRUCTION.format(prompt=prompt)),),
                 answer={"tests": tests, "setup": setup, "stub": prompt, "entry_point": entry, "reference": reference,
-                        "plus": _plus_answer(extra)},
+                        "plus": _plus_answer(extra), "names": [entry]},
                 metadata={"plus_tests": len(extra["tests"]) if extra else 0}))
 
 

@@ -16,6 +16,7 @@ def test_sandbox_command_reports_and_smoke_tests_local():
     assert "available" in result.output and "FAILED" not in result.output
     for check in ("runs code", "no network", "timeout", "memory limit", "repository hidden"):
         assert check in result.output
+    assert "fastest compatible" in result.output  # the interpreter the sandbox chose, and each candidate's probe
 
 
 def test_sandbox_command_rejects_unknown_kind():

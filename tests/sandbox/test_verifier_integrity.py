@@ -12,6 +12,7 @@ a candidate that patches builtins cannot change them, nor bind ``_agentloop_expe
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
@@ -131,7 +132,7 @@ def test_a_wrong_solution_cannot_forge_success(env, trick):
 
 
 # -- the harness's pieces (no sandbox needed) ------------------------------------------------------------------------
-from agentloop.environments.code.execution import build_program, decode_value, plan_tests  # noqa: E402
+from agentloop.environments.code.execution import build_program, decode_value, plan, plan_tests  # noqa: E402
 
 
 def test_expected_values_never_reach_the_program():
@@ -153,15 +154,28 @@ def test_expected_values_never_reach_the_program():
     ("assert f(1) == 2 or f(1) == 3", ["f(1)", "f(1)"]),
     ("assert f(x=g(2)) == 1", ["f(x=g(2))"]),
     ("assert sorted(f(1), key=g) == [1]", ["f(1)", "g"]),
-    ("assert f(1)[0] == 2", ["f(1)[0]"]),
     ("assert not f(1)", ["f(1)"]),
-    ("assert f(1) * 2 == 4", ["f(1) * 2"]),  # arithmetic on the program's values happens in the sandbox
-    ("assert list(range(f(1))) == [0]", ["range(f(1))"]),  # so do calls that may cost more than their input size
-    ("assert math.factorial(f(1)) == 1", ["math.factorial(f(1))"]),
 ])
 def test_holes_are_the_smallest_parts_that_need_the_program(test, holes):
-    got, checks = plan_tests("def f(*a, **k): pass\ndef g(x): pass", [test])
-    assert [src for _, _, src in got] == holes
+    p = plan("def f(*a, **k): pass\ndef g(x): pass", [test])
+    assert [src for _, _, src in p.holes] == holes
+    assert not p.split  # each hole is a call of the program's: evaluated next to the solution, judged on the host
+
+
+@pytest.mark.parametrize("test", [
+    "assert f(1)[0] == 2",  # indexing, arithmetic, costly calls, loops on the program's values: the test's own work
+    "assert f(1) * 2 == 4",
+    "assert list(range(f(1))) == [0]",
+    "assert math.factorial(f(1)) == 1",
+    "assert all(f(x) == x for x in range(3))",
+    "assert (lambda v: v == 1)(f(1))",
+    "x = f(1)\nassert x == 1",
+])
+def test_tests_that_work_on_the_programs_values_run_whole_in_the_judges_process(test):
+    p = plan("def f(*a, **k): pass\ndef g(x): pass", [test], program_names={"f", "g"})
+    assert p.split and p.names == ("f",)  # the judge asks the program's process for f only, then calls it remotely
+    # Whatever is not a plain call runs whole in the judge's process; calls are evaluated there and judged on the host.
+    assert all(mode == "exec" or ast.parse(src, mode="eval").body.__class__ is ast.Call for _, mode, src in p.holes)
 
 
 def test_names_the_program_shadows_are_evaluated_in_the_sandbox():
