@@ -347,3 +347,20 @@ def test_improve_and_eval_report_identical_figures_on_the_same_episodes(tiny_mod
             expected = report.as_json()
             assert {k: block[k] for k in expected} == expected
     assert r.self_correction["binary"].after == r.held_out[-1].protocols["binary"]
+
+
+@pytest.mark.parametrize("lora", [None, {"r": 4, "alpha": 8}])
+def test_static_backend_generates_what_hf_does_in_the_loop(tiny_model_dir, tmp_path, lora):
+    """generation.backend=static decodes the same weights: greedy evaluation of the starting model equals hf's, and
+    the loop trains and evaluates again through the refreshed weights (the plain copy, or peft's LoRA layers)."""
+    texts = {}
+    for backend in ("hf", "static"):
+        cfg = improve_config(tiny_model_dir, iterations=1, generation_dtype="float32", generation={"backend": backend})
+        if lora:
+            cfg["train"] = {**cfg["train"], "lora": lora}
+        result = improve(ImproveConfig.model_validate(cfg), out=tmp_path / backend)
+        assert [r["phase"] for r in result.iterations if r["phase"] == "eval"] == ["eval", "eval"]
+        episodes = [json.loads(line) for line in (tmp_path / backend / "episodes.jsonl").read_text().splitlines()]
+        texts[backend] = {e["metadata"]["run_key"]: [t["action"] for t in e["turns"]] for e in episodes
+                          if e["metadata"].get("phase") == "eval" and int(e["metadata"].get("iteration", 0)) == 0}
+    assert texts["hf"] and texts["hf"] == texts["static"]
