@@ -308,9 +308,11 @@ class ImproveLoop:
     def train_iteration(self, iteration: int) -> dict[str, Any]:
         cfg = self.cfg
         tasks = self.task_set(iteration)
+        # return_logprobs: turns record the prompt ids and sampled ids that training uses as they are
+        # (agentloop.training.data, token-faithful examples); backends without ids fall back to rendering.
         sampling = SamplingParams(temperature=cfg.collect.temperature, top_p=cfg.collect.top_p,
                                   max_new_tokens=cfg.collect.max_new_tokens, stop=cfg.collect.stop,
-                                  seed=cfg.seed * 1000 + iteration)
+                                  seed=cfg.seed * 1000 + iteration, return_logprobs=True)
         specs = self.algorithm.specs(iteration, tasks)
         critic = self.algorithm.make_critic(self.gen_policy) if hasattr(self.algorithm, "make_critic") else None
         policy = self.algorithm.collection_policy(self.policy) if hasattr(self.algorithm, "collection_policy") else None
