@@ -76,3 +76,17 @@ def test_an_id_segment_is_never_retokenised(tokenizer):
                                                                                    _ids(tokenizer, "lo")))))
     ids, _, _ = encode_example(tokenizer, ex, 64)
     assert ids == _ids(tokenizer, "a") + _ids(tokenizer, "hel") + _ids(tokenizer, "lo")
+
+
+def test_a_reply_cut_inside_a_character_keeps_its_byte_tokens(tokenizer):
+    """A reply stopped by max_new_tokens in the middle of a multi-byte character decodes to U+FFFD, which
+    re-tokenises to another id: rendering would train a token the policy never sampled."""
+    obs = [user("Draw a smiley.")]
+    prompt, _ = encode_chat(tokenizer, obs, None, 0)
+    smiley = _ids(tokenizer, "Sure: \U0001F600")
+    gen = tuple(smiley[:-1])  # the last byte of the emoji was never generated
+    text = tokenizer.decode(list(gen), skip_special_tokens=True)
+    assert _ids(tokenizer, text) != list(gen)
+    turn = Turn(index=0, observation=tuple(obs), action=text, token_ids=gen, prompt_token_ids=tuple(prompt))
+    ids, mask, _ = encode_example(tokenizer, turn_example(tokenizer, turn), 512)
+    assert ids == [*prompt, *gen] and sum(mask) == len(gen)
