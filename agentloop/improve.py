@@ -366,7 +366,11 @@ class ImproveLoop:
         done = [e for e in branches if e.turns]
         branch = ({"branch_episodes": len(done), "branch_success": sum(bool(e.success) for e in done) / len(done)}
                   if done else {})
-        return {**self.algorithm.stats(episodes), **branch, "train_examples": len(examples), "train_steps": stats.steps,
+        # train_examples_rendered: examples trained on re-rendered text, not sampled ids (a backend without ids,
+        # a teacher's turns); agentloop.training.data
+        rendered = sum(getattr(ex, "meta", {}).get("tokens") == "rendered" for ex in examples)
+        return {**self.algorithm.stats(episodes), **branch, "train_examples": len(examples),
+                "train_examples_rendered": rendered, "train_steps": stats.steps,
                 "train_loss_first": stats.loss_first, "train_loss_last": stats.loss_last,
                 "train_seconds": round(stats.seconds, 1), "train_truncated": stats.truncated,
                 "train_skipped_nonfinite": stats.skipped_nonfinite, "train_tokens_per_s": stats.tokens_per_s,

@@ -138,9 +138,9 @@ def _merge(segments: list[Segment]) -> list[Segment]:
 
 def chat_example(tokenizer: Any, messages: Sequence[Message], *, train: TrainTurns = "last", weight: float = 1.0,
                  kl_coef: float = 0.0, group: str | None = None, **meta: Any) -> TrainExample:
-    """A :class:`TrainExample` from a conversation (see :func:`chat_segments`)."""
+    """A :class:`TrainExample` from a conversation (see :func:`chat_segments`); ``meta["tokens"]`` is "rendered"."""
     return TrainExample(segments=tuple(chat_segments(tokenizer, messages, train)), weight=weight, kl_coef=kl_coef,
-                        group=group, meta=meta)
+                        group=group, meta={"tokens": "rendered", **meta})
 
 
 def has_sampled_ids(turn: Turn) -> bool:
@@ -162,7 +162,7 @@ def turn_example(tokenizer: Any, turn: Turn, *, weight: float = 1.0, kl_coef: fl
     """
     if not has_sampled_ids(turn):
         return chat_example(tokenizer, [*turn.observation, assistant(turn.action)], train="last", weight=weight,
-                            kl_coef=kl_coef, group=group, tokens="rendered", **meta)
+                            kl_coef=kl_coef, group=group, **meta)
     segments = (_ids_segment(tokenizer, turn.prompt_token_ids or (), False),
                 _ids_segment(tokenizer, turn.token_ids or (), True))
     return TrainExample(segments=segments, weight=weight, kl_coef=kl_coef, group=group,
@@ -180,7 +180,7 @@ def reply_example(tokenizer: Any, context: Sequence[Message], turn: Turn, *, wei
     """
     if turn.token_ids is None:
         return chat_example(tokenizer, [*context, assistant(turn.action)], train="last", weight=weight,
-                            kl_coef=kl_coef, group=group, tokens="rendered", **meta)
+                            kl_coef=kl_coef, group=group, **meta)
     head = _render(tokenizer, context, generation_prompt=True)
     segments = (Segment(text=head), _ids_segment(tokenizer, turn.token_ids, True))
     return TrainExample(segments=segments, weight=weight, kl_coef=kl_coef, group=group,
