@@ -19,10 +19,12 @@ rendered then, earlier attempts and feedback turns included, tokenised once and 
 and the ids it sampled (``Turn.token_ids``, up to and including the token that ended the reply:
 end-of-turn, or the one that completed a stop string) as the trained span. Nothing is decoded and
 re-tokenised, so the log-probabilities training computes are those of the sampled tokens in the
-sampled context (:func:`turn_example`). Re-rendering instead changes the trained tokens in
-general: the text was cut before a stop string and gets the template's end-of-turn (and its
-newline) appended, and a reply that ends mid-word or was sampled as a non-canonical split is
-re-tokenised into other ids (``benchmarks/token_faithful.py`` counts it on the default run).
+sampled context (:func:`turn_example`). Re-rendering instead trains other tokens: the template's
+newline after end-of-turn (never sampled), end-of-turn in place of a stop string's tokens or
+after a reply cut at max_new_tokens, and other ids for a reply sampled as a split the tokenizer
+would not make or cut inside a multi-byte character (``benchmarks/token_faithful.py`` counts it
+on the default run: every re-rendered sequence differed there, all at the reply's end). Native
+tool schemas, which the old rendered context left out, are in the prompt ids.
 Each example trains one reply, whose context is that turn's prompt ids; a later attempt's context
 thus holds the earlier attempt as the policy saw it at that turn (the rollout renders the history
 as text for each generation). Methods whose training context is not what the policy saw (LeTI's
@@ -33,9 +35,9 @@ none (an OpenAI-compatible server other than ``agentloop serve``, the scripted p
 without ``return_logprobs``, text the learner did not sample (RISE's distillation teacher), and
 critiques. ``TrainExample.meta["tokens"]`` says which path an example took.
 
-Chat examples are rendered with the tokenizer's own chat template, the same text the policy sees
-at generation time; the assistant header is context and the reply plus its end-of-turn token is
-trained (so the model learns to stop). This module does not import torch.
+Rendered chat examples use the tokenizer's own chat template, the same text the policy sees at
+generation time; the assistant header is context and the reply plus the template's end of turn
+is trained. This module does not import torch.
 """
 
 from __future__ import annotations
@@ -191,8 +193,8 @@ def encode_example(tokenizer: Any, example: TrainExample, max_len: int) -> tuple
     """Token ids and the 0/1 loss mask of ``example`` (mask[t] = 1 when token t is trained).
 
     Segments are tokenised one by one (no special tokens added: the template already wrote them)
-    so each token's mask is exact; a segment with ``ids`` is taken as it is (never re-tokenised). A sequence longer than ``max_len`` is cut in this order until it
-    fits: the start of each ``cut="first"`` segment (e.g. the head of a long traceback, whose end
+    so each token's mask is exact; a segment with ``ids`` is taken as it is (never re-tokenised).
+    A sequence longer than ``max_len`` is cut in this order until it fits: the start of each ``cut="first"`` segment (e.g. the head of a long traceback, whose end
     names the error), then tokens from the start of the sequence, skipping ``cut="never"``
     segments (so it keeps its *end*, where the trained reply is, and its pinned tokens). Only when
     the pinned tokens alone exceed ``max_len`` are they cut too (from the start). The third return
@@ -200,7 +202,7 @@ def encode_example(tokenizer: Any, example: TrainExample, max_len: int) -> tuple
     """
     pieces: list[tuple[list[int], int, Cut]] = []
     for seg in example.segments:
-        toks = seg.ids if seg.ids is not None else tokenizer(seg.text, add_special_tokens=False)["input_ids"]  # copied below
+        toks = seg.ids if seg.ids is not None else tokenizer(seg.text, add_special_tokens=False)["input_ids"]
         pieces.append((list(toks), int(seg.train), seg.cut))
     over = sum(len(t) for t, _, _ in pieces) - max_len
     cut = over > 0
