@@ -460,8 +460,9 @@ class Trainer:
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / (cfg.warmup_steps + 1)))
         start, losses = time.perf_counter(), []
         dp = self.data_parallel()
-        # Behaviour log-probs of the whole phase before any step (no weight copy), used by every step's ratio.
-        self._behaviour = self.behaviour_pass(batches) if objective == "reinforce" else {}
+        # Behaviour log-probs of the whole phase before any step (no weight copy), used by every step's ratio;
+        # a one-step phase is on-policy throughout (ratio 1) and needs none.
+        self._behaviour = self.behaviour_pass(batches) if objective == "reinforce" and len(batches) > 1 else {}
         self.model.train()
         try:
             for step, batch in enumerate(batches):

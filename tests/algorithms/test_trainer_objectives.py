@@ -90,3 +90,15 @@ def test_loss_outside_fit_is_on_policy_and_each_phase_takes_its_own_behaviour(ti
             want = trainer._logp(after_first, seen["input_ids"], seen["attention_mask"])
         assert torch.allclose(seen["behaviour_logp"] * mask, want * mask, atol=1e-5)
     assert "behaviour_logp" not in trainer.collate(_examples(tokenizer, 2))  # the cache lives inside its fit call
+
+
+def test_a_one_step_phase_runs_no_behaviour_pass(tiny_model, tokenizer):
+    """With a single optimizer step the samples are on-policy throughout: one forward, the step's own."""
+    trainer = Trainer(tiny_model, tokenizer, TrainConfig(dtype="float32", batch_size=6))
+    forwards: list[int] = []
+    handle = tiny_model.register_forward_pre_hook(lambda *_: forwards.append(1))
+    try:
+        stats = trainer.fit(_examples(tokenizer), "reinforce")
+    finally:
+        handle.remove()
+    assert stats.steps == 1 and len(forwards) == 1
