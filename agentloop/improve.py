@@ -326,9 +326,11 @@ class ImproveLoop:
     def train_iteration(self, iteration: int) -> dict[str, Any]:
         cfg = self.cfg
         tasks = self.task_set(iteration)
+        # return_logprobs: turns record the prompt ids and sampled ids that training uses as they are
+        # (agentloop.training.data, token-faithful examples); backends without ids fall back to rendering.
         sampling = SamplingParams(temperature=cfg.collect.temperature, top_p=cfg.collect.top_p,
                                   max_new_tokens=cfg.collect.max_new_tokens, stop=cfg.collect.stop,
-                                  seed=cfg.seed * 1000 + iteration)
+                                  seed=cfg.seed * 1000 + iteration, return_logprobs=True)
         specs = self.algorithm.specs(iteration, tasks)
         critic = self.algorithm.make_critic(self.gen_policy) if hasattr(self.algorithm, "make_critic") else None
         policy = self.algorithm.collection_policy(self.policy) if hasattr(self.algorithm, "collection_policy") else None
@@ -382,7 +384,11 @@ class ImproveLoop:
         done = [e for e in branches if e.turns]
         branch = ({"branch_episodes": len(done), "branch_success": sum(bool(e.success) for e in done) / len(done)}
                   if done else {})
-        return {**self.algorithm.stats(episodes), **branch, "train_examples": len(examples), "train_steps": stats.steps,
+        # train_examples_rendered: examples trained on re-rendered text, not sampled ids (a backend without ids,
+        # a teacher's turns); agentloop.training.data
+        rendered = sum(getattr(ex, "meta", {}).get("tokens") == "rendered" for ex in examples)
+        return {**self.algorithm.stats(episodes), **branch, "train_examples": len(examples),
+                "train_examples_rendered": rendered, "train_steps": stats.steps,
                 "train_loss_first": stats.loss_first, "train_loss_last": stats.loss_last,
                 "train_seconds": round(stats.seconds, 1), "train_truncated": stats.truncated,
                 "train_skipped_nonfinite": stats.skipped_nonfinite, "train_tokens_per_s": stats.tokens_per_s,

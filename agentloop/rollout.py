@@ -299,7 +299,8 @@ class RolloutEngine:
         try:
             extra: dict[str, Any] = {}
             if completion.token_ids is not None:
-                extra = {"token_ids": completion.token_ids, "logprobs": completion.logprobs}
+                extra = {"token_ids": completion.token_ids, "logprobs": completion.logprobs,
+                         "prompt_token_ids": completion.prompt_token_ids}
             if completion.warning:
                 info = {**info, "policy_warning": completion.warning}
             turn = build_turn(index, state.obs, action, reward, terminated, truncated, info, **extra)
@@ -360,7 +361,8 @@ class RolloutEngine:
         prev = s.turns[-1]
         last = build_turn(prev.index, list(prev.observation), prev.action, prev.reward, terminated, False,
                           {**prev.info, **extra})
-        s.turns[-1] = last.model_copy(update={"token_ids": prev.token_ids, "logprobs": prev.logprobs})
+        s.turns[-1] = last.model_copy(update={"token_ids": prev.token_ids, "logprobs": prev.logprobs,
+                                              "prompt_token_ids": prev.prompt_token_ids})
         s.obs = list(obs)
         s.done = terminated
 

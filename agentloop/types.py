@@ -134,8 +134,12 @@ class Turn(Record):
     feedback: Feedback | None = Field(default=None, description="Feedback given after this turn, if any.")
     critique: Critique | None = None
     parse_error: str | None = Field(default=None, description="Set when the environment could not parse the action.")
-    token_ids: tuple[int, ...] | None = None
+    token_ids: tuple[int, ...] | None = Field(
+        default=None, description="The completion's token ids as the policy sampled them (None: the backend gave none).")
     logprobs: tuple[float, ...] | None = None
+    prompt_token_ids: tuple[int, ...] | None = Field(
+        default=None, description="The prompt ids the policy generated from (chat template rendered at generation "
+        "time, after any truncation); with token_ids, the exact sequence training uses.")
     info: dict[str, JsonValue] = Field(default_factory=dict)
 
 

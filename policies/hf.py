@@ -14,7 +14,8 @@ Covered:
 * ``return_logprobs``: ``token_ids`` are every generated token up to and including the one that
   ended generation (EOS, or the token that completed a stop string; as vLLM does), and ``logprobs``
   their log-probabilities under the model's *unmodified* distribution (temperature 1, no top-p),
-  which is what a training forward pass computes;
+  which is what a training forward pass computes; ``prompt_token_ids`` the prompt ids generated from
+  (after truncation), so that training uses exactly the sampled sequence (:mod:`agentloop.training.data`);
 * prompts longer than the context are truncated from the left with a warning on the completion
   (see :mod:`agentloop.policies.chat`).
 

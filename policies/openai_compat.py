@@ -14,7 +14,8 @@ once instead of retrying again, so a dead server costs one retry cycle per batch
 ``n > 1`` is sent as the ``n`` field; servers that return fewer choices (llama.cpp) get the
 missing samples as further requests. With ``return_logprobs`` the per-token logprobs come from the
 standard ``logprobs`` field and token ids from the ``token_ids`` / ``prompt_token_ids`` extension
-fields that ``agentloop serve`` adds (other servers leave ``token_ids`` None). Not covered:
+fields that ``agentloop serve`` adds (other servers leave ``token_ids`` None, and training then renders
+those turns as text: :mod:`agentloop.training.data`). Not covered:
 streaming, the legacy ``/completions`` endpoint; structured ``tool_calls`` in a reply are turned
 into ``<tool_call>`` blocks in the text, as environments read them.
 """

@@ -292,6 +292,10 @@ def test_rise_best_of_n_branches_run_through_the_collector_and_are_recorded(tiny
         assert len(b["turns"]) == 1 and b["turns"][0]["observation"] == source["turns"][1]["observation"]
     row = result.iterations[1]
     assert row["branch_episodes"] == len(branches) and 0.0 <= row["branch_success"] <= 1.0
+    # collection records the ids the hf policy sampled, so every example trains them (none re-rendered)
+    assert all(t["token_ids"] and t["prompt_token_ids"] for e in episodes if e["metadata"]["phase"] != "eval"
+               for t in e["turns"])
+    assert row["train_examples"] > 0 and row["train_examples_rendered"] == 0
 
 
 def test_result_reports_self_correction_before_and_after_with_gains_and_operations(tiny_model_dir, tmp_path):

@@ -6,7 +6,8 @@ critiqued by the critic and refined by the actor (up to ``max_attempts - 1`` tim
 correct first answers plus the correct refinements that pass the shortcut check (the refinement
 must show its work: at least ``min_work_chars`` characters beyond the final answer line and at
 least one line of working), each trained as an answer to the *original* question (prompt ->
-solution, reply-only loss). ``restart_from_base: true`` (the paper's choice, default here)
+solution, reply-only loss; the reply is the ids the actor sampled, see
+:mod:`agentloop.training.data`). ``restart_from_base: true`` (the paper's choice, default here)
 fine-tunes the starting model each iteration on the union of all iterations' data.
 
 Critic. ``critic.id`` is a critic registry id: ``verifier`` (grounded in the environment's
@@ -27,7 +28,7 @@ from pydantic import Field
 
 from agentloop.algorithms.base import Algorithm, EnvFactory, MethodConfig, usable
 from agentloop.config import ComponentRef
-from agentloop.training.data import TrainExample, chat_example
+from agentloop.training.data import TrainExample, chat_example, reply_example, turn_example
 from agentloop.types import CritiqueRequest, Episode, assistant
 
 __all__ = ["CritiqueLoop", "CritiqueLoopConfig", "critic_examples", "shows_work"]
@@ -115,9 +116,12 @@ class CritiqueLoop(Algorithm):
             for t, turn in enumerate(ep.turns):
                 if not turn.success:
                     continue
-                if t == 0 or shows_work(turn.action, self.config.min_work_chars):
-                    out.append(chat_example(tokenizer, [*prompt, assistant(turn.action)], group=ep.task_id,
-                                            refined=t > 0))
+                # A first answer trains exactly as sampled; a refinement's sampled ids are trained as an
+                # answer to the original question (a context the policy did not see: rendered).
+                if t == 0:
+                    out.append(turn_example(tokenizer, turn, group=ep.task_id, refined=False))
+                elif shows_work(turn.action, self.config.min_work_chars):
+                    out.append(reply_example(tokenizer, prompt, turn, group=ep.task_id, refined=True))
                 break
         if self.config.train_critic and self.critic is not None and hasattr(self.critic, "messages"):
             out.extend(critic_examples(episodes, self.critic, tokenizer)[0])

@@ -20,7 +20,8 @@ runs without it.
 Placement (a documented choice): the paper's template is ``reference information box:{ref}
 query:{query} feedback:{feedback} draft travel plan:{plan}``; the environment's prompt already
 holds the reference information and the query, so the feedback block is appended to the last
-user message and the plan is the assistant reply.
+user message and the plan is the assistant reply: the ids the policy sampled (the feedback-conditioned
+context is rendered, as the policy never saw it; :func:`~agentloop.training.data.reply_example`).
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ from pydantic import Field
 
 from agentloop.algorithms.base import Algorithm, EnvFactory, MethodConfig, TaskSet, usable
 from agentloop.errors import ConfigError
-from agentloop.training.data import TrainExample, chat_example
-from agentloop.types import Episode, Message, assistant
+from agentloop.training.data import TrainExample, reply_example
+from agentloop.types import Episode, Message
 
 __all__ = ["FAFT", "FAFTConfig", "STATE_FILE", "all_success_feedback", "derive_success_feedback", "with_feedback"]
 
@@ -165,6 +166,6 @@ class FAFT(Algorithm):
         for ep in usable(episodes):
             turn = ep.turns[0]
             feedback = str(turn.info.get("feedback", "") or ("success" if turn.success else "failure"))
-            msgs = [*with_feedback(turn.observation, feedback, self.config.feedback_label), assistant(turn.action)]
-            out.append(chat_example(tokenizer, msgs, group=ep.task_id, success=bool(turn.success)))
+            context = with_feedback(turn.observation, feedback, self.config.feedback_label)
+            out.append(reply_example(tokenizer, context, turn, group=ep.task_id, success=bool(turn.success)))
         return out

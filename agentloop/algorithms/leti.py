@@ -8,6 +8,10 @@ embedding matrix resized). Loss: the plain LM loss over the whole sequence (ever
 padding masked). At inference (collection and evaluation) the prompt is conditioned on
 ``<|good|>``. ``textual_feedback: false`` is the paper's binary-feedback ablation (no feedback block).
 
+Tokens: the solution is trained as the ids the policy sampled (``Turn.token_ids``); the relabelled
+prompt around it is rendered by the chat template, since the policy saw ``<|good|>`` there, not the
+hindsight reward token (:mod:`agentloop.training.data`).
+
 Placement (a documented choice): the conditioning block is written at the start of the first
 user message rather than before the chat template's system header, so the same text reaches the
 model through any policy backend's chat formatting.
@@ -90,27 +94,38 @@ def leti_conversation(prompt: Sequence[Message], prefix: str) -> list[Message]:
 
 
 def leti_example(tokenizer: Any, prompt: Sequence[Message], solution: str, success: bool, feedback: str | None,
-                 textual: bool = True, max_feedback_chars: int = 1000, group: str | None = None) -> TrainExample:
+                 textual: bool = True, max_feedback_chars: int = 1000, group: str | None = None,
+                 solution_ids: Sequence[int] | None = None) -> TrainExample:
     """The feedback-conditioned sequence of one sampled solution; every token is trained.
 
     When the sequence is longer than the trainer's ``max_len`` the feedback text is cut first (its
     start; the end of a traceback names the error) and the reward and feedback-delimiter tokens
-    never are (see :func:`~agentloop.training.data.encode_example`).
+    never are (see :func:`~agentloop.training.data.encode_example`). ``solution_ids``: the ids the
+    policy sampled the solution as; they are the solution's tokens (after the rendered, relabelled
+    prompt and the assistant header) instead of the re-rendered ``solution`` text.
     """
     fb = (feedback or "")[-max_feedback_chars:] if max_feedback_chars else ""
     prefix = _prefix(success, fb, textual)
-    msgs = [*leti_conversation(prompt, prefix), assistant(solution)]
-    text = "".join(s.text for s in chat_segments(tokenizer, msgs, train="none"))
+    conversation = leti_conversation(prompt, prefix)
+    if solution_ids is None:
+        text = "".join(s.text for s in chat_segments(tokenizer, [*conversation, assistant(solution)], train="none"))
+        reply: list[Segment] = []
+    else:
+        text = str(tokenizer.apply_chat_template([m.to_openai() for m in conversation], tokenize=False,
+                                                 add_generation_prompt=True))
+        reply = [Segment(text=str(tokenizer.decode(list(solution_ids), skip_special_tokens=False)),
+                         ids=tuple(solution_ids), train=True)]
+    meta = {"success": success, "tokens": "rendered" if solution_ids is None else "sampled_reply"}
     at = text.find(prefix)
     if at < 0:  # a template that rewrote the user message: no pinning possible, train the text as is
-        return TrainExample(segments=(Segment(text=text, train=True),), group=group, meta={"success": success})
+        return TrainExample(segments=(Segment(text=text, train=True), *reply), group=group, meta=meta)
     head, reward, tail = text[:at], prefix[: len(BAD if not success else GOOD)], text[at + len(prefix):]
     pieces = [Segment(text=head, train=True), Segment(text=reward, train=True, cut="never")]
     if prefix != reward:  # <|lang_feedback|>FEEDBACK<|/lang_feedback|>
         pieces += [Segment(text=FEEDBACK_OPEN, train=True, cut="never"), Segment(text=fb, train=True, cut="first"),
                    Segment(text=FEEDBACK_CLOSE, train=True, cut="never")]
-    pieces.append(Segment(text=tail, train=True))
-    return TrainExample(segments=tuple(p for p in pieces if p.text), group=group, meta={"success": success})
+    pieces += [Segment(text=tail, train=True), *reply]
+    return TrainExample(segments=tuple(p for p in pieces if p.text or p.ids), group=group, meta=meta)
 
 
 def _source_files(source: str) -> list[Path]:
@@ -164,7 +179,8 @@ class LeTI(Algorithm):
             turn = ep.turns[0]
             feedback = str(turn.info.get("feedback", "") or "")
             out.append(leti_example(tokenizer, turn.observation, turn.action, bool(turn.success), feedback,
-                                    self.config.textual_feedback, self.config.max_feedback_chars, group=ep.task_id))
+                                    self.config.textual_feedback, self.config.max_feedback_chars, group=ep.task_id,
+                                    solution_ids=turn.token_ids))
         return out + self.regulariser_examples(episodes, len(out))
 
     def regulariser_examples(self, episodes: Sequence[Episode], n_leti: int) -> list[TrainExample]:

@@ -27,6 +27,11 @@ chosen candidates; the filter then applies to the first attempts and to each sta
 candidate, with "better" meaning better than the rollout's previous attempt. With ``teacher``
 set (a policy registry id and kwargs), attempts after the first come from that policy instead
 (distillation): the collector is given a policy that routes by turn.
+
+Tokens. Every kept attempt trains the ids the learner sampled, after the prompt ids it was given
+(:func:`~agentloop.training.data.turn_example`); a best-of-N candidate's own turn (from its branch)
+supplies them. The teacher's attempts carry no ids (:class:`TurnRoutedPolicy` drops them: the
+learner did not sample that text) and are rendered by the chat template.
 Iterate: each iteration collects with the latest model.
 
 First attempts at another temperature (``first_temperature``, our addition). Held-out evaluation is
@@ -74,10 +79,11 @@ from pydantic import Field, model_validator
 from agentloop.algorithms.base import Algorithm, EnvFactory, EpisodeSpec, MethodConfig, TaskSet, usable
 from agentloop.config import ComponentRef
 from agentloop.runs import episode_key
-from agentloop.training.data import TrainExample, chat_example
-from agentloop.types import Episode, Message, SamplingParams, assistant
+from agentloop.training.data import TrainExample, turn_example
+from agentloop.types import Episode, Message, SamplingParams, Turn
 
-__all__ = ["RISE", "RISEConfig", "TurnRoutedPolicy", "best_candidates", "is_first_attempt", "rise_training_pairs"]
+__all__ = ["RISE", "RISEConfig", "TurnRoutedPolicy", "best_candidates", "best_turns", "is_first_attempt",
+           "rise_training_pairs", "rise_training_turns"]
 
 RISE_FEEDBACK = "The answer is incorrect. Please try again. Here's the question: {question}"
 Filter = Literal["all", "better", "best", "success"]
@@ -129,6 +135,7 @@ class RISEConfig(MethodConfig):
 
 
 Pair = tuple[list[Message], str, float, str]  # (context messages, attempt, reward, task id)
+Candidate = tuple[Turn, float, str]  # (the chosen attempt's turn, its reward, task id)
 
 
 def is_first_attempt(context: Sequence[Message]) -> bool:
@@ -140,56 +147,74 @@ def _key(ep: Episode) -> str:
     return str(ep.metadata.get("run_key", id(ep)))
 
 
-def best_candidates(episodes: Sequence[Episode], branches: Sequence[Episode]) -> dict[tuple[str, int], tuple[str, float]]:
-    """(rollout key, turn index) -> the best (attempt, reward) among the rollout's own attempt at that state
-    and the branches sampled there; ties go to the rollout's own attempt, then to the earlier branch.
+def best_turns(episodes: Sequence[Episode], branches: Sequence[Episode]) -> dict[tuple[str, int], Turn]:
+    """(rollout key, turn index) -> the best turn among the rollout's own attempt at that state and the
+    branches sampled there; ties go to the rollout's own attempt, then to the earlier branch.
 
     A branch counts only if its replayed state equals the rollout's recorded one (same messages), so
-    an environment that did not repeat its task cannot put a foreign answer into the data.
+    an environment that did not repeat its task cannot put a foreign answer into the data. The turn
+    is returned whole, so its sampled ids train (not a re-rendering of its text).
     """
     by_state: dict[tuple[str, int], list[Episode]] = {}
     for b in branches:
         by_state.setdefault((str(b.metadata.get("source")), int(b.metadata.get("turn", -1))), []).append(b)
-    best: dict[tuple[str, int], tuple[str, float]] = {}
+    best: dict[tuple[str, int], Turn] = {}
     for ep in episodes:
         for t, turn in enumerate(ep.turns):
             if t == 0:
                 continue
-            action, reward = turn.action, float(turn.reward)
+            chosen = turn
             for b in by_state.get((_key(ep), t), []):
                 if b.turns and b.error is None and b.turns[0].observation == turn.observation \
-                        and b.turns[0].reward > reward:
-                    action, reward = b.turns[0].action, float(b.turns[0].reward)
-            best[(_key(ep), t)] = (action, reward)
+                        and b.turns[0].reward > chosen.reward:
+                    chosen = b.turns[0]
+            best[(_key(ep), t)] = chosen
     return best
 
 
-def rise_training_pairs(episodes: Sequence[Episode], filter: Filter,
-                        best: dict[tuple[str, int], tuple[str, float]] | None = None) -> list[Pair]:
-    """(context messages, attempt, reward, task id) for every attempt the filter keeps.
+def best_candidates(episodes: Sequence[Episode], branches: Sequence[Episode]) -> dict[tuple[str, int], tuple[str, float]]:
+    """:func:`best_turns` as (attempt text, reward) per state."""
+    return {k: (t.action, float(t.reward)) for k, t in best_turns(episodes, branches).items()}
 
-    With ``best`` (from :func:`best_candidates`), each state after a first attempt contributes its best
+
+def rise_training_turns(episodes: Sequence[Episode], filter: Filter,
+                        best: dict[tuple[str, int], Turn] | None = None) -> list[Candidate]:
+    """(turn, reward, task id) for every attempt the filter keeps.
+
+    With ``best`` (from :func:`best_turns`), each state after a first attempt contributes its best
     candidate instead of the rollout's own attempt; "better" still compares with the rollout's previous
     attempt (the one in the context).
     """
-    pairs: list[Pair] = []
-    by_task: dict[str, list[Pair]] = {}
+    out: list[Candidate] = []
+    by_task: dict[str, list[Candidate]] = {}
     for ep in episodes:
         prev = 0.0
         for t, turn in enumerate(ep.turns):
-            action, reward = (best or {}).get((_key(ep), t), (turn.action, float(turn.reward)))
-            item = (list(turn.observation), action, reward, str(ep.task_id))
+            chosen = (best or {}).get((_key(ep), t), turn)
+            reward = float(chosen.reward)
             keep = (filter in ("all", "best") or (filter == "success" and reward >= 1.0)
                     or (filter == "better" and reward > prev))
             prev = turn.reward
             if keep:
-                by_task.setdefault(item[3], []).append(item)
+                by_task.setdefault(str(ep.task_id), []).append((chosen, reward, str(ep.task_id)))
     for items in by_task.values():
         if filter == "best":
-            top = max(r for _, _, r, _ in items)
-            items = [it for it in items if it[2] == top]
-        pairs.extend(items)
-    return pairs
+            top = max(r for _, r, _ in items)
+            items = [it for it in items if it[1] == top]
+        out.extend(items)
+    return out
+
+
+def rise_training_pairs(episodes: Sequence[Episode], filter: Filter,
+                        best: dict[tuple[str, int], tuple[str, float]] | None = None) -> list[Pair]:
+    """(context messages, attempt, reward, task id) for every attempt the filter keeps (the text view of
+    :func:`rise_training_turns`; ``best`` from :func:`best_candidates`)."""
+    turns: dict[tuple[str, int], Turn] | None = None
+    if best is not None:
+        by_key = {(_key(ep), t): turn for ep in episodes for t, turn in enumerate(ep.turns)}
+        turns = {k: by_key[k].model_copy(update={"action": a, "reward": r}) for k, (a, r) in best.items()
+                 if k in by_key}
+    return [(list(t.observation), t.action, r, task) for t, r, task in rise_training_turns(episodes, filter, turns)]
 
 
 class RISE(Algorithm):
@@ -270,17 +295,18 @@ class RISE(Algorithm):
 
         rollouts = [e for e in episodes if e.metadata.get("phase") != "branch"]
         branches = [e for e in episodes if e.metadata.get("phase") == "branch"]
-        best = best_candidates(rollouts, branches) if self.config.best_of > 1 else None
-        pairs = rise_training_pairs(rollouts, self.config.filter, best)
+        best = best_turns(rollouts, branches) if self.config.best_of > 1 else None
+        chosen = rise_training_turns(rollouts, self.config.filter, best)
         w_first = self.config.first_attempt_weight
         if w_first == 0.0:
-            pairs = [p for p in pairs if not is_first_attempt(p[0])]
-        if not pairs:
+            chosen = [c for c in chosen if not is_first_attempt(c[0].observation)]
+        if not chosen:
             return []
-        weights = rwr_weights(torch.tensor([r for _, _, r, _ in pairs]), tau=self.config.tau).tolist()
-        weights = [w * w_first if is_first_attempt(ctx) else w for (ctx, _, _, _), w in zip(pairs, weights)]
-        return [chat_example(tokenizer, [*ctx, assistant(action)], train="last", weight=w, group=task)
-                for (ctx, action, _, task), w in zip(pairs, weights)]
+        weights = rwr_weights(torch.tensor([r for _, r, _ in chosen]), tau=self.config.tau).tolist()
+        weights = [w * w_first if is_first_attempt(turn.observation) else w for (turn, _, _), w in zip(chosen, weights)]
+        # Each attempt trains its sampled ids in the context it was sampled in (rendered only for turns
+        # without ids, e.g. a distillation teacher's).
+        return [turn_example(tokenizer, turn, weight=w, group=task) for (turn, _, task), w in zip(chosen, weights)]
 
 
 class TurnRoutedPolicy:
@@ -312,6 +338,11 @@ class TurnRoutedPolicy:
                         asked.append(i)
                     slot.append(position[key])
             comps = policy.generate([conversations[i] for i in asked], params)
+            if policy is not self.learner:
+                # The teacher's text was not sampled by the learner (its ids may not even be the learner's
+                # vocabulary): training renders it, like any text-only turn.
+                comps = [c.model_copy(update={"token_ids": None, "logprobs": None, "prompt_token_ids": None})
+                         for c in comps]
             for k, i in zip(slot, idx):
                 out[i * sampling.n:(i + 1) * sampling.n] = comps[k * sampling.n:(k + 1) * sampling.n]
         return out

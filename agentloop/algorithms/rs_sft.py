@@ -3,7 +3,8 @@
 Per iteration: sample ``samples_per_task`` answers per training task at temperature > 0, keep
 the successful ones (at most ``max_per_task`` distinct answers per task, so easy tasks do not
 dominate), fine-tune on prompt -> answer with the reply tokens as the only loss, repeat from the
-new model. Objective: masked NLL (:func:`~agentloop.algorithms.losses.sft_loss`).
+new model. Objective: masked NLL (:func:`~agentloop.algorithms.losses.sft_loss`) of the sampled reply
+ids after the prompt ids they were sampled from (:func:`~agentloop.training.data.turn_example`).
 
 Not covered: STaR's rationalisation step (re-asking failed tasks with the answer as a hint), which
 needs answer-revealing hints the environments keep out of the actor's view.
@@ -17,7 +18,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from agentloop.algorithms.base import Algorithm, MethodConfig
-from agentloop.training.data import TrainExample, chat_example
+from agentloop.training.data import TrainExample, turn_example
 from agentloop.types import Episode
 
 __all__ = ["RSSFTConfig", "RejectionSamplingSFT", "successful_answers"]
@@ -54,13 +55,5 @@ class RejectionSamplingSFT(Algorithm):
     def examples(self, episodes: Sequence[Episode], tokenizer: Any) -> list[TrainExample]:
         out = []
         for ep in successful_answers(episodes, self.config.max_per_task):
-            turn = ep.turns[-1]
-            msgs = [*turn.observation, *_reply(turn.action)]
-            out.append(chat_example(tokenizer, msgs, train="last", group=ep.task_id, episode=ep.id))
+            out.append(turn_example(tokenizer, ep.turns[-1], group=ep.task_id, episode=ep.id))
         return out
-
-
-def _reply(text: str) -> list[Any]:
-    from agentloop.types import assistant
-
-    return [assistant(text)]

@@ -3,7 +3,9 @@
 Two attempts per task: ``MultiAttempt(max_attempts=2, feedback="retry")`` appends the fixed self-correction
 instruction (the environment's own, else the paper's MATH text) that never reveals the verdict.
 Each episode gives two training sequences: attempt 1 (prompt -> y1) and attempt 2
-(prompt, y1, instruction -> y2), each training only its own reply.
+(prompt, y1, instruction -> y2), each training only its own reply: the ids the policy sampled, after
+the prompt ids it was given (:func:`~agentloop.training.data.turn_example`; rendered text only for
+turns recorded without ids).
 
 * Stage I (``stage1_iterations`` iterations): R1 = 0, R2 = r(y2); attempt 1 is held near the
   reference by the strong KL ``beta2``, attempt 2 by ``beta1``:
@@ -39,8 +41,8 @@ from agentloop.algorithms.base import (
     MethodConfig,
     TaskSet,
 )
-from agentloop.training.data import TrainExample, chat_example
-from agentloop.types import Episode, assistant
+from agentloop.training.data import TrainExample, turn_example
+from agentloop.types import Episode
 
 __all__ = ["SCoRe", "SCoReConfig", "score_examples"]
 
@@ -85,10 +87,9 @@ def score_examples(episodes: Sequence[Episode], tokenizer: Any, config: SCoReCon
     out = []
     for k, (ep, _) in enumerate(kept):
         t1, t2 = ep.turns[0], ep.turns[1]
-        out.append(chat_example(tokenizer, [*t1.observation, assistant(t1.action)], weight=float(a1[k]), kl_coef=kl1,
-                                group=ep.task_id, attempt=1))
-        out.append(chat_example(tokenizer, [*t2.observation, assistant(t2.action)], weight=float(a2[k]),
-                                kl_coef=config.beta1, group=ep.task_id, attempt=2))
+        # Policy gradient: each attempt's example is its sampled ids in its generation-time context.
+        out.append(turn_example(tokenizer, t1, weight=float(a1[k]), kl_coef=kl1, group=ep.task_id, attempt=1))
+        out.append(turn_example(tokenizer, t2, weight=float(a2[k]), kl_coef=config.beta1, group=ep.task_id, attempt=2))
     return out
 
 

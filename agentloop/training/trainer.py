@@ -7,10 +7,15 @@ One class, three objectives (the maths lives in :mod:`agentloop.algorithms.losse
   before they reach the trainer (RISE);
 * ``reinforce``: policy gradient with ``weight`` as the (baseline-subtracted) advantage, a clipped
   importance ratio against the behaviour policy (the weights at the start of the ``fit`` call,
-  which collected the samples; a copy of the trainable weights is kept for the call) so the
-  several optimizer steps of one call are corrected for reusing the samples, and a per-token KL penalty against a frozen reference (SCoRe) whose
+  which collected the samples) so the several optimizer steps of one call are corrected for
+  reusing the samples, and a per-token KL penalty against a frozen reference (SCoRe) whose
   gradient is that of KL(pi || pi_ref); the reference is the LoRA-disabled model when training
-  LoRA, else a frozen copy of the starting weights.
+  LoRA, else a frozen copy of the starting weights. The behaviour log-probs come from one no-grad
+  pass over the phase's examples before its first step (:meth:`Trainer.behaviour_pass`), cached
+  per example: no copy of the weights is kept and none is swapped in. They are recomputed with
+  the trainer's own forward rather than taken from the sampler's ``Turn.logprobs``, which a bf16
+  generation copy (or another backend) computes with other numerics: the first step's ratio is
+  then exactly 1, and every example has them, rendered ones included.
 
 Precision: trainable weights stay float32 (so small updates are not rounded away, docs/methods.md
 section 8) and the forward pass runs under bf16 autocast where the hardware supports it (CUDA
@@ -196,8 +201,7 @@ class Trainer:
         self.device = next(model.parameters()).device
         self.calls = 0
         self._ref = ref_model
-        self._behaviour: list[torch.Tensor] | None = None  # trainable weights at the start of this fit call
-        self._behaviour_call = -1
+        self._behaviour: dict[int, torch.Tensor] = {}  # this fit call's behaviour log-probs (behaviour_pass)
         self.autocast_dtype = torch.bfloat16 if trains_in_bf16(self.config, self.device) else None
 
     @property
@@ -264,37 +268,47 @@ class Trainer:
         return self._logp(self._ref, ids, attn, keep_from)
 
     @torch.no_grad()
-    def _behaviour_logp(self, ids: torch.Tensor, attn: torch.Tensor, keep_from: int = 0) -> torch.Tensor | None:
-        """Log-probs under the behaviour policy: the weights as they were when this ``fit`` call started.
+    def behaviour_pass(self, batches: Sequence[Sequence[TrainExample]]) -> dict[int, torch.Tensor]:
+        """Log-probs of every example of a training phase under the weights it starts with, keyed by ``id(example)``.
 
-        The improve loop collects with the current weights and then fits, so the weights at the
-        start of a ``fit`` call are the policy that sampled its examples. The trainable parameters
-        (all weights, or only the LoRA adapter) are copied at the first reinforce loss of each call;
-        while no optimizer step has changed them the samples are on-policy and this returns None
-        (ratio 1, no extra forward). Afterwards the copy is swapped in (pointers, not values) for a
-        no-grad forward and the current weights are put back; call it *before* the policy forward of the same step, whose
-        graph must not see the swap.
+        The improve loop collects with the current weights and then fits, so the weights at the start
+        of a ``fit`` call are the policy that sampled its examples (the behaviour policy of the
+        importance ratio). One no-grad forward per example, before the first optimizer step, over the
+        same micro-batches the steps will use (this rank's rows under DDP), so the first step's ratio
+        is exactly 1; each row is kept on the CPU (``[len(ids) - 1]`` floats). No copy of the weights
+        is made, so it costs no memory for full fine-tuning and works wherever a forward does.
         """
-        params = [p for p in self.unwrapped.parameters() if p.requires_grad]
-        if self._behaviour is None or self._behaviour_call != self.calls:
-            self._behaviour = None  # free the previous call's copy before making the new one
-            self._behaviour = [p.detach().clone() for p in params]
-            self._behaviour_call = self.calls
-            return None
-        if all(torch.equal(p, b) for p, b in zip(params, self._behaviour)):
-            return None
-        model = self.unwrapped
-        current = [p.data for p in params]
-        was_training = model.training
+        cache: dict[int, torch.Tensor] = {}
+        model, was_training = self.unwrapped, self.unwrapped.training
+        model.eval()  # the sampler's mode: no dropout
         try:
-            for p, b in zip(params, self._behaviour):
-                p.data = b  # a pointer swap, no copy (tied weights are one Parameter, so they follow)
-            model.eval()
-            return self._logp(model, ids, attn, keep_from)
+            for batch in batches:
+                rows = self._rank_rows(batch)[0]
+                micro = self.config.micro_batch_size or len(rows)
+                for part in self._micro_batches(rows, micro):
+                    todo = [ex for ex in part if id(ex) not in cache]
+                    if not todo:
+                        continue
+                    collated = self.collate(part)
+                    mask = collated["loss_mask"] * collated["attention_mask"][:, 1:]
+                    logp = self._logp(model, collated["input_ids"], collated["attention_mask"],
+                                      first_loss_position(mask)).float().cpu()
+                    lengths = collated["attention_mask"].sum(-1).tolist()
+                    for i, ex in enumerate(part):
+                        cache.setdefault(id(ex), logp[i, : max(int(lengths[i]) - 1, 0)].clone())
         finally:
-            for p, c in zip(params, current):
-                p.data = c
             model.train(was_training)
+        return cache
+
+    def _rank_rows(self, batch: Sequence[TrainExample]) -> tuple[list[TrainExample], bool]:
+        """The rows of ``batch`` this process trains, and whether it is idle (see :meth:`_ddp_step`)."""
+        dp = self.data_parallel()
+        if dp is None:
+            return list(batch), False
+        rank, world = dp
+        bounds = [len(batch) * r // world for r in range(world + 1)]
+        mine = list(batch[bounds[rank]: bounds[rank + 1]])
+        return (mine, False) if mine else (list(batch[:1]), True)
 
     def collate(self, examples: Sequence[TrainExample]) -> dict[str, torch.Tensor]:
         """Right-padded ids, attention mask, loss mask (shifted to align with token_logprobs), weights, KL coefs."""
@@ -314,7 +328,18 @@ class Trainer:
             "weights": torch.tensor([ex.weight for ex in examples], dtype=torch.float32, device=self.device),
             "kl_coef": torch.tensor([ex.kl_coef for ex in examples], dtype=torch.float32, device=self.device),
             "truncated": torch.tensor(sum(c for _, _, c in encoded)),
+            **self._cached_behaviour(examples, width),
         }
+
+    def _cached_behaviour(self, examples: Sequence[TrainExample], width: int) -> dict[str, torch.Tensor]:
+        """``{"behaviour_logp": [B, width - 1]}`` from this phase's :meth:`behaviour_pass`, when it has every row."""
+        rows = [self._behaviour.get(id(ex)) for ex in examples]
+        if not self._behaviour or any(r is None for r in rows):
+            return {}
+        old = torch.zeros((len(examples), max(width - 1, 0)), dtype=torch.float32)
+        for i, r in enumerate(rows):
+            old[i, : len(r)] = r  # type: ignore[arg-type]
+        return {"behaviour_logp": old.to(self.device)}
 
     def loss(self, batch: dict[str, torch.Tensor], objective: Objective, weighted: bool | None = None) -> torch.Tensor:
         """The objective's loss on one collated micro-batch.
@@ -322,10 +347,11 @@ class Trainer:
         ``weighted`` picks the per-sequence weighted NLL for sft/rwr; None decides from this
         micro-batch (weighted unless objective is sft with every weight 1).
         """
-        # The behaviour forward swaps weights in and out, so it runs before the graph of this step is built.
         mask = batch["loss_mask"] * batch["attention_mask"][:, 1:]
         keep = first_loss_position(mask)
-        old = self._behaviour_logp(batch["input_ids"], batch["attention_mask"], keep) if objective == "reinforce" else None
+        # Behaviour log-probs come from the phase's no-grad pass (collate attaches them); a batch without
+        # them (loss called outside fit) is taken to be on-policy: ratio 1.
+        old = batch.get("behaviour_logp") if objective == "reinforce" else None
         logp = self._logp(self.model, batch["input_ids"], batch["attention_mask"], keep)
         if objective in ("sft", "rwr"):
             if weighted is None:
@@ -362,26 +388,32 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / (cfg.warmup_steps + 1)))
-        self.model.train()
         start, losses = time.perf_counter(), []
         dp = self.data_parallel()
-        for step, batch in enumerate(batches):
-            total = self._local_step(batch, objective, stats) if dp is None else self._ddp_step(batch, objective,
-                                                                                              stats, *dp)
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-            # A NaN/inf loss or gradient would poison every weight: skip the step (the same on every DDP rank,
-            # as both the step loss and the gradients are all-reduced) and count it.
-            if math.isfinite(total) and bool(torch.isfinite(grad_norm)):
-                opt.step()
-                sched.step()
-                losses.append(total)
-                fault_point("train.step", str(step))  # test-only fault injection (agentloop.runs); no-op otherwise
-            else:
-                stats.skipped_nonfinite += 1
-            opt.zero_grad(set_to_none=True)
-            stats.examples += len(batch)
-            if progress is not None:
-                progress(step + 1, len(batches), total)
+        # Behaviour log-probs of the whole phase before any step (no weight copy), used by every step's ratio;
+        # a one-step phase is on-policy throughout (ratio 1) and needs none.
+        self._behaviour = self.behaviour_pass(batches) if objective == "reinforce" and len(batches) > 1 else {}
+        self.model.train()
+        try:
+            for step, batch in enumerate(batches):
+                total = self._local_step(batch, objective, stats) if dp is None else self._ddp_step(batch, objective,
+                                                                                                  stats, *dp)
+                grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                # A NaN/inf loss or gradient would poison every weight: skip the step (the same on every DDP rank,
+                # as both the step loss and the gradients are all-reduced) and count it.
+                if math.isfinite(total) and bool(torch.isfinite(grad_norm)):
+                    opt.step()
+                    sched.step()
+                    losses.append(total)
+                    fault_point("train.step", str(step))  # test-only fault injection (agentloop.runs); no-op otherwise
+                else:
+                    stats.skipped_nonfinite += 1
+                opt.zero_grad(set_to_none=True)
+                stats.examples += len(batch)
+                if progress is not None:
+                    progress(step + 1, len(batches), total)
+        finally:
+            self._behaviour = {}  # this phase's only
         self.model.eval()
         _check_finite(self.unwrapped, len(batches), stats.skipped_nonfinite)
         if dp is not None:  # tokens / truncation counted on every rank's slice
@@ -460,10 +492,7 @@ class Trainer:
         """
         # Contiguous, near-even slices; a rank left without rows runs the first row with weight 0 so
         # that every rank still takes part in DDP's gradient all-reduce.
-        bounds = [len(batch) * r // world for r in range(world + 1)]
-        mine = list(batch[bounds[rank]: bounds[rank + 1]])
-        idle = not mine
-        mine = mine or list(batch[:1])
+        mine, idle = self._rank_rows(batch)
         weighted = objective == "rwr" or any(ex.weight != 1 for ex in batch)  # decided on the global batch
         micro_size = self.config.micro_batch_size or len(mine)
         micros = [self.collate(m) for m in self._micro_batches(mine, micro_size)]

@@ -165,3 +165,26 @@ def test_bad_model_and_adapter_paths_say_how_to_fix(tmp_path) -> None:
     with pytest.raises(PolicyError, match="adapter_config.json"):
         HFPolicy(adapter=str(tmp_path / "missing"), dtype="float32")
     assert resolve_model_source("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def test_two_attempt_rollout_records_the_ids_training_uses(hf32) -> None:
+    """Each turn of a real two-attempt episode records the prompt ids it was generated from and its sampled ids;
+    the training example built from the turn is exactly those ids, and the trainer's forward gives the trained
+    tokens the sampler's log-probabilities (up to float noise): training scores the tokens that were sampled."""
+    from agentloop.policies.chat import encode_chat
+    from agentloop.registry import make
+    from agentloop.rollout import Job, rollout
+    from agentloop.training.data import encode_example, turn_example
+
+    sampling = SamplingParams(max_new_tokens=12, temperature=0.9, seed=5, stop=("\n\n",), return_logprobs=True)
+    jobs = [Job(env=make("math/arith-v0", difficulty=6, max_attempts=2, feedback="retry", stop_on_success=False),
+                seed=s) for s in range(3)]
+    episodes = rollout(jobs, hf32, sampling=sampling)
+    turns = [t for e in episodes for t in e.turns]
+    assert len(turns) == 6 and all(e.error is None for e in episodes)
+    for t in turns:
+        assert t.prompt_token_ids == tuple(encode_chat(hf32.tokenizer, t.observation, None, 12)[0])
+        ids, mask, _ = encode_example(hf32.tokenizer, turn_example(hf32.tokenizer, t), 4096)
+        assert ids == [*t.prompt_token_ids, *t.token_ids] and sum(mask) == len(t.token_ids)
+        trained = forward_logprobs(hf32.model, ids[: len(t.prompt_token_ids)], ids[len(t.prompt_token_ids):])
+        assert max(abs(a - b) for a, b in zip(trained, t.logprobs)) < 2e-3
