@@ -281,7 +281,12 @@ def main() -> None:
           f"max_new_tokens {args.max_new_tokens} repeats {args.repeats} (best time of each side)")
     print(f"{'batch':>5} {'tokens':>6} {'raw tok/s':>10} {'hf policy tok/s':>16} {'ratio':>6} identical")
     batches = [int(b) for b in args.batches.split(",")]
-    report: dict = {"threads": torch.get_num_threads(), "max_new_tokens": args.max_new_tokens, "backends": {},
+    import datetime
+    import os
+
+    report: dict = {"command": "python " + " ".join(["benchmarks/generation.py", *sys.argv[1:]]),
+                    "date": datetime.date.today().isoformat(), "load_avg_start": os.getloadavg()[0],
+                    "threads": torch.get_num_threads(), "max_new_tokens": args.max_new_tokens, "backends": {},
                     "bound": {}}
     for batch in batches:
         t = linear_bound_seconds(policy.model, batch)
@@ -310,6 +315,7 @@ def main() -> None:
             print(f"  {name:>8} {b['seconds']:7.2f} s {b['tok_s']:8.1f} tok/s ratio_to_hf {b['ratio_to_hf']:.2f} "
                   f"share_of_bound {b['share_of_bound']:.2f}")
     others.clear()
+    report["load_avg_end"] = os.getloadavg()[0]
     if args.json:
         from pathlib import Path
 

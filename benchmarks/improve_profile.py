@@ -204,6 +204,16 @@ def table(record: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def cpu_usage(before: Any, after: Any, children: Any) -> dict[str, Any]:
+    """User and system CPU seconds and minor page faults of the run (this process since ``before``, plus its
+    finished children), as ``/usr/bin/time -v`` would count them."""
+    user = after.ru_utime - before.ru_utime + children.ru_utime
+    system = after.ru_stime - before.ru_stime + children.ru_stime
+    return {"user_s": round(user, 1), "system_s": round(system, 1),
+            "system_share": round(system / max(user + system, 1e-9), 3),
+            "minor_faults": after.ru_minflt - before.ru_minflt + children.ru_minflt}
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default=str(ROOT / "configs" / "default.yaml"))
@@ -218,12 +228,20 @@ def main(argv: list[str]) -> int:
 
     overrides = (SMALL if args.small else []) + args.sets  # --set wins over --small
     cfg = load_config(ImproveConfig, args.config, overrides)
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF)
     record = {"command": " ".join(["benchmarks/improve_profile.py", *argv]), "overrides": overrides,
               **profile(cfg, Path(args.out))}
+    record["cpu"] = cpu_usage(before, resource.getrusage(resource.RUSAGE_SELF),
+                              resource.getrusage(resource.RUSAGE_CHILDREN))
     dest = Path(args.json)
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(record, indent=2) + "\n")
     print(table(record))
+    c = record["cpu"]
+    print(f"CPU: user {c['user_s']} s, system {c['system_s']} s ({c['system_share']:.0%} of the CPU time), "
+          f"{c['minor_faults']} minor page faults (this process and its children)")
     print(f"wall {record['wall_s']} s, load {record['load_avg_start'][0]:.1f} -> {record['load_avg_end'][0]:.1f}; "
           f"generation ({record['generation_backend']}) ready in {record['generation_start_s']} s; "
           f"adapter pushes {record['adapter_push_s']} s; written to {dest}")

@@ -124,6 +124,14 @@ def efficacy_section(results: Path) -> list[str]:
     return out + [""]
 
 
+def _cpu(data: dict[str, Any]) -> str:
+    c = data.get("cpu")
+    if not c:
+        return ""
+    return (f"; CPU user {c['user_s']:.0f} s, system {c['system_s']:.0f} s ({100 * c['system_share']:.0f}% of the CPU "
+            f"time), {c['minor_faults'] / 1e6:.1f} M minor page faults")
+
+
 def profiles_section(results: Path) -> list[str]:
     out = ["## Run profiles", "",
            "`python benchmarks/improve_profile.py` runs `agentloop improve` in-process and records each phase's "
@@ -137,7 +145,7 @@ def profiles_section(results: Path) -> list[str]:
         out += [f"### `{stem}.json`", "",
                 f"`{data['command']}` (overrides: {overrides}; generation backend {backend}; {data['date']}, "
                 f"{data['cpu_count']} cores, load {_load_avg(data)}): wall {data['wall_s']:.1f} s, peak RSS "
-                f"{data['peak_rss_mib']:.0f} MiB.", "",
+                f"{data['peak_rss_mib']:.0f} MiB{_cpu(data)}.", "",
                 "| phase | seconds | share | tokens/s | peak RSS (MiB) |", "|---|---|---|---|---|"]
         for phase, p in data["phases"].items():
             tps = f"{p['tokens_per_s']:.1f}" if p.get("tokens_per_s") is not None else "-"
@@ -163,6 +171,37 @@ def profiles_section(results: Path) -> list[str]:
     return out
 
 
+def generation_section(results: Path) -> list[str]:
+    """``generation.json`` (``benchmarks/generation.py --json``): each backend against ``hf`` and the matmul bound."""
+    data = _load(results, "generation")
+    if data is None:
+        return []
+    out = ["## Generation speed", "",
+           f"`{data.get('command', 'python benchmarks/generation.py')}` ({data.get('date', '?')}, "
+           f"{data['threads']} threads, load {_load_avg(data)}; greedy, {data['max_new_tokens']} new tokens, chat "
+           "prompts of ~47 tokens). The bound is the model's linear layers alone at M = the batch "
+           "(`torch.nn.functional.linear` on its own weights), measured in the same run; a backend's tokens/s "
+           "include its prefill. `agree`: identical greedy texts; `agree_ties`: identical, or first different at a "
+           "bf16 near-tie (the two tokens' logits within 2 ulps).", "",
+           "| backend | batch | hf tok/s | tok/s | ratio to hf | bound tok/s | share of bound (hf's) | agree | "
+           "agree_ties |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, rows in data["backends"].items():
+        for batch, r in rows.items():
+            bound = data["bound"][batch]["tok_s"]
+            out.append(f"| {name} | {batch} | {r['hf_tok_s']:.0f} | {r['tok_s']:.0f} | {r['ratio_to_hf']:.2f} | "
+                       f"{bound:.0f} | {r['share_of_bound']:.2f} ({r['hf_share_of_bound']:.2f}) | {r['agree']:.2f} | "
+                       f"{r['agree_ties']:.2f} |")
+    pre = data.get("prefill")
+    if pre:
+        out += ["", f"Prefill of one batch of prompts of {', '.join(map(str, pre['lengths']))} tokens "
+                f"({pre['prompt_tokens']} in all; linear-layer bound {pre['bound_seconds']:.2f} s):", "",
+                "| backend | seconds | tok/s | ratio to hf | share of bound |", "|---|---|---|---|---|"]
+        for name, b in pre["backends"].items():
+            out.append(f"| {name} | {b['seconds']:.2f} | {b['tok_s']:.0f} | {b['ratio_to_hf']:.2f} | "
+                       f"{b['share_of_bound']:.2f} |")
+    return out + [""]
+
+
 def render(results: Path = RESULTS_DIR) -> str:
     """The whole page, from the JSON files under ``results``."""
     lines = ["# Results", "",
@@ -171,7 +210,8 @@ def render(results: Path = RESULTS_DIR) -> str:
              "Measured on a shared 2-core CPU machine unless a row says otherwise; each entry records its command, "
              "date and load. How the measurements were read, and measurements not kept as JSON, are in "
              "[findings.md](findings.md) and [performance.md](performance.md).", ""]
-    lines += default_run_section(results) + efficacy_section(results) + profiles_section(results)
+    lines += default_run_section(results) + efficacy_section(results) + generation_section(results) + \
+        profiles_section(results)
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -111,8 +111,9 @@ def leti_example(tokenizer: Any, prompt: Sequence[Message], solution: str, succe
         text = "".join(s.text for s in chat_segments(tokenizer, [*conversation, assistant(solution)], train="none"))
         reply: list[Segment] = []
     else:
-        text = str(tokenizer.apply_chat_template([m.to_openai() for m in conversation], tokenize=False,
-                                                 add_generation_prompt=True))
+        from agentloop.policies.chat import render_messages  # generation's rendering, template or not
+
+        text = render_messages(tokenizer, conversation, generation_prompt=True)
         reply = [Segment(text=str(tokenizer.decode(list(solution_ids), skip_special_tokens=False)),
                          ids=tuple(solution_ids), train=True)]
     meta = {"success": success, "tokens": "rendered" if solution_ids is None else "sampled_reply"}

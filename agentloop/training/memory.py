@@ -12,12 +12,11 @@ RSS after a training phase 2168 -> 1293 MiB, see ``benchmarks/improve_default.py
 
 Page faults: a pinned 1 MiB threshold makes every larger tensor a fresh ``mmap`` whose pages fault in
 on first touch and go back on free. Generation allocates the same few sizes at every decode step
-(logits, their float32 copy, prefill activations), so under the pin it faulted ~2.5 million pages per
-``hf`` call of 64 prompts x 48 tokens (4.9 s of system time against 13.9 s of user time).
-:func:`generation_phase` therefore lifts the threshold to 32 MiB while generating (above the largest
-recurring buffer: float32 logits of 64 rows are 12 MiB),
-so those buffers are reused from the heap (faults ~0, system time 0.2 s, RSS +15 MiB), then trims the
-heap and pins the threshold again for the next training phase, whose peak is the run's.
+(logits, their float32 copy, prefill activations), so under the pin it pays page faults and system
+time at every step (docs/performance.md has the measurement). :func:`generation_phase` therefore
+lifts the threshold to 32 MiB while generating (above the largest recurring buffer: float32 logits
+of 64 rows are 12 MiB), so those buffers are reused from the heap, then trims the heap and pins the
+threshold again for the next training phase, whose peak is the run's.
 
 All are no-ops (returning False) where the C library is not glibc. The setting is process-wide:
 :func:`agentloop.improve.improve` applies it, a library user may call it too.
