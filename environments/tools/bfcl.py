@@ -352,6 +352,17 @@ def parse_reply(text: str) -> ParsedCalls:
     return parse_python_calls(text)
 
 
+def first_acceptable(option: Any) -> Any:
+    """A concrete value from one acceptable option: a dict option maps each key to its acceptable values, so it
+    becomes the dict of each key's first value (keys whose first value is ``""`` left out); lists of them too."""
+    if isinstance(option, dict):
+        return {k: first_acceptable(v[0]) for k, v in option.items()
+                if isinstance(v, list) and v and v[0] != ""}
+    if isinstance(option, list) and option and all(isinstance(o, dict) for o in option):
+        return [first_acceptable(o) for o in option]
+    return option
+
+
 # -- the environment -----------------------------------------------------------------------------
 class BFCLFormatEnv(TaskEnv):
     """``make("tools/bfcl-format-v0", path=..., answer_path=None, tool_prompt="text")``."""
@@ -394,7 +405,7 @@ class BFCLFormatEnv(TaskEnv):
     def gold_reply(self, task: Task) -> str:
         """A reply making the ground truth's first acceptable calls (for ``envs check-gold`` and tests)."""
         rec = self.records[int(task.metadata["index"])]  # type: ignore[arg-type]
-        calls = [{"name": name, "arguments": {k: v[0] for k, v in args.items() if v and v[0] != ""}}
+        calls = [{"name": name, "arguments": {k: first_acceptable(v[0]) for k, v in args.items() if v and v[0] != ""}}
                  for g in rec.ground_truth for name, args in g.items()]
         return "\n".join(f"<tool_call>\n{json.dumps(c)}\n</tool_call>" for c in calls) or "No function call is needed."
 
@@ -412,5 +423,5 @@ class BFCLFormatEnv(TaskEnv):
                        info={"calls": [c.model_dump(mode="json") for c in parsed.calls]})
 
 
-__all__ = ["BFCLFormatEnv", "BFCLRecord", "argument_problem", "call_problems", "judge_calls",
+__all__ = ["BFCLFormatEnv", "BFCLRecord", "argument_problem", "call_problems", "first_acceptable", "judge_calls",
            "load_bfcl", "name_matches", "openai_schema", "parse_python_calls", "parse_reply", "standardize"]
