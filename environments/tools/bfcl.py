@@ -40,7 +40,7 @@ means no call should be made (BFCL's *irrelevance*).
 
 Replies are read with the tool-call parser of :mod:`.core` (``<tool_call>`` blocks or JSON) and,
 when it finds nothing, in BFCL's own Python syntax: ``[f(a=1), g(b="x")]``. ``feedback`` names the
-function and argument that are wrong, never the acceptable values; ``oracle_feedback`` shows them.
+function and argument that are wrong, never the acceptable values; ``oracle_feedback`` adds them to it.
 """
 
 from __future__ import annotations
@@ -415,10 +415,13 @@ class BFCLFormatEnv(TaskEnv):
         reward, success, lines = judge_calls(rec, parsed.calls)
         if parsed.errors:
             reward, success, lines = 0.0, False, [*parsed.errors, *lines]
+        feedback = "All calls are correct." if success else "\n".join(lines)
+        # the oracle adds the values to what the env feedback says is wrong (as RISE's oracle hint does)
         oracle = ("Acceptable calls (each argument: one of the listed values; \"\" = may be omitted):\n"
                   + "\n".join(json.dumps(g) for g in rec.ground_truth)) if rec.ground_truth \
             else "Expected: no function call."
-        return Verdict(reward=reward, success=success, feedback="All calls are correct." if success else "\n".join(lines),
+        oracle = oracle if success else f"{feedback}\n{oracle}"
+        return Verdict(reward=reward, success=success, feedback=feedback,
                        oracle_feedback=oracle, parse_error="; ".join(parsed.errors) or None,
                        info={"calls": [c.model_dump(mode="json") for c in parsed.calls]})
 
