@@ -14,7 +14,9 @@
 single-turn records are supported, checked with the Python rules (BFCL's Java/JavaScript categories,
 which compare string-typed values after a language-specific conversion, and its executable and
 multi-turn categories are not covered). ``ground_truth`` may sit in the record or, as BFCL ships it, in a
-separate ``possible_answer`` file given as ``answer_path=`` (records matched by ``id``). Every
+separate ``possible_answer`` file given as ``answer_path=`` (records matched by ``id``);
+``path="bfcl-eval:CATEGORY"`` takes both files of a category from the installed ``bfcl-eval``
+package (``pip install --no-deps bfcl-eval``: only its data files are read). Every
 argument maps to the list of acceptable values; ``""`` in the list means the argument may be left
 out. One ground-truth call with one function is BFCL's *simple*, with several functions *multiple*
 (choose the function); several calls are *parallel* and match in any order. An empty ground truth
@@ -135,6 +137,35 @@ def load_bfcl(path: str | Path, answer_path: str | Path | None = None) -> list[B
     if not out:
         raise ConfigError(f"tools/bfcl-format-v0: {p} holds no records.")
     return out
+
+
+BFCL_EVAL_SCHEME = "bfcl-eval:"
+BFCL_RELEASE = "v4"
+
+
+def bfcl_eval_files(category: str) -> tuple[Path, Path]:
+    """The question and possible-answer files of a BFCL category shipped by the ``bfcl-eval`` package.
+
+    ``category`` is BFCL's file stem after ``BFCL_v4_``: ``simple_python`` (``simple`` is read as it,
+    BFCL's v3 name), ``multiple``, ``parallel``, ``parallel_multiple``, ``live_simple``, ... The package
+    is only located, never imported: its data files are all that is read, so ``pip install --no-deps
+    bfcl-eval`` is enough (its own dependencies pin versions this project does not need).
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("bfcl_eval")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("tools/bfcl-format-v0: path='bfcl-eval:...' needs the bfcl-eval package's data files; "
+                          "install them with `pip install --no-deps bfcl-eval` or pass path= a BFCL file.")
+    data = Path(next(iter(spec.submodule_search_locations))) / "data"
+    names = [category, *(["simple_python"] if category == "simple" else [])]
+    for name in names:
+        question = data / f"BFCL_{BFCL_RELEASE}_{name}.json"
+        if question.is_file():
+            return question, data / "possible_answer" / question.name
+    known = sorted(p.stem.removeprefix(f"BFCL_{BFCL_RELEASE}_") for p in data.glob(f"BFCL_{BFCL_RELEASE}_*.json"))
+    raise ConfigError(f"tools/bfcl-format-v0: bfcl-eval has no category {category!r} in {data}; "
+                      f"categories: {', '.join(known) or 'none'}.")
 
 
 def _function(rec: BFCLRecord, name: str) -> dict[str, Any] | None:
@@ -365,7 +396,11 @@ def first_acceptable(option: Any) -> Any:
 
 # -- the environment -----------------------------------------------------------------------------
 class BFCLFormatEnv(TaskEnv):
-    """``make("tools/bfcl-format-v0", path=..., answer_path=None, tool_prompt="text")``."""
+    """``make("tools/bfcl-format-v0", path=..., answer_path=None, tool_prompt="text")``.
+
+    ``path="bfcl-eval:simple"`` (or ``multiple``, ``parallel``...) reads that category's question and
+    possible-answer files from the installed ``bfcl-eval`` package (:func:`bfcl_eval_files`).
+    """
 
     def __init__(self, path: str, answer_path: str | None = None, tool_prompt: Literal["text", "native"] = "text",
                  limit: int | None = None):
@@ -375,6 +410,12 @@ class BFCLFormatEnv(TaskEnv):
         if limit is not None and limit < 1:
             raise ConfigError(f"tools/bfcl-format-v0: limit must be >= 1 (or None for every record), got {limit}.")
         self.tool_prompt = tool_prompt
+        if path.startswith(BFCL_EVAL_SCHEME):
+            if answer_path is not None:
+                raise ConfigError("tools/bfcl-format-v0: path='bfcl-eval:...' brings its own possible-answer file; "
+                                  "leave answer_path unset.")
+            question, answers = bfcl_eval_files(path.removeprefix(BFCL_EVAL_SCHEME))
+            path, answer_path = str(question), str(answers)
         self.records = load_bfcl(path, answer_path)[:limit]
 
     def num_tasks(self) -> int:
@@ -426,5 +467,5 @@ class BFCLFormatEnv(TaskEnv):
                        info={"calls": [c.model_dump(mode="json") for c in parsed.calls]})
 
 
-__all__ = ["BFCLFormatEnv", "BFCLRecord", "argument_problem", "call_problems", "first_acceptable", "judge_calls",
+__all__ = ["BFCLFormatEnv", "BFCLRecord", "argument_problem", "bfcl_eval_files", "call_problems", "first_acceptable", "judge_calls",
            "load_bfcl", "name_matches", "openai_schema", "parse_python_calls", "parse_reply", "standardize"]
