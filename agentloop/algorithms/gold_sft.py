@@ -10,7 +10,7 @@ SFT's are (prompt -> reply, the reply tokens trained). Objective: masked NLL.
 Not self-improvement: the answers are given. It bounds what SFT on the task family can reach (the
 upper baseline of a learning cell) and gives a model that starts at zero successes a policy that
 delivers answers at all (a warm start for FAFT or rejection sampling: run the other cell with
-``--model`` the checkpoint this one writes). ``samples_per_task`` above 1 only repeats the same reply.
+``--model`` the checkpoint this one writes). The reply is kept once per task whatever ``samples_per_task`` is.
 ``agentloop envs export-gold`` writes the same pairs as a chat JSONL file for other trainers.
 """
 
@@ -34,8 +34,8 @@ class GoldSFTConfig(MethodConfig):
     """Gold-reply SFT settings."""
 
     name: Literal["gold_sft"] = "gold_sft"
-    samples_per_task: int = Field(default=1, ge=1, description="Episodes per task; the gold reply is deterministic, "
-                                  "so more only repeats it (weights it up).")
+    samples_per_task: int = Field(default=1, ge=1, description="Episodes per task; the gold reply is deterministic "
+                                  "and kept once per task, so 1 is enough.")
 
 
 def _key(conversation: Sequence[Message]) -> tuple[tuple[str, str], ...]:
@@ -79,7 +79,7 @@ class GoldSFT(Algorithm):
 
     def examples(self, episodes: Sequence[Episode], tokenizer: Any) -> list[TrainExample]:
         out = []
-        for ep in successful_answers(episodes, self.config.samples_per_task):
+        for ep in successful_answers(episodes, max_per_task=1):
             turn = ep.turns[-1]
             out.append(chat_example(tokenizer, [*turn.observation, assistant(turn.action)], train="last",
                                     group=ep.task_id, episode=ep.id))
