@@ -30,8 +30,8 @@ names, descriptions, parameter names and request templates never occur in ``spli
 
 **Feedback** is the BFCL environment's: ``info["feedback"]`` names the wrong function, the unexpected,
 missing or wrongly typed argument and the argument whose value is wrong, never the value
-(``MultiAttempt(feedback="env")``); ``info["oracle_feedback"]`` lists the acceptable calls with their
-values (``feedback="oracle"``). ``gold_reply(task)`` is the ground truth's first acceptable call per
+(``MultiAttempt(feedback="env")``); ``info["oracle_feedback"]`` adds the acceptable calls with their
+values to it (``feedback="oracle"``). ``gold_reply(task)`` is the ground truth's first acceptable call per
 expected call in the ``<tool_call>`` format the parser reads: the "teacher" SFT data
 (``agentloop envs export-gold tools/synthetic-calls-v0 OUT.jsonl``).
 """

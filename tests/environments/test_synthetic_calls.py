@@ -230,3 +230,15 @@ def test_first_acceptable_unwraps_dict_options():
     assert first_acceptable({"name": ["Ann", "Anne"], "age": [30], "nick": ["", "A"]}) == {"name": "Ann", "age": 30}
     assert first_acceptable([{"x": [1]}, {"x": [2, 3]}]) == [{"x": 1}, {"x": 2}]
     assert first_acceptable(["a", "b"]) == ["a", "b"]
+
+
+def test_native_tool_prompt_hands_the_schemas_to_the_policy():
+    from agentloop.rollout import RENDER_TOOLS_KEY
+
+    env = make(level="multiple", tool_prompt="native")
+    agentloop.check_env(env)
+    obs, info = env.reset(options={"index": 0})
+    assert [m.role for m in obs] == ["user"]
+    names = [t["function"]["name"] for t in info[RENDER_TOOLS_KEY]]
+    assert names == [fn["name"] for fn in env.unwrapped.records[0].functions]
+    assert info[RENDER_TOOLS_KEY][0]["function"]["parameters"]["type"] == "object"
