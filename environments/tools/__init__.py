@@ -5,6 +5,8 @@
 * :mod:`.env`: :class:`ToolEnv`, multi-turn until a final answer or the turn limit.
 * :mod:`.calc`: ``tools/calc-math-v0``, calculator + sandboxed Python over a math environment.
 * :mod:`.function_calling`: ``tools/function-calling-v0``, expected-call tasks from a JSON format.
+* :mod:`.bfcl`: ``tools/bfcl-format-v0``, BFCL records checked with BFCL's AST rules.
+* :mod:`.synthetic_calls`: ``tools/synthetic-calls-v0``, procedural BFCL-format training tasks.
 """
 
 from .core import ParsedCalls, Toolbox, ToolOutcome, as_tool, parse_tool_calls, tool_schema, tools_system_text

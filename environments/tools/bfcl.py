@@ -14,7 +14,9 @@
 single-turn records are supported, checked with the Python rules (BFCL's Java/JavaScript categories,
 which compare string-typed values after a language-specific conversion, and its executable and
 multi-turn categories are not covered). ``ground_truth`` may sit in the record or, as BFCL ships it, in a
-separate ``possible_answer`` file given as ``answer_path=`` (records matched by ``id``). Every
+separate ``possible_answer`` file given as ``answer_path=`` (records matched by ``id``);
+``path="bfcl-eval:CATEGORY"`` takes both files of a category from the installed ``bfcl-eval``
+package (``pip install --no-deps bfcl-eval``: only its data files are read). Every
 argument maps to the list of acceptable values; ``""`` in the list means the argument may be left
 out. One ground-truth call with one function is BFCL's *simple*, with several functions *multiple*
 (choose the function); several calls are *parallel* and match in any order. An empty ground truth
@@ -40,7 +42,7 @@ means no call should be made (BFCL's *irrelevance*).
 
 Replies are read with the tool-call parser of :mod:`.core` (``<tool_call>`` blocks or JSON) and,
 when it finds nothing, in BFCL's own Python syntax: ``[f(a=1), g(b="x")]``. ``feedback`` names the
-function and argument that are wrong, never the acceptable values; ``oracle_feedback`` shows them.
+function and argument that are wrong, never the acceptable values; ``oracle_feedback`` adds them to it.
 """
 
 from __future__ import annotations
@@ -135,6 +137,35 @@ def load_bfcl(path: str | Path, answer_path: str | Path | None = None) -> list[B
     if not out:
         raise ConfigError(f"tools/bfcl-format-v0: {p} holds no records.")
     return out
+
+
+BFCL_EVAL_SCHEME = "bfcl-eval:"
+BFCL_RELEASE = "v4"
+
+
+def bfcl_eval_files(category: str) -> tuple[Path, Path]:
+    """The question and possible-answer files of a BFCL category shipped by the ``bfcl-eval`` package.
+
+    ``category`` is BFCL's file stem after ``BFCL_v4_``: ``simple_python`` (``simple`` is read as it,
+    BFCL's v3 name), ``multiple``, ``parallel``, ``parallel_multiple``, ``live_simple``, ... The package
+    is only located, never imported: its data files are all that is read, so ``pip install --no-deps
+    bfcl-eval`` is enough (its own dependencies pin versions this project does not need).
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("bfcl_eval")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("tools/bfcl-format-v0: path='bfcl-eval:...' needs the bfcl-eval package's data files; "
+                          "install them with `pip install --no-deps bfcl-eval` or pass path= a BFCL file.")
+    data = Path(next(iter(spec.submodule_search_locations))) / "data"
+    names = [category, *(["simple_python"] if category == "simple" else [])]
+    for name in names:
+        question = data / f"BFCL_{BFCL_RELEASE}_{name}.json"
+        if question.is_file():
+            return question, data / "possible_answer" / question.name
+    known = sorted(p.stem.removeprefix(f"BFCL_{BFCL_RELEASE}_") for p in data.glob(f"BFCL_{BFCL_RELEASE}_*.json"))
+    raise ConfigError(f"tools/bfcl-format-v0: bfcl-eval has no category {category!r} in {data}; "
+                      f"categories: {', '.join(known) or 'none'}.")
 
 
 def _function(rec: BFCLRecord, name: str) -> dict[str, Any] | None:
@@ -352,9 +383,24 @@ def parse_reply(text: str) -> ParsedCalls:
     return parse_python_calls(text)
 
 
+def first_acceptable(option: Any) -> Any:
+    """A concrete value from one acceptable option: a dict option maps each key to its acceptable values, so it
+    becomes the dict of each key's first value (keys whose first value is ``""`` left out); lists of them too."""
+    if isinstance(option, dict):
+        return {k: first_acceptable(v[0]) for k, v in option.items()
+                if isinstance(v, list) and v and v[0] != ""}
+    if isinstance(option, list) and option and all(isinstance(o, dict) for o in option):
+        return [first_acceptable(o) for o in option]
+    return option
+
+
 # -- the environment -----------------------------------------------------------------------------
 class BFCLFormatEnv(TaskEnv):
-    """``make("tools/bfcl-format-v0", path=..., answer_path=None, tool_prompt="text")``."""
+    """``make("tools/bfcl-format-v0", path=..., answer_path=None, tool_prompt="text")``.
+
+    ``path="bfcl-eval:simple"`` (or ``multiple``, ``parallel``...) reads that category's question and
+    possible-answer files from the installed ``bfcl-eval`` package (:func:`bfcl_eval_files`).
+    """
 
     def __init__(self, path: str, answer_path: str | None = None, tool_prompt: Literal["text", "native"] = "text",
                  limit: int | None = None):
@@ -364,6 +410,12 @@ class BFCLFormatEnv(TaskEnv):
         if limit is not None and limit < 1:
             raise ConfigError(f"tools/bfcl-format-v0: limit must be >= 1 (or None for every record), got {limit}.")
         self.tool_prompt = tool_prompt
+        if path.startswith(BFCL_EVAL_SCHEME):
+            if answer_path is not None:
+                raise ConfigError("tools/bfcl-format-v0: path='bfcl-eval:...' brings its own possible-answer file; "
+                                  "leave answer_path unset.")
+            question, answers = bfcl_eval_files(path.removeprefix(BFCL_EVAL_SCHEME))
+            path, answer_path = str(question), str(answers)
         self.records = load_bfcl(path, answer_path)[:limit]
 
     def num_tasks(self) -> int:
@@ -394,7 +446,7 @@ class BFCLFormatEnv(TaskEnv):
     def gold_reply(self, task: Task) -> str:
         """A reply making the ground truth's first acceptable calls (for ``envs check-gold`` and tests)."""
         rec = self.records[int(task.metadata["index"])]  # type: ignore[arg-type]
-        calls = [{"name": name, "arguments": {k: v[0] for k, v in args.items() if v and v[0] != ""}}
+        calls = [{"name": name, "arguments": {k: first_acceptable(v[0]) for k, v in args.items() if v and v[0] != ""}}
                  for g in rec.ground_truth for name, args in g.items()]
         return "\n".join(f"<tool_call>\n{json.dumps(c)}\n</tool_call>" for c in calls) or "No function call is needed."
 
@@ -404,13 +456,16 @@ class BFCLFormatEnv(TaskEnv):
         reward, success, lines = judge_calls(rec, parsed.calls)
         if parsed.errors:
             reward, success, lines = 0.0, False, [*parsed.errors, *lines]
+        feedback = "All calls are correct." if success else "\n".join(lines)
+        # the oracle adds the values to what the env feedback says is wrong (as RISE's oracle hint does)
         oracle = ("Acceptable calls (each argument: one of the listed values; \"\" = may be omitted):\n"
                   + "\n".join(json.dumps(g) for g in rec.ground_truth)) if rec.ground_truth \
             else "Expected: no function call."
-        return Verdict(reward=reward, success=success, feedback="All calls are correct." if success else "\n".join(lines),
+        oracle = oracle if success else f"{feedback}\n{oracle}"
+        return Verdict(reward=reward, success=success, feedback=feedback,
                        oracle_feedback=oracle, parse_error="; ".join(parsed.errors) or None,
                        info={"calls": [c.model_dump(mode="json") for c in parsed.calls]})
 
 
-__all__ = ["BFCLFormatEnv", "BFCLRecord", "argument_problem", "call_problems", "judge_calls",
+__all__ = ["BFCLFormatEnv", "BFCLRecord", "argument_problem", "bfcl_eval_files", "call_problems", "first_acceptable", "judge_calls",
            "load_bfcl", "name_matches", "openai_schema", "parse_python_calls", "parse_reply", "standardize"]

@@ -6,6 +6,10 @@ US state names so queries read naturally and parse with the same :func:`parse_qu
 
 One example = ``generate_example(level, seed)``:
 
+* levels ``easy``/``medium``/``hard`` (below) and ``short``: an easy query (one person, no local
+  constraint) of 3 days in one city over a database cut to what such a plan needs (5 restaurants,
+  2-3 attractions, 2-3 accommodations, one flight per leg at most), so the whole prompt stays under
+  1k tokens of the default model's tokenizer (tested): the level a small model can be trained on;
 * days 3, 5 or 7 visiting 1, 2 or 3 cities (a city, or cities of a state); dates in 2022-2025;
 * people: 1 at easy, 2-8 at medium and hard; local constraints: none at easy, one at medium, three
   at hard, drawn from house rule, cuisine (2-4 cuisines), room type and transportation;
@@ -29,16 +33,18 @@ import math
 import random
 from typing import Literal
 
+from agentloop.env import Task
 from agentloop.errors import ConfigError
 
 from .data import TravelExample
 from .evaluator import total_cost
-from .plan import DayPlan, Plan
+from .plan import DayPlan, Plan, plan_to_json
 from .query import CUISINES, LocalConstraint, TravelQuery, US_STATES
 from .reference import Accommodation, Attraction, Flight, ReferenceDB, Restaurant, Route
 from .sole import SolePlanningEnv
 
-Level = Literal["easy", "medium", "hard"]
+Level = Literal["short", "easy", "medium", "hard"]
+LEVELS: tuple[str, ...] = ("short", "easy", "medium", "hard")
 _PRE = ("Ash", "Bel", "Cor", "Dun", "El", "Fair", "Glen", "Har", "Iron", "Kel", "Lyn", "Mar", "Nor", "Oak", "Pine",
         "Quen", "Rav", "Sil", "Thorn", "Ul", "Val", "Wyn", "Yar", "Zel")
 _SUF = ("ford", "ton", "ville", "field", "port", "burg", "dale", "wood", "haven", "ridge", "mont", "brook")
@@ -75,22 +81,32 @@ def _constraints(rng: random.Random, level: Level) -> LocalConstraint:
     )
 
 
-def _city_db(rng: random.Random, city: str, lc: LocalConstraint) -> tuple[list, list, list]:
-    rests, used = [], set()
-    for _ in range(rng.randint(10, 14)):
+def _city_db(rng: random.Random, city: str, lc: LocalConstraint, short: bool = False) -> tuple[list, list, list]:
+    rests: list[Restaurant] = []
+    used: set[str] = set()
+
+    def restaurant() -> None:
         name = f"{rng.choice(_ADJ)} {rng.choice(_NOUN)}"
         if name in used:
-            continue
+            return
         used.add(name)
-        cuis = rng.sample(CUISINES, rng.randint(1, 3)) + rng.sample(_EXTRA_CUISINES, rng.randint(1, 2))
+        cuis = rng.sample(CUISINES, rng.randint(1, 2 if short else 3)) + rng.sample(_EXTRA_CUISINES, 1 if short else rng.randint(1, 2))
         rests.append(Restaurant(name=name, avg_cost=rng.randint(10, 100), cuisines=tuple(cuis),
                                 rating=round(rng.uniform(2.5, 5.0), 1), city=city))
+
+    if short:  # exactly the 5 meals of a 3-day, 1-city plan
+        while len(rests) < 5:
+            restaurant()
+    else:
+        for _ in range(rng.randint(10, 14)):
+            restaurant()
     for i, c in enumerate(lc.cuisine):  # every requested cuisine is served somewhere in every city
         rests.append(Restaurant(name=f"{c} House {city}", avg_cost=rng.randint(15, 60), cuisines=(c, "Cafe"),
                                 rating=4.0, city=city))
-    sights = [Attraction(name=f"{city} {s}", city=city) for s in rng.sample(_SIGHTS, rng.randint(6, 9))]
+    sights = [Attraction(name=f"{city} {s}", city=city)
+              for s in rng.sample(_SIGHTS, rng.randint(2, 3) if short else rng.randint(6, 9))]
     stays = []
-    for i in range(rng.randint(8, 12)):
+    for i in range(rng.randint(1, 2) if short else rng.randint(8, 12)):
         rules = rng.sample(_RULES, rng.randint(0, 3))
         stays.append(Accommodation(name=f"{rng.choice(_ADJ)} {rng.choice(_STAYS)} {i + 1}", price=rng.randint(50, 800),
                                    room_type=rng.choice(_ROOMS), house_rules=" & ".join(f"No {r}" for r in rules),
@@ -106,11 +122,11 @@ def _city_db(rng: random.Random, city: str, lc: LocalConstraint) -> tuple[list, 
 
 
 def _legs_db(rng: random.Random, trip: list[str], dates: list[str], coords: dict[str, tuple[float, float]],
-             mode: str) -> tuple[list[Flight], list[Route]]:
+             mode: str, max_flights: int = 4) -> tuple[list[Flight], list[Route]]:
     flights, routes = [], []
     for (a, b), date in zip(zip(trip, trip[1:]), dates):
         km = math.dist(coords[a], coords[b])
-        for _ in range(rng.randint(1 if mode == "flight" else 0, 4)):
+        for _ in range(rng.randint(1 if mode == "flight" else 0, max_flights)):
             dep = rng.randint(5 * 60, 21 * 60)
             dur = max(45, int(km / 10) + rng.randint(0, 60))
             arr = (dep + dur) % (24 * 60)
@@ -211,18 +227,19 @@ def query_text(q: TravelQuery) -> str:
 
 def generate_example(level: Level = "easy", seed: int = 0) -> TravelExample:
     """One synthetic query with its database and a feasible gold plan (deterministic in ``seed``)."""
-    if level not in ("easy", "medium", "hard"):
-        raise ConfigError(f"level must be 'easy', 'medium' or 'hard', got {level!r}.")
+    if level not in LEVELS:
+        raise ConfigError(f"level must be one of {', '.join(LEVELS)}, got {level!r}.")
     rng = random.Random(f"travel-synthetic-{level}-{seed}")
-    days = rng.choice((3, 5, 7))
+    short = level == "short"
+    days = 3 if short else rng.choice((3, 5, 7))
     n_cities = {3: 1, 5: 2, 7: 3}[days]
     names = _city_names(rng, 8)
     org, pool = names[0], names[1:]
     state = rng.choice(US_STATES)
     dest_cities = pool[: max(n_cities + 1, 4)] if n_cities > 1 else [pool[0]]
     visit = rng.sample(dest_cities, n_cities)
-    lc = _constraints(rng, level)
-    people = 1 if level == "easy" else rng.randint(2, 8)
+    lc = _constraints(rng, "easy" if short else level)
+    people = 1 if level in ("easy", "short") else rng.randint(2, 8)
     start = dt.date(rng.randint(2022, 2025), rng.randint(1, 12), rng.randint(1, 28))
     dates = [(start + dt.timedelta(days=i)).isoformat() for i in range(days)]
     mode = rng.choice([m for m in ("flight", "self-driving", "taxi")
@@ -231,16 +248,16 @@ def generate_example(level: Level = "easy", seed: int = 0) -> TravelExample:
     coords = {c: (rng.uniform(0, 2500), rng.uniform(0, 1500)) for c in [org, *dest_cities]}
     trip = [org, *visit, org]
     leg_dates = [dates[2 * k] for k in range(n_cities)] + [dates[-1]]
-    flights, routes = _legs_db(rng, trip, leg_dates, coords, mode)
+    flights, routes = _legs_db(rng, trip, leg_dates, coords, mode, max_flights=1 if short else 4)
     rests, sights, stays = [], [], []
     for c in dest_cities:
-        r, s, a = _city_db(rng, c, lc)
+        r, s, a = _city_db(rng, c, lc, short=short)
         rests, sights, stays = rests + r, sights + s, stays + a
     ref = ReferenceDB(flights=tuple(flights), restaurants=tuple(rests), attractions=tuple(sights),
                       accommodations=tuple(stays), routes=tuple(routes), cities=tuple(dest_cities))
     draft = TravelQuery(query="", org=org, dest=state if n_cities > 1 else visit[0], days=days,
                         visiting_city_number=n_cities, date=tuple(dates), people_number=people, budget=1.0,
-                        local_constraint=lc, level=level)
+                        local_constraint=lc, level="easy" if short else level)
     gold = _gold(rng, draft, ref, trip, mode)
     budget = math.ceil(total_cost(draft, gold, ref) * rng.uniform(1.15, 1.6) / 100) * 100
     q = draft.model_copy(update={"budget": float(budget)})
@@ -249,15 +266,19 @@ def generate_example(level: Level = "easy", seed: int = 0) -> TravelExample:
 
 
 class SyntheticTravelEnv(SolePlanningEnv):
-    """Sole-planning over generated queries: task ``i`` is ``generate_example(level, seed * 1_000_003 + i)``."""
+    """Sole-planning over generated queries: task ``i`` is ``generate_example(level, seed * 1_000_003 + i)``.
+
+    ``gold_reply(task)`` is the generator's feasible plan as the JSON the plan parser reads (the warm-start
+    SFT data: ``agentloop envs export-gold travel/synthetic-v0 OUT.jsonl level=short``).
+    """
 
     def __init__(self, level: Level = "easy", seed: int = 0, num_tasks: int = 1000,
                  reward: Literal["final", "fraction"] = "final",
                  feedback_checks: Literal["commonsense", "all"] = "commonsense", max_per_section: int | None = None):
         if num_tasks < 1:
             raise ConfigError(f"num_tasks must be >= 1, got {num_tasks}.")
-        if level not in ("easy", "medium", "hard"):
-            raise ConfigError(f"level must be 'easy', 'medium' or 'hard', got {level!r}.")
+        if level not in LEVELS:
+            raise ConfigError(f"level must be one of {', '.join(LEVELS)}, got {level!r}.")
         super().__init__(reward=reward, feedback_checks=feedback_checks, max_per_section=max_per_section, examples=())
         self.level, self.seed, self._n = level, seed, num_tasks
 
@@ -266,6 +287,11 @@ class SyntheticTravelEnv(SolePlanningEnv):
 
     def example(self, index: int) -> TravelExample:
         return _cached_example(self.level, self.seed * 1_000_003 + index)
+
+    def gold_reply(self, task: Task) -> str | None:
+        """The generator's feasible plan for ``task``, as JSON (for ``envs check-gold``/``export-gold`` and warm starts)."""
+        gold = self.example(int(task.metadata["index"])).gold  # type: ignore[arg-type]
+        return plan_to_json(gold) if gold else None
 
 
 @functools.lru_cache(maxsize=4096)

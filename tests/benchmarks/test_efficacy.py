@@ -28,7 +28,7 @@ def test_the_matrix_has_every_method_and_each_cell_validates_at_both_sizes():
     names = efficacy.cell_names()
     cells = {n: efficacy.load_cell(n) for n in names}
     methods = {c.config["method"]["name"] if c.kind == "improve" else "grpo" for c in cells.values()}
-    assert methods == {"rs_sft", "rise", "score", "leti", "critique_loop", "faft", "grpo"}
+    assert methods == {"rs_sft", "rise", "score", "leti", "critique_loop", "faft", "grpo", "gold_sft"}
     assert any(c.transfer for c in cells.values())
     for name, cell in cells.items():
         for smoke in (False, True):

@@ -249,3 +249,47 @@ def test_load_errors_name_the_fix(tmp_path):
                                  "ground_truth": [{"nope": {}}]}) + "\n")
     with pytest.raises(ConfigError, match="not in 'function'"):
         load_bfcl(wrong)
+
+
+# -- files from the installed bfcl-eval package (path="bfcl-eval:CATEGORY") ------------------------------------------
+def _fake_bfcl_eval(root: Path) -> Path:
+    """A package laid out as bfcl-eval ships its data (only located, never imported)."""
+    data = root / "bfcl_eval" / "data"
+    (data / "possible_answer").mkdir(parents=True)
+    (root / "bfcl_eval" / "__init__.py").write_text("raise ImportError('bfcl_eval must not be imported')\n")
+    (data / "BFCL_v4_simple_python.json").write_text((FIX / "bfcl_questions.jsonl").read_text())
+    (data / "possible_answer" / "BFCL_v4_simple_python.json").write_text((FIX / "bfcl_possible_answer.jsonl").read_text())
+    return root
+
+
+def test_bfcl_eval_scheme_reads_the_package_files(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(_fake_bfcl_eval(tmp_path)))
+    env = agentloop.make("tools/bfcl-format-v0", path="bfcl-eval:simple")  # v3's name for simple_python
+    direct = agentloop.make("tools/bfcl-format-v0", path=str(FIX / "bfcl_questions.jsonl"),
+                            answer_path=str(FIX / "bfcl_possible_answer.jsonl"))
+    assert env.unwrapped.records == direct.unwrapped.records
+    with pytest.raises(ConfigError, match="categories: simple_python"):
+        agentloop.make("tools/bfcl-format-v0", path="bfcl-eval:parallel")
+    with pytest.raises(ConfigError, match="leave answer_path unset"):
+        agentloop.make("tools/bfcl-format-v0", path="bfcl-eval:simple", answer_path="x.json")
+
+
+def test_bfcl_eval_scheme_without_the_package_says_how_to_install(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bfcl_eval" else real(name, *a))
+    with pytest.raises(ConfigError, match="pip install --no-deps bfcl-eval"):
+        agentloop.make("tools/bfcl-format-v0", path="bfcl-eval:simple")
+
+
+@pytest.mark.parametrize("category, records", [("simple", 400), ("multiple", 200), ("parallel", 200)])
+def test_real_bfcl_v4_files_load_and_their_gold_calls_pass(category, records):
+    """The files scripts/setup.sh installs (bfcl-eval, data only): the cells' held-out transfer evaluation."""
+    from agentloop.commands.gold import check_gold
+
+    env = agentloop.make("tools/bfcl-format-v0", path=f"bfcl-eval:{category}")
+    results = check_gold(env)
+    assert len(results) == records
+    # one simple_python record's ground truth lets a required argument be omitted (BFCL's own inconsistency)
+    assert sum(not r.passed for r in results) <= 1, [r for r in results if not r.passed]
