@@ -35,6 +35,10 @@ two tokens' logits, recomputed by one unpadded forward pass of the common prefix
 lengths (one new token each) for ``hf`` and each backend, against the linear-layer bound at
 M = the total number of prompt tokens.
 
+``--env math/arith-v0 --env-kwargs difficulty=6,split=test --env-prompts 300 --stop "\n\n"`` times a
+real workload (the first observation of each of N tasks, mixed lengths, a stop string) for ``hf``
+(batches of 64) and each backend, greedy, in alternating order: the default run's generation.
+
 ``--json PATH`` writes ``{"backends": {NAME: {"<batch>": {"ratio_to_hf", "share_of_bound", "agree",
 "agree_ties", ...}}}, "prefill": {...}, "bound": {...}}``.
 
@@ -235,6 +239,40 @@ def bench_prefill(hf, others: dict, lengths: list[int], repeats: int) -> dict:
                                 "share_of_bound": bound / t} for name, t in times.items()}}
 
 
+def env_prompts(env_id: str, kwargs: str, n: int) -> list[list]:
+    """The first observation (the chat the policy sees) of tasks 0..n-1 of a registered environment."""
+    from agentloop.registry import make
+
+    parsed = {}
+    for item in filter(None, kwargs.split(",")):
+        key, _, value = item.partition("=")
+        parsed[key] = int(value) if value.lstrip("-").isdigit() else value
+    env = make(env_id, **parsed)
+    return [list(env.reset(seed=i, options={"index": i})[0]) for i in range(n)]
+
+
+def bench_workload(hf, others: dict, convs: list[list], max_new_tokens: int, stop: str, repeats: int) -> dict:
+    """Seconds and tokens/s for ``convs`` (greedy, ``stop``), each backend against ``hf``, alternating order."""
+    from agentloop.types import SamplingParams
+
+    sampling = SamplingParams(max_new_tokens=max_new_tokens, stop=(stop,) if stop else (), return_logprobs=True)
+    policies = {"hf": hf, **others}
+    best: dict[str, float] = {name: float("inf") for name in policies}
+    outs: dict[str, list] = {}
+    for r in range(repeats):
+        for name in (list(policies) if r % 2 == 0 else list(reversed(policies))):
+            start = time.perf_counter()
+            outs[name] = policies[name].generate(convs, sampling)
+            best[name] = min(best[name], time.perf_counter() - start)
+    result = {}
+    for name in policies:
+        tokens = sum(len(c.token_ids) for c in outs[name])
+        result[name] = {"seconds": best[name], "tokens": tokens, "tok_s": tokens / best[name],
+                        "ratio_to_hf": best["hf"] / best[name],
+                        "agree": sum(a.text == b.text for a, b in zip(outs["hf"], outs[name])) / len(convs)}
+    return {"prompts": len(convs), "max_new_tokens": max_new_tokens, "stop": stop, "backends": result}
+
+
 def rss_child(batch: int, max_new_tokens: int) -> None:
     """Run in a fresh process: load the default model via the policy, generate one batch, print peak RSS."""
     from agentloop.policies.hf import HFPolicy
@@ -263,6 +301,10 @@ def main() -> None:
                         "counts as a near-tie (agree_ties).")
     parser.add_argument("--prefill-lengths", default="", help="Comma list of prompt token lengths prefilled as "
                         "one batch (e.g. 1400,2600,4000,5400).")
+    parser.add_argument("--env", default="", help="Time a real workload: prompts from this environment's tasks.")
+    parser.add_argument("--env-kwargs", default="", help="Its kwargs, k=v,k=v (e.g. difficulty=6,split=test).")
+    parser.add_argument("--env-prompts", type=int, default=300, help="How many of its tasks.")
+    parser.add_argument("--stop", default="", help="Stop string for the workload (e.g. a blank line).")
     parser.add_argument("--json", default=None, help="Write the backend comparison as JSON to this path.")
     parser.add_argument("--rss-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -314,6 +356,15 @@ def main() -> None:
         for name, b in p["backends"].items():
             print(f"  {name:>8} {b['seconds']:7.2f} s {b['tok_s']:8.1f} tok/s ratio_to_hf {b['ratio_to_hf']:.2f} "
                   f"share_of_bound {b['share_of_bound']:.2f}")
+    if args.env:
+        convs = env_prompts(args.env, args.env_kwargs, args.env_prompts)
+        report["workload"] = w = bench_workload(policy, others, convs, args.max_new_tokens, args.stop,
+                                                max(2, args.repeats // 2))
+        w.update(env=args.env, env_kwargs=args.env_kwargs)
+        print(f"workload: {args.env} [{args.env_kwargs}], {len(convs)} prompts, stop {args.stop!r}:")
+        for name, b in w["backends"].items():
+            print(f"  {name:>8} {b['seconds']:7.2f} s {b['tokens']:6d} tokens {b['tok_s']:8.1f} tok/s "
+                  f"ratio_to_hf {b['ratio_to_hf']:.2f} agree {b['agree']:.2f}")
     others.clear()
     report["load_avg_end"] = os.getloadavg()[0]
     if args.json:

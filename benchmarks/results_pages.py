@@ -24,7 +24,7 @@ RESULTS_DIR = ROOT / "benchmarks" / "results"
 PAGE = ROOT / "docs" / "results.md"
 README = ROOT / "README.md"
 DEFAULT_CELL = "rise_greedy-arith"  # the efficacy cell with configs/default.yaml's settings
-PROFILE_ORDER = ("improve_profile_quiet", "improve_profile_quiet_previous_default", "improve_profile_default",
+PROFILE_ORDER = ("improve_profile_quiet", "improve_profile_quiet_hf", "improve_profile_quiet_previous_default", "improve_profile_default",
                  "improve_profile", "improve_profile_hf_lora_cpu", "improve_profile_vllm_cpu")
 
 
@@ -226,8 +226,10 @@ def readme_blocks(results: Path = RESULTS_DIR) -> dict[str, str]:
         seeds = [c["wall_s"] for name, c in cells.items() if name.split("@")[0] == DEFAULT_CELL]
         blocks["make-run"] = (
             f"On a quiet {quiet['cpu_count']}-core machine it took **{quiet['wall_s']:.0f} s** at peak RSS "
-            f"{quiet['peak_rss_mib']:.0f} MiB ({min(seeds):.0f}-{max(seeds):.0f} s at one thread beside another "
-            f"run), with held-out Acc@t1 {_pct(r['before'])} -> {_pct(r['after'])} (N = {r['n']}).")
+            f"{quiet['peak_rss_mib']:.0f} MiB (generation backend {quiet.get('generation_backend', 'hf')}"
+            f"{_cpu(quiet)}), with held-out Acc@t1 {_pct(r['before'])} -> {_pct(r['after'])} (N = {r['n']}); "
+            f"the efficacy cell with its settings took {min(seeds):.0f}-{max(seeds):.0f} s at one thread beside "
+            "another run.")
     if cell:
         g, vs = cell["gains"], cell.get("vs_control") or {}
         blocks["results"] = (

@@ -27,8 +27,7 @@ Ties (equal logits) go to the lower token id in both, as ``torch.argmax`` does.
 
 Memory: the cache holds ``slots x (longest prompt + max_new_tokens)`` positions, 23 KiB each for the
 default model in bf16; ``kv_cache_mib`` caps that reservation by lowering ``slots`` (never the
-lengths). On CPU a large cache is reserved untouched, so RSS grows only with the positions rows reach
-(as ``hf``'s growing cache does).
+lengths).
 
 Covered architectures: ``LlamaForCausalLM`` and models with the same layout (Mistral, Qwen2 with
 q/k/v biases, SmolLM); others raise :class:`~agentloop.errors.PolicyError` naming the ``hf`` backend.
@@ -131,19 +130,14 @@ class _Llama:
 class KVCache:
     """Keys and values of ``slots`` rows, [layers, slots, kv_heads, length, head_dim] each."""
 
-    #: Above this size a CPU tensor is a fresh ``mmap`` whose untouched pages are the OS's zero page (glibc
-    #: maps every block above its mmap threshold, 32 MiB at most): ``torch.empty`` then costs RSS only for
-    #: the positions rows reach, and reads as zeros elsewhere. Below it, ``torch.zeros``.
-    LAZY_BYTES = 64 << 20
-
     def __init__(self, net: _Llama, slots: int, length: int, device: torch.device):
         shape = (net.layers, slots, net.kv_heads, length, net.head_dim)
-        # Masked positions must hold finite numbers (their attention weight is 0, and 0 x NaN is NaN): never
-        # written ones are zeros, stale ones are an earlier row's keys and values.
-        nbytes = math.prod(shape) * torch.empty(0, dtype=net.dtype).element_size()
-        make = torch.empty if device.type == "cpu" and nbytes >= self.LAZY_BYTES else torch.zeros
-        self.k = make(shape, dtype=net.dtype, device=device)
-        self.v = make(shape, dtype=net.dtype, device=device)
+        # Zeroed, never torch.empty: masked positions must hold finite numbers (their attention weight is 0,
+        # and 0 x NaN is NaN). An uninitialised cache, even one far above glibc's mmap threshold, held an
+        # earlier tensor's bytes after an hf prefill of 4k-5k-token prompts, and the replies changed
+        # (benchmarks/generation.py's workload after its prefill measurement showed it).
+        self.k = torch.zeros(shape, dtype=net.dtype, device=device)
+        self.v = torch.zeros(shape, dtype=net.dtype, device=device)
 
     @staticmethod
     def bytes_per_position(net: _Llama) -> int:

@@ -163,3 +163,4 @@ def test_registered_as_a_policy() -> None:
     from agentloop.registry import policies
 
     assert "static" in policies.ids()
+
