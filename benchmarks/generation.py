@@ -326,7 +326,8 @@ def main() -> None:
     import datetime
     import os
 
-    report: dict = {"command": "python " + " ".join(["benchmarks/generation.py", *sys.argv[1:]]),
+    shown = [a.encode("unicode_escape").decode() for a in sys.argv[1:]]  # a stop string's newlines as \\n
+    report: dict = {"command": "python " + " ".join(["benchmarks/generation.py", *shown]),
                     "date": datetime.date.today().isoformat(), "load_avg_start": os.getloadavg()[0],
                     "threads": torch.get_num_threads(), "max_new_tokens": args.max_new_tokens, "backends": {},
                     "bound": {}}

@@ -199,6 +199,15 @@ def generation_section(results: Path) -> list[str]:
         for name, b in pre["backends"].items():
             out.append(f"| {name} | {b['seconds']:.2f} | {b['tok_s']:.0f} | {b['ratio_to_hf']:.2f} | "
                        f"{b['share_of_bound']:.2f} |")
+    work = data.get("workload")
+    if work:
+        out += ["", f"A real workload: the first prompt of {work['prompts']} tasks of `{work['env']}` "
+                f"[{work['env_kwargs']}], greedy, at most {work['max_new_tokens']} tokens, stop "
+                f"{json.dumps(work['stop'])} (the default run's generation):", "",
+                "| backend | seconds | tokens | tok/s | ratio to hf (wall) | identical texts |", "|---|---|---|---|---|---|"]
+        for name, b in work["backends"].items():
+            out.append(f"| {name} | {b['seconds']:.1f} | {b['tokens']} | {b['tok_s']:.0f} | {b['ratio_to_hf']:.2f} | "
+                       f"{b['agree']:.2f} |")
     return out + [""]
 
 
