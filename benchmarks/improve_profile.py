@@ -173,7 +173,7 @@ def profile(cfg: Any, out: Path) -> dict[str, Any]:
     phases["training"]["tokens"] = sum(r.get("train_tokens") or 0 for r in rows)
     phases["training"]["padded_tokens"] = sum(r.get("train_padded_tokens") or 0 for r in rows)  # positions computed
     for row in phases.values():
-        row["seconds"] = round(row["seconds"], 1)
+        row["seconds"] = round(row["seconds"], 3)  # a tiny run's phase can take < 0.05 s
         row["share"] = round(row["seconds"] / wall, 3) if wall > 0 else 0.0
         row["peak_rss_mib"] = round(row["peak_rss_mib"], 1)
     return {

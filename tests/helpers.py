@@ -221,3 +221,18 @@ def teacher_forced_logprobs(model: Any, completion: Any) -> list[float]:
 def mean_gap(a: list[float], b: list[float]) -> float:
     """Mean absolute difference of two per-token logprob lists of one reply."""
     return sum(abs(x - y) for x, y in zip(a, b, strict=True)) / len(a)
+
+
+def check_seeded_sampling(policy: Any, conversations: list) -> None:
+    """A policy's sampling contract: the same seed gives the same n samples (ordered per conversation), another
+    seed others, and greedy n samples are one reply repeated."""
+    from agentloop.types import SamplingParams
+
+    sampling = SamplingParams(max_new_tokens=6, temperature=1.0, n=3, seed=11)
+    a = policy.generate(conversations, sampling)
+    b = policy.generate(conversations, sampling)
+    assert len(a) == 3 * len(conversations) and [c.text for c in a] == [c.text for c in b]
+    c = policy.generate(conversations, sampling.model_copy(update={"seed": 12}))
+    assert [x.text for x in a] != [x.text for x in c]
+    greedy = policy.generate(conversations[:1], SamplingParams(max_new_tokens=6, n=2))
+    assert len(greedy) == 2 and greedy[0] == greedy[1]

@@ -47,13 +47,19 @@ def parse_kwargs(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def check_gold(env: Any) -> list[GoldResult]:
-    """Run every task's gold reply through the environment's verifier."""
+def _gold_source(env: Any, hint: str) -> tuple[Any, Any]:
+    """(the unwrapped environment, its ``gold_reply``); ConfigError ending with ``hint`` when it has none."""
     inner = env.unwrapped
     gold = getattr(inner, "gold_reply", None)
     if gold is None or not hasattr(inner, "num_tasks"):
-        raise ConfigError(f"{type(inner).__name__} has no gold solutions (no gold_reply method); check-gold works on "
-                          "the standard format environments, e.g. code/humaneval-format-v0 path=...")
+        raise ConfigError(f"{type(inner).__name__} has no gold solutions (no gold_reply method); {hint}")
+    return inner, gold
+
+
+def check_gold(env: Any) -> list[GoldResult]:
+    """Run every task's gold reply through the environment's verifier."""
+    inner, gold = _gold_source(env, "check-gold works on the standard format environments, e.g. "
+                                    "code/humaneval-format-v0 path=...")
     results = []
     for i in range(inner.num_tasks()):
         task = inner.get_task(i)
@@ -74,11 +80,8 @@ def gold_conversations(env: Any, limit: int | None = None) -> list[list[dict[str
     answer in exactly the format the environment parses (the "teacher data" of a warm start or of a
     gold-SFT baseline). ``{"messages": [...]}`` per row is the chat format SFT trainers read.
     """
-    inner = env.unwrapped
-    gold = getattr(inner, "gold_reply", None)
-    if gold is None or not hasattr(inner, "num_tasks"):
-        raise ConfigError(f"{type(inner).__name__} has no gold solutions (no gold_reply method); export-gold works on "
-                          "environments that define gold_reply(task), e.g. tools/synthetic-calls-v0.")
+    inner, gold = _gold_source(env, "export-gold works on environments that define gold_reply(task), e.g. "
+                                    "tools/synthetic-calls-v0.")
     rows = []
     for i in range(inner.num_tasks() if limit is None else min(limit, inner.num_tasks())):
         task = inner.get_task(i)

@@ -6,6 +6,7 @@ import pytest
 
 from agentloop.errors import PolicyError
 from agentloop.types import SamplingParams, system, user
+from tests.helpers import check_seeded_sampling
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.slow
@@ -77,14 +78,7 @@ def test_stop_string_cuts_text_and_stops_generation_early(hf32) -> None:
 
 
 def test_sampling_is_seeded_and_n_samples_are_ordered(hf32) -> None:
-    sampling = SamplingParams(max_new_tokens=6, temperature=1.0, n=3, seed=11)
-    a = hf32.generate(CONVS[:2], sampling)
-    b = hf32.generate(CONVS[:2], sampling)
-    assert len(a) == 6 and [c.text for c in a] == [c.text for c in b]
-    c = hf32.generate(CONVS[:2], sampling.model_copy(update={"seed": 12}))
-    assert [x.text for x in a] != [x.text for x in c]
-    greedy = hf32.generate(CONVS[:1], SamplingParams(max_new_tokens=6, n=2))
-    assert len(greedy) == 2 and greedy[0] == greedy[1]
+    check_seeded_sampling(hf32, CONVS[:2])
 
 
 def test_prompt_longer_than_context_is_left_truncated_with_a_warning(hf32) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from agentloop.errors import PolicyError
 from agentloop.types import SamplingParams, system, user
-from tests.helpers import teacher_forced_logprobs
+from tests.helpers import check_seeded_sampling, teacher_forced_logprobs
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.slow
@@ -81,14 +81,7 @@ def test_stop_string_cuts_text_and_frees_the_row(hf32, static32) -> None:
 
 
 def test_sampling_is_seeded_and_n_samples_are_ordered(static32) -> None:
-    sampling = SamplingParams(max_new_tokens=6, temperature=1.0, n=3, seed=11)
-    a = static32.generate(CONVS[:2], sampling)
-    b = static32.generate(CONVS[:2], sampling)
-    assert len(a) == 6 and [c.text for c in a] == [c.text for c in b]
-    c = static32.generate(CONVS[:2], sampling.model_copy(update={"seed": 12}))
-    assert [x.text for x in a] != [x.text for x in c]
-    greedy = static32.generate(CONVS[:1], SamplingParams(max_new_tokens=6, n=2))
-    assert len(greedy) == 2 and greedy[0] == greedy[1]
+    check_seeded_sampling(static32, CONVS[:2])
 
 
 def test_top_p_keeps_the_smallest_prefix_reaching_p() -> None:
