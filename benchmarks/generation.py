@@ -143,21 +143,27 @@ def build_backend(spec: str, model: str | None):
     raise SystemExit(f"unknown backend {spec!r}; use static, ct2:int8, ct2:float32 or llamacpp[:file.gguf]")
 
 
+def alternating(policies: dict, convs: list, sampling, repeats: int) -> tuple[dict[str, float], dict[str, list]]:
+    """Each policy generates ``convs`` ``repeats`` times, the order reversed every other round (so neither side
+    always runs on a warmer or busier machine); returns each one's best seconds and its last completions."""
+    best = {name: float("inf") for name in policies}
+    outs: dict[str, list] = {}
+    for r in range(repeats):
+        for name in (list(policies) if r % 2 == 0 else list(reversed(policies))):
+            start = time.perf_counter()
+            outs[name] = policies[name].generate(convs, sampling)
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best, outs
+
+
 def bench_backend(hf, other, batch: int, max_new_tokens: int, repeats: int, tie_ulps: float) -> dict:
     from agentloop.types import SamplingParams
 
     convs = prompts(batch)
     sampling = SamplingParams(max_new_tokens=max_new_tokens, return_logprobs=True)
-    times: dict[str, list[float]] = {"hf": [], "other": []}
-    outs: dict[str, list] = {}
-    for r in range(repeats):
-        for side in (("hf", "other") if r % 2 == 0 else ("other", "hf")):
-            policy = hf if side == "hf" else other
-            start = time.perf_counter()
-            outs[side] = policy.generate(convs, sampling)
-            times[side].append(time.perf_counter() - start)
+    best, outs = alternating({"hf": hf, "other": other}, convs, sampling, repeats)
     tokens = {side: sum(len(c.token_ids) for c in outs[side]) for side in outs}
-    tps = {side: tokens[side] / min(times[side]) for side in times}
+    tps = {side: tokens[side] / best[side] for side in best}
     pairs = list(zip(outs["hf"], outs["other"]))
     strict = [a.text == b.text for a, b in pairs]
     ties = [same or near_tie(hf, a, b, tie_ulps) for same, (a, b) in zip(strict, pairs)]
@@ -165,7 +171,7 @@ def bench_backend(hf, other, batch: int, max_new_tokens: int, repeats: int, tie_
     return {"batch": batch, "hf_tok_s": tps["hf"], "tok_s": tps["other"], "ratio": tps["other"] / tps["hf"],
             "agree": sum(strict) / batch, "agree_ties": sum(ties) / batch,
             "agree_answer": sum(a.split("\n\n")[0] == b.split("\n\n")[0] for a, b in texts) / batch,
-            "tokens": tokens["other"], "seconds": min(times["other"]), "hf_seconds": min(times["hf"])}
+            "tokens": tokens["other"], "seconds": best["other"], "hf_seconds": best["hf"]}
 
 
 def near_tie(hf, a, b, ulps: float) -> bool:
@@ -223,13 +229,7 @@ def bench_prefill(hf, others: dict, lengths: list[int], repeats: int) -> dict:
 
     convs = long_prompts(hf.tokenizer, lengths)
     sampling = SamplingParams(max_new_tokens=1)
-    policies = {"hf": hf, **others}
-    times: dict[str, float] = {name: float("inf") for name in policies}
-    for r in range(repeats):
-        for name in (list(policies) if r % 2 == 0 else list(reversed(policies))):
-            start = time.perf_counter()
-            policies[name].generate(convs, sampling)
-            times[name] = min(times[name], time.perf_counter() - start)
+    times, _ = alternating({"hf": hf, **others}, convs, sampling, repeats)
     from agentloop.policies.chat import encode_chat
 
     total = sum(len(encode_chat(hf.tokenizer, c, None, 1)[0]) for c in convs)
@@ -256,16 +256,9 @@ def bench_workload(hf, others: dict, convs: list[list], max_new_tokens: int, sto
     from agentloop.types import SamplingParams
 
     sampling = SamplingParams(max_new_tokens=max_new_tokens, stop=(stop,) if stop else (), return_logprobs=True)
-    policies = {"hf": hf, **others}
-    best: dict[str, float] = {name: float("inf") for name in policies}
-    outs: dict[str, list] = {}
-    for r in range(repeats):
-        for name in (list(policies) if r % 2 == 0 else list(reversed(policies))):
-            start = time.perf_counter()
-            outs[name] = policies[name].generate(convs, sampling)
-            best[name] = min(best[name], time.perf_counter() - start)
+    best, outs = alternating({"hf": hf, **others}, convs, sampling, repeats)
     result = {}
-    for name in policies:
+    for name in best:
         tokens = sum(len(c.token_ids) for c in outs[name])
         result[name] = {"seconds": best[name], "tokens": tokens, "tok_s": tokens / best[name],
                         "ratio_to_hf": best["hf"] / best[name],

@@ -207,8 +207,8 @@ def choose(logits: torch.Tensor, sampling: SamplingParams, generator: torch.Gene
         scaled = logits.float() / sampling.temperature
         if sampling.top_p < 1.0:
             sorted_logits, order = scaled.sort(dim=-1, descending=True)
-            cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-            drop = cum - sorted_logits.softmax(dim=-1) >= sampling.top_p  # keep the smallest prefix reaching top_p
+            probs = sorted_logits.softmax(dim=-1)
+            drop = probs.cumsum(dim=-1) - probs >= sampling.top_p  # keep the smallest prefix reaching top_p
             sorted_logits = sorted_logits.masked_fill(drop, -math.inf)
             scaled = torch.full_like(scaled, -math.inf).scatter(-1, order, sorted_logits)
         tokens = torch.multinomial(scaled.softmax(dim=-1), 1, generator=generator).squeeze(-1)

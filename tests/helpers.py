@@ -236,3 +236,14 @@ def check_seeded_sampling(policy: Any, conversations: list) -> None:
     assert [x.text for x in a] != [x.text for x in c]
     greedy = policy.generate(conversations[:1], SamplingParams(max_new_tokens=6, n=2))
     assert len(greedy) == 2 and greedy[0] == greedy[1]
+
+
+def chat_prompts() -> list:
+    """Three short chats of different lengths (one with a system message) for the policy tests."""
+    from agentloop.types import system, user
+
+    return [
+        [user("What is 2+3?")],
+        [system("Answer in one word."), user("Name a colour of the sky on a clear day, and explain why it has that colour.")],
+        [user("Hi")],
+    ]

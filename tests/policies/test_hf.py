@@ -5,17 +5,13 @@ from __future__ import annotations
 import pytest
 
 from agentloop.errors import PolicyError
-from agentloop.types import SamplingParams, system, user
-from tests.helpers import check_seeded_sampling
+from agentloop.types import SamplingParams, user
+from tests.helpers import chat_prompts, check_seeded_sampling
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.slow
 
-CONVS = [
-    [user("What is 2+3?")],
-    [system("Answer in one word."), user("Name a colour of the sky on a clear day, and explain why it has that colour.")],
-    [user("Hi")],
-]
+CONVS = chat_prompts()
 
 
 def forward_logprobs(model, prompt_ids, token_ids) -> list[float]:

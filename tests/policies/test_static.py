@@ -7,16 +7,14 @@ import math
 import pytest
 
 from agentloop.errors import PolicyError
-from agentloop.types import SamplingParams, system, user
-from tests.helpers import check_seeded_sampling, teacher_forced_logprobs
+from agentloop.types import SamplingParams, user
+from tests.helpers import chat_prompts, check_seeded_sampling, teacher_forced_logprobs
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.slow
 
 CONVS = [
-    [user("What is 2+3?")],
-    [system("Answer in one word."), user("Name a colour of the sky on a clear day, and explain why it has that colour.")],
-    [user("Hi")],
+    *chat_prompts(),
     [user("List three prime numbers and say why each one is prime.")],
     [user("Write a haiku about the sea.")],
 ]
