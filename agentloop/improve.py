@@ -332,8 +332,8 @@ class ImproveLoop:
                                   max_new_tokens=cfg.collect.max_new_tokens, stop=cfg.collect.stop,
                                   seed=cfg.seed * 1000 + iteration, return_logprobs=True)
         specs = self.algorithm.specs(iteration, tasks)
-        critic = self.algorithm.make_critic(self.gen_policy) if hasattr(self.algorithm, "make_critic") else None
-        policy = self.algorithm.collection_policy(self.policy) if hasattr(self.algorithm, "collection_policy") else None
+        critic = self.algorithm.make_critic(self.gen_policy)
+        policy = self.algorithm.collection_policy(self.policy)
         episodes = self.collect(specs, sampling, cfg.collect.batch_size, f"collect iter {iteration}", critic, policy)
         branch_specs = self.algorithm.branch_specs(iteration, tasks, episodes)
         branches = (self.collect(branch_specs, sampling, cfg.collect.batch_size, f"branch  iter {iteration}", critic,

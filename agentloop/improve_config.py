@@ -159,12 +159,7 @@ class ImproveConfig(_Section):
 
     @model_validator(mode="after")
     def _conflicts(self) -> ImproveConfig:
-        if self.method.name == "leti" and self.train.lora is not None:
-            raise ValueError("method.name=leti with train.lora set: LeTI adds reward tokens whose new embeddings must be "
-                             "trained, which a LoRA adapter does not do; use full fine-tuning (train.lora: null).")
-        if self.method.name == "score" and self.eval.max_attempts < 2:
-            raise ValueError("method.name=score trains a second attempt; evaluate it with eval.max_attempts >= 2 "
-                             "(and eval.feedback: retry) so the report shows Acc@t2.")
+        self.method.check(self)  # the method's own rules about the rest of the config (MethodConfig.check)
         if self.eval.metric == "final" and self.eval.max_attempts < 2:
             raise ValueError("eval.metric=final needs eval.max_attempts >= 2 (with one attempt it equals t1).")
         return self

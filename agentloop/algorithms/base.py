@@ -6,10 +6,15 @@ the run directory, runs the rest through the :class:`~agentloop.rollout.RolloutE
 generation across episodes), and appends each episode to ``episodes.jsonl`` as it finishes, so a
 killed run loses no finished episode. Episodes come back in spec order.
 
-An :class:`Algorithm` subclass implements ``specs`` (what to collect) and ``examples`` (episodes
--> training examples); it may override ``setup`` (e.g. add tokens), ``condition`` (edit the
-conversation the policy sees, e.g. LeTI's reward token), ``branch_specs`` (a second round of
-episodes started from states the first reached, e.g. RISE's best-of-N) and ``eval_wrappers``.
+An :class:`Algorithm` subclass implements ``examples`` (episodes -> training examples) and usually
+``train_env`` or ``specs`` (what to collect). Every other hook the improve loop calls is declared on
+:class:`Algorithm` with a default that does nothing special, so a method overrides only what it changes:
+``setup`` (e.g. add tokens), ``prepare`` (run-level state), ``condition`` (edit the conversation the
+policy sees, e.g. LeTI's reward token), ``collection_policy`` (who generates during collection, e.g.
+RISE's teacher), ``make_critic`` (a critic for collection, e.g. the critique loop's), ``branch_specs``
+(a second round of episodes started from states the first reached, e.g. RISE's best-of-N),
+``eval_attempt_settings`` (the method's own held-out feedback text) and ``stats``. The method's
+config validates itself against the whole improve config in :meth:`MethodConfig.check`.
 """
 
 from __future__ import annotations
@@ -48,6 +53,11 @@ class MethodConfig(BaseModel):
     restart_from_base: bool = Field(
         default=False, description="Fine-tune from the starting model each iteration (critique-loop paper) "
         "instead of continuing from the last checkpoint.")
+
+    def check(self, improve_config: Any) -> None:
+        """Refuse an improve config this method cannot run (raise ``ValueError`` saying how to fix it), e.g.
+        LeTI with a LoRA adapter. Called by ``ImproveConfig``'s validation with the whole config, so a
+        method's cross-section rules live with the method (default: nothing to check)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -126,6 +136,16 @@ class Algorithm:
         """The conversation the policy actually sees (default: unchanged)."""
         return list(conversation)
 
+    def collection_policy(self, learner: Policy) -> Policy:
+        """The policy that generates the collection episodes, given the learner (the conditioned policy of
+        the model being trained); e.g. RISE routes later attempts to a teacher (default: the learner)."""
+        return learner
+
+    def make_critic(self, policy: Policy) -> Critic | None:
+        """The critic collection episodes are critiqued by, given the generation policy (an ``llm`` critic
+        may critique with it); e.g. the critique loop's (default: None, no critic)."""
+        return None
+
     def train_env(self, make_env: Callable[..., gym.Env]) -> EnvFactory:
         """The environment (with wrappers) collection episodes run in (default: the plain env)."""
         return make_env
@@ -146,7 +166,10 @@ class Algorithm:
         return []
 
     def examples(self, episodes: Sequence[Episode], tokenizer: Any) -> list[Any]:
-        raise NotImplementedError
+        """The training examples of ``episodes`` (collected and branch episodes of this iteration, or of every
+        iteration so far with ``data: union``); each episode's ``metadata["iteration"]`` says when it was
+        collected. Every method implements this."""
+        raise NotImplementedError(f"{type(self).__name__} must implement examples(episodes, tokenizer)")
 
     def stats(self, episodes: Sequence[Episode]) -> dict[str, float]:
         """Training-reward figures of the collected episodes (logged per iteration)."""

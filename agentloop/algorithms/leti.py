@@ -64,6 +64,11 @@ class LeTIConfig(MethodConfig):
                                      description="Regulariser chunks per LeTI sequence (1 = the paper's 1:1).")
     regulariser_chars: int = Field(default=1200, ge=64, description="Characters per regulariser chunk (whole lines).")
 
+    def check(self, improve_config: Any) -> None:
+        if improve_config.train.lora is not None:
+            raise ValueError("method.name=leti with train.lora set: LeTI adds reward tokens whose new embeddings must be "
+                             "trained, which a LoRA adapter does not do; use full fine-tuning (train.lora: null).")
+
 
 def add_reward_tokens(tokenizer: Any, model: Any = None) -> int:
     """Add LeTI's special tokens (idempotent) and resize ``model``'s embeddings; returns how many were new."""

@@ -71,6 +71,7 @@ collection setting) would make later-turn accuracy oracle-stopped.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -78,9 +79,11 @@ from pydantic import Field, model_validator
 
 from agentloop.algorithms.base import Algorithm, EnvFactory, EpisodeSpec, MethodConfig, TaskSet, usable
 from agentloop.config import ComponentRef
+from agentloop.protocols import ToolSchemas, accepts_tools
 from agentloop.runs import episode_key
 from agentloop.training.data import TrainExample, turn_example
 from agentloop.types import Episode, Message, SamplingParams, Turn
+from agentloop.wrappers import PolicyWrapper
 
 __all__ = ["RISE", "RISEConfig", "TurnRoutedPolicy", "best_candidates", "best_turns", "is_first_attempt",
            "rise_training_pairs", "rise_training_turns"]
@@ -309,14 +312,24 @@ class RISE(Algorithm):
         return [turn_example(tokenizer, turn, weight=w, group=task) for (turn, _, task), w in zip(chosen, weights)]
 
 
-class TurnRoutedPolicy:
+class TurnRoutedPolicy(PolicyWrapper):
     """First attempts from ``learner`` (at ``first_temperature`` when set), later attempts from ``teacher``
-    (RISE distillation; the learner itself when only the temperature differs)."""
+    (RISE distillation; the learner itself when only the temperature differs).
+
+    A :class:`~agentloop.wrappers.PolicyWrapper` around the learner: ``tools`` (native-tool environments)
+    reach both routes, each conversation's schemas with it; ``takes_tools`` holds when both routes take them.
+    """
 
     def __init__(self, learner: Any, teacher: Any, first_temperature: float | None = None):
+        super().__init__(learner)
         self.learner, self.teacher, self.first_temperature = learner, teacher, first_temperature
 
-    def generate(self, conversations: Sequence[Sequence[Message]], sampling: SamplingParams) -> list[Any]:
+    @property
+    def takes_tools(self) -> bool:
+        return all(_route_takes_tools(p) for p in (self.learner, self.teacher))
+
+    def generate(self, conversations: Sequence[Sequence[Message]], sampling: SamplingParams,
+                 tools: Sequence[ToolSchemas | None] | None = None) -> list[Any]:
         first = [i for i, c in enumerate(conversations) if is_first_attempt(c)]
         first_set = set(first)
         later = [i for i in range(len(conversations)) if i not in first_set]
@@ -332,12 +345,15 @@ class TurnRoutedPolicy:
                 position: dict[str, int] = {}
                 asked, slot = [], []
                 for i in idx:
-                    key = _conversation_key(conversations[i])
+                    key = _conversation_key(conversations[i], tools[i] if tools else None)
                     if key not in position:
                         position[key] = len(asked)
                         asked.append(i)
                     slot.append(position[key])
-            comps = policy.generate([conversations[i] for i in asked], params)
+            # each route is a wrapped policy of its own: the asked conversations' tools pass through it
+            route = PolicyWrapper(policy)
+            comps = route.generate([conversations[i] for i in asked], params,
+                                   [tools[i] for i in asked] if tools else None)
             if policy is not self.learner:
                 # The teacher's text was not sampled by the learner (its ids may not even be the learner's
                 # vocabulary): training renders it, like any text-only turn.
@@ -348,5 +364,9 @@ class TurnRoutedPolicy:
         return out
 
 
-def _conversation_key(conversation: Sequence[Message]) -> str:
-    return "\x1e".join(m.model_dump_json() for m in conversation)
+def _route_takes_tools(policy: Any) -> bool:
+    return policy.takes_tools if isinstance(policy, PolicyWrapper) else accepts_tools(policy)
+
+
+def _conversation_key(conversation: Sequence[Message], tools: Any = None) -> str:
+    return "\x1e".join([*(m.model_dump_json() for m in conversation), json.dumps(tools, sort_keys=True, default=str)])

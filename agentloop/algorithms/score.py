@@ -34,13 +34,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from agentloop.algorithms.base import (
-    Algorithm,
-    EnvFactory,
-    EpisodeSpec,
-    MethodConfig,
-    TaskSet,
-)
+from agentloop.algorithms.base import Algorithm, EnvFactory, MethodConfig
 from agentloop.training.data import TrainExample, turn_example
 from agentloop.types import Episode
 
@@ -56,6 +50,11 @@ class SCoReConfig(MethodConfig):
     beta1: float = Field(default=0.01, ge=0.0, description="KL coefficient on turns trained for reward.")
     beta2: float = Field(default=0.1, ge=0.0, description="Stage I KL coefficient pinning attempt 1 to the reference.")
     retry_instruction: str | None = Field(default=None, description="Override of the self-correction instruction.")
+
+    def check(self, improve_config: Any) -> None:
+        if improve_config.eval.max_attempts < 2:
+            raise ValueError("method.name=score trains a second attempt; evaluate it with eval.max_attempts >= 2 "
+                             "(and eval.feedback: retry) so the report shows Acc@t2.")
 
 
 def _rewards(ep: Episode) -> tuple[float, float] | None:
@@ -98,10 +97,6 @@ class SCoRe(Algorithm):
 
     objective = "reinforce"
 
-    def __init__(self, config: SCoReConfig):
-        super().__init__(config)
-        self.iteration = 1
-
     def train_env(self, make_env: Any) -> EnvFactory:
         from agentloop.wrappers import MultiAttempt
 
@@ -112,20 +107,22 @@ class SCoRe(Algorithm):
                                 retry_instruction=instruction)
         return factory
 
-    def specs(self, iteration: int, tasks: TaskSet) -> list[EpisodeSpec]:
-        self.iteration = iteration
-        return super().specs(iteration, tasks)
-
     def stage(self, iteration: int) -> int:
+        """1 (Stage I) for the first ``stage1_iterations`` iterations, then 2."""
         return 1 if iteration <= self.config.stage1_iterations else 2
 
+    def episodes_stage(self, episodes: Sequence[Episode]) -> int:
+        """The stage of the iteration ``episodes`` were collected for: the latest ``metadata["iteration"]``
+        (with ``data: union`` older iterations' episodes are trained under the current stage too)."""
+        return self.stage(max((int(ep.metadata.get("iteration", 1)) for ep in episodes), default=1))
+
     def examples(self, episodes: Sequence[Episode], tokenizer: Any) -> list[TrainExample]:
-        return score_examples(episodes, tokenizer, self.config, self.stage(self.iteration))
+        return score_examples(episodes, tokenizer, self.config, self.episodes_stage(episodes))
 
     def stats(self, episodes: Sequence[Episode]) -> dict[str, float]:
         pairs = [r for ep in episodes if (r := _rewards(ep)) is not None]
         base = super().stats(episodes)
         if pairs:
             base.update(train_acc_t1=sum(a for a, _ in pairs) / len(pairs), train_acc_t2=sum(b for _, b in pairs) / len(pairs),
-                        stage=float(self.stage(self.iteration)))
+                        stage=float(self.episodes_stage(episodes)))
         return base

@@ -196,6 +196,21 @@ def test_score_stage1_pins_first_attempt_with_beta2(tokenizer):
     assert all(e.kl_coef == 0.01 for e in exs if e.meta["attempt"] == 2)
 
 
+def test_score_stage_follows_the_episodes_iteration(tokenizer):
+    """The stage comes from the iteration the episodes were collected for (no state set by specs())."""
+    from agentloop.algorithms.score import SCoRe, SCoReConfig
+
+    algo = SCoRe(SCoReConfig(samples_per_task=2, stage1_iterations=1, beta1=0.01, beta2=0.25))
+    first, second = _collect(algo, iteration=1), _collect(algo, iteration=2)
+    assert algo.episodes_stage(first) == 1 and algo.episodes_stage(second) == 2
+    assert algo.episodes_stage([*first, *second]) == 2  # data: union trains older episodes under today's stage
+    kl1 = {e.kl_coef for e in algo.examples(first, tokenizer) if e.meta["attempt"] == 1}
+    assert kl1 == {0.25}  # stage I: beta2 on attempt 1
+    kl2 = {e.kl_coef for e in algo.examples(second, tokenizer) if e.meta["attempt"] == 1}
+    assert kl2 == {0.01}  # stage II: beta1 on both attempts
+    assert algo.stats(first)["stage"] == 1.0 and algo.stats(second)["stage"] == 2.0
+
+
 def test_leti_sequences_and_direction(tiny_model, tokenizer):
     from agentloop.algorithms.leti import BAD, FEEDBACK_OPEN, GOOD, LeTI, LeTIConfig
 
@@ -478,6 +493,31 @@ def test_rise_distillation_routes_later_attempts_to_teacher():
     specs = algo.specs(1, TaskSet(make_env=YesEnv, indices=(0, 1)))
     episodes = Collector(policy, SamplingParams()).collect(specs)
     assert all([t.action for t in e.turns] == ["no", "yes"] for e in episodes)
+
+
+def test_rise_routed_collection_hands_native_tools_to_both_routes():
+    """TurnRoutedPolicy is a PolicyWrapper: on a native-tool environment each route gets its conversations' tools."""
+    from agentloop.algorithms.rise import RISE, RISEConfig, TurnRoutedPolicy
+    from agentloop.registry import make
+    from agentloop.wrappers import PolicyWrapper
+    from tests.helpers import RecordingPolicy
+
+    def env():
+        return make("tools/synthetic-calls-v0", level="multiple", num_tasks=5, tool_prompt="native")
+
+    algo = RISE(RISEConfig(max_attempts=2, collection="no_oracle", samples_per_task=2))
+    learner, teacher = RecordingPolicy(lambda c: "learner"), RecordingPolicy(lambda c: "teacher")
+    routed = TurnRoutedPolicy(learner, teacher, first_temperature=0.0)
+    assert routed.takes_tools and isinstance(routed, PolicyWrapper)
+    episodes = Collector(routed, SamplingParams(temperature=0.8)).collect(
+        algo.specs(1, TaskSet(make_env=env, indices=(0, 1))))
+    assert all(e.error is None and [t.action for t in e.turns] == ["learner", "teacher"] for e in episodes)
+    names = {i: [fn["name"] for fn in env().unwrapped.records[i].functions] for i in (0, 1)}
+    for calls in (learner.tools, teacher.tools):
+        got = sorted(tuple(t["function"]["name"] for t in tools) for call in calls for tools in call)
+        assert got and set(got) == {tuple(n) for n in names.values()}  # every conversation's own schemas arrived
+    # a route that cannot render tools natively is refused, not silently given none
+    assert not TurnRoutedPolicy(learner, _TemperatureTellingPolicy()).takes_tools
 
 
 class _TemperatureTellingPolicy:

@@ -39,6 +39,10 @@ def test_every_name_in_all_resolves():
 class _FirstTryConfig(agentloop.MethodConfig):
     name: Literal["test_first_try"] = "test_first_try"
 
+    def check(self, improve_config):
+        if improve_config.eval.max_attempts > 2:
+            raise ValueError("method test_first_try trains first attempts only; set eval.max_attempts <= 2")
+
 
 class _FirstTry(agentloop.Algorithm):
     """SFT on the first attempts that succeeded."""
@@ -69,6 +73,9 @@ def test_register_method_in_code_selects_it_by_name(registered_first_try):
     with pytest.raises(ValueError, match="method.bogus"):  # its config is checked like a built-in's
         agentloop.ImproveConfig.model_validate({"env": {"id": "math/arith-v0", "eval_kwargs": {"seed": 1}},
                                                 "method": {"name": "test_first_try", "bogus": 1}})
+    with pytest.raises(ValueError, match="set eval.max_attempts <= 2"):  # its own rules, through MethodConfig.check
+        agentloop.ImproveConfig.model_validate({"env": {"id": "math/arith-v0", "eval_kwargs": {"seed": 1}},
+                                                "method": {"name": "test_first_try"}, "eval": {"max_attempts": 3}})
     with pytest.raises(RegistryError, match="already registered"):
         agentloop.register_method("test_first_try", _FirstTryConfig, _FirstTry)
     agentloop.register_method("test_first_try", _FirstTryConfig, _FirstTry, override=True)
