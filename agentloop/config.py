@@ -54,12 +54,27 @@ class ComponentRef(BaseModel):
 
         return make_policy(self.id, **{**self.kwargs, **extra})
 
+    def critiques_with_actor(self) -> bool:
+        """Whether the critic takes the actor's policy: its factory has a ``policy`` parameter (the ``llm``
+        critic, or a plugin's) that ``kwargs`` leaves unset. No critic id is special-cased here."""
+        import inspect
+
+        from agentloop.registry import critics
+
+        if "policy" in self.kwargs:
+            return False
+        try:
+            return "policy" in inspect.signature(critics.spec(self.id).load()).parameters
+        except (TypeError, ValueError):
+            return False
+
     def make_critic(self, actor: Any = None) -> Any:
-        """Build the registered critic ``id``; an ``llm`` critic without a policy kwarg critiques with ``actor``."""
+        """Build the registered critic ``id``; one that takes a policy and is given none in ``kwargs``
+        critiques with ``actor`` (:meth:`critiques_with_actor`), e.g. a self-critiquing ``llm`` critic."""
         from agentloop.registry import make_critic
 
         kwargs = dict(self.kwargs)
-        if self.id == "llm" and "policy" not in kwargs and actor is not None:
+        if actor is not None and self.critiques_with_actor():
             kwargs["policy"] = actor
         return make_critic(self.id, **kwargs)
 

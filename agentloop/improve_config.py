@@ -17,7 +17,7 @@ from agentloop.algorithms.base import MethodConfig
 from agentloop.distributed import DistributedConfig
 from agentloop.evaluation.evaluate import AttemptSettings
 from agentloop.evaluation.heldout import HeldOutResult, ProtocolComparison
-from agentloop.training.distributed import AdapterSyncConfig
+from agentloop.generation.adapters import AdapterSyncConfig
 from agentloop.training.config import TrainConfig
 from agentloop.types import FeedbackMode
 

@@ -16,7 +16,7 @@ the raw logits (temperature 1, as the ``hf`` policy reports them). Stop strings 
 its decoded tail contains one; the text is cut before it.
 
 New weights after training reach the running model as a LoRA adapter (:meth:`LlamaCppPolicy.load_adapter`,
-which :class:`agentloop.training.distributed.AdapterSync` calls): the peft adapter folder is written
+which :class:`agentloop.generation.adapters.AdapterSync` calls): the peft adapter folder is written
 as a GGUF LoRA file (:func:`write_gguf_lora`; tensor names from ``gguf``'s name map, the q/k rows
 permuted into GGUF's rotary layout as llama.cpp's own converter does) and applied unmerged by
 llama.cpp, in well under a second for a rank-16 adapter of the default model. The base weights stay

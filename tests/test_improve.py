@@ -103,7 +103,7 @@ def test_bad_configs_fail_before_any_work(tmp_path):
 def test_auto_threads_leave_the_cores_other_running_processes_use(monkeypatch):
     import importlib
 
-    loop = importlib.import_module("agentloop.improve")  # the module: `agentloop.improve` is the function
+    loop = importlib.import_module("agentloop.training.threads")
 
     assert loop.running_processes() >= 1  # this process at least (1 where /proc/loadavg is missing)
     monkeypatch.setattr(loop.os, "cpu_count", lambda: 2)
@@ -129,22 +129,17 @@ def test_cli_dry_run_default():
 
 
 def test_training_tasks_never_include_held_out_prompts():
-    from agentloop.improve import (
-        EnvSettings,
-        _prompt_text,
-        env_factory,
-        eval_indices,
-        train_indices,
-    )
+    from agentloop.improve_config import EnvSettings
+    from agentloop.improve_tasks import env_factory, eval_indices, prompt_text, train_indices
 
     cfg = EnvSettings(id="math/arith-v0", kwargs={"difficulty": 1, "num_tasks": 100000}, train_kwargs={"seed": 0},
                       eval_kwargs={"seed": 1}, train_tasks=200, eval_tasks=300)
     eval_env = env_factory(cfg, "eval")()
-    held_out = {_prompt_text(eval_env, i) for i in eval_indices(cfg)}
+    held_out = {prompt_text(eval_env, i) for i in eval_indices(cfg)}
     train_env = env_factory(cfg, "train")()
     first = train_indices(cfg, 1, held_out)
     assert len(first) == 200
-    assert not held_out & {_prompt_text(train_env, i) for i in first}
+    assert not held_out & {prompt_text(train_env, i) for i in first}
     assert not set(first) & set(train_indices(cfg, 2, held_out))  # fresh tasks each iteration
 
 
@@ -302,7 +297,7 @@ def test_result_reports_self_correction_before_and_after_with_gains_and_operatio
     """Two-attempt held-out evaluation: the summary carries both reports, the paired gains and per-operation rows,
     computed from the recorded per-task attempts; the printed result shows them."""
     from agentloop.evaluation.metrics import pad_attempts
-    from agentloop.improve import format_result
+    from agentloop.improve_report import format_result
 
     extra = {"method": {"name": "rise", "max_attempts": 2, "samples_per_task": 2}, "iterations": 1,
              "env": {"id": "math/arith-v0", "kwargs": {"difficulty": 6}, "train_kwargs": {"split": "train"},

@@ -30,7 +30,7 @@ def test_improve_iteration_on_llamacpp_hands_the_trained_adapter_to_llama_cpp(tm
     run = tmp_path / "run"
     loop = ImproveLoop(cfg, run)
     policy = loop.gen_policy
-    assert type(policy).__name__ == "LlamaCppPolicy" and policy._adapter is None and loop.gen is None
+    assert type(policy).__name__ == "LlamaCppPolicy" and policy._adapter is None and loop.generation.copy is None
     obs, _ = make("math/arith-v0", difficulty=1, num_tasks=1000, seed=1).reset(options={"index": 0})
     greedy = SamplingParams(temperature=0.0, max_new_tokens=12, return_logprobs=True)
     before = policy.generate([obs], greedy)[0]

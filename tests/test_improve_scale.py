@@ -134,7 +134,7 @@ def test_adapter_sync_pushes_each_trained_adapter_to_the_engine(tiny_model_dir, 
                 train={"lr": 1e-2, "batch_size": 4, "dtype": "float32", "lora": LORA})
     run = tmp_path / "run"
     loop = ImproveLoop(cfg, run)
-    assert loop.gen is None  # no in-memory generation copy: the engine was built from the base folder
+    assert loop.generation.copy is None  # no in-memory generation copy: the engine was built from the base folder
     embed = loop.gen_policy.model.get_input_embeddings().weight.data_ptr()
     result = loop.run_all()
     loop.close()

@@ -74,7 +74,7 @@ def test_improve_iteration_on_vllm_cpu_hands_the_trained_adapter_to_the_engine(t
     policy = loop.gen_policy
     engine = policy.llm
     assert type(policy).__name__ == "VLLMPolicy" and policy._lora is None  # the engine starts on the base model
-    assert loop.gen is None  # no in-memory generation copy of the trained model
+    assert loop.generation.copy is None  # no in-memory generation copy of the trained model
     vllm_config = engine.llm_engine.vllm_config
     # a fixed small KV cache (generation.adapters.cpu_kv_cache_gib), not a share of the machine's RAM
     assert vllm_config.cache_config.kv_cache_memory_bytes == 1 << 30 and vllm_config.lora_config.max_lora_rank == 8

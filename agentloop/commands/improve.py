@@ -74,7 +74,8 @@ def register(app: typer.Typer) -> None:
 
         from agentloop.config import find_config, load_config
         from agentloop.errors import ConfigError
-        from agentloop.improve import ImproveConfig, default_out, format_result, improve
+        from agentloop.improve import ImproveConfig, default_out, improve
+        from agentloop.improve_report import format_result
 
         path, sets = _split(config, overrides or [])
         if path is None and resume and out and (Path(out) / "config.json").exists():

@@ -467,8 +467,8 @@ def check_per_node(cfg: EvalConfig, policy: Any = None, critic: Any = None) -> N
         raise ConfigError("distributed.generation='per_node' builds the policy on every worker from the config; "
                           "policy/critic instances cannot travel there. Use generation='central' instead.")
     refs = [cfg.critic] + [p.critic for p in cfg.protocol_list()]
-    if any(r is not None and r.id == "llm" and "policy" not in r.kwargs for r in refs):
-        raise ConfigError("a self-critiquing llm critic shares the actor's model, which per_node generation does "
+    if any(r is not None and r.critiques_with_actor() for r in refs):
+        raise ConfigError("a self-critiquing critic (llm) shares the actor's model, which per_node generation does "
                           "not build on the driver; set critic.kwargs.policy or use generation='central'.")
 
 

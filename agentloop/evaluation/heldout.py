@@ -16,7 +16,7 @@ before/after :class:`~agentloop.evaluation.selfcorrection.Gains` are paired on.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,6 +27,7 @@ from agentloop.runs import episode_key
 from agentloop.types import Episode
 
 __all__ = ["HeldOutResult", "ProtocolComparison", "compare_protocols", "first_attempt_specs", "held_out_result",
+           "run_held_out",
            "protocol_specs"]
 
 
@@ -118,6 +119,47 @@ def held_out_result(by_protocol: dict[str, Sequence[Episode]], max_attempts: int
         reports[name] = self_correction(rows, max_attempts, protocol=name, oracle_stopped=stopped, seed=seed)
         problems[name] = rows
     return HeldOutResult(iteration=iteration, metric=metric, protocols=reports, problems=problems)
+
+
+#: ``collect(specs, sampling, batch_size, label, critic) -> episodes``: runs specs, reusing recorded episodes.
+Collect = Callable[[Sequence[Any], Any, int, str, Any], list[Episode]]
+
+
+def run_held_out(settings: Any, env: Any, indices: Sequence[int], iteration: int, collect: Collect,
+                 record: Callable[[Episode], None], *, method_settings: dict[str, Any] | None = None,
+                 actor: Any = None) -> HeldOutResult:
+    """The held-out evaluation of an improve run under every protocol of ``settings`` (the ``eval`` section;
+    ``env`` the ``env`` section), branching from one shared first attempt per task.
+
+    ``collect`` runs episode specs (greedy, ``settings.batch_size`` at a time); ``record`` keeps an episode
+    a protocol finished without generating (a first attempt that already ends it); ``method_settings``: the
+    method's ``eval_attempt_settings()`` (its feedback text, RISE's); ``actor``: the policy an ``llm``
+    critic without its own policy critiques with."""
+    from agentloop.types import SamplingParams
+
+    c = settings
+    sampling = SamplingParams(temperature=0.0, max_new_tokens=c.max_new_tokens, stop=c.stop)
+    label = f"eval    iter {iteration}"
+    firsts = collect(first_attempt_specs(env.id, env.split_kwargs("eval"), indices, c.max_attempts, iteration),
+                     sampling, c.batch_size, label, None)
+    by_protocol: dict[str, list[Episode]] = {}
+    if c.max_attempts == 1:
+        by_protocol[c.protocol_list()[0].name] = firsts
+    else:
+        # the method's own feedback text (RISE's): retry shows it after every answer, binary after wrong ones
+        c = c.model_copy(update={"feedback_text": c.feedback_text or (method_settings or {}).get("none_template")})
+        for protocol in c.protocol_list():
+            items = protocol_specs(env.id, env.split_kwargs("eval"), firsts, protocol, c.protocol_kwargs(protocol),
+                                   iteration)
+            for ep in items:
+                if isinstance(ep, Episode):
+                    record(ep)
+            ref = protocol.critic or c.critic
+            critic = ref.make_critic(actor) if protocol.feedback == "critic" and ref is not None else None
+            specs = [x for x in items if not isinstance(x, Episode)]
+            played = iter(collect(specs, sampling, c.batch_size, f"{label} {protocol.name}", critic))
+            by_protocol[protocol.name] = [x if isinstance(x, Episode) else next(played) for x in items]
+    return held_out_result(by_protocol, c.max_attempts, c.metric, iteration)
 
 
 def compare_protocols(first: HeldOutResult, final: HeldOutResult, seed: int = 0) -> dict[str, ProtocolComparison]:

@@ -111,3 +111,27 @@ def test_failing_critic_is_an_episode_error_not_a_crash() -> None:
     jobs = [Job(env=lambda: MultiAttempt(EchoEnv(), max_attempts=2, feedback="critic"), seed=s) for s in range(2)]
     episodes = rollout(jobs, actor(), critic=critic)
     assert all(ep.error is not None and ep.error.stage == "critic" for ep in episodes)
+
+
+class _PolicyCritic:
+    """A plugin critic that critiques with a policy (like llm)."""
+
+    def __init__(self, policy=None, strict: bool = False):
+        self.policy = policy
+
+    def critique(self, requests):
+        return []
+
+
+def test_a_critic_taking_a_policy_critiques_with_the_actor_whatever_its_id():
+    from agentloop.config import ComponentRef
+    from agentloop.registry import critics
+
+    actor = ScriptedPolicy(["x"])
+    with critics.registered("test_policy_critic", _PolicyCritic):
+        assert ComponentRef(id="test_policy_critic").make_critic(actor).policy is actor  # no id special case
+        own = ScriptedPolicy(["y"])
+        assert ComponentRef(id="test_policy_critic", kwargs={"policy": own}).make_critic(actor).policy is own
+    assert ComponentRef(id="llm").critiques_with_actor()
+    assert not ComponentRef(id="llm", kwargs={"policy": "scripted"}).critiques_with_actor()
+    assert not ComponentRef(id="verifier").critiques_with_actor()  # takes no policy: none is forced on it

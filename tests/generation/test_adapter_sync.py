@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from agentloop.errors import ConfigError
-from agentloop.training.distributed import AdapterSync, AdapterSyncConfig, engine_placement
+from agentloop.generation.adapters import AdapterSync, AdapterSyncConfig, engine_placement
 from agentloop.types import SamplingParams, user
 
 torch = pytest.importorskip("torch")

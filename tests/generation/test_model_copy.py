@@ -14,7 +14,7 @@ def _nudge(model) -> None:
 
 
 def test_copy_is_cast_tied_and_separate_from_the_trained_weights(tiny_model, tokenizer) -> None:
-    from agentloop.training.policy import GenerationModel
+    from agentloop.generation.model_copy import GenerationModel
 
     gen = GenerationModel(tiny_model, tokenizer, torch.bfloat16)
     assert gen.model is not tiny_model
@@ -29,7 +29,7 @@ def test_copy_is_cast_tied_and_separate_from_the_trained_weights(tiny_model, tok
 
 
 def test_sync_copies_new_weights_in_place(tiny_model, tokenizer) -> None:
-    from agentloop.training.policy import GenerationModel
+    from agentloop.generation.model_copy import GenerationModel
 
     gen = GenerationModel(tiny_model, tokenizer, torch.bfloat16)
     before = {n: p.data_ptr() for n, p in gen.model.named_parameters()}
@@ -45,7 +45,7 @@ def test_sync_merges_a_lora_adapter(tiny_model, tokenizer) -> None:
     pytest.importorskip("peft", reason="LoRA sync needs the peft extra")
     from peft import LoraConfig, get_peft_model
 
-    from agentloop.training.policy import GenerationModel
+    from agentloop.generation.model_copy import GenerationModel
 
     lora = get_peft_model(tiny_model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
     gen = GenerationModel(lora, tokenizer, torch.float32)
@@ -62,7 +62,7 @@ def test_sync_merges_a_lora_adapter(tiny_model, tokenizer) -> None:
 
 
 def test_no_dtype_means_no_copy(tiny_model, tokenizer) -> None:
-    from agentloop.training.policy import GenerationModel
+    from agentloop.generation.model_copy import GenerationModel
 
     gen = GenerationModel(tiny_model, tokenizer, None)
     assert gen.model is tiny_model and gen.policy.model is tiny_model
@@ -76,7 +76,7 @@ def test_lora_copy_is_merged_layer_by_layer_never_through_a_whole_model_copy(tin
 
     from peft import LoraConfig, get_peft_model
 
-    from agentloop.training import policy as policy_mod
+    from agentloop.generation import model_copy as policy_mod
 
     lora = get_peft_model(tiny_model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"],
                                                  init_lora_weights=False))
@@ -104,7 +104,7 @@ def test_lora_copy_is_merged_layer_by_layer_never_through_a_whole_model_copy(tin
 
 @pytest.mark.parametrize("lora", [False, True])
 def test_release_frees_the_copy_and_sync_rebuilds_it_from_the_trained_weights(tiny_model, tokenizer, lora) -> None:
-    from agentloop.training.policy import GenerationModel
+    from agentloop.generation.model_copy import GenerationModel
 
     model = tiny_model
     if lora:
