@@ -89,7 +89,9 @@ class ImproveLoop:
 
     ``policy``: generate with this policy instead of one built from the model (the trained weights
     then do not reach generation: for tests, or a server you keep in sync yourself). ``progress``:
-    see :data:`Progress`. Use :func:`improve` unless you need the loop's parts.
+    see :data:`Progress`. Use :func:`improve` unless you need the loop's parts: ``model``, ``trainer``,
+    ``generation`` (:class:`~agentloop.generation.loop.LoopGeneration`; ``gen_policy`` is its policy),
+    ``policy`` (that policy conditioned by the method), ``run`` (the :class:`~agentloop.runs.RunDir`).
     """
 
     def __init__(self, cfg: ImproveConfig, out: str | Path, *, resume: bool = False, policy: Any = None,
