@@ -59,6 +59,15 @@ answers, and such a model turns them wrong (the efficacy cell ``rise-arith``: do
 plays (:meth:`RISE.eval_attempt_settings`: the text after every attempt, all attempts played);
 with ``filter: success`` the data are then the right turns in that context: first-attempt
 successes, kept right answers (c->c) and corrections (i->c), never a right answer abandoned.
+``env`` plays the ``env`` evaluation protocol (:mod:`agentloop.evaluation.protocols`): after a wrong
+attempt the environment's own feedback (a failing assert with the value returned, the arithmetic
+checker's "its sign is wrong" / "it is too large"), stop at the first success. The corrections in the
+data then follow feedback that *carries information*, and the lesson is "read the feedback", not only
+"change the answer" (the efficacy cell ``rise_env-arith``). ``reveal`` plays the ``oracle`` protocol: after
+a wrong attempt the environment's answer-revealing feedback (a function call's acceptable values, the
+correct number), stop at the first success; for a model that starts at zero successes (no tool call at
+all) the second attempts it corrects with that text are the only right turns to train on (the tool-use
+cell ``rise-tools``), at the price of a context evaluation never shows.
 
 Evaluation (docs/methods.md section 2): held-out multi-attempt evaluation runs *without an oracle*:
 after every attempt, right or wrong, the user turn is the same RISE text (so the verdict is never
@@ -90,6 +99,8 @@ __all__ = ["RISE", "RISEConfig", "TurnRoutedPolicy", "best_candidates", "best_tu
 
 RISE_FEEDBACK = "The answer is incorrect. Please try again. Here's the question: {question}"
 Filter = Literal["all", "better", "best", "success"]
+#: Collections that play an evaluation protocol (agentloop.evaluation.protocols) during training.
+_PROTOCOL_COLLECTIONS = {"env": "env", "reveal": "oracle"}
 
 
 TeacherSettings = ComponentRef  # the policy that writes the attempts after the first (RISE distillation)
@@ -103,10 +114,12 @@ class RISEConfig(MethodConfig):
     tau: float = Field(default=0.4, gt=0, description="RWR temperature: weights exp(r / tau).")
     filter: Filter = Field(default="all", description="Which attempts become training examples (see the module docstring).")
     feedback_template: str = Field(default=RISE_FEEDBACK, description="User turn after a wrong attempt; may use {question}.")
-    collection: Literal["oracle", "no_oracle"] = Field(
+    collection: Literal["oracle", "no_oracle", "env", "reveal"] = Field(
         default="oracle", description="oracle: RISE's text only after a wrong attempt, stop at the first success (the "
         "paper's collection); no_oracle: collect as held-out evaluation plays (the text after every attempt, every "
-        "attempt played; use with filter: success). See the module docstring.")
+        "attempt played; use with filter: success); env: the environment's own feedback after a wrong attempt, "
+        "stop at the first success (as the `env` evaluation protocol plays); reveal: the environment's answer-revealing "
+        "feedback after a wrong attempt (the `oracle` protocol), stop at the first success. See the module docstring.")
     teacher: ComponentRef | None = Field(
         default=None, description="Distillation: the policy producing attempts after the first (None = self-distillation).")
     best_of: int = Field(
@@ -249,6 +262,7 @@ class RISE(Algorithm):
         return {"feedback": "none", "none_template": self.config.feedback_template, "stop_on_success": False}
 
     def train_env(self, make_env: Any) -> EnvFactory:
+        from agentloop.evaluation.protocols import EvalProtocol
         from agentloop.wrappers import MultiAttempt
 
         c = self.config
@@ -259,6 +273,9 @@ class RISE(Algorithm):
                 return env
             if c.collection == "no_oracle":
                 return MultiAttempt(env, max_attempts=c.max_attempts, **self.eval_attempt_settings())
+            if c.collection in _PROTOCOL_COLLECTIONS:
+                protocol = EvalProtocol.parse(_PROTOCOL_COLLECTIONS[c.collection])
+                return MultiAttempt(env, max_attempts=c.max_attempts, **protocol.attempt_kwargs())
             return MultiAttempt(env, max_attempts=c.max_attempts, feedback="binary", stop_on_success=True,
                                 binary_wrong_template=c.feedback_template)
         return factory

@@ -18,7 +18,7 @@
 * The reference runs the tests launch with 1 and 2 CPU processes (a bare masked-LM step and the
   project's Trainer under DDP) live with the tests, in ``tests/distributed/reference_runs.py``.
 * Handing trained LoRA adapters to a running generation engine is :mod:`agentloop.generation.adapters`
-  (``AdapterSync``, ``engine_placement``); they are re-exported here for older callers only.
+  (``AdapterSync``, ``engine_placement``).
 
 Not covered: multi-node launch (``num_machines > 1`` is passed to the launcher but untested here),
 FSDP (refused on CPU; on GPUs the flags are passed to accelerate, untested here). The trainer under
@@ -39,14 +39,12 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agentloop.errors import AgentLoopError, ConfigError
-# moved to agentloop.generation.adapters; kept importable from here for benchmarks/device/improve_gpu.py
-from agentloop.generation.adapters import AdapterSync, AdapterSyncConfig, engine_placement  # noqa: F401
 
 if TYPE_CHECKING:
     import torch
 
 __all__ = [
-    "DistributedTrainingConfig", "TrainingLaunchError", "engine_placement",
+    "DistributedTrainingConfig", "TrainingLaunchError",
     "fit_in_processes", "fit_worker", "global_token_mean_loss", "launch", "launch_command", "launch_env", "shard",
 ]
 

@@ -205,7 +205,7 @@ def make_policy(kind: str, model: Any, tokenizer: Any, model_path: Path, args: a
 
         return HFPolicy.from_model(model, tokenizer, max_batch_size=args.gen_batch), None
     from agentloop.policies.vllm import VLLMPolicy
-    from agentloop.training.distributed import AdapterSync, AdapterSyncConfig, engine_placement
+    from agentloop.generation.adapters import AdapterSync, AdapterSyncConfig, engine_placement
 
     sync_config = AdapterSyncConfig(directory=str(model_path.parent / "adapters"))
     engine_kwargs, _ = engine_placement(sync_config)

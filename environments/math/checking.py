@@ -6,7 +6,9 @@ number in the text. ``answers_match`` decides equivalence: an exact numeric comp
 (integers, decimals, fractions, thousands separators, ``$``/``%`` stripped), then math-verify for
 everything else (LaTeX fractions, expressions, sets). ``judge`` turns both into a
 :class:`~agentloop.env.Verdict` whose ``feedback`` never reveals the gold answer (that goes into
-``oracle_feedback``).
+``oracle_feedback``) but says what a number line can (:func:`direction_hint`: the sign is wrong, the
+answer is too large or too small), so that the environment's feedback carries information a model can
+learn to use.
 
 Robustness: every function here takes any text without raising. A predicted answer much longer
 than the gold one (over ``MAX_VERIFY_CHARS`` and twice the gold's length), or one with a power
@@ -141,6 +143,22 @@ def _too_costly(pred: str, gold: str) -> bool:
                 or (_BIG_FACTORIAL.search(pred) and not _BIG_FACTORIAL.search(gold)))
 
 
+def direction_hint(pred: str, gold: str) -> str:
+    """What a checker can say about a wrong number without giving the answer away: that its sign is
+    wrong (the magnitude is right), or that it is too large / too small; "" when either side is not a
+    plain number or they are equal. The information a number line gives, no digit of the answer.
+
+    >>> direction_hint("7", "-7"), direction_hint("12", "10"), direction_hint("x", "3")
+    (' Its sign is wrong.', ' It is too large.', '')
+    """
+    a, b = to_number(pred), to_number(gold)
+    if a is None or b is None or a == b:
+        return ""
+    if a == -b:
+        return " Its sign is wrong."
+    return " It is too large." if a > b else " It is too small."
+
+
 def judge(reply: str, gold: str) -> Verdict:
     """Check a reply against the gold answer; feedback says what went wrong without the answer."""
     pred = extract_answer(reply)
@@ -153,11 +171,11 @@ def judge(reply: str, gold: str) -> Verdict:
     if answers_match(pred, gold):
         return Verdict(reward=1.0, success=True, feedback=f"Your final answer {pred} is correct.",
                        info={"extracted_answer": pred})
-    feedback = f"Your final answer {pred} is incorrect. Check your reasoning and calculations step by step."
+    feedback = f"Your final answer {pred} is incorrect.{direction_hint(pred, gold)} Check your reasoning and calculations step by step."
     if to_number(pred) is None and to_number(gold) is not None:
         feedback += " The answer should be a single number."
     return Verdict(reward=0.0, success=False, feedback=feedback,
                    oracle_feedback=f"Your final answer {pred} is incorrect. {oracle}", info={"extracted_answer": pred})
 
 
-__all__ = ["ANSWER_FORMAT", "MAX_VERIFY_CHARS", "answers_match", "extract_answer", "judge", "to_number"]
+__all__ = ["ANSWER_FORMAT", "MAX_VERIFY_CHARS", "answers_match", "direction_hint", "extract_answer", "judge", "to_number"]

@@ -126,6 +126,40 @@ def test_rise_no_oracle_collection_plays_as_evaluation_and_keeps_right_turns():
     assert sorted(kept) == [("cc", 1, "yes"), ("cc", 2, "yes"), ("ci", 1, "yes"), ("ic", 2, "yes")]
 
 
+def test_rise_env_collection_plays_the_env_protocol():
+    """collection: env: after a wrong attempt the environment's own feedback (the `env` evaluation protocol's
+    text), stop at the first success; a right first answer ends the episode."""
+    from agentloop.algorithms.rise import RISE, RISEConfig
+    from agentloop.evaluation.protocols import EvalProtocol
+    from agentloop.wrappers import MultiAttempt
+
+    algo = RISE(RISEConfig(max_attempts=3, collection="env", filter="success"))
+    env = algo.train_env(lambda: YesEnv())()
+    reference = MultiAttempt(YesEnv(), max_attempts=3, **EvalProtocol.parse("env").attempt_kwargs())
+    obs, _ = env.reset(options={"index": 1})
+    ref_obs, _ = reference.reset(options={"index": 1})
+    obs, reward, terminated, _, _ = env.step("no")
+    ref_obs, *_ = reference.step("no")
+    assert reward == 0.0 and not terminated
+    assert obs[-1].content == ref_obs[-1].content  # the env protocol's text, not RISE's
+    assert obs[-1].content != RISEConfig().feedback_template.format(question="Question 1: is it true?")
+    _, reward, terminated, _, _ = env.step("yes")
+    assert reward == 1.0 and terminated  # oracle-stopped
+    first = algo.train_env(lambda: YesEnv())()
+    first.reset(options={"index": 1})
+    assert first.step("yes")[2]
+
+    class RevealEnv(YesEnv):  # an environment with answer-revealing feedback
+        def verify(self, task, action):
+            return super().verify(task, action).model_copy(update={"oracle_feedback": "The answer is yes."})
+
+    reveal = RISE(RISEConfig(max_attempts=2, collection="reveal")).train_env(RevealEnv)()
+    reveal.reset(options={"index": 1})
+    obs, _, terminated, _, _ = reveal.step("no")
+    assert "The answer is yes." in obs[-1].content and not terminated
+    assert reveal.step("yes")[2]
+
+
 def test_rise_filters():
     from agentloop.algorithms.rise import RISE, RISEConfig, rise_training_pairs
 

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from agentloop.environments.math.checking import answers_match, extract_answer, judge, to_number
+from agentloop.environments.math.checking import answers_match, direction_hint, extract_answer, judge, to_number
 
 
 @pytest.mark.parametrize(
@@ -83,3 +83,24 @@ def test_judge_feedback_never_leaks_the_answer():
     assert missing.parse_error and "Answer:" in missing.feedback and "47" not in missing.feedback
     word = judge("Answer: forty", "40")
     assert "single number" in word.feedback and "40" not in word.feedback
+
+
+@pytest.mark.parametrize("pred,gold,hint", [
+    ("7", "-7", " Its sign is wrong."),       # the magnitude is right: a negative result answered as positive
+    ("-12", "12", " Its sign is wrong."),
+    ("20", "17", " It is too large."),
+    ("-20", "-17", " It is too small."),
+    ("3/4", "0.5", " It is too large."),      # exact values, not strings
+    ("17", "17", ""),                          # equal: nothing to say
+    ("x + 1", "3", ""),                        # not plain numbers: no direction
+    ("0", "0.0", ""),
+])
+def test_direction_hint(pred, gold, hint):
+    assert direction_hint(pred, gold) == hint
+
+
+def test_judge_feedback_carries_the_direction_but_not_the_answer():
+    wrong = judge("Answer: 7", "-7")
+    assert "Its sign is wrong." in wrong.feedback and "-7" not in wrong.feedback
+    assert "It is too small." in judge("Answer: 30", "56").feedback
+    assert "too" not in judge("Answer: 56", "56").feedback and "sign" not in judge("Answer: 56", "56").feedback
