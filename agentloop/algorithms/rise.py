@@ -99,8 +99,9 @@ __all__ = ["RISE", "RISEConfig", "TurnRoutedPolicy", "best_candidates", "best_tu
 
 RISE_FEEDBACK = "The answer is incorrect. Please try again. Here's the question: {question}"
 Filter = Literal["all", "better", "best", "success"]
-#: Collections that play an evaluation protocol (agentloop.evaluation.protocols) during training.
-_PROTOCOL_COLLECTIONS = {"env": "env", "reveal": "oracle"}
+#: The evaluation protocol (agentloop.evaluation.protocols) each collection plays, with RISE's text as the
+#: method's own: oracle = binary (RISE's text after wrong attempts), no_oracle = retry (after every attempt).
+COLLECTION_PROTOCOL = {"oracle": "binary", "no_oracle": "retry", "env": "env", "reveal": "oracle"}
 
 
 TeacherSettings = ComponentRef  # the policy that writes the attempts after the first (RISE distillation)
@@ -259,25 +260,20 @@ class RISE(Algorithm):
         ``none_template`` formatted with the question), and every attempt runs: ``improve`` builds its
         held-out episodes as ``make(id, max_attempts=eval.max_attempts, **algorithm.eval_attempt_settings())``.
         """
-        return {"feedback": "none", "none_template": self.config.feedback_template, "stop_on_success": False}
+        from agentloop.evaluation.protocols import EvalProtocol
+
+        return EvalProtocol.parse("retry").attempt_kwargs(method_text=self.config.feedback_template)
 
     def train_env(self, make_env: Any) -> EnvFactory:
         from agentloop.evaluation.protocols import EvalProtocol
         from agentloop.wrappers import MultiAttempt
 
         c = self.config
+        attempts = EvalProtocol.parse(COLLECTION_PROTOCOL[c.collection]).attempt_kwargs(method_text=c.feedback_template)
 
         def factory() -> Any:
             env = make_env()
-            if c.max_attempts == 1:
-                return env
-            if c.collection == "no_oracle":
-                return MultiAttempt(env, max_attempts=c.max_attempts, **self.eval_attempt_settings())
-            if c.collection in _PROTOCOL_COLLECTIONS:
-                protocol = EvalProtocol.parse(_PROTOCOL_COLLECTIONS[c.collection])
-                return MultiAttempt(env, max_attempts=c.max_attempts, **protocol.attempt_kwargs())
-            return MultiAttempt(env, max_attempts=c.max_attempts, feedback="binary", stop_on_success=True,
-                                binary_wrong_template=c.feedback_template)
+            return env if c.max_attempts == 1 else MultiAttempt(env, max_attempts=c.max_attempts, **attempts)
         return factory
 
     def branch_specs(self, iteration: int, tasks: TaskSet, episodes: Sequence[Episode]) -> list[EpisodeSpec]:

@@ -171,7 +171,8 @@ def judge(reply: str, gold: str) -> Verdict:
     if answers_match(pred, gold):
         return Verdict(reward=1.0, success=True, feedback=f"Your final answer {pred} is correct.",
                        info={"extracted_answer": pred})
-    feedback = f"Your final answer {pred} is incorrect.{direction_hint(pred, gold)} Check your reasoning and calculations step by step."
+    feedback = (f"Your final answer {pred} is incorrect.{direction_hint(pred, gold)} "
+                "Check your reasoning and calculations step by step.")
     if to_number(pred) is None and to_number(gold) is not None:
         feedback += " The answer should be a single number."
     return Verdict(reward=0.0, success=False, feedback=feedback,
