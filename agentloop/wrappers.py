@@ -94,6 +94,34 @@ class MultiAttemptConfig(BaseModel):
             return self.stop_on_success
         return self.feedback not in ("none", "retry") and not self.critique_all
 
+    def feedback_text(self, info: dict[str, Any], success: bool, question: str,
+                      retry_instruction: str | None = None) -> str:
+        """The user turn after an attempt with step ``info`` (the environment's ``feedback`` and
+        ``oracle_feedback``) and verdict ``success``, at a task whose question is ``question``.
+
+        ``retry_instruction``: the retry text (default: this config's, else SCoRe's). Critic mode has no
+        fixed text (the critic writes it) and raises.
+        """
+        env_text = str(info.get("feedback", "") or "")
+        mode = self.feedback
+        if mode == "none":
+            return self.none_template.format(question=question, feedback="")
+        if mode == "retry":
+            return retry_instruction or self.retry_instruction or SCORE_RETRY_INSTRUCTION
+        if mode == "binary" or (mode == "env" and not env_text):
+            template = self.binary_right_template if success else self.binary_wrong_template
+            return template.format(question=question, feedback="")
+        if mode == "env":
+            template = self.env_right_template if success else self.env_template
+            return template.format(feedback=env_text, question=question)
+        if mode == "oracle":
+            oracle = str(info.get("oracle_feedback") or env_text or "")
+            if success:
+                return self.binary_right_template.format(question=question, feedback=oracle)
+            return self.oracle_template.format(feedback=oracle, question=question)
+        raise ConfigError(f"feedback mode {mode!r} has no fixed text (a critic writes it); use binary, env, "
+                          "oracle, retry or none.")
+
 
 class MultiAttempt(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Up to ``max_attempts`` attempts at the same task with feedback between them.
@@ -213,24 +241,8 @@ class MultiAttempt(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.env.reset(seed=self._seed, options=self._options)
 
     def _feedback_text(self, info: dict[str, Any], success: bool) -> str:
-        c, q = self.config, self._question
-        env_text = str(info.get("feedback", "") or "")
-        mode = c.feedback
-        if mode == "none":
-            return c.none_template.format(question=q, feedback="")
-        if mode == "retry":
-            instruction = c.retry_instruction or getattr(self.env.unwrapped, "retry_instruction", None)
-            return instruction or SCORE_RETRY_INSTRUCTION
-        if mode == "binary" or (mode == "env" and not env_text):
-            return (c.binary_right_template if success else c.binary_wrong_template).format(question=q, feedback="")
-        if mode == "env":
-            return (c.env_right_template if success else c.env_template).format(feedback=env_text, question=q)
-        if mode == "oracle":
-            oracle = str(info.get("oracle_feedback") or env_text or "")
-            if success:
-                return c.binary_right_template.format(question=q, feedback=oracle)
-            return c.oracle_template.format(feedback=oracle, question=q)
-        raise ConfigError(f"Unknown feedback mode {mode!r}.")  # pragma: no cover - guarded by the config
+        retry = self.config.retry_instruction or getattr(self.env.unwrapped, "retry_instruction", None)
+        return self.config.feedback_text(info, success, self._question, retry_instruction=retry)
 
 
 class CritiqueInTheLoop(MultiAttempt):

@@ -69,6 +69,21 @@ correct number), stop at the first success; for a model that starts at zero succ
 all) the second attempts it corrects with that text are the only right turns to train on (the tool-use
 cell ``rise-tools``), at the price of a context evaluation never shows.
 
+Rationalization (``train_feedback``, our addition, after STaR's rationalization: Zelikman et al. 2022 give the
+model the answer as a hint and train the rationale as if no hint had been given). A model that cannot yet use
+informative feedback rarely corrects itself after it (the efficacy cell ``rise_env-arith``: a handful of
+corrections among hundreds of best-of-8 samples), so the ``env`` collection has almost nothing to train on.
+With ``collection: reveal`` every wrong attempt is followed by the answer-revealing text and the model's
+second attempts are mostly right (it copies the answer); ``train_feedback: env`` then trains each of those
+attempts after the text the ``env`` protocol would have shown instead ("Its sign is wrong." / "It is too
+large."), rewritten from the previous attempt's recorded verdict (:func:`relabelled_contexts`), so the data
+say "after this feedback, this is the right answer": where the feedback determines the fix (a sign error:
+negate) the model can learn the fix; where it does not, it learns to move in the direction the feedback
+names. ``binary`` rewrites to the binary protocol's text (RISE's). The rewritten context is rendered by the
+chat template (it is not what the policy saw); the trained span stays the ids the learner sampled. Choices
+of ours: only later attempts are rewritten (first attempts have no feedback before them), and a rewrite
+keys on the exact context, so a best-of-N branch sampled at the same state is rewritten the same way.
+
 Evaluation (docs/methods.md section 2): held-out multi-attempt evaluation runs *without an oracle*:
 after every attempt, right or wrong, the user turn is the same RISE text (so the verdict is never
 revealed) and the episode runs all its attempts; Acc@tk is then the accuracy of the k-th answer.
@@ -90,12 +105,12 @@ from agentloop.algorithms.base import Algorithm, EnvFactory, EpisodeSpec, Method
 from agentloop.config import ComponentRef
 from agentloop.protocols import ToolSchemas, accepts_tools
 from agentloop.runs import episode_key
-from agentloop.training.data import TrainExample, turn_example
+from agentloop.training.data import TrainExample, reply_example, turn_example
 from agentloop.types import Episode, Message, SamplingParams, Turn
 from agentloop.wrappers import PolicyWrapper
 
 __all__ = ["RISE", "RISEConfig", "TurnRoutedPolicy", "best_candidates", "best_turns", "is_first_attempt",
-           "rise_training_pairs", "rise_training_turns"]
+           "question_of", "relabelled_contexts", "rise_training_pairs", "rise_training_turns"]
 
 RISE_FEEDBACK = "The answer is incorrect. Please try again. Here's the question: {question}"
 Filter = Literal["all", "better", "best", "success"]
@@ -121,6 +136,11 @@ class RISEConfig(MethodConfig):
         "attempt played; use with filter: success); env: the environment's own feedback after a wrong attempt, "
         "stop at the first success (as the `env` evaluation protocol plays); reveal: the environment's answer-revealing "
         "feedback after a wrong attempt (the `oracle` protocol), stop at the first success. See the module docstring.")
+    train_feedback: Literal["collected", "binary", "env"] = Field(
+        default="collected", description="The feedback text later attempts are trained after: collected (the text "
+        "they were sampled after) or that of the binary / env evaluation protocol, rewritten from the previous "
+        "attempt's verdict (rationalization: collect with reveal, train as if the answer had not been shown; see the "
+        "module docstring).")
     teacher: ComponentRef | None = Field(
         default=None, description="Distillation: the policy producing attempts after the first (None = self-distillation).")
     best_of: int = Field(
@@ -145,6 +165,8 @@ class RISEConfig(MethodConfig):
             (self.first_temperature is not None, "method.first_temperature sets first attempts apart from later ones",
              "drop first_temperature"),
         ]
+        needs_second.append((self.train_feedback != "collected", "method.train_feedback rewrites the feedback "
+                             "before later attempts", "train_feedback: collected"))
         for active, what, off in needs_second:
             if active:
                 raise ValueError(f"{what}, which needs max_attempts >= 2; set max_attempts: 2 or more, or {off}.")
@@ -234,6 +256,31 @@ def rise_training_pairs(episodes: Sequence[Episode], filter: Filter,
     return [(list(t.observation), t.action, r, task) for t, r, task in rise_training_turns(episodes, filter, turns)]
 
 
+def question_of(context: Sequence[Message]) -> str:
+    """The task's question in a multi-attempt context: the last user message before the first answer
+    (what :class:`~agentloop.wrappers.MultiAttempt` formats its ``{question}`` with)."""
+    first_answer = next((i for i, m in enumerate(context) if m.role == "assistant"), len(context))
+    return next((m.content for m in reversed(context[:first_answer]) if m.role == "user"), "")
+
+
+def relabelled_contexts(episodes: Sequence[Episode], settings: Any) -> dict[str, list[Message]]:
+    """Each later attempt's context (keyed by :func:`_conversation_key` of the context it was sampled in)
+    with its last user turn, the feedback, rewritten as ``settings`` (a
+    :class:`~agentloop.wrappers.MultiAttemptConfig`) would have written it after the previous attempt:
+    from that attempt's step info (the environment's ``feedback``) and verdict. A branch sampled at the
+    same state has the same context, so it maps to the same rewrite."""
+    out: dict[str, list[Message]] = {}
+    for ep in episodes:
+        for t in range(1, len(ep.turns)):
+            context = list(ep.turns[t].observation)
+            if not context or context[-1].role != "user":
+                continue
+            prev = ep.turns[t - 1]
+            text = settings.feedback_text(prev.info, bool(prev.success), question_of(context))
+            out[_conversation_key(context)] = [*context[:-1], context[-1].model_copy(update={"content": text})]
+    return out
+
+
 class RISE(Algorithm):
     """See the module docstring."""
 
@@ -321,8 +368,26 @@ class RISE(Algorithm):
         weights = rwr_weights(torch.tensor([r for _, r, _ in chosen]), tau=self.config.tau).tolist()
         weights = [w * w_first if is_first_attempt(turn.observation) else w for (turn, _, _), w in zip(chosen, weights)]
         # Each attempt trains its sampled ids in the context it was sampled in (rendered only for turns
-        # without ids, e.g. a distillation teacher's).
-        return [turn_example(tokenizer, turn, weight=w, group=task) for (turn, _, task), w in zip(chosen, weights)]
+        # without ids, e.g. a distillation teacher's), or, with train_feedback, after the rewritten feedback
+        # (the context rendered by the chat template, the sampled ids kept as the trained span).
+        relabelled = self._relabelled(rollouts)
+        out = []
+        for (turn, _, task), w in zip(chosen, weights):
+            context = relabelled.get(_conversation_key(turn.observation))
+            out.append(turn_example(tokenizer, turn, weight=w, group=task) if context is None else
+                       reply_example(tokenizer, context, turn, weight=w, group=task))
+        return out
+
+    def _relabelled(self, rollouts: Sequence[Episode]) -> dict[str, list[Message]]:
+        c = self.config
+        if c.train_feedback == "collected":
+            return {}
+        from agentloop.evaluation.protocols import EvalProtocol
+        from agentloop.wrappers import MultiAttemptConfig
+
+        settings = MultiAttemptConfig(max_attempts=c.max_attempts, **EvalProtocol.parse(c.train_feedback).attempt_kwargs(
+            method_text=c.feedback_template))
+        return relabelled_contexts(rollouts, settings)
 
 
 class TurnRoutedPolicy(PolicyWrapper):

@@ -160,6 +160,48 @@ def test_rise_env_collection_plays_the_env_protocol():
     assert reveal.step("yes")[2]
 
 
+def test_rise_rationalization_trains_revealed_corrections_after_the_env_feedback(tokenizer):
+    """collection: reveal + train_feedback: env: the second attempt is sampled after the answer-revealing
+    text and trained after the text the env protocol shows for the same wrong answer (never the answer);
+    the trained span is the sampled reply, first attempts keep their own context."""
+    import agentloop
+    from agentloop.algorithms.rise import RISE, RISEConfig, question_of
+    from agentloop.evaluation.protocols import EvalProtocol
+    from agentloop.policies.scripted import ScriptedPolicy
+    from agentloop.rollout import Job, rollout
+    from agentloop.wrappers import MultiAttempt
+
+    def arith():
+        return agentloop.make("math/arith-v0", difficulty=6, split="test")
+
+    index = next(i for i in range(50) if arith().get_task(i).answer.startswith("-"))
+    gold = arith().get_task(index).answer
+    algo = RISE(RISEConfig(max_attempts=2, collection="reveal", train_feedback="env", filter="success"))
+    wrong = f"Answer: {gold[1:]}"  # the sign error
+    [ep] = rollout([Job(env=algo.train_env(arith), seed=0, options={"index": index})],
+                   ScriptedPolicy([wrong, f"Answer: {gold}"]))
+    assert [t.success for t in ep.turns] == [False, True]
+    assert f"The correct answer is {gold}." in ep.turns[1].observation[-1].content  # collected after the reveal
+    # what evaluation under `env` shows after the same wrong answer
+    reference = MultiAttempt(arith(), max_attempts=2, **EvalProtocol.parse("env").attempt_kwargs())
+    reference.reset(options={"index": index})
+    env_text = reference.step(wrong)[0][-1].content
+    assert "Its sign is wrong." in env_text and gold not in env_text
+    assert question_of(ep.turns[1].observation) == ep.turns[0].observation[-1].content
+
+    examples = algo.examples([ep.model_copy(update={"task_id": "t"})], tokenizer)
+    assert len(examples) == 1  # the first attempt failed: only the correction trains
+    [ex] = examples
+    context = "".join(seg.text for seg in ex.segments if not seg.train)
+    assert env_text in context and "The correct answer" not in context
+    assert ex.trained_text.startswith(f"Answer: {gold}")
+    # the collected context stays with train_feedback: collected
+    [kept] = RISE(RISEConfig(max_attempts=2, collection="reveal", filter="success")).examples([ep], tokenizer)
+    assert "The correct answer" in "".join(seg.text for seg in kept.segments if not seg.train)
+    with pytest.raises(ValueError, match="train_feedback"):
+        RISEConfig(max_attempts=1, train_feedback="env")
+
+
 def test_rise_filters():
     from agentloop.algorithms.rise import RISE, RISEConfig, rise_training_pairs
 
