@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from collections.abc import Sequence
+
+#: The optional extra (pyproject ``[project.optional-dependencies]``) that installs each optional module.
+EXTRA_OF = {"torch": "hf", "transformers": "hf", "peft": "hf", "trl": "hf", "accelerate": "hf", "safetensors": "hf",
+            "gguf": "hf", "fastapi": "serve", "uvicorn": "serve", "vllm": "vllm", "ctranslate2": "ct2",
+            "llama_cpp": "llamacpp", "docker": "docker", "ray": "ray", "matplotlib": "report", "datasets": "formats",
+            "pyarrow": "formats"}
+
 
 class AgentLoopError(Exception):
     """Base of every error agentloop raises on purpose."""
@@ -40,3 +50,21 @@ class SandboxError(AgentLoopError):
 
 class CheckError(AgentLoopError, AssertionError):
     """An environment failed the conformance check."""
+
+
+def install_hint(modules: Sequence[str]) -> str:
+    """How to install ``modules``: the pip command of the extras that provide them (torch first: see the README)."""
+    extras = sorted({EXTRA_OF[m.split(".")[0]] for m in modules if m.split(".")[0] in EXTRA_OF})
+    if not extras:
+        return f"pip install {' '.join(modules)}"
+    hint = f"pip install 'agentloop[{','.join(extras)}]'"
+    return hint + (" (install torch first, as the README shows, so that pip keeps the build you want)"
+                   if "hf" in extras else "")
+
+
+def require_modules(what: str, modules: Sequence[str]) -> None:
+    """Raise a ConfigError naming the install command when a module ``what`` needs cannot be imported here."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f"{what} needs {', '.join(missing)}, not installed in this Python environment "
+                          f"({sys.prefix}): {install_hint(missing)}.")

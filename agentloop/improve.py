@@ -57,6 +57,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from agentloop.errors import require_modules
 from agentloop.evaluation.heldout import HeldOutResult
 from agentloop.generation.loop import build_generation, require_vllm, trainer_device
 from agentloop.improve_config import (
@@ -371,6 +372,7 @@ def improve(cfg: ImproveConfig, *, out: str | Path | None = None, resume: bool =
 
     ``policy`` and ``progress``: see :class:`ImproveLoop`.
     """
+    require_modules("agentloop improve (it trains a local model)", ("torch", "transformers", "peft"))
     path = Path(out) if out is not None else default_out(cfg)
     loop = ImproveLoop(cfg, path, resume=resume, policy=policy, progress=progress)
     try:

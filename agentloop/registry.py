@@ -43,7 +43,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from agentloop.errors import ConfigError, PluginError, RegistryError
+from agentloop.errors import EXTRA_OF, ConfigError, PluginError, RegistryError, install_hint
 from agentloop.types import FeedbackMode
 
 logger = logging.getLogger(__name__)
@@ -76,11 +76,10 @@ class Spec(BaseModel):
         try:
             module = importlib.import_module(module_name)
         except ImportError as e:
-            raise RegistryError(
-                f"{self.id}: cannot import {module_name!r} ({e}). Install the package that provides it"
-                + (f" (registered by {self.source})" if self.source else "")
-                + "."
-            ) from e
+            missing = (e.name or "").split(".")[0]
+            fix = (install_hint([missing]) if missing in EXTRA_OF else "install the package that provides it"
+                   + (f" (registered by {self.source})" if self.source else ""))
+            raise RegistryError(f"{self.id}: cannot import {module_name!r} ({e}): {fix}.") from e
         try:
             obj = module
             for part in attr.split("."):

@@ -1,5 +1,6 @@
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from agentloop.cli import app
@@ -134,3 +135,20 @@ def test_library_deprecation_warnings_are_hidden_unless_the_user_asks(monkeypatc
 
     assert "ignore::FutureWarning" in os.environ["PYTHONWARNINGS"]  # inherited by the processes a command starts
     assert shown(["default"], None) == ["`x` is deprecated", "old", "real problem"]
+
+
+def test_missing_model_stack_names_the_extra_to_install(monkeypatch):
+    """`pip install .` without the hf extra: improve says which pip command adds the model stack."""
+    import importlib.util
+
+    from agentloop.errors import ConfigError, require_modules
+    from agentloop.registry import Spec
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "transformers" else real(name, *a))
+    with pytest.raises(ConfigError, match=r"needs transformers.*pip install 'agentloop\[hf\]'"):
+        require_modules("agentloop improve", ("torch", "transformers"))
+    from agentloop.errors import RegistryError
+
+    with pytest.raises(RegistryError, match=r"pip install 'agentloop\[vllm\]'"):
+        Spec(id="x", entry_point="vllm.no_such_module:X").load()
