@@ -388,13 +388,18 @@ def versus(entry: dict[str, Any], other: dict[str, Any], seed: int = 0) -> dict[
 
 
 def merge_result(path: Path, entry: dict[str, Any]) -> None:
-    """Replace this cell's entry in the results file, keeping the others (atomic write)."""
+    """Replace this cell's entry in the results file, keeping the others (atomic write, under an exclusive lock
+    on ``PATH.lock``, so that cells finishing at the same time in separate processes keep each other's entries)."""
+    import fcntl
+
     from agentloop.runs import atomic_write_text
 
-    data = json.loads(path.read_text()) if path.exists() else {"cells": {}}
-    data["cells"][entry["cell"]] = entry
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+    with open(path.with_name(path.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        data = json.loads(path.read_text()) if path.exists() else {"cells": {}}
+        data["cells"][entry["cell"]] = entry
+        atomic_write_text(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 # -- the table --------------------------------------------------------------------------------------------------

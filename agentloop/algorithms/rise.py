@@ -79,7 +79,9 @@ attempts after the text the ``env`` protocol would have shown instead ("Its sign
 large."), rewritten from the previous attempt's recorded verdict (:func:`relabelled_contexts`), so the data
 say "after this feedback, this is the right answer": where the feedback determines the fix (a sign error:
 negate) the model can learn the fix; where it does not, it learns to move in the direction the feedback
-names. ``binary`` rewrites to the binary protocol's text (RISE's). The rewritten context is rendered by the
+names. ``binary`` rewrites to the binary protocol's text (RISE's); ``question`` trains the corrections as first
+attempts (the question alone: STaR's rationalization as published), for a model that starts at zero
+successes and must learn to answer at all (the tool-use cell ``rise_rationalize-tools``). The rewritten context is rendered by the
 chat template (it is not what the policy saw); the trained span stays the ids the learner sampled. Choices
 of ours: only later attempts are rewritten (first attempts have no feedback before them), and a rewrite
 keys on the exact context, so a best-of-N branch sampled at the same state is rewritten the same way.
@@ -136,11 +138,11 @@ class RISEConfig(MethodConfig):
         "attempt played; use with filter: success); env: the environment's own feedback after a wrong attempt, "
         "stop at the first success (as the `env` evaluation protocol plays); reveal: the environment's answer-revealing "
         "feedback after a wrong attempt (the `oracle` protocol), stop at the first success. See the module docstring.")
-    train_feedback: Literal["collected", "binary", "env"] = Field(
+    train_feedback: Literal["collected", "binary", "env", "question"] = Field(
         default="collected", description="The feedback text later attempts are trained after: collected (the text "
-        "they were sampled after) or that of the binary / env evaluation protocol, rewritten from the previous "
-        "attempt's verdict (rationalization: collect with reveal, train as if the answer had not been shown; see the "
-        "module docstring).")
+        "they were sampled after), that of the binary / env evaluation protocol, rewritten from the previous "
+        "attempt's verdict, or question (trained as first attempts: the question alone, STaR's rationalization). "
+        "Rationalization: collect with reveal, train as if the answer had not been shown; see the module docstring.")
     teacher: ComponentRef | None = Field(
         default=None, description="Distillation: the policy producing attempts after the first (None = self-distillation).")
     best_of: int = Field(
@@ -263,17 +265,21 @@ def question_of(context: Sequence[Message]) -> str:
     return next((m.content for m in reversed(context[:first_answer]) if m.role == "user"), "")
 
 
-def relabelled_contexts(episodes: Sequence[Episode], settings: Any) -> dict[str, list[Message]]:
+def relabelled_contexts(episodes: Sequence[Episode], settings: Any | None) -> dict[str, list[Message]]:
     """Each later attempt's context (keyed by :func:`_conversation_key` of the context it was sampled in)
     with its last user turn, the feedback, rewritten as ``settings`` (a
     :class:`~agentloop.wrappers.MultiAttemptConfig`) would have written it after the previous attempt:
-    from that attempt's step info (the environment's ``feedback``) and verdict. A branch sampled at the
+    from that attempt's step info (the environment's ``feedback``) and verdict; ``settings=None``: the
+    context of a first attempt instead (everything before the first answer). A branch sampled at the
     same state has the same context, so it maps to the same rewrite."""
     out: dict[str, list[Message]] = {}
     for ep in episodes:
         for t in range(1, len(ep.turns)):
             context = list(ep.turns[t].observation)
             if not context or context[-1].role != "user":
+                continue
+            if settings is None:
+                out[_conversation_key(context)] = context[:next(i for i, m in enumerate(context) if m.role == "assistant")]
                 continue
             prev = ep.turns[t - 1]
             text = settings.feedback_text(prev.info, bool(prev.success), question_of(context))
@@ -382,6 +388,8 @@ class RISE(Algorithm):
         c = self.config
         if c.train_feedback == "collected":
             return {}
+        if c.train_feedback == "question":
+            return relabelled_contexts(rollouts, None)
         from agentloop.evaluation.protocols import EvalProtocol
         from agentloop.wrappers import MultiAttemptConfig
 

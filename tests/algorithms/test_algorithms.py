@@ -198,6 +198,12 @@ def test_rise_rationalization_trains_revealed_corrections_after_the_env_feedback
     # the collected context stays with train_feedback: collected
     [kept] = RISE(RISEConfig(max_attempts=2, collection="reveal", filter="success")).examples([ep], tokenizer)
     assert "The correct answer" in "".join(seg.text for seg in kept.segments if not seg.train)
+    # question: the correction trains as a first attempt (STaR's rationalization)
+    [first] = RISE(RISEConfig(max_attempts=2, collection="reveal", train_feedback="question",
+                              filter="success")).examples([ep], tokenizer)
+    context = "".join(seg.text for seg in first.segments if not seg.train)
+    assert ep.turns[0].observation[-1].content in context and wrong not in context and "incorrect" not in context
+    assert first.trained_text.startswith(f"Answer: {gold}")
     with pytest.raises(ValueError, match="train_feedback"):
         RISEConfig(max_attempts=1, train_feedback="env")
 
