@@ -175,3 +175,23 @@ def test_a_seeded_rerun_is_its_own_entry_next_to_the_cell(tmp_path, tiny_model_d
         assert {"value", "lo", "hi"} <= set(saved["protocols"][protocol]["vs_control"]["gain_delta"])
         assert {"before", "after", "gains", "vs_control"} <= set(saved["protocols"][protocol])
     assert set(json.loads(results.read_text())["cells"]) == {"rs_sft-arith", "rise-arith@seed7"}
+
+
+def test_cells_finishing_together_keep_each_others_entries(tmp_path):
+    """merge_result from several processes at once (cells run side by side): every entry survives."""
+    import multiprocessing as mp
+
+    path = tmp_path / "efficacy.json"
+    ctx = mp.get_context("fork")
+    procs = [ctx.Process(target=_merge_many, args=(path, k)) for k in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0] * 4
+    assert sorted(json.loads(path.read_text())["cells"]) == sorted(f"c{k}-{i}" for k in range(4) for i in range(25))
+
+
+def _merge_many(path, k):
+    for i in range(25):
+        efficacy.merge_result(path, {"cell": f"c{k}-{i}"})
