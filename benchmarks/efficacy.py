@@ -497,6 +497,8 @@ def main(argv: list[str] | None = None) -> int:
                    "far two runs of it differ.")
     p.add_argument("--table", action="store_true", help="Print the markdown tables of the results file.")
     p.add_argument("--list", action="store_true", help="List the cells.")
+    p.add_argument("--note", nargs=2, metavar=("CELL", "TEXT"), default=None,
+                   help="Record a one-line diagnosis for a measured cell (the table's diagnosis column); words, no figures.")
     p.add_argument("--versus", nargs=2, metavar=("CELL", "OTHER"), default=None,
                    help="Paired gains of CELL's trained model over OTHER's (both finished, run directories kept); "
                    "stored as CELL's vs_control when OTHER is its control.")
@@ -509,6 +511,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for name in cell_names():
             print(f"{name:28s} {load_cell(name).description}")
+        return 0
+    if args.note:
+        cells = json.loads(results.read_text())["cells"] if results.exists() else {}
+        if args.note[0] not in cells:
+            p.error(f"{args.note[0]} is not in {results} (run it first)")
+        merge_result(results, {**cells[args.note[0]], "notes": args.note[1]})
         return 0
     if args.versus:
         cells = json.loads(results.read_text())["cells"] if results.exists() else {}
