@@ -73,9 +73,9 @@ Rationalization (``train_feedback``, our addition, after STaR's rationalization:
 model the answer as a hint and train the rationale as if no hint had been given). A model that cannot yet use
 informative feedback rarely corrects itself after it (the efficacy cell ``rise_env-arith``: a handful of
 corrections among hundreds of best-of-8 samples), so the ``env`` collection has almost nothing to train on.
-With ``collection: reveal`` every wrong attempt is followed by the answer-revealing text and the model's
-second attempts are mostly right (it copies the answer); ``train_feedback: env`` then trains each of those
-attempts after the text the ``env`` protocol would have shown instead ("Its sign is wrong." / "It is too
+With ``collection: reveal`` every wrong attempt is followed by the answer-revealing text and some of the
+model's second attempts are right (it copies the answer; ``best_of`` raises the share of states that get one);
+``train_feedback: env`` then trains each of those attempts after the text the ``env`` protocol would have shown instead ("Its sign is wrong." / "It is too
 large."), rewritten from the previous attempt's recorded verdict (:func:`relabelled_contexts`), so the data
 say "after this feedback, this is the right answer": where the feedback determines the fix (a sign error:
 negate) the model can learn the fix; where it does not, it learns to move in the direction the feedback
@@ -112,7 +112,7 @@ from agentloop.types import Episode, Message, SamplingParams, Turn
 from agentloop.wrappers import PolicyWrapper
 
 __all__ = ["RISE", "RISEConfig", "TurnRoutedPolicy", "best_candidates", "best_turns", "is_first_attempt",
-           "question_of", "relabelled_contexts", "rise_training_pairs", "rise_training_turns"]
+           "opening", "question_of", "relabelled_contexts", "rise_training_pairs", "rise_training_turns"]
 
 RISE_FEEDBACK = "The answer is incorrect. Please try again. Here's the question: {question}"
 Filter = Literal["all", "better", "best", "success"]
@@ -166,9 +166,9 @@ class RISEConfig(MethodConfig):
              "later ones", "first_attempt_weight: 1"),
             (self.first_temperature is not None, "method.first_temperature sets first attempts apart from later ones",
              "drop first_temperature"),
+            (self.train_feedback != "collected", "method.train_feedback rewrites the feedback before later attempts",
+             "train_feedback: collected"),
         ]
-        needs_second.append((self.train_feedback != "collected", "method.train_feedback rewrites the feedback "
-                             "before later attempts", "train_feedback: collected"))
         for active, what, off in needs_second:
             if active:
                 raise ValueError(f"{what}, which needs max_attempts >= 2; set max_attempts: 2 or more, or {off}.")
@@ -258,11 +258,15 @@ def rise_training_pairs(episodes: Sequence[Episode], filter: Filter,
     return [(list(t.observation), t.action, r, task) for t, r, task in rise_training_turns(episodes, filter, turns)]
 
 
+def opening(context: Sequence[Message]) -> list[Message]:
+    """The messages before the first answer: the context of a first attempt."""
+    return list(context[:next((i for i, m in enumerate(context) if m.role == "assistant"), len(context))])
+
+
 def question_of(context: Sequence[Message]) -> str:
     """The task's question in a multi-attempt context: the last user message before the first answer
     (what :class:`~agentloop.wrappers.MultiAttempt` formats its ``{question}`` with)."""
-    first_answer = next((i for i, m in enumerate(context) if m.role == "assistant"), len(context))
-    return next((m.content for m in reversed(context[:first_answer]) if m.role == "user"), "")
+    return next((m.content for m in reversed(opening(context)) if m.role == "user"), "")
 
 
 def relabelled_contexts(episodes: Sequence[Episode], settings: Any | None) -> dict[str, list[Message]]:
@@ -279,7 +283,7 @@ def relabelled_contexts(episodes: Sequence[Episode], settings: Any | None) -> di
             if not context or context[-1].role != "user":
                 continue
             if settings is None:
-                out[_conversation_key(context)] = context[:next(i for i, m in enumerate(context) if m.role == "assistant")]
+                out[_conversation_key(context)] = opening(context)
                 continue
             prev = ep.turns[t - 1]
             text = settings.feedback_text(prev.info, bool(prev.success), question_of(context))
