@@ -2,12 +2,14 @@
 
 Each worker is one long-lived interpreter started by the backend's command (bubblewrap, or a plain
 process); it forks a limited child per program, so a run costs a fork, not an interpreter start.
-Runs are dispatched to idle workers from a thread pool; a worker that dies or stops answering is
+``run`` takes an idle worker (thread-safe); ``run_many`` drives a batch over every idle worker from one thread,
+each worker a request ahead; a worker that dies or stops answering is
 killed and restarted, and that run is reported as ``sandbox_error`` (the batch carries on).
 """
 
 from __future__ import annotations
 
+import collections
 import functools
 import json
 import os
@@ -35,6 +37,14 @@ WORKER_FLAGS = ("-I", "-B", "-S")
 PRELUDES: dict[str, str] = {}
 # Extra seconds the host waits beyond a run's own timeout before declaring its worker stuck.
 HOST_GRACE_S = 10.0
+# run_many keeps each worker this many requests ahead, sending a request ahead only when its message is at most
+# this many bytes (a pipe holds 64 KiB: a larger one could block the sending thread until the worker reads it).
+PIPELINE_DEPTH = 2
+PIPELINE_MAX_BYTES = 32 * 1024
+
+
+def _request(code: str, stdin: str, timeout_s: float) -> bytes:
+    return json.dumps({"code": code, "stdin": stdin, "timeout_s": float(timeout_s)}).encode()
 
 
 class _Worker:
@@ -58,10 +68,18 @@ class _Worker:
                                f"Command: {' '.join(self.argv[:6])} ...")
 
     def send(self, obj: dict) -> None:
-        body = json.dumps(obj).encode()
+        self.send_raw(json.dumps(obj).encode())
+
+    def send_raw(self, body: bytes) -> None:
+        """One message whose JSON body is already encoded."""
         assert self.proc.stdin is not None
         self.proc.stdin.write(struct.pack(">I", len(body)) + body)
         self.proc.stdin.flush()
+
+    def fileno(self) -> int:
+        """The pipe the worker answers on (for ``select``)."""
+        assert self.proc.stdout is not None
+        return self.proc.stdout.fileno()
 
     def receive(self, timeout_s: float) -> dict | None:
         head = self._read(4, timeout_s)
@@ -130,7 +148,6 @@ class WorkerPool:
         # Workers are spawned from one long-lived thread: bwrap's --die-with-parent (PR_SET_PDEATHSIG) fires
         # when the *thread* that spawned it exits, so a short-lived caller thread would take its worker down.
         self._spawner = ThreadPoolExecutor(1, thread_name_prefix="agentloop-sandbox-spawn")
-        self._executor = ThreadPoolExecutor(self.size, thread_name_prefix="agentloop-sandbox")
         started = [self._spawn(slot) for slot in range(self.size)]
         try:
             for w in started:
@@ -169,7 +186,7 @@ class WorkerPool:
             raise SandboxError(f"timeout_s must be > 0, got {timeout_s}.")
         w = self._take()
         try:
-            w.send({"code": code, "stdin": stdin, "timeout_s": float(timeout_s)})
+            w.send_raw(_request(code, stdin, timeout_s))
             res = w.receive(timeout_s + HOST_GRACE_S)
         except (OSError, ValueError) as e:
             res, err = None, f"{type(e).__name__}: {e}"
@@ -203,15 +220,101 @@ class WorkerPool:
             return None
 
     def run_many(self, codes: Sequence[str], *, timeout_s: float = 5.0) -> list[ExecResult]:
+        """Every program once, results in input order: the batch is driven from this one thread.
+
+        The idle workers (at least one, waiting for it if every worker is busy) are taken for the whole batch
+        and each is kept :data:`PIPELINE_DEPTH` requests ahead: the next request already waits in a worker's
+        pipe while its current program runs, so a worker never idles for the host's round trip (the thread
+        per run of :meth:`run` paid a wake-up and a hand-over of the interpreter lock between runs). A
+        request is sent ahead only when small enough (:data:`PIPELINE_MAX_BYTES`) to fit the pipe without
+        blocking. Each run's host deadline (its timeout plus :data:`HOST_GRACE_S`) starts when it reaches the
+        head of its worker's queue. A worker that dies or stops answering is restarted as in :meth:`run`:
+        the run at its head is reported as ``sandbox_error`` and the requests queued behind it go back to
+        the batch (they never started).
+        """
         if self._closed:
             raise SandboxError("This sandbox is closed; create a new one with get_sandbox().")
-        return list(self._executor.map(lambda c: self.run(c, timeout_s=timeout_s), codes))
+        if not timeout_s > 0:
+            raise SandboxError(f"timeout_s must be > 0, got {timeout_s}.")
+        if len(codes) <= 1:
+            return [self.run(c, timeout_s=timeout_s) for c in codes]
+        bodies = [_request(c, "", timeout_s) for c in codes]
+        results: list[ExecResult | None] = [None] * len(codes)
+        pending = collections.deque(range(len(codes)))
+        queued: dict[_Worker, collections.deque[int]] = {self._take(): collections.deque()}
+        while len(queued) < min(self.size, len(codes)):
+            try:
+                queued[self._idle.get_nowait()] = collections.deque()
+            except queue.Empty:
+                break
+        deadline: dict[_Worker, float] = {}
+        wait_s = timeout_s + HOST_GRACE_S
+
+        def lost(w: _Worker, err: str) -> None:  # the head run failed with its worker; the rest go back
+            q = queued.pop(w)
+            deadline.pop(w, None)
+            results[q.popleft()] = ExecResult(status="sandbox_error",
+                                              stderr=f"agentloop sandbox: {err}; it was restarted.")
+            pending.extendleft(reversed(q))
+            fresh = self._replace(w)
+            if fresh is not None:
+                queued[fresh] = collections.deque()
+
+        try:
+            while pending or any(queued.values()):
+                if not queued:
+                    raise SandboxError("Every sandbox worker failed to restart; create a new sandbox "
+                                       "(and check that bubblewrap still works: agentloop sandbox).")
+                for w, q in list(queued.items()):
+                    while pending and len(q) < PIPELINE_DEPTH and (not q or len(bodies[pending[0]]) <= PIPELINE_MAX_BYTES):
+                        i = pending.popleft()
+                        try:
+                            w.send_raw(bodies[i])
+                        except (OSError, ValueError) as e:
+                            pending.appendleft(i)
+                            if q:
+                                lost(w, f"{type(e).__name__}: {e}")
+                            else:
+                                queued.pop(w)
+                                fresh = self._replace(w)
+                                if fresh is not None:
+                                    queued[fresh] = collections.deque()
+                            break
+                        q.append(i)
+                        if len(q) == 1:
+                            deadline[w] = time.monotonic() + wait_s
+                busy = {w.fileno(): w for w, q in queued.items() if q}
+                if not busy:
+                    continue
+                now = time.monotonic()
+                ready, _, _ = select.select(list(busy), [], [], max(0.0, min(deadline[w] for w in busy.values()) - now))
+                for fd in ready:
+                    w = busy[fd]
+                    res = w.receive(wait_s)
+                    if res is None:
+                        lost(w, "the worker died or stopped answering")
+                        continue
+                    results[queued[w].popleft()] = ExecResult.model_validate(res)
+                    deadline[w] = time.monotonic() + wait_s
+                now = time.monotonic()
+                for w in [w for w in busy.values() if w in queued and queued[w] and deadline[w] <= now]:
+                    lost(w, "the worker stopped answering")
+        finally:
+            for w, q in queued.items():
+                if q:  # interrupted with runs in flight: the worker's answers would be out of step
+                    fresh = self._replace(w)
+                    if fresh is not None:
+                        self._idle.put(fresh)
+                else:
+                    self._idle.put(w)
+        return [r if r is not None else ExecResult(status="sandbox_error", stderr="agentloop sandbox: not run")
+                for r in results]
 
     def close(self) -> None:
         self._closed = True
-        for ex in (getattr(self, "_executor", None), getattr(self, "_spawner", None)):
-            if ex is not None:
-                ex.shutdown(wait=True, cancel_futures=True)
+        spawner = getattr(self, "_spawner", None)
+        if spawner is not None:
+            spawner.shutdown(wait=True, cancel_futures=True)
         with self._lock:
             workers, self._workers = list(self._workers.values()), {}
         for w in workers:

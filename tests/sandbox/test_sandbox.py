@@ -144,6 +144,24 @@ def test_docker_backend_runs_where_an_engine_exists():
 
 
 @needs_bwrap
+def test_requests_queued_behind_a_dying_worker_run_on_its_replacement():
+    """run_many keeps a worker a request ahead: when it dies mid-run, only its head run is lost."""
+    import threading
+
+    sb = get_sandbox("local", workers=1)
+    try:
+        victim = sb._pool._workers[0].proc
+        threading.Timer(0.5, lambda: os.kill(victim.pid, 9)).start()
+        results = sb.run_many(["import time; time.sleep(3); print('slow')"] + [f"print({i})" for i in range(5)],
+                              timeout_s=10)
+        assert results[0].status == "sandbox_error" and "restarted" in results[0].stderr
+        assert [r.stdout for r in results[1:]] == [f"{i}\n" for i in range(5)]
+        assert sb._pool._workers[0].proc.pid != victim.pid
+    finally:
+        sb.close()
+
+
+@needs_bwrap
 def test_a_dead_worker_is_restarted_and_the_batch_carries_on():
     sb = get_sandbox("local", workers=2)
     try:
