@@ -269,7 +269,7 @@ class ImproveLoop:
         episodes = self.collect(specs, sampling, cfg.collect.batch_size, f"collect iter {iteration}", critic, policy)
         branch_specs = self.algorithm.branch_specs(iteration, tasks, episodes)
         branches = (self.collect(branch_specs, sampling, cfg.collect.batch_size, f"branch  iter {iteration}", critic,
-                                 policy) if branch_specs else [])
+                                 self.algorithm.branch_policy(self.policy)) if branch_specs else [])
         data = [*episodes, *branches]
         if cfg.method.data == "union":
             data = [e for e in self.recorded.values() if e.metadata.get("phase") in ("collect", "branch")

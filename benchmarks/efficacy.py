@@ -162,7 +162,7 @@ def sized(cell: CellFile, smoke: bool, model: str | None) -> CellFile:
 
 
 # -- procedural code tasks (LeTI cells) --------------------------------------------------------------------------
-CODE_TASKS = {split: CELLS_DIR / "data" / f"code-tasks-{split}.jsonl" for split in ("train", "test")}
+CODE_TASKS = {split: CELLS_DIR / "data" / f"code-tasks-{split}.jsonl" for split in ("train", "test", "families")}
 FENCE = "`" * 3
 _NUMERIC = (  # (name, what the function returns, reference body, test inputs)
     ("add", "x plus {a}", "x + {a}", (0, 5, -3)),
@@ -179,36 +179,65 @@ _TEXT = (  # (name, what the function returns, reference body, test inputs)
 )
 
 
-def code_tasks() -> dict[str, list[dict[str, Any]]]:
-    """Simple function-writing tasks the 135M model can partly solve, dealt into disjoint train/test splits.
+# Held-out task *families*: templates no training task uses (the ``families`` split), so that a first attempt
+# can fail where training on every family's constants would have taught the answer.
+_FAMILY_NUMERIC = (
+    ("larger", "the larger of x and {a}", "max(x, {a})", (0, 15, 100)),
+    ("abs_diff", "the absolute difference between x and {a}", "abs(x - {a})", (0, 15, 100)),
+    ("floor_div", "x divided by {a}, rounded down to a whole number", "x // {a}", (0, 7, 100)),
+    ("is_greater", "True if x is greater than {a}, else False", "x > {a}", (0, 15, 100)),
+    ("add_double", "x plus {a}, all doubled", "(x + {a}) * 2", (0, 5, -3)),
+)
+_FAMILY_TEXT = (
+    ("starts_with", "True if the string s starts with the character '{c}', else False", "s.startswith('{c}')",
+     ("", "ab{c}", "{c}ab")),
+    ("remove", "the string s with every '{c}' removed", "s.replace('{c}', '')", ("", "{c}a{c}", "xyz")),
+)
 
-    Each task is a template with one constant (a number 2-30 or a letter); a task is held out when a hash
-    of its id falls below 0.3, so no held-out task (template + constant) is trained on.
-    """
-    import hashlib
 
+def _numeric_rows(templates: tuple, constants: range) -> list[dict[str, Any]]:
     rows = []
-    for name, what, body, inputs in _NUMERIC:
-        for a in range(2, 31):
+    for name, what, body, inputs in templates:
+        for a in constants:
             fn = f"{name}_{a}"
             ref = f"def {fn}(x):\n    return {body.format(a=a)}"
             tests = [f"assert {fn}({x}) == {eval(body.format(a=a), {'x': x})}" for x in inputs]  # noqa: S307
             rows.append({"id": fn, "prompt": f"Write a Python function {fn}(x) that returns {what.format(a=a)}. "
                          f"Write it in a {FENCE}python code block.", "tests": tests, "reference": ref})
-    for name, what, body, inputs in _TEXT:
-        for c in "abcdefghijklmnopqrstuvwxyz":
+    return rows
+
+
+def _text_rows(templates: tuple, letters: str) -> list[dict[str, Any]]:
+    rows = []
+    for name, what, body, inputs in templates:
+        for c in letters:
             fn = f"{name}_{c}"
             ref = f"def {fn}(s):\n    return {body.format(c=c)}"
             tests = [f"assert {fn}({x.format(c=c)!r}) == {eval(body.format(c=c), {'s': x.format(c=c)})!r}"  # noqa: S307
                      for x in inputs]
             rows.append({"id": fn, "prompt": f"Write a Python function {fn}(s) that returns {what.format(c=c)}. "
                          f"Write it in a {FENCE}python code block.", "tests": tests, "reference": ref})
+    return rows
+
+
+def code_tasks() -> dict[str, list[dict[str, Any]]]:
+    """Simple function-writing tasks the 135M model can partly solve, dealt into disjoint splits.
+
+    ``train``/``test``: each task is a template with one constant (a number 2-30 or a letter); a task is held
+    out when a hash of its id falls below 0.3, so no held-out task (template + constant) is trained on.
+    ``families``: templates no ``train`` task uses (:data:`_FAMILY_NUMERIC`, :data:`_FAMILY_TEXT`; constants
+    2-13 and a-l), for evaluating on task families the training never showed.
+    """
+    import hashlib
+
+    rows = _numeric_rows(_NUMERIC, range(2, 31)) + _text_rows(_TEXT, "abcdefghijklmnopqrstuvwxyz")
+    families = _numeric_rows(_FAMILY_NUMERIC, range(2, 14)) + _text_rows(_FAMILY_TEXT, "abcdefghijkl")
     held = lambda r: int.from_bytes(hashlib.sha256(r["id"].encode()).digest()[:8], "big") / 2**64 < 0.3  # noqa: E731
-    return {"train": [r for r in rows if not held(r)], "test": [r for r in rows if held(r)]}
+    return {"train": [r for r in rows if not held(r)], "test": [r for r in rows if held(r)], "families": families}
 
 
 def write_code_tasks() -> None:
-    """(Re)write configs/efficacy/data/code-tasks-{train,test}.jsonl from :func:`code_tasks`."""
+    """(Re)write configs/efficacy/data/code-tasks-{train,test,families}.jsonl from :func:`code_tasks`."""
     for split, rows in code_tasks().items():
         CODE_TASKS[split].parent.mkdir(parents=True, exist_ok=True)
         CODE_TASKS[split].write_text("".join(json.dumps(r) + "\n" for r in rows))

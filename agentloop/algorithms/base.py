@@ -141,6 +141,11 @@ class Algorithm:
         the model being trained); e.g. RISE routes later attempts to a teacher (default: the learner)."""
         return learner
 
+    def branch_policy(self, learner: Policy) -> Policy:
+        """The policy that generates the :meth:`branch_specs` episodes (default: :meth:`collection_policy`'s);
+        e.g. RISE's fresh candidates, sampled as first attempts at the collection temperature."""
+        return self.collection_policy(learner)
+
     def make_critic(self, policy: Policy) -> Critic | None:
         """The critic collection episodes are critiqued by, given the generation policy (an ``llm`` critic
         may critique with it); e.g. the critique loop's (default: None, no critic)."""

@@ -34,6 +34,20 @@ supplies them. The teacher's attempts carry no ids (:class:`TurnRoutedPolicy` dr
 learner did not sample that text) and are rendered by the chat template.
 Iterate: each iteration collects with the latest model.
 
+Fresh candidates (``candidates: question``, our addition, after the self-corrector of Welleck et al. 2023,
+which pairs a model's worse and better outputs for the same input). With ``candidates: state`` (the paper's)
+the ``best_of - 1`` candidates of a failed state are sampled *in* that state, after the wrong attempt and
+its feedback; a small model mostly repeats the answer it can see there (the efficacy cells ``rise_env-arith``,
+``rise_greedy-arith``: a right candidate for about one failed state in five). With ``question`` they are fresh
+answers to the question alone (:class:`~agentloop.wrappers.Branch` episodes with no replayed prefix, sampled
+by the learner at ``collect.temperature``: :meth:`RISE.branch_policy`), and the best of them is trained in
+the failed state's context: after the wrong attempt and its feedback, the learner's own *other* answer. The
+lesson is "after this verdict, answer differently, as you might have": the pairs are the model's own outputs,
+so the trained span is its sampled ids (the context, which it did not see when sampling them, is rendered
+by the chat template, as with ``train_feedback``). With greedy first attempts (``first_temperature: 0``) the
+wrong attempt in each pair is the one greedy evaluation shows. A fresh candidate counts only for the state
+of the rollout whose opening it answered (:func:`best_turns`).
+
 First attempts at another temperature (``first_temperature``, our addition). Held-out evaluation is
 greedy, so the states a second attempt starts from at test time hold the learner's *greedy* first
 answer; collected at ``collect.temperature``, the data's second attempts instead follow sampled first
@@ -148,6 +162,10 @@ class RISEConfig(MethodConfig):
     best_of: int = Field(
         default=1, ge=1, le=64, description="Candidates per state after a first attempt; the best by reward is the "
         "target there (the paper's best-of-N self-distillation; 1 = the rollout's own attempts only).")
+    candidates: Literal["state", "question"] = Field(
+        default="state", description="Where best-of-N candidates for a failed state come from: state (sampled in "
+        "that state, after the wrong attempt and its feedback: the paper's) or question (fresh answers to the question "
+        "alone, trained in the state's context: the learner's other answers; see the module docstring).")
     first_temperature: float | None = Field(
         default=None, ge=0.0, description="Sampling temperature of first attempts during collection (None = "
         "collect.temperature). 0 collects the states held-out evaluation reaches: the learner's greedy first answer, "
@@ -168,10 +186,22 @@ class RISEConfig(MethodConfig):
              "drop first_temperature"),
             (self.train_feedback != "collected", "method.train_feedback rewrites the feedback before later attempts",
              "train_feedback: collected"),
+            (self.candidates != "state", "method.candidates picks where next-attempt candidates come from",
+             "candidates: state"),
         ]
         for active, what, off in needs_second:
             if active:
                 raise ValueError(f"{what}, which needs max_attempts >= 2; set max_attempts: 2 or more, or {off}.")
+        return self
+
+    @model_validator(mode="after")
+    def _check_candidates(self) -> RISEConfig:
+        if self.candidates == "question" and self.best_of < 2:
+            raise ValueError("method.candidates: question samples best_of - 1 fresh answers per failed state; set "
+                             "best_of: 2 or more (e.g. 8), or candidates: state.")
+        if self.candidates == "question" and self.teacher is not None:
+            raise ValueError("method.candidates: question takes the learner's own fresh answers, method.teacher writes "
+                             "later attempts with another policy; drop one of them.")
         return self
 
 
@@ -193,8 +223,10 @@ def best_turns(episodes: Sequence[Episode], branches: Sequence[Episode]) -> dict
     branches sampled there; ties go to the rollout's own attempt, then to the earlier branch.
 
     A branch counts only if its replayed state equals the rollout's recorded one (same messages), so
-    an environment that did not repeat its task cannot put a foreign answer into the data. The turn
-    is returned whole, so its sampled ids train (not a re-rendering of its text).
+    an environment that did not repeat its task cannot put a foreign answer into the data; a fresh
+    candidate (``metadata["candidate"] == "question"``) only if it answered the rollout's own opening, and it
+    is returned in the rollout's state (its observation), without prompt ids. The turn is returned whole,
+    so its sampled ids train (not a re-rendering of its text).
     """
     by_state: dict[tuple[str, int], list[Episode]] = {}
     for b in branches:
@@ -206,9 +238,14 @@ def best_turns(episodes: Sequence[Episode], branches: Sequence[Episode]) -> dict
                 continue
             chosen = turn
             for b in by_state.get((_key(ep), t), []):
-                if b.turns and b.error is None and b.turns[0].observation == turn.observation \
+                fresh = b.metadata.get("candidate") == "question"
+                state = opening(turn.observation) if fresh else list(turn.observation)
+                if b.turns and b.error is None and list(b.turns[0].observation) == state \
                         and b.turns[0].reward > chosen.reward:
-                    chosen = b.turns[0]
+                    # a fresh answer moves into the state it is trained in; its prompt ids (the question alone)
+                    # go, its sampled ids stay (RISE.examples renders the new context around them)
+                    chosen = b.turns[0] if not fresh else b.turns[0].model_copy(
+                        update={"observation": turn.observation, "prompt_token_ids": None})
             best[(_key(ep), t)] = chosen
     return best
 
@@ -310,6 +347,11 @@ class RISE(Algorithm):
             self._teacher = c.teacher.make_policy()
         return TurnRoutedPolicy(learner, self._teacher or learner, first_temperature=c.first_temperature)
 
+    def branch_policy(self, learner: Any) -> Any:
+        """Fresh candidates (``candidates: question``) are the learner's first attempts at ``collect.temperature``
+        (not at ``first_temperature``: greedy ones would repeat the rollout's own answer)."""
+        return learner if self.config.candidates == "question" else self.collection_policy(learner)
+
     def eval_attempt_settings(self) -> dict[str, Any]:
         """``make`` keywords (all but ``max_attempts``) for held-out multi-attempt evaluation with no oracle.
 
@@ -344,6 +386,7 @@ class RISE(Algorithm):
         def env() -> Any:
             return Branch(inner())
 
+        fresh = self.config.candidates == "question"
         specs: list[EpisodeSpec] = []
         for ep in usable(episodes):
             index = ep.metadata.get("task_index")
@@ -352,13 +395,13 @@ class RISE(Algorithm):
             for t, turn in enumerate(ep.turns):
                 if t == 0 or turn.success:
                     continue
-                prefix = [u.action for u in ep.turns[:t]]
+                prefix = [] if fresh else [u.action for u in ep.turns[:t]]
                 for j in range(self.config.best_of - 1):
                     specs.append(EpisodeSpec(
                         key=episode_key("branch", task=f"{_key(ep)}@{t}", sample=j, iteration=iteration), env=env,
                         options={"index": index, "prefix": prefix}, seed=ep.seed,
                         metadata={"phase": "branch", "iteration": iteration, "task_index": index, "sample": j,
-                                  "source": _key(ep), "turn": t}))
+                                  "source": _key(ep), "turn": t, "candidate": self.config.candidates}))
         return specs
 
     def examples(self, episodes: Sequence[Episode], tokenizer: Any) -> list[TrainExample]:
@@ -384,6 +427,8 @@ class RISE(Algorithm):
         out = []
         for (turn, _, task), w in zip(chosen, weights):
             context = relabelled.get(_conversation_key(turn.observation))
+            if context is None and turn.prompt_token_ids is None:  # a fresh candidate (or a teacher's text)
+                context = list(turn.observation)
             out.append(turn_example(tokenizer, turn, weight=w, group=task) if context is None else
                        reply_example(tokenizer, context, turn, weight=w, group=task))
         return out

@@ -709,6 +709,51 @@ def test_rise_best_of_n_samples_failed_states_and_trains_on_their_best_candidate
     assert RISE(RISEConfig(max_attempts=2)).branch_specs(1, tasks, rollouts) == []  # best_of 1: no branching
 
 
+def test_rise_fresh_candidates_train_the_learners_other_answer_after_the_wrong_one(tokenizer):
+    """candidates: question: a failed state's candidates are fresh answers to the question alone, sampled by the
+    learner at the collection temperature (not the greedy first-attempt route); the best is trained in the failed
+    state's context (wrong answer + feedback), its sampled ids kept as the trained span."""
+    import agentloop
+    from agentloop.algorithms.rise import RISE, RISEConfig, TurnRoutedPolicy, best_turns, opening
+    from agentloop.policies.scripted import ScriptedPolicy
+
+    def arith():
+        return agentloop.make("math/arith-v0", difficulty=6, split="train")
+
+    gold = arith().get_task(0).answer
+    wrong, other = f"Answer: {int(gold) + 1}", f"Answer: {int(gold) + 2}"
+    algo = RISE(RISEConfig(max_attempts=2, collection="oracle", filter="success", best_of=3, candidates="question", samples_per_task=1,
+                           first_temperature=0.0, first_attempt_weight=0.0))
+    learner = ScriptedPolicy([wrong])
+    assert isinstance(algo.collection_policy(learner), TurnRoutedPolicy) and algo.branch_policy(learner) is learner
+    tasks = TaskSet(make_env=arith, indices=(0,))
+    [ep] = Collector(learner, SamplingParams(temperature=0.0), max_concurrency=1).collect(algo.specs(1, tasks))
+    assert [t.action for t in ep.turns] == [wrong, wrong]
+    specs = algo.branch_specs(1, tasks, [ep])
+    assert len(specs) == 2 and all(s.options["prefix"] == [] and s.metadata["candidate"] == "question" for s in specs)
+    fresh = iter([other, f"Answer: {gold}"])
+    branches = Collector(ScriptedPolicy(lambda conv: next(fresh)), SamplingParams(temperature=0.8),
+                         max_concurrency=1).collect(specs)
+    assert [list(b.turns[0].observation) for b in branches] == [opening(ep.turns[1].observation)] * 2
+    # the right fresh answer, moved into the failed state (after the wrong answer and RISE's text)
+    ids = tuple(tokenizer.encode(f"Answer: {gold}", add_special_tokens=False))
+    branches[1] = branches[1].model_copy(update={"turns": (branches[1].turns[0].model_copy(
+        update={"token_ids": ids, "prompt_token_ids": (1, 2, 3)}),)})
+    chosen = best_turns([ep], branches)[(ep.metadata["run_key"], 1)]
+    assert chosen.action == f"Answer: {gold}" and chosen.observation == ep.turns[1].observation
+    assert chosen.prompt_token_ids is None and chosen.token_ids == ids
+    [ex] = algo.examples([ep, *branches], tokenizer)
+    context = "".join(seg.text for seg in ex.segments if not seg.train)
+    assert wrong in context and "The answer is incorrect" in context
+    assert [seg.ids for seg in ex.segments if seg.train] == [ids]
+    # a fresh answer to another question never enters the data
+    foreign = [b.model_copy(update={"turns": (b.turns[0].model_copy(update={"observation": b.turns[0].observation[:0]}),)})
+               for b in branches]
+    assert best_turns([ep], foreign)[(ep.metadata["run_key"], 1)].action == wrong
+    with pytest.raises(ValueError, match="best_of"):
+        RISEConfig(max_attempts=2, candidates="question")
+
+
 def test_rise_best_of_needs_a_second_attempt():
     from agentloop.algorithms.rise import RISEConfig
 
