@@ -45,8 +45,10 @@ the failed state's context: after the wrong attempt and its feedback, the learne
 lesson is "after this verdict, answer differently, as you might have": the pairs are the model's own outputs,
 so the trained span is its sampled ids (the context, which it did not see when sampling them, is rendered
 by the chat template, as with ``train_feedback``). With greedy first attempts (``first_temperature: 0``) the
-wrong attempt in each pair is the one greedy evaluation shows. A fresh candidate counts only for the state
-of the rollout whose opening it answered (:func:`best_turns`).
+wrong attempt in each pair is the one greedy evaluation shows. Fresh answers do not depend on the state, so
+one pool of ``best_of - 1`` is sampled per rollout (at its first failed state) and serves each of its failed
+states (with more than two attempts: after every wrong answer so far, the right other one); a fresh candidate
+counts only for the rollout whose opening it answered (:func:`best_turns`).
 
 First attempts at another temperature (``first_temperature``, our addition). Held-out evaluation is
 greedy, so the states a second attempt starts from at test time hold the learner's *greedy* first
@@ -229,15 +231,19 @@ def best_turns(episodes: Sequence[Episode], branches: Sequence[Episode]) -> dict
     so its sampled ids train (not a re-rendering of its text).
     """
     by_state: dict[tuple[str, int], list[Episode]] = {}
+    fresh_of: dict[str, list[Episode]] = {}  # fresh candidates answer the question alone: one pool per rollout
     for b in branches:
-        by_state.setdefault((str(b.metadata.get("source")), int(b.metadata.get("turn", -1))), []).append(b)
+        if b.metadata.get("candidate") == "question":
+            fresh_of.setdefault(str(b.metadata.get("source")), []).append(b)
+        else:
+            by_state.setdefault((str(b.metadata.get("source")), int(b.metadata.get("turn", -1))), []).append(b)
     best: dict[tuple[str, int], Turn] = {}
     for ep in episodes:
         for t, turn in enumerate(ep.turns):
             if t == 0:
                 continue
             chosen = turn
-            for b in by_state.get((_key(ep), t), []):
+            for b in [*by_state.get((_key(ep), t), []), *(fresh_of.get(_key(ep), []) if not turn.success else [])]:
                 fresh = b.metadata.get("candidate") == "question"
                 state = opening(turn.observation) if fresh else list(turn.observation)
                 if b.turns and b.error is None and list(b.turns[0].observation) == state \
@@ -396,6 +402,8 @@ class RISE(Algorithm):
                 if t == 0 or turn.success:
                     continue
                 prefix = [] if fresh else [u.action for u in ep.turns[:t]]
+                if fresh and t > min(u for u in range(1, len(ep.turns)) if not ep.turns[u].success):
+                    continue  # fresh answers do not depend on the state: one pool serves every failed state
                 for j in range(self.config.best_of - 1):
                     specs.append(EpisodeSpec(
                         key=episode_key("branch", task=f"{_key(ep)}@{t}", sample=j, iteration=iteration), env=env,

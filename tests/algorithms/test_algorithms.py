@@ -722,14 +722,14 @@ def test_rise_fresh_candidates_train_the_learners_other_answer_after_the_wrong_o
 
     gold = arith().get_task(0).answer
     wrong, other = f"Answer: {int(gold) + 1}", f"Answer: {int(gold) + 2}"
-    algo = RISE(RISEConfig(max_attempts=2, collection="oracle", filter="success", best_of=3, candidates="question", samples_per_task=1,
+    algo = RISE(RISEConfig(max_attempts=3, collection="oracle", filter="success", best_of=3, candidates="question", samples_per_task=1,
                            first_temperature=0.0, first_attempt_weight=0.0))
     learner = ScriptedPolicy([wrong])
     assert isinstance(algo.collection_policy(learner), TurnRoutedPolicy) and algo.branch_policy(learner) is learner
     tasks = TaskSet(make_env=arith, indices=(0,))
     [ep] = Collector(learner, SamplingParams(temperature=0.0), max_concurrency=1).collect(algo.specs(1, tasks))
-    assert [t.action for t in ep.turns] == [wrong, wrong]
-    specs = algo.branch_specs(1, tasks, [ep])
+    assert [t.action for t in ep.turns] == [wrong, wrong, wrong]
+    specs = algo.branch_specs(1, tasks, [ep])  # one pool of fresh answers for both failed states
     assert len(specs) == 2 and all(s.options["prefix"] == [] and s.metadata["candidate"] == "question" for s in specs)
     fresh = iter([other, f"Answer: {gold}"])
     branches = Collector(ScriptedPolicy(lambda conv: next(fresh)), SamplingParams(temperature=0.8),
@@ -739,13 +739,17 @@ def test_rise_fresh_candidates_train_the_learners_other_answer_after_the_wrong_o
     ids = tuple(tokenizer.encode(f"Answer: {gold}", add_special_tokens=False))
     branches[1] = branches[1].model_copy(update={"turns": (branches[1].turns[0].model_copy(
         update={"token_ids": ids, "prompt_token_ids": (1, 2, 3)}),)})
-    chosen = best_turns([ep], branches)[(ep.metadata["run_key"], 1)]
-    assert chosen.action == f"Answer: {gold}" and chosen.observation == ep.turns[1].observation
-    assert chosen.prompt_token_ids is None and chosen.token_ids == ids
-    [ex] = algo.examples([ep, *branches], tokenizer)
-    context = "".join(seg.text for seg in ex.segments if not seg.train)
-    assert wrong in context and "The answer is incorrect" in context
-    assert [seg.ids for seg in ex.segments if seg.train] == [ids]
+    best = best_turns([ep], branches)
+    for t in (1, 2):
+        chosen = best[(ep.metadata["run_key"], t)]
+        assert chosen.action == f"Answer: {gold}" and chosen.observation == ep.turns[t].observation
+        assert chosen.prompt_token_ids is None and chosen.token_ids == ids
+    examples = algo.examples([ep, *branches], tokenizer)
+    assert len(examples) == 2  # after one and after two wrong answers
+    for ex, wrongs in zip(examples, (1, 2)):
+        context = "".join(seg.text for seg in ex.segments if not seg.train)
+        assert context.count(wrong) == wrongs and "The answer is incorrect" in context
+        assert [seg.ids for seg in ex.segments if seg.train] == [ids]
     # a fresh answer to another question never enters the data
     foreign = [b.model_copy(update={"turns": (b.turns[0].model_copy(update={"observation": b.turns[0].observation[:0]}),)})
                for b in branches]
