@@ -37,9 +37,9 @@ model (tests use a tiny random one). Numbers depend on the machine's load: it is
 The LeTI cells' procedural code tasks live in ``configs/efficacy/data`` and are rewritten by
 ``--write-code-tasks`` (a test checks the committed files match the generator).
 
-Not covered: ``vs_control`` needs the control evaluated with the same number of attempts (the 5-turn
-RISE cell has none); cells are sized from earlier CPU timings, not yet timed one by one on a quiet
-machine.
+Not covered: cells are sized from earlier CPU timings, not yet timed one by one on a quiet machine. A cell
+and its control evaluated with different numbers of attempts are compared on the attempts both played
+(:func:`versus`).
 """
 
 from __future__ import annotations
@@ -388,11 +388,12 @@ def protocols_of(entry: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {p: found[p] for p in sorted(found, key=lambda p: p != "retry")}  # retry first (the file sorts keys)
 
 
-def final_problems(entry: dict[str, Any]) -> dict[str, list[Any]] | None:
+def final_problems(entry: dict[str, Any], k: int | None = None) -> dict[str, list[Any]] | None:
     """The trained model's per-task held-out attempts of a finished cell per protocol, read back from its run
-    directory (None when the directory is gone); keyed by task index, so any two cells of one task set pair."""
+    directory (None when the directory is gone); keyed by task index, so any two cells of one task set pair.
+    ``k``: the first k attempts only (default: all the cell played)."""
     run_dir = Path(entry["run_dir"])
-    k = int(entry["after"]["max_attempts"])
+    k = k or int(entry["after"]["max_attempts"])
     episodes = _eval_episodes(entry["kind"], run_dir, int(entry["config"].get("iterations", 0)), "after")
     return {name: _by_task(eps, k) for name, eps in episodes.items()} if episodes else None
 
@@ -400,19 +401,24 @@ def final_problems(entry: dict[str, Any]) -> dict[str, list[Any]] | None:
 def versus(entry: dict[str, Any], other: dict[str, Any], seed: int = 0) -> dict[str, Any] | None:
     """Per protocol both evaluated: paired gains of ``entry``'s trained model over ``other``'s on the same held-out
     tasks (paired bootstrap), the direct comparison of a method with its control. None when either run directory
-    is gone or the held-out sets or attempt counts differ."""
+    is gone or the held-out sets differ.
+
+    Cells evaluated with different numbers of attempts (a 5-turn cell, a 2-attempt control) are compared on the
+    attempts both played (``attempts`` in each result): a protocol's first k attempts do not depend on how many
+    follow (the same text after each attempt; oracle-stopped episodes stop at the first success whatever K)."""
     from agentloop.evaluation.selfcorrection import paired_gains
 
-    if entry["env"] != other["env"] or entry["after"]["max_attempts"] != other["after"]["max_attempts"]:
+    if entry["env"] != other["env"]:
         return None
-    ours, theirs = final_problems(entry), final_problems(other)
+    k = min(int(entry["after"]["max_attempts"]), int(other["after"]["max_attempts"]))
+    ours, theirs = final_problems(entry, k), final_problems(other, k)
     if ours is None or theirs is None:
         return None
     out = {}
     for name, rows in ours.items():
         if name in theirs and {p.key for p in rows} == {p.key for p in theirs[name]}:
-            gains = paired_gains(theirs[name], rows, int(entry["after"]["max_attempts"]), seed=seed)
-            out[name] = {"vs": other["cell"], **gains.as_json()}
+            gains = paired_gains(theirs[name], rows, k, seed=seed)
+            out[name] = {"vs": other["cell"], "attempts": k, **gains.as_json()}
     return out or None
 
 

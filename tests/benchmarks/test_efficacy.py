@@ -158,6 +158,10 @@ def test_grpo_cell_and_a_transfer_cell_run_in_smoke_mode_and_merge_into_one_tabl
     assert vs["binary"]["gain_acc_t2"]["value"] == pytest.approx(
         (sum(p.verdicts[1] for p in ours) - sum(p.verdicts[1] for p in theirs)) / efficacy.SMOKE_TASKS)
     assert efficacy.versus(rise, {**grpo, "run_dir": str(tmp_path / "gone")}) is None
+    # a cell that played more attempts than its control is compared on the attempts both played
+    longer = {**rise, "after": {**rise["after"], "max_attempts": 5}}
+    assert [p.verdicts for p in efficacy.final_problems(longer, 2)["binary"]] == [p.verdicts for p in ours]
+    assert efficacy.versus(longer, grpo) == vs and vs["binary"]["attempts"] == 2
     assert efficacy.main(["--versus", "transfer-rise-arith", "grpo-arith", "--results", str(results)]) == 0
 
 
