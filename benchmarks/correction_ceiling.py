@@ -46,6 +46,11 @@ def answer_of(verdict: Any, text: str) -> str:
     return str(extracted) if extracted is not None else text.strip()
 
 
+def judged(env: Any, task: Any, completions: list[Any]) -> list[tuple[str, bool]]:
+    """(answer, right) of each completion for ``task``."""
+    return [(answer_of(v, c.text), bool(v.success)) for c in completions for v in [env.verify(task, c.text)]]
+
+
 def next_answer_right(greedy: str, samples: list[tuple[str, bool]]) -> bool:
     """Whether the most frequent sampled answer other than ``greedy`` is right (ties: the first sampled)."""
     others = Counter(a for a, _ in samples if a != greedy)
@@ -69,8 +74,7 @@ def ceiling(policy: Any, env_id: str, kwargs: dict[str, Any], tasks: int, sample
     fresh = policy.generate([list(items[i].messages) for i in wrong], sampled)
     right_samples = any_right = next_right = repeats = 0
     for j, i in enumerate(wrong):
-        outs = [(answer_of(v, c.text), bool(v.success)) for c in fresh[j * samples:(j + 1) * samples]
-                for v in [env.verify(items[i], c.text)]]
+        outs = judged(env, items[i], fresh[j * samples:(j + 1) * samples])
         first = answer_of(verdicts[i], greedy[i])
         right_samples += sum(ok for _, ok in outs)
         any_right += any(ok for _, ok in outs)
@@ -96,8 +100,7 @@ def ceiling(policy: Any, env_id: str, kwargs: dict[str, Any], tasks: int, sample
         right = any2 = rep = 0
         for j, i in enumerate(wrong):
             first = answer_of(verdicts[i], greedy[i])
-            outs = [(answer_of(v, c.text), bool(v.success)) for c in second[j * samples:(j + 1) * samples]
-                    for v in [env.verify(items[i], c.text)]]
+            outs = judged(env, items[i], second[j * samples:(j + 1) * samples])
             right += sum(ok for _, ok in outs)
             any2 += any(ok for _, ok in outs)
             rep += sum(a == first for a, _ in outs)

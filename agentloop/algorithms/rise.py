@@ -400,12 +400,10 @@ class RISE(Algorithm):
             index = ep.metadata.get("task_index")
             if index is None:
                 continue
-            for t, turn in enumerate(ep.turns):
-                if t == 0 or turn.success:
-                    continue
+            failed = [t for t, turn in enumerate(ep.turns) if t > 0 and not turn.success]
+            # fresh answers do not depend on the state: one pool (at the first failed state) serves every failed state
+            for t in failed[:1] if fresh else failed:
                 prefix = [] if fresh else [u.action for u in ep.turns[:t]]
-                if fresh and t > min(u for u in range(1, len(ep.turns)) if not ep.turns[u].success):
-                    continue  # fresh answers do not depend on the state: one pool serves every failed state
                 for j in range(self.config.best_of - 1):
                     specs.append(EpisodeSpec(
                         key=episode_key("branch", task=f"{_key(ep)}@{t}", sample=j, iteration=iteration), env=env,
