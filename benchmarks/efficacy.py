@@ -85,6 +85,9 @@ class CellFile(BaseModel):
     transfer: list[HeldOutTasks] = Field(default_factory=list, description="Environments never seen in training, "
                                          "evaluated before and after like the held-out split.")
     notes: str = Field(default="", description="Diagnosis after a real run (kept in the table when there is no gain).")
+    start: str | None = Field(default=None, description="A warm start: the cell whose trained model this one starts "
+                              "from (its final checkpoint replaces the embedded model for training and for every "
+                              "'before' figure). Run that cell first, into the same --runs-dir.")
 
 
     @field_validator("protocols")
@@ -348,6 +351,8 @@ def run_cell(name: str, *, smoke: bool = False, model: str | None = None, runs_d
         cell = cell.model_copy(update={"config": {**cell.config, "seed": seed}})
         name = f"{name}@seed{seed}"
     runs_dir = runs_dir or ROOT / "runs" / ("efficacy-smoke" if smoke else "efficacy")
+    if cell.start is not None and model is None:
+        cell = cell.model_copy(update={"config": {**cell.config, "model": warm_start(cell.start, runs_dir)}})
     run_dir = runs_dir / name
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     t0 = time.perf_counter()
@@ -372,6 +377,20 @@ def run_cell(name: str, *, smoke: bool = False, model: str | None = None, runs_d
     set_vs_control(entry, versus(entry, control) if control else None)
     merge_result(path, entry)
     return entry
+
+
+def warm_start(start: str, runs_dir: Path) -> str:
+    """The final checkpoint of cell ``start``'s run in ``runs_dir`` (a model folder, or a LoRA adapter folder that
+    names its base model): the model a warm-started cell begins from."""
+    from agentloop.runs import RunDir
+
+    load_cell(start)  # an unknown name fails here, listing the cells
+    run_dir = runs_dir / start
+    latest = RunDir(run_dir).latest_checkpoint() if run_dir.exists() else None
+    if latest is None:
+        raise SystemExit(f"this cell starts from {start!r}'s trained model, and {run_dir} holds no checkpoint of it: "
+                         f"run python benchmarks/efficacy.py --cell {start} --runs-dir {runs_dir} first.")
+    return str(latest)
 
 
 def set_vs_control(entry: dict[str, Any], vs: dict[str, Any] | None) -> None:

@@ -203,3 +203,26 @@ def test_cells_finishing_together_keep_each_others_entries(tmp_path):
 def _merge_many(path, k):
     for i in range(25):
         efficacy.merge_result(path, {"cell": f"c{k}-{i}"})
+
+
+def test_a_warm_started_cell_trains_and_is_measured_from_the_other_cells_model(tmp_path, tiny_model_dir, monkeypatch):
+    """``start: CELL`` (e.g. tool-use cells after SFT on gold calls): the cell's model, its 'before' figures included,
+    is CELL's final checkpoint from the same runs directory; without that run it stops and says which to run."""
+    import yaml
+
+    cells = tmp_path / "cells"
+    cells.mkdir()
+    base = yaml.safe_load((efficacy.CELLS_DIR / "rs_sft-arith.yaml").read_text())
+    (cells / "first.yaml").write_text(yaml.safe_dump(base))
+    (cells / "warm.yaml").write_text(yaml.safe_dump({**base, "start": "first", "control": None}))
+    monkeypatch.setattr(efficacy, "CELLS_DIR", cells)
+    runs, results = tmp_path / "runs", tmp_path / "efficacy.json"
+    with pytest.raises(SystemExit, match="--cell first"):
+        efficacy.run_cell("warm", smoke=True, runs_dir=runs, results=results)
+    efficacy.run_cell("first", smoke=True, model=tiny_model_dir, runs_dir=runs, results=results)
+    from agentloop.runs import RunDir
+
+    start = str(RunDir(runs / "first").latest_checkpoint())
+    warm = efficacy.run_cell("warm", smoke=True, runs_dir=runs, results=results)
+    assert warm["model"] == start and warm["config"]["model"] == start
+    assert json.loads((runs / "warm" / "config.json").read_text())["model"] == start
