@@ -165,7 +165,8 @@ def sized(cell: CellFile, smoke: bool, model: str | None) -> CellFile:
 
 
 # -- procedural code tasks (LeTI cells) --------------------------------------------------------------------------
-CODE_TASKS = {split: CELLS_DIR / "data" / f"code-tasks-{split}.jsonl" for split in ("train", "test", "families")}
+CODE_TASKS = {split: CELLS_DIR / "data" / f"code-tasks-{split}.jsonl" for split in
+              ("train", "test", "families", "train-unnamed", "families-unnamed")}
 FENCE = "`" * 3
 _NUMERIC = (  # (name, what the function returns, reference body, test inputs)
     ("add", "x plus {a}", "x + {a}", (0, 5, -3)),
@@ -229,18 +230,31 @@ def code_tasks() -> dict[str, list[dict[str, Any]]]:
     ``train``/``test``: each task is a template with one constant (a number 2-30 or a letter); a task is held
     out when a hash of its id falls below 0.3, so no held-out task (template + constant) is trained on.
     ``families``: templates no ``train`` task uses (:data:`_FAMILY_NUMERIC`, :data:`_FAMILY_TEXT`; constants
-    2-13 and a-l), for evaluating on task families the training never showed.
+    2-13 and a-l), for evaluating on task families the training never showed. ``train-unnamed`` and
+    ``families-unnamed``: the same tasks with the function's name only in the tests (:func:`_unnamed`).
     """
     import hashlib
 
     rows = _numeric_rows(_NUMERIC, range(2, 31)) + _text_rows(_TEXT, "abcdefghijklmnopqrstuvwxyz")
     families = _numeric_rows(_FAMILY_NUMERIC, range(2, 14)) + _text_rows(_FAMILY_TEXT, "abcdefghijkl")
     held = lambda r: int.from_bytes(hashlib.sha256(r["id"].encode()).digest()[:8], "big") / 2**64 < 0.3  # noqa: E731
-    return {"train": [r for r in rows if not held(r)], "test": [r for r in rows if held(r)], "families": families}
+    train = [r for r in rows if not held(r)]
+    return {"train": train, "test": [r for r in rows if held(r)], "families": families,
+            "train-unnamed": [_unnamed(r) for r in train], "families-unnamed": [_unnamed(r) for r in families]}
+
+
+def _unnamed(row: dict[str, Any]) -> dict[str, Any]:
+    """The task with its function's name left out of the prompt, as in an MBPP prompt without its test cases:
+    the tests still call ``name_constant(...)``, so a first attempt passes only if it guesses the name, and the
+    ``env`` feedback after a wrong one names it (``NameError: name 'larger_2' is not defined``). Feedback that
+    carries what the question does not: the splits for measuring whether a model reads its traceback."""
+    fn, rest = row["prompt"].removeprefix("Write a Python function ").split(" that returns ", 1)
+    arg = fn[fn.index("(") + 1:-1]
+    return {**row, "prompt": f"Write a Python function that takes {arg} and returns {rest}"}
 
 
 def write_code_tasks() -> None:
-    """(Re)write configs/efficacy/data/code-tasks-{train,test,families}.jsonl from :func:`code_tasks`."""
+    """(Re)write configs/efficacy/data/code-tasks-{SPLIT}.jsonl from :func:`code_tasks`."""
     for split, rows in code_tasks().items():
         CODE_TASKS[split].parent.mkdir(parents=True, exist_ok=True)
         CODE_TASKS[split].write_text("".join(json.dumps(r) + "\n" for r in rows))

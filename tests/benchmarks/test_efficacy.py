@@ -88,8 +88,13 @@ def test_code_task_files_are_current_disjoint_and_solved_by_their_references():
     assert 50 <= len(tasks["test"]) <= 80 and len(tasks["train"]) > 2 * len(tasks["test"])
     family = lambda r: r["id"].rsplit("_", 1)[0]  # noqa: E731
     assert not {family(r) for r in tasks["families"]} & {family(r) for r in tasks["train"]}  # unseen templates
+    for split in ("train", "families"):  # the unnamed tasks: the same tasks, the name only in the tests
+        unnamed = tasks[f"{split}-unnamed"]
+        assert [{**r, "prompt": ""} for r in unnamed] == [{**r, "prompt": ""} for r in tasks[split]]
+        assert all(r["id"] not in r["prompt"] and r["id"] in r["tests"][0] for r in unnamed)
+        assert all(" that takes " in r["prompt"] and " that returns " not in r["prompt"] for r in unnamed)
     fence = "`" * 3
-    for split in ("train", "test", "families"):
+    for split in tasks:
         env = agentloop.make("code/tasks-v0", path=str(efficacy.CODE_TASKS[split])).unwrapped
         for i in range(env.num_tasks()):
             task = env.get_task(i)
