@@ -47,6 +47,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -166,7 +167,7 @@ def sized(cell: CellFile, smoke: bool, model: str | None) -> CellFile:
 
 # -- procedural code tasks (LeTI cells) --------------------------------------------------------------------------
 CODE_TASKS = {split: CELLS_DIR / "data" / f"code-tasks-{split}.jsonl" for split in
-              ("train", "test", "families", "train-unnamed", "families-unnamed")}
+              ("train", "test", "families", "train-unnamed", "families-unnamed", "train-opaque", "families-opaque")}
 FENCE = "`" * 3
 _NUMERIC = (  # (name, what the function returns, reference body, test inputs)
     ("add", "x plus {a}", "x + {a}", (0, 5, -3)),
@@ -231,7 +232,8 @@ def code_tasks() -> dict[str, list[dict[str, Any]]]:
     out when a hash of its id falls below 0.3, so no held-out task (template + constant) is trained on.
     ``families``: templates no ``train`` task uses (:data:`_FAMILY_NUMERIC`, :data:`_FAMILY_TEXT`; constants
     2-13 and a-l), for evaluating on task families the training never showed. ``train-unnamed`` and
-    ``families-unnamed``: the same tasks with the function's name only in the tests (:func:`_unnamed`).
+    ``families-unnamed``: the same tasks with the function's name only in the tests (:func:`_unnamed`);
+    ``train-opaque`` and ``families-opaque``: and that name one no convention gives away (:func:`_opaque`).
     """
     import hashlib
 
@@ -240,7 +242,8 @@ def code_tasks() -> dict[str, list[dict[str, Any]]]:
     held = lambda r: int.from_bytes(hashlib.sha256(r["id"].encode()).digest()[:8], "big") / 2**64 < 0.3  # noqa: E731
     train = [r for r in rows if not held(r)]
     return {"train": train, "test": [r for r in rows if held(r)], "families": families,
-            "train-unnamed": [_unnamed(r) for r in train], "families-unnamed": [_unnamed(r) for r in families]}
+            "train-unnamed": [_unnamed(r) for r in train], "families-unnamed": [_unnamed(r) for r in families],
+            "train-opaque": [_opaque(r) for r in train], "families-opaque": [_opaque(r) for r in families]}
 
 
 def _unnamed(row: dict[str, Any]) -> dict[str, Any]:
@@ -251,6 +254,18 @@ def _unnamed(row: dict[str, Any]) -> dict[str, Any]:
     fn, rest = row["prompt"].removeprefix("Write a Python function ").split(" that returns ", 1)
     arg = fn[fn.index("(") + 1:-1]
     return {**row, "prompt": f"Write a Python function that takes {arg} and returns {rest}"}
+
+
+def _opaque(row: dict[str, Any]) -> dict[str, Any]:
+    """The unnamed task (:func:`_unnamed`) whose tests call a name no convention gives away (``fn_`` and six hex
+    digits of a hash of the task's id, like a generated API name): the first attempt cannot guess it, so every
+    pass needs the ``env`` feedback's ``NameError`` line. Isolates reading the traceback from learning the
+    naming convention of ``name_constant``, which training on the unnamed tasks also teaches."""
+    import hashlib
+
+    name = "fn_" + hashlib.sha256(row["id"].encode()).hexdigest()[:6]
+    swap = lambda text: re.sub(rf"\b{row['id']}\b", name, text)  # noqa: E731
+    return {**_unnamed(row), "tests": [swap(t) for t in row["tests"]], "reference": swap(row["reference"])}
 
 
 def write_code_tasks() -> None:

@@ -93,6 +93,10 @@ def test_code_task_files_are_current_disjoint_and_solved_by_their_references():
         assert [{**r, "prompt": ""} for r in unnamed] == [{**r, "prompt": ""} for r in tasks[split]]
         assert all(r["id"] not in r["prompt"] and r["id"] in r["tests"][0] for r in unnamed)
         assert all(" that takes " in r["prompt"] and " that returns " not in r["prompt"] for r in unnamed)
+        opaque = tasks[f"{split}-opaque"]  # and the name one no convention gives away, distinct per task
+        assert [r["prompt"] for r in opaque] == [r["prompt"] for r in unnamed]
+        names = {r["reference"].split("(")[0].removeprefix("def ") for r in opaque}
+        assert len(names) == len(opaque) and all(n.startswith("fn_") for n in names)
     fence = "`" * 3
     for split in tasks:
         env = agentloop.make("code/tasks-v0", path=str(efficacy.CODE_TASKS[split])).unwrapped
