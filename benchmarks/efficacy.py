@@ -45,6 +45,7 @@ and its control evaluated with different numbers of attempts are compared on the
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -235,8 +236,6 @@ def code_tasks() -> dict[str, list[dict[str, Any]]]:
     ``families-unnamed``: the same tasks with the function's name only in the tests (:func:`_unnamed`);
     ``train-opaque`` and ``families-opaque``: and that name one no convention gives away (:func:`_opaque`).
     """
-    import hashlib
-
     rows = _numeric_rows(_NUMERIC, range(2, 31)) + _text_rows(_TEXT, "abcdefghijklmnopqrstuvwxyz")
     families = _numeric_rows(_FAMILY_NUMERIC, range(2, 14)) + _text_rows(_FAMILY_TEXT, "abcdefghijkl")
     held = lambda r: int.from_bytes(hashlib.sha256(r["id"].encode()).digest()[:8], "big") / 2**64 < 0.3  # noqa: E731
@@ -261,8 +260,6 @@ def _opaque(row: dict[str, Any]) -> dict[str, Any]:
     digits of a hash of the task's id, like a generated API name): the first attempt cannot guess it, so every
     pass needs the ``env`` feedback's ``NameError`` line. Isolates reading the traceback from learning the
     naming convention of ``name_constant``, which training on the unnamed tasks also teaches."""
-    import hashlib
-
     name = "fn_" + hashlib.sha256(row["id"].encode()).hexdigest()[:6]
     swap = lambda text: re.sub(rf"\b{row['id']}\b", name, text)  # noqa: E731
     return {**_unnamed(row), "tests": [swap(t) for t in row["tests"]], "reference": swap(row["reference"])}
