@@ -16,7 +16,8 @@ self-correction with the evaluator's feedback. The verdict:
 Prompts: ``prompt_format="compact"`` (default) renders the reference information one record per
 line (the 45 queries' boxes are ~10k tokens in the paper's pandas form, more than small models
 hold; ``max_per_section=N`` keeps the first N attractions, restaurants and accommodations per
-city, which may drop what a valid plan needs); ``"paper"`` uses the shipped SFT rows' system and
+city, which may drop what a valid plan needs; ``days=[3]`` keeps the 15 three-day queries, the shortest
+prompts: 677-3014 tokens with ``max_per_section=3``); ``"paper"`` uses the shipped SFT rows' system and
 user messages verbatim (train split only).
 """
 
@@ -93,7 +94,8 @@ class SolePlanningEnv(TaskEnv):
     def __init__(self, split: Literal["train"] = "train", prompt_format: Literal["compact", "paper"] = "compact",
                  reward: Literal["final", "fraction"] = "final",
                  feedback_checks: Literal["commonsense", "all"] = "commonsense",
-                 max_per_section: int | None = None, examples: Sequence[TravelExample] | None = None):
+                 max_per_section: int | None = None, examples: Sequence[TravelExample] | None = None,
+                 days: Sequence[int] | None = None):
         super().__init__()
         if max_per_section is not None and max_per_section < 1:
             raise ConfigError(f"max_per_section must be None (everything) or >= 1, got {max_per_section}.")
@@ -102,9 +104,16 @@ class SolePlanningEnv(TaskEnv):
             raise ConfigError(f"SolePlanningEnv: split={split!r} is not shipped; only 'train' (45 queries) is.")
         if prompt_format == "paper" and examples is not None:
             raise ConfigError("prompt_format='paper' needs the shipped training rows; use 'compact' with examples=.")
+        if days is not None:
+            if prompt_format == "paper":
+                raise ConfigError("days= selects a subset; the 'paper' prompts index the shipped rows, use 'compact'.")
+            if not set(days) <= {3, 5, 7}:
+                raise ConfigError(f"TravelPlanner trips last 3, 5 or 7 days; got days={list(days)}.")
         self.prompt_format = prompt_format
         self.reward_mode = reward
         self.include_hard = feedback_checks == "all"
+        if days is not None:  # a named subset, e.g. days=[3]: the 15 shortest queries (5 per level)
+            examples = [ex for ex in (examples if examples is not None else load_train()) if ex.query.days in days]
         self._examples = tuple(examples) if examples is not None else None
 
     @property

@@ -52,6 +52,21 @@ def test_sole_planning_paper_prompt_and_fraction_reward():
     assert "valid_cost: fail" in info["feedback"]
 
 
+def test_sole_planning_days_subset():
+    env = agentloop.make("travel/sole-planning-v0", days=[3], max_per_section=3)
+    assert env.num_tasks() == 15
+    levels = [env.get_task(i).metadata["level"] for i in range(15)]
+    assert all(env.get_task(i).metadata["days"] == 3 for i in range(15))
+    assert sorted(set(levels)) == ["easy", "hard", "medium"] and levels.count("easy") == 5
+    obs, _ = env.reset(options={"index": 14})  # the gold plan of the subset's own example still passes
+    _, _, _, _, info = env.step(plan_to_json(env.example(14).gold))
+    assert info["delivered"]
+    with pytest.raises(agentloop.ConfigError, match="3, 5 or 7"):
+        agentloop.make("travel/sole-planning-v0", days=[4])
+    with pytest.raises(agentloop.ConfigError, match="compact"):
+        agentloop.make("travel/sole-planning-v0", days=[3], prompt_format="paper")
+
+
 def test_unparseable_plan_gives_parse_error_feedback():
     env = agentloop.make("travel/sole-planning-v0")
     env.reset(options={"index": 0})
