@@ -21,7 +21,9 @@ marked oracle-stopped (``after.oracle_stopped``) in the file and the table.
 * ``grpo`` cells run TRL's ``GRPOTrainer`` with the environment's verifier as the reward
   (:mod:`agentloop.baselines.trl_grpo`) and evaluate through :mod:`agentloop.evaluation`;
 * ``transfer`` entries of a cell evaluate the starting and the final model on environments the run
-  never saw (e.g. arithmetic -> GSM8K), reported the same way.
+  never saw (e.g. arithmetic -> GSM8K), reported the same way; a starting model's transfer evaluation that
+  another cell in the same ``--runs-dir`` finished with the same settings is copied, not generated again
+  (:func:`agentloop.baselines.heldout.finished_twin`: greedy, so the episodes would be the same).
 
 Results merge per cell into ``benchmarks/results/efficacy.json`` (``--smoke`` runs go to
 ``efficacy-smoke.json``); ``--table`` prints its tables; ``results_pages.py`` writes docs/results.md from it.
@@ -357,8 +359,10 @@ def _transfer(cell: CellFile, run_dir: Path, checkpoint: str | None, seed: int) 
 
     out = []
     model = cell.config.get("model")
+    # cells that start from the same model (a warm start, or the embedded one) share its "before" evaluations
+    twins = sorted(p for p in run_dir.parent.glob("*/transfer-*-before") if p.parent != run_dir)
     for i, t in enumerate(cell.transfer):
-        before = evaluate_model(model, t, run_dir / f"transfer-{i}-before", seed=seed)
+        before = evaluate_model(model, t, run_dir / f"transfer-{i}-before", seed=seed, reuse_from=twins)
         after = evaluate_model(model, t, run_dir / f"transfer-{i}-after", seed=seed, checkpoint=checkpoint)
         out.append({"env": t.env, "kwargs": t.kwargs, **_with_protocols(_measured(before, after, t.max_attempts),
                                                                           [p.name for p in t.protocols])})

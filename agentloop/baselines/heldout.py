@@ -26,7 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from agentloop.evaluation.protocols import EvalProtocol, parse_protocols
 from agentloop.types import Episode
 
-__all__ = ["HeldOutTasks", "attempts_of", "by_protocol", "evaluate_model", "improve_eval_episodes", "ops_of"]
+__all__ = ["HeldOutTasks", "attempts_of", "by_protocol", "eval_config", "evaluate_model", "finished_twin", "improve_eval_episodes",
+           "ops_of"]
 
 
 class HeldOutTasks(BaseModel):
@@ -85,26 +86,64 @@ def improve_eval_episodes(run_dir: str | Path, iteration: int, legacy: str = "re
 
 
 def evaluate_model(model: str | None, settings: HeldOutTasks, out: str | Path, *, policy: Any = None,
-                   checkpoint: str | None = None, seed: int = 0, feedback_text: str | None = None
-                   ) -> dict[str, list[Episode]]:
+                   checkpoint: str | None = None, seed: int = 0, feedback_text: str | None = None,
+                   reuse_from: Sequence[Path] = ()) -> dict[str, list[Episode]]:
     """Held-out episodes of a model folder (None = the embedded default model) through agentloop.evaluation,
     per protocol.
 
     ``checkpoint`` (a run's checkpoint folder: full weights, or a LoRA adapter on ``model``) is loaded as
     ``agentloop eval`` does; ``policy`` (an instance) replaces both. A finished ``out`` is reused (resume).
     ``feedback_text``: the method's own feedback text for retry and binary (RISE's).
+    ``reuse_from``: other evaluation folders; when ``out`` does not exist yet and one of them is finished
+    (``metrics.json`` written) with the same configuration (model, checkpoint, tasks, protocols, sampling,
+    seed; greedy, so the episodes would be the same), it is copied to ``out`` instead of generated again:
+    two cells that start from one model share its "before" evaluation. Not with ``policy`` (an instance
+    has no configuration to compare).
     """
-    from agentloop.evaluation.evaluate import EvalConfig, PolicyConfig, evaluate
+    from agentloop.evaluation.evaluate import evaluate
+
+    cfg = eval_config(model, settings, checkpoint=checkpoint, seed=seed, feedback_text=feedback_text)
+    out = Path(out)
+    if policy is None and not out.exists():
+        source = finished_twin(cfg, reuse_from)
+        if source is not None:
+            import shutil
+
+            shutil.copytree(source, out)
+    result = evaluate(cfg, out, resume=out.exists(), policy=policy)
+    return by_protocol(result.run.episodes())
+
+
+def eval_config(model: str | None, settings: HeldOutTasks, *, checkpoint: str | None = None, seed: int = 0,
+                feedback_text: str | None = None) -> Any:
+    """The :class:`~agentloop.evaluation.evaluate.EvalConfig` of :func:`evaluate_model`: greedy, one seed."""
+    from agentloop.evaluation.evaluate import EvalConfig, PolicyConfig
     from agentloop.evaluation.suites import SuiteEntry
     from agentloop.types import SamplingParams
 
-    cfg = EvalConfig(policy=PolicyConfig(id="hf", kwargs={"model": model, "max_batch_size": settings.batch_size},
-                                         checkpoint=checkpoint),
-                     envs=[SuiteEntry(env=settings.env, kwargs=settings.kwargs, limit=settings.tasks, name="heldout")],
-                     max_attempts=settings.max_attempts, protocols=list(settings.protocols),
-                     feedback_text=feedback_text, seeds=[seed], count_tokens=False,
-                     sampling=SamplingParams(temperature=0.0, max_new_tokens=settings.max_new_tokens,
-                                             stop=settings.stop),
-                     max_concurrency=settings.batch_size)
-    result = evaluate(cfg, out, resume=Path(out).exists(), policy=policy)
-    return by_protocol(result.run.episodes())
+    return EvalConfig(policy=PolicyConfig(id="hf", kwargs={"model": model, "max_batch_size": settings.batch_size},
+                                          checkpoint=checkpoint),
+                      envs=[SuiteEntry(env=settings.env, kwargs=settings.kwargs, limit=settings.tasks, name="heldout")],
+                      max_attempts=settings.max_attempts, protocols=list(settings.protocols),
+                      feedback_text=feedback_text, seeds=[seed], count_tokens=False,
+                      sampling=SamplingParams(temperature=0.0, max_new_tokens=settings.max_new_tokens,
+                                              stop=settings.stop),
+                      max_concurrency=settings.batch_size)
+
+
+def finished_twin(cfg: Any, candidates: Sequence[Path]) -> Path | None:
+    """The first of ``candidates`` that holds a finished evaluation (``metrics.json``) of exactly ``cfg``
+    (its ``config.json``; the tracking settings aside), or None."""
+    import json
+
+    want = {k: v for k, v in cfg.model_dump(mode="json").items() if k != "tracking"}
+    for path in candidates:
+        try:
+            if not (path / "metrics.json").is_file():
+                continue
+            saved = json.loads((path / "config.json").read_text())
+        except (OSError, ValueError):
+            continue
+        if {k: v for k, v in saved.items() if k != "tracking"} == want:
+            return path
+    return None

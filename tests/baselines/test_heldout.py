@@ -3,12 +3,13 @@ episodes sorted by task, and the shared report's figures."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 from agentloop.policies.scripted import ScriptedPolicy
 
-from agentloop.baselines.heldout import HeldOutTasks, attempts_of, evaluate_model, ops_of
+from agentloop.baselines.heldout import HeldOutTasks, attempts_of, eval_config, evaluate_model, finished_twin, ops_of
 from agentloop.evaluation.selfcorrection import self_correction
 
 
@@ -42,3 +43,21 @@ def test_evaluate_model_plays_each_protocol_from_one_first_attempt_and_tags_oper
     again = evaluate_model(None, settings, tmp_path / "ev", policy=ScriptedPolicy("Answer: 0"))
     assert attempts_of(again["retry"], 2) == attempts
     assert not list(tmp_path.glob("*.suites.yaml"))  # the environment's kwargs go in the config, no suite file
+
+
+def test_a_finished_evaluation_of_the_same_configuration_is_found_for_reuse(tmp_path):
+    settings = HeldOutTasks(env="math/arith-v0", kwargs={"difficulty": 6, "split": "test"}, tasks=8,
+                            protocols="retry,env")
+    evaluate_model(None, settings, tmp_path / "a", policy=ScriptedPolicy(_fix_subtractions))
+    assert finished_twin(eval_config(None, settings), [tmp_path / "a"]) is None  # a policy instance is not the model
+    saved = tmp_path / "a" / "config.json"  # as if the embedded model had played it
+    saved.write_text(json.dumps({**json.loads(saved.read_text()),
+                                 "policy": eval_config(None, settings).model_dump(mode="json")["policy"]}))
+    assert finished_twin(eval_config(None, settings), [tmp_path / "missing", tmp_path / "a"]) == tmp_path / "a"
+    other_tasks = settings.model_copy(update={"tasks": 9})
+    for cfg in (eval_config(None, settings, seed=1), eval_config(None, other_tasks),
+                eval_config("some/model", settings), eval_config(None, settings, checkpoint="run/checkpoints/iter-1"),
+                eval_config(None, settings, feedback_text="Try again.")):
+        assert finished_twin(cfg, [tmp_path / "a"]) is None  # any difference in what is evaluated: no reuse
+    (tmp_path / "a" / "metrics.json").unlink()  # unfinished: not reused
+    assert finished_twin(eval_config(None, settings), [tmp_path / "a"]) is None
