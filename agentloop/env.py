@@ -17,7 +17,7 @@ implement ``num_tasks``, ``get_task`` and ``verify``. Multi-attempt behaviour is
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -140,6 +140,16 @@ class TaskEnv(TextEnv):
 
     def verify(self, task: Task, action: str) -> Verdict:
         raise NotImplementedError
+
+    @staticmethod
+    def feedback_uptake(previous: Mapping[str, Any], action: str, current: Mapping[str, Any]) -> bool | None:
+        """Did ``action`` (the next attempt; ``current`` is its verdict's ``info``) do what the verdict on the
+        previous attempt (``previous``: that turn's ``info``, whose ``feedback`` is the environment's own text)
+        asked? None when that verdict asked nothing one can check (the default). The self-correction report
+        (:mod:`agentloop.evaluation.selfcorrection`) counts it under every protocol, whether or not the protocol
+        showed the verdict: the rate under ``env`` against ``binary``/``retry`` shows that the feedback is read.
+        Override it where the feedback names something checkable (a name to define, a direction to move)."""
+        return None
 
     # -- gymnasium API ------------------------------------------------------------------------
     @property

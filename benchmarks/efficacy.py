@@ -409,6 +409,32 @@ def run_cell(name: str, *, smoke: bool = False, model: str | None = None, runs_d
     return entry
 
 
+def refresh(entry: dict[str, Any], results: Path) -> dict[str, Any] | None:
+    """``entry``'s figures computed again from its run directory's episodes (held-out, transfer, and the
+    comparison with its control), everything else kept (wall time, peak memory, the command): for a report
+    that gained a figure since the cell ran. None when the run directory is gone."""
+    from agentloop.baselines.heldout import by_protocol
+    from agentloop.runs import RunDir
+
+    run_dir = Path(entry["run_dir"])
+    if not run_dir.exists():
+        return None
+    k = int(entry["after"]["max_attempts"])
+    iterations = int(entry["config"].get("iterations", 0)) if entry["kind"] == "improve" else 0
+    sides = [_eval_episodes(entry["kind"], run_dir, iterations, side) for side in ("before", "after")]
+    order = list(protocols_of(entry))
+    out = {**entry, **_with_protocols(_measured(*sides, k), order)}
+    transfer = []
+    for i, t in enumerate(entry.get("transfer", [])):
+        eps = [by_protocol(RunDir(run_dir / f"transfer-{i}-{side}").episodes()) for side in ("before", "after")]
+        transfer.append({**t, **_with_protocols(_measured(*eps, int(t["after"]["max_attempts"])),
+                                                list(protocols_of(t)))})
+    out["transfer"] = transfer
+    control = json.loads(results.read_text())["cells"].get(entry.get("control") or "") if results.exists() else None
+    set_vs_control(out, versus(out, control) if control else None)
+    return out
+
+
 def warm_start(start: str, runs_dir: Path) -> str:
     """The final checkpoint of cell ``start``'s run in ``runs_dir`` (a model folder, or a LoRA adapter folder that
     names its base model): the model a warm-started cell begins from."""
@@ -524,9 +550,10 @@ def _row(name: str, protocol: str, e: dict[str, Any], f: dict[str, Any], env: st
     k = a.get("max_attempts", 2)
     stop = " (oracle-stopped)" if a.get("oracle_stopped") else ""
     rise = f"{_pct(a.get('p1_tk'))} / {_pct(a.get('m1_tk'))}" if k > 2 else "n/a"
+    uptake = f"{arrow('uptake')}" if a.get("uptake") or b.get("uptake") else "n/a"
     return (f"| {name} | {protocol}{stop} | {e['method']} | {env} | {a.get('n_episodes', a.get('n'))} | "
             f"{arrow('acc_t1')} | {arrow('acc_t2')} | {_ci(b.get('delta_t1_t2'))} → {_ci(a.get('delta_t1_t2'))} | "
-            f"{_pct(a.get('delta_i_to_c'))} / {_pct(a.get('delta_c_to_i'))} | {rise} | {_ci(g.get('gain_acc_t1'))} | "
+            f"{_pct(a.get('delta_i_to_c'))} / {_pct(a.get('delta_c_to_i'))} | {uptake} | {rise} | {_ci(g.get('gain_acc_t1'))} | "
             f"{_ci(g.get('gain_delta'))} | {vs} | {e['wall_s'] / 60:.1f} | {e['peak_rss_mib'] / 1024:.1f} | {note} |")
 
 
@@ -537,10 +564,11 @@ def table(path: Path = RESULTS) -> str:
         return f"(no results yet: run `python benchmarks/efficacy.py --all`, which writes {path.relative_to(ROOT)})"
     cells = json.loads(path.read_text())["cells"]
     lines = ["| cell | protocol | method | held-out env | N | Acc@t1 before → after | Acc@t2 before → after | "
-             "Δ(t1,t2) before → after [95% CI] | Δi→c / Δc→i after | p1@tK / m1@tK after (K > 2) | "
+             "Δ(t1,t2) before → after [95% CI] | Δi→c / Δc→i after | feedback taken up at t2 before → after | "
+             "p1@tK / m1@tK after (K > 2) | "
              "Acc@t1 gain [95% CI] | Δ(t1,t2) gain [95% CI] | after − control's after: Acc@t1 / Δ(t1,t2) [95% CI] | "
              "wall (min) | peak RSS (GiB) | diagnosis |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in sorted(cells):
         e = cells[name]
         label = name + (" (smoke)" if e.get("smoke") else "")
@@ -586,6 +614,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--versus", nargs=2, metavar=("CELL", "OTHER"), default=None,
                    help="Paired gains of CELL's trained model over OTHER's (both finished, run directories kept); "
                    "stored as CELL's vs_control when OTHER is its control.")
+    p.add_argument("--refresh", nargs="+", metavar="CELL", default=None,
+                   help="Compute these finished cells' figures again from their run directories (all: every cell "
+                   "whose directory is kept), e.g. after the report gained a figure; nothing is generated.")
     p.add_argument("--write-code-tasks", action="store_true", help="Regenerate the LeTI cells' code task files.")
     args = p.parse_args(argv)
     results = args.results or (SMOKE_RESULTS if args.smoke else RESULTS)
@@ -618,6 +649,18 @@ def main(argv: list[str] | None = None) -> int:
         if entry.get("control") == args.versus[1]:
             set_vs_control(entry, vs)
             merge_result(results, entry)
+        return 0
+    if args.refresh:
+        cells = json.loads(results.read_text())["cells"] if results.exists() else {}
+        names = sorted(cells) if args.refresh == ["all"] else args.refresh
+        missing = [c for c in names if c not in cells]
+        if missing:
+            p.error(f"not in {results}: {', '.join(missing)} (run them first)")
+        for name in names:
+            fresh = refresh(cells[name], results)
+            if fresh is not None:
+                merge_result(results, fresh)
+            print(f"{name}: {'refreshed' if fresh is not None else 'run directory gone, kept as it was'}")
         return 0
     if args.table:
         print(table(results))

@@ -108,7 +108,11 @@ def efficacy_section(results: Path) -> list[str]:
            "a rerun with `--seed N`). Every cell trains the embedded SmolLM2-135M-Instruct on CPU and evaluates "
            "the starting and the trained model on the same held-out tasks (two greedy attempts, `retry` feedback). "
            "\"after - control's after\" is the trained model minus its control's trained model, paired over the same "
-           "tasks. The diagnosis column is the cell's note recorded with its result, or a reading of the intervals.",
+           "tasks. \"Feedback taken up\" is the share of second attempts, after a wrong first one whose "
+           "environment verdict asked something checkable (a NameError's name to define, the arithmetic checker's "
+           "direction), that did it, counted under every protocol whether the protocol showed that verdict or not "
+           "(n/a: the environment checks nothing). The diagnosis column is the cell's note recorded with its result, "
+           "or a reading of the intervals.",
            ""]
     if data is None:
         return out + ["(no results yet: `python benchmarks/efficacy.py --all`)", ""]

@@ -18,6 +18,11 @@ Names (K = ``max_attempts``; each name means one thing):
 * ``p1_tk`` (RISE's p1@tK): share of problems with a right answer at any attempt (an oracle picks it);
   ``m1_tk`` (RISE's m1@tK): share whose majority answer over the K attempts is right (no oracle;
   unparsed answers do not vote, ties go to the earliest answer).
+* ``uptake``: among problems wrong at t1 whose verdict asked for something checkable (the environment's
+  ``feedback_uptake``: a NameError's name to define, the arithmetic checker's direction), the share whose
+  second attempt did it. Counted against the environment's own verdict under *every* protocol, shown or
+  not: ``uptake`` under ``env`` above its value under ``binary``/``retry`` is feedback being read, even
+  where the second attempt is still wrong (a right name with a wrong body), which ``delta_t1_t2`` cannot see.
 * ``oracle_stopped``: the protocol ended episodes at their first success (it used the verifier's
   verdict), so Acc@t2.. are "with oracle" figures; say so wherever they are reported.
 
@@ -44,7 +49,7 @@ from agentloop.evaluation import metrics as M
 from agentloop.types import Episode
 
 __all__ = ["Gains", "OpAccuracy", "ProblemAttempts", "SelfCorrection", "paired_gains", "problem_key", "problems_of",
-           "self_correction"]
+           "self_correction", "uptake_of"]
 
 
 class _Figures(BaseModel):
@@ -63,6 +68,8 @@ class ProblemAttempts(BaseModel):
     verdicts: tuple[bool, ...] = Field(description="Right or wrong at attempts 1..K.")
     answers: tuple[str | None, ...] = Field(description="The parsed answer of attempts 1..K (None: none, no vote).")
     tag: str | None = Field(default=None, description="The environment's operation tag (info['op']), if any.")
+    uptake: bool | None = Field(default=None, description="Wrong at t1 with a checkable verdict: did attempt 2 do what "
+                                "it asked (None: not applicable; module docstring).")
     errored: bool = Field(default=False, description="The episode recorded an error.")
 
 
@@ -103,6 +110,9 @@ class SelfCorrection(_Figures):
     p1_tk: M.Estimate | None = Field(default=None, description="RISE's p1@tK: right at any attempt (oracle pick).")
     m1_tk: M.Estimate | None = Field(default=None, description="RISE's m1@tK: majority answer over the K attempts "
                                      "right (no oracle).")
+    uptake: M.Estimate | None = Field(default=None, description="Among problems wrong at t1 whose verdict asked "
+                                      "something checkable: share whose attempt 2 did it (K >= 2; None: no such "
+                                      "problem or the environment checks nothing).")
     by_op: dict[str, OpAccuracy] = Field(default_factory=dict, description="Accuracies per operation tag.")
 
     def accuracy(self, attempt: int) -> float | None:
@@ -138,6 +148,33 @@ def _tag(ep: Episode) -> str | None:
     return str(tags[0]) if tags else None
 
 
+def _uptake_check(env_id: str) -> Any:
+    """The registered environment's ``feedback_uptake`` (None: unknown id, or the base class's)."""
+    from agentloop.env import TaskEnv
+    from agentloop.errors import AgentLoopError
+    from agentloop.registry import spec
+
+    if env_id not in _UPTAKE:
+        try:
+            check = getattr(spec(env_id).load(), "feedback_uptake", None)
+        except AgentLoopError:
+            check = None
+        _UPTAKE[env_id] = None if check is None or check is TaskEnv.feedback_uptake else check
+    return _UPTAKE[env_id]
+
+
+_UPTAKE: dict[str, Any] = {}
+
+
+def uptake_of(ep: Episode) -> bool | None:
+    """Whether attempt 2 did what the environment's verdict on a wrong attempt 1 asked (None: attempt 1 was
+    right, there is no attempt 2, or the verdict asked nothing checkable)."""
+    if len(ep.turns) < 2 or ep.turns[0].success:
+        return None
+    check = _uptake_check(ep.env_id)
+    return None if check is None else check(ep.turns[0].info, ep.turns[1].action, ep.turns[1].info)
+
+
 def problems_of(episodes: Sequence[Episode], max_attempts: int) -> list[ProblemAttempts]:
     """Each episode's attempts padded to ``max_attempts`` by the counting rule (module docstring), in order."""
     from agentloop.evaluation.summarize import attempt_answers
@@ -155,7 +192,8 @@ def problems_of(episodes: Sequence[Episode], max_attempts: int) -> list[ProblemA
             verdicts += [verdicts[-1]] * missing
             answers += [answers[-1]] * missing
         out.append(ProblemAttempts(key=problem_key(ep), verdicts=tuple(verdicts), answers=tuple(answers),
-                                   tag=_tag(ep), errored=ep.error is not None))
+                                   tag=_tag(ep), uptake=uptake_of(ep) if max_attempts >= 2 else None,
+                                   errored=ep.error is not None))
     return out
 
 
@@ -190,6 +228,8 @@ def self_correction(items: Sequence[Episode] | Sequence[ProblemAttempts], max_at
             fix_rate=M.fix_rate(att, 1, 2), break_rate=M.break_rate(att, 1, 2),
             delta_i_to_c_tk=M.delta_i_to_c(att, 1, k), delta_c_to_i_tk=M.delta_c_to_i(att, 1, k),
             p1_tk=M.oracle_accuracy(att), m1_tk=M.majority_accuracy(votes))
+        took = [p.uptake for p in problems if p.uptake is not None]
+        fields["uptake"] = M.proportion(took) if took else None
     by_op: dict[str, OpAccuracy] = {}
     for op in sorted({p.tag for p in problems if p.tag is not None}):
         rows = [a for a, p in zip(att, problems) if p.tag == op]

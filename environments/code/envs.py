@@ -24,10 +24,11 @@ feedback is LeTI's: the failing assert, the traceback, or "timeout". Programs ru
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from agentloop.env import Task, TaskEnv, Verdict
 from agentloop.environments.code.execution import (TestReport, extract_code, reference_names, run_tests,
@@ -71,11 +72,49 @@ class CodeTaskEnv(TaskEnv):
         return run_tests(solution, tests, shared_sandbox(self.sandbox_kind), setup=setup, timeout_s=self.timeout_s,
                          program_names=reference_names(answer.get("reference"), tests, setup))
 
+    @staticmethod
+    def feedback_uptake(previous: Mapping[str, Any], action: str, current: Mapping[str, Any]) -> bool | None:
+        """After a ``NameError: name 'f' is not defined``, the next attempt defines ``f`` (:func:`defines_named`);
+        None after any other feedback (a failing assert names no single fix one can check)."""
+        return defines_named(str(previous.get("feedback") or ""), action)
+
     def verify(self, task: Task, action: str) -> Verdict:
         code = extract_code(action)
         report = self.run(task, code)
         reference = task.answer.get("reference") if isinstance(task.answer, dict) else None
         return code_verdict(report, code, task.answer["tests"], reference)  # type: ignore[index]
+
+
+NAME_ERROR_RE = re.compile(r"NameError: name '([A-Za-z_][A-Za-z0-9_]*)' is not defined")
+
+
+def defines_named(feedback: str, reply: str) -> bool | None:
+    """Whether ``reply``'s code binds, at its top level, the name the last ``NameError`` of ``feedback`` says
+    is not defined (a ``def``, a ``class``, an assignment or an import); None when ``feedback`` has no
+    ``NameError``. Code that does not parse binds nothing.
+
+    >>> defines_named("NameError: name 'fn_04d616' is not defined", "```python\ndef fn_04d616(x):\n    return x\n```")
+    True
+    """
+    import ast
+
+    found = NAME_ERROR_RE.findall(feedback)
+    if not found:
+        return None
+    try:
+        tree = ast.parse(extract_code(reply) or "")
+    except (SyntaxError, ValueError):
+        return False
+    bound: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            bound |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound |= {(a.asname or a.name).split(".")[0] for a in node.names}
+    return found[-1] in bound
 
 
 def code_verdict(report: TestReport, code: str | None, tests: Sequence[str], reference: str | None) -> Verdict:
@@ -190,5 +229,5 @@ class CodeTasksEnv(CodeTaskEnv):
                     answer={"tests": t["tests"], "setup": t["setup"], "reference": t["reference"]})
 
 
-__all__ = ["CODE_RETRY_INSTRUCTION", "CodeTaskEnv", "CodeTasksEnv", "MBPPEnv", "MBPP_SPLITS", "load_mbpp",
-           "load_task_file", "run_task_tests"]
+__all__ = ["CODE_RETRY_INSTRUCTION", "CodeTaskEnv", "CodeTasksEnv", "MBPPEnv", "MBPP_SPLITS", "defines_named",
+           "load_mbpp", "load_task_file", "run_task_tests"]

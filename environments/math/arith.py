@@ -34,14 +34,14 @@ from __future__ import annotations
 
 import ast
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
 from agentloop.env import Task, TaskEnv, Verdict
-from agentloop.environments.math.checking import ANSWER_FORMAT, judge
+from agentloop.environments.math.checking import ANSWER_FORMAT, direction_followed, judge
 from agentloop.errors import ConfigError
 from agentloop.types import user
 
@@ -322,6 +322,11 @@ class ArithEnv(TaskEnv):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = super().reset(seed=seed, options=options)
         return obs, {**info, "op": self.task.metadata["op"]}
+
+    @staticmethod
+    def feedback_uptake(previous: Mapping[str, Any], action: str, current: Mapping[str, Any]) -> bool | None:
+        """The checker's direction taken (:func:`~agentloop.environments.math.checking.direction_followed`)."""
+        return direction_followed(previous, current)
 
     def verify(self, task: Task, action: str) -> Verdict:
         verdict = judge(action, str(task.answer))

@@ -32,7 +32,9 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Mapping
 from fractions import Fraction
+from typing import Any
 
 from agentloop.env import Verdict
 
@@ -179,4 +181,30 @@ def judge(reply: str, gold: str) -> Verdict:
                    oracle_feedback=f"Your final answer {pred} is incorrect. {oracle}", info={"extracted_answer": pred})
 
 
-__all__ = ["ANSWER_FORMAT", "MAX_VERIFY_CHARS", "answers_match", "direction_hint", "extract_answer", "judge", "to_number"]
+def direction_followed(previous: Mapping[str, Any], current: Mapping[str, Any]) -> bool | None:
+    """Did the next answer do what :func:`judge`'s verdict on the previous one said (``previous`` and
+    ``current``: the two turns' ``info``)? "Its sign is wrong": the next answer is the previous one negated;
+    "too large" / "too small": it is smaller / larger; "no final answer found": it has one. None when the
+    verdict said none of these (a right answer, an answer that is not a plain number).
+
+    >>> direction_followed({"feedback": "Your final answer 12 is incorrect. It is too large.",
+    ...                     "extracted_answer": "12"}, {"extracted_answer": "9"})
+    True
+    """
+    said = str(previous.get("feedback") or "")
+    after = current.get("extracted_answer")
+    if said.startswith("I could not find a final answer"):
+        return after is not None
+    before = to_number(str(previous.get("extracted_answer") or ""))
+    if before is None or "is incorrect" not in said:
+        return None
+    now = to_number(str(after)) if after is not None else None
+    for hint, ok in ((" Its sign is wrong.", lambda x: x == -before), (" It is too large.", lambda x: x < before),
+                     (" It is too small.", lambda x: x > before)):
+        if hint in said:
+            return now is not None and ok(now)
+    return None
+
+
+__all__ = ["ANSWER_FORMAT", "MAX_VERIFY_CHARS", "answers_match", "direction_followed", "direction_hint",
+           "extract_answer", "judge", "to_number"]

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from agentloop.env import Task, TaskEnv, Verdict
-from agentloop.environments.math.checking import ANSWER_FORMAT, judge
+from agentloop.environments.math.checking import ANSWER_FORMAT, direction_followed, judge
 from agentloop.errors import ConfigError
 from agentloop.types import user
 
@@ -57,6 +58,11 @@ class GSM8KEnv(TaskEnv):
         return Task(id=f"gsm8k-{self.split}-{index}",
                     messages=(user(PROMPT.format(fmt=ANSWER_FORMAT, question=row["question"])),),
                     answer=row["gold"], metadata={"solution": row["answer"]})
+
+    @staticmethod
+    def feedback_uptake(previous: Mapping[str, Any], action: str, current: Mapping[str, Any]) -> bool | None:
+        """The checker's direction taken (:func:`~agentloop.environments.math.checking.direction_followed`)."""
+        return direction_followed(previous, current)
 
     def verify(self, task: Task, action: str) -> Verdict:
         return judge(action, str(task.answer))

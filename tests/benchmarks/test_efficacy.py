@@ -152,6 +152,10 @@ def test_grpo_cell_and_a_transfer_cell_run_in_smoke_mode_and_merge_into_one_tabl
         tmp_path / "transfer-rise-arith" / "transfer-0-before" / "config.json").read_text()
     saved = json.loads(results.read_text())["cells"]
     assert set(saved) == {"grpo-arith", "transfer-rise-arith"}  # merged per cell
+    # --refresh computes every figure again from the run directories: the same numbers, nothing generated
+    assert efficacy.main(["--refresh", "all", "--results", str(results)]) == 0
+    assert json.loads(results.read_text())["cells"] == saved
+    assert efficacy.refresh({**saved["grpo-arith"], "run_dir": str(tmp_path / "gone")}, results) is None
     table = efficacy.table(results)
     assert len([line for line in table.splitlines() if line.startswith("| ")]) == 1 + 2 * 3 + 2  # header, cells x
     # protocols, transfers (retry only)

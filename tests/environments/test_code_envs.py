@@ -8,7 +8,8 @@ import pytest
 
 import agentloop
 from agentloop.environments.code import run_task_tests
-from agentloop.environments.code.envs import CODE_RETRY_INSTRUCTION, MBPP_SPLITS, load_mbpp, load_task_file
+from agentloop.environments.code.envs import (CODE_RETRY_INSTRUCTION, MBPP_SPLITS, CodeTaskEnv, defines_named, load_mbpp,
+                                             load_task_file)
 from agentloop.errors import ConfigError
 from agentloop.sandbox.local import bwrap_status
 
@@ -137,3 +138,23 @@ def test_run_task_tests_batches_replies():
     assert [r.stage for r in reports[1::2]] == ["no_code"] * 3
     with pytest.raises(ConfigError, match="one reply per task"):
         run_task_tests(tasks, replies[:2])
+
+
+NAME_ERROR = "Traceback (most recent call last):\n  File \"<test 0>\", line 1\nNameError: name 'fn_04d616' is not defined"
+
+
+@pytest.mark.parametrize("reply, defined", [
+    ("```python\ndef fn_04d616(x):\n    return x\n```", True),
+    ("```python\nfn_04d616 = lambda x: x\n```", True),
+    ("```python\nfrom math import gcd as fn_04d616\n```", True),
+    ("```python\ndef larger_2(x):\n    return x\n```", False),        # the old name again
+    ("```python\ndef helper():\n    def fn_04d616(x):\n        return x\n```", False),  # not at the top level
+    ("```python\ndef fn_04d616(x) return x\n```", False),            # does not parse: binds nothing
+])
+def test_defines_named_after_a_name_error(reply, defined):
+    assert defines_named(NAME_ERROR, reply) is defined
+    assert CodeTaskEnv.feedback_uptake({"feedback": NAME_ERROR}, reply, {}) is defined
+
+
+def test_defines_named_checks_nothing_after_other_feedback():
+    assert defines_named("AssertionError: f(2) returned 3, expected 4", "def f(x): return x + 2") is None

@@ -6,7 +6,8 @@ import threading
 
 import pytest
 
-from agentloop.environments.math.checking import answers_match, direction_hint, extract_answer, judge, to_number
+from agentloop.environments.math.checking import (answers_match, direction_followed, direction_hint, extract_answer, judge,
+                                                  to_number)
 
 
 @pytest.mark.parametrize(
@@ -104,3 +105,28 @@ def test_judge_feedback_carries_the_direction_but_not_the_answer():
     assert "Its sign is wrong." in wrong.feedback and "-7" not in wrong.feedback
     assert "It is too small." in judge("Answer: 30", "56").feedback
     assert "too" not in judge("Answer: 56", "56").feedback and "sign" not in judge("Answer: 56", "56").feedback
+
+
+@pytest.mark.parametrize("first, second, gold, followed", [
+    ("7", "-7", "-7", True),          # sign wrong -> negated
+    ("7", "-6", "-7", False),         # sign wrong -> anything else
+    ("7", "7", "-7", False),          # repeated
+    ("30", "40", "56", True),         # too small -> larger (still wrong counts: the direction was taken)
+    ("30", "20", "56", False),
+    ("60", "57", "56", True),         # too large -> smaller
+    ("60", None, "56", False),        # no answer after a direction
+    ("56", "57", "56", None),         # right first: nothing asked
+])
+def test_direction_followed(first, second, gold, followed):
+    prev = judge(f"Answer: {first}", gold)
+    cur = judge(f"Answer: {second}" if second is not None else "no idea", gold)
+    assert direction_followed({**prev.info, "feedback": prev.feedback}, {**cur.info, "feedback": cur.feedback}) is followed
+
+
+def test_direction_followed_after_a_missing_answer_asks_for_one():
+    missing = judge("I think so", "4")
+    prev = {**missing.info, "feedback": missing.feedback}
+    assert direction_followed(prev, {"extracted_answer": "4"}) is True
+    assert direction_followed(prev, {"extracted_answer": None}) is False
+    assert direction_followed({"feedback": "Your final answer x+1 is incorrect.", "extracted_answer": "x+1"},
+                              {"extracted_answer": "3"}) is None  # not a plain number: no direction was given

@@ -65,3 +65,28 @@ def test_paired_gains_pair_by_problem_and_refuse_other_problems():
     assert g.gain_delta.value == pytest.approx(1 / 3) and g.gain_delta_tk.value == g.gain_delta.value
     with pytest.raises(ValueError, match="same tasks"):
         paired_gains(before, after[:2])
+
+
+def _arith_ep(answers: list[str], gold: str, task: int) -> Episode:
+    from agentloop.environments.math.checking import judge
+
+    turns = []
+    for i, a in enumerate(answers):
+        v = judge(f"Answer: {a}", gold)
+        turns.append(Turn(index=i, attempt=i, observation=(), action=f"Answer: {a}", reward=v.reward, success=v.success,
+                          info={**v.info, "feedback": v.feedback}))
+    return Episode(env_id="math/arith-v0", seed=0, turns=tuple(turns), metadata={"task_index": task})
+
+
+def test_uptake_counts_second_attempts_that_did_what_the_verdict_asked():
+    eps = [_arith_ep(["7", "-7"], "-7", 0),    # sign wrong -> negated: taken (and right)
+           _arith_ep(["30", "40"], "56", 1),   # too small -> larger: taken, still wrong
+           _arith_ep(["30", "30"], "56", 2),   # repeated: not taken
+           _arith_ep(["5"], "5", 3)]           # right at once: not counted
+    r = self_correction(eps, 2, protocol="env", oracle_stopped=True)
+    assert [p.uptake for p in problems_of(eps, 2)] == [True, True, False, None]
+    assert r.uptake.value == pytest.approx(2 / 3) and r.uptake.n == 3
+    assert r.delta_t1_t2.value == pytest.approx(0.25)  # only the negation fixed an answer
+    # an environment that checks nothing (the base class's feedback_uptake, or an unknown id): no figure
+    assert self_correction([_ep([False, True]), _ep([False, False], task=1)], 2).uptake is None
+    assert self_correction(eps, 1).uptake is None  # one attempt: nothing follows a verdict
