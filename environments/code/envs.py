@@ -93,7 +93,7 @@ def defines_named(feedback: str, reply: str) -> bool | None:
     is not defined (a ``def``, a ``class``, an assignment or an import); None when ``feedback`` has no
     ``NameError``. Code that does not parse binds nothing.
 
-    >>> defines_named("NameError: name 'fn_04d616' is not defined", "```python\ndef fn_04d616(x):\n    return x\n```")
+    >>> defines_named("NameError: name 'fn_04d616' is not defined", "def fn_04d616(x): return x")
     True
     """
     import ast

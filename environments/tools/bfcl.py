@@ -50,7 +50,7 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -318,6 +318,47 @@ def judge_calls(rec: BFCLRecord, calls: Sequence[ToolCall]) -> tuple[float, bool
     return len(pairs) / max(len(gold), len(calls)), success, lines
 
 
+_ARG_LINE = re.compile(r"^(?P<fn>[\w.]+): (?:argument '(?P<arg>[^']+)' (?P<what>has an invalid value|should be of type"
+                       r"|is not expected|is missing)|the items of argument '(?P<items>[^']+)'|missing required argument "
+                       r"'(?P<req>[^']+)')")
+_COUNT_LINE = re.compile(r"^Expected (\d+) function call\(s\), got \d+\.$")
+
+
+def feedback_followed(previous: Mapping[str, Any], current: Mapping[str, Any]) -> bool | None:
+    """Did the next reply's calls (``current["calls"]``) do what :func:`judge_calls`'s feedback on the
+    previous reply asked, line by line? An argument with an invalid value or type: a call to that function
+    passes another value for it; a missing argument: a call to that function passes it; an argument not
+    expected: no call to that function passes it; "Expected N function call(s)": N calls. Every such line
+    must be followed; None when the feedback has none (a parse error, a wrong function, a right reply).
+
+    >>> feedback_followed({"feedback": "get_weather: argument 'city' has an invalid value.",
+    ...                    "calls": [{"name": "get_weather", "arguments": {"city": "Pariss"}}]},
+    ...                   {"calls": [{"name": "get_weather", "arguments": {"city": "Paris"}}]})
+    True
+    """
+    before = [c for c in previous.get("calls") or [] if isinstance(c, dict)]
+    after = [c for c in current.get("calls") or [] if isinstance(c, dict)]
+    verdicts = []
+    for line in str(previous.get("feedback") or "").splitlines():
+        count = _COUNT_LINE.match(line)
+        if count:
+            verdicts.append(len(after) == int(count.group(1)))
+            continue
+        m = _ARG_LINE.match(line)
+        if not m:
+            continue
+        fn, arg = m.group("fn"), m.group("arg") or m.group("items") or m.group("req")
+        old = [c.get("arguments", {}) for c in before if name_matches(fn, str(c.get("name")))]
+        new = [c.get("arguments", {}) for c in after if name_matches(fn, str(c.get("name")))]
+        if m.group("req") or m.group("what") == "is missing":
+            verdicts.append(any(arg in a for a in new))
+        elif m.group("what") == "is not expected":
+            verdicts.append(bool(new) and all(arg not in a for a in new))
+        else:  # an invalid value or type: another value now
+            verdicts.append(any(arg in a and all(a[arg] != o.get(arg) for o in old) for a in new))
+    return all(verdicts) if verdicts else None
+
+
 # -- BFCL's Python call syntax ---------------------------------------------------------------------
 def _dotted(node: ast.expr) -> str | None:
     parts = []
@@ -450,6 +491,11 @@ class BFCLFormatEnv(TaskEnv):
                  for g in rec.ground_truth for name, args in g.items()]
         return "\n".join(f"<tool_call>\n{json.dumps(c)}\n</tool_call>" for c in calls) or "No function call is needed."
 
+    @staticmethod
+    def feedback_uptake(previous: Mapping[str, Any], action: str, current: Mapping[str, Any]) -> bool | None:
+        """The lines of the call feedback followed (:func:`feedback_followed`)."""
+        return feedback_followed(previous, current)
+
     def verify(self, task: Task, action: str) -> Verdict:
         rec = self.records[int(task.metadata["index"])]  # type: ignore[arg-type]
         parsed = parse_reply(action)
@@ -467,5 +513,6 @@ class BFCLFormatEnv(TaskEnv):
                        info={"calls": [c.model_dump(mode="json") for c in parsed.calls]})
 
 
-__all__ = ["BFCLFormatEnv", "BFCLRecord", "argument_problem", "bfcl_eval_files", "call_problems", "first_acceptable", "judge_calls",
-           "load_bfcl", "name_matches", "openai_schema", "parse_python_calls", "parse_reply", "standardize"]
+__all__ = ["BFCLFormatEnv", "BFCLRecord", "argument_problem", "bfcl_eval_files", "call_problems", "feedback_followed",
+           "first_acceptable", "judge_calls", "load_bfcl", "name_matches", "openai_schema", "parse_python_calls",
+           "parse_reply", "standardize"]

@@ -242,3 +242,26 @@ def test_native_tool_prompt_hands_the_schemas_to_the_policy():
     names = [t["function"]["name"] for t in info[RENDER_TOOLS_KEY]]
     assert names == [fn["name"] for fn in env.unwrapped.records[0].functions]
     assert info[RENDER_TOOLS_KEY][0]["function"]["parameters"]["type"] == "object"
+
+
+# -- feedback uptake: did the next call do what the feedback named? ------------------------------------------------
+def test_feedback_uptake_checks_each_named_argument():
+    env = make(level="simple")
+    i = find(env, lambda r: "city" in next(iter(r.ground_truth[0].values())))
+    (name, args), = gold_calls(env, i)
+    wrong = next(c for c in ("Reykjavik", "Montevideo") if c != args["city"])
+    first = step(env, i, call_text((name, {**args, "city": wrong, "verbose": True})))[-1]
+    uptake = env.unwrapped.feedback_uptake
+
+    def after(reply: str) -> bool | None:
+        return uptake(first, reply, step(env, i, reply)[-1])
+
+    assert after(call_text((name, args))) is True                                   # both lines followed
+    assert after(call_text((name, {**args, "city": wrong}))) is False               # verbose dropped, city kept
+    assert after(call_text((name, {**args, "city": "Lima", "verbose": True}))) is False  # city changed, verbose kept
+    assert after("No call.") is False
+    assert uptake({"feedback": "All calls are correct.", "calls": []}, "", {"calls": []}) is None
+    missing = env.unwrapped.records[0].functions[0]["parameters"]["required"][0]
+    (name0, args0), = gold_calls(env, 0)
+    gap = step(env, 0, call_text((name0, {k: v for k, v in args0.items() if k != missing})))[-1]
+    assert uptake(gap, "", step(env, 0, call_text((name0, args0)))[-1]) is True    # the missing argument passed
