@@ -110,7 +110,7 @@ def efficacy_section(results: Path) -> list[str]:
            "\"after - control's after\" is the trained model minus its control's trained model, paired over the same "
            "tasks. \"Feedback taken up\" is the share of second attempts, after a wrong first one whose "
            "environment verdict asked something checkable (a NameError's name to define, the arithmetic checker's "
-           "direction), that did it, counted under every protocol whether the protocol showed that verdict or not "
+           "direction, a tool call's named argument, a travel plan's failed checks), that did it, counted under every protocol whether the protocol showed that verdict or not "
            "(n/a: the environment checks nothing). The diagnosis column is the cell's note recorded with its result, "
            "or a reading of the intervals.",
            ""]

@@ -23,7 +23,7 @@ user messages verbatim (train split only).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from agentloop.env import Task, TaskEnv, Verdict
@@ -85,6 +85,24 @@ def verdict_from_evaluation(ev: PlanEvaluation, *, reward_mode: str, include_har
                    parse_error=ev.parse_error, info=info)
 
 
+def named_checks_fixed(previous: Mapping[str, Any], current: Mapping[str, Any]) -> bool | None:
+    """Did the next plan pass every check the feedback on the previous one named as failed (its
+    ``NAME: fail`` lines; after "plan_delivered: fail", a plan delivered)? None when no line failed.
+
+    >>> named_checks_fixed({"feedback": "is_valid_days: fail, reason: 2 days\\nwithin_sandbox: pass"},
+    ...                    {"delivered": True, "failed_checks": ["valid_cost"]})
+    True
+    """
+    lines = [line.split(":", 1) for line in str(previous.get("feedback") or "").splitlines() if ":" in line]
+    named = [name.strip() for name, rest in lines if rest.strip().startswith("fail")]
+    if not named:
+        return None
+    if not current.get("delivered"):
+        return False
+    still = set(current.get("failed_checks") or [])
+    return not (set(named) - {"plan_delivered"}) & still
+
+
 class SolePlanningEnv(TaskEnv):
     """TravelPlanner sole-planning over a sequence of examples (default: the 45 training queries)."""
 
@@ -138,6 +156,11 @@ class SolePlanningEnv(TaskEnv):
         return Task(id=ex.id, messages=messages, answer=plan_to_json(ex.gold) if ex.gold else None,
                     metadata={"level": ex.query.level, "days": ex.query.days, "index": index})
 
+    @staticmethod
+    def feedback_uptake(previous: Mapping[str, Any], action: str, current: Mapping[str, Any]) -> bool | None:
+        """Every check the feedback named as failed passes now (:func:`named_checks_fixed`)."""
+        return named_checks_fixed(previous, current)
+
     def verify(self, task: Task, action: str) -> Verdict:
         ex = self.example(int(task.metadata["index"]))  # type: ignore[arg-type]
         ev = evaluate_plan(ex.query, action, ex.reference)
@@ -146,4 +169,5 @@ class SolePlanningEnv(TaskEnv):
                                        gold_text=gold, query=ex.query)
 
 
-__all__ = ["PLAN_INSTRUCTIONS", "SolePlanningEnv", "check_counts", "faft_text", "verdict_from_evaluation"]
+__all__ = ["PLAN_INSTRUCTIONS", "SolePlanningEnv", "check_counts", "faft_text", "named_checks_fixed",
+           "verdict_from_evaluation"]

@@ -195,3 +195,20 @@ def test_tool_use_over_synthetic_queries():
         assert first_city in tool[2].content
     _, reward, term, _, info = env.step(plan_to_json(ex.gold))
     assert term and reward == 1.0 and info["success"]
+
+
+def test_feedback_uptake_is_every_named_check_passing_next():
+    env = agentloop.make("travel/sole-planning-v0")
+    env.reset(options={"index": 0})
+    gold = load_train()[0].gold
+    *_, broken = env.step(plan_to_json(gold[:1]))  # one day of three
+    named = [ln.split(":")[0] for ln in broken["feedback"].splitlines() if ln.split(":", 1)[1].strip().startswith("fail")]
+    assert named and not broken["success"]
+    env.reset(options={"index": 0})
+    *_, fixed = env.step(plan_to_json(gold))
+    uptake = env.unwrapped.feedback_uptake
+    assert uptake(broken, "", fixed) is True and uptake(broken, "", broken) is False
+    env.reset(options={"index": 0})
+    *_, missing = env.step("Sorry, I can't.")
+    assert uptake(missing, "", fixed) is True and uptake(missing, "", missing) is False  # deliver a plan at all
+    assert uptake(fixed, "", fixed) is None  # nothing failed: nothing asked
