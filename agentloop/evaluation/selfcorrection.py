@@ -19,8 +19,8 @@ Names (K = ``max_attempts``; each name means one thing):
   ``m1_tk`` (RISE's m1@tK): share whose majority answer over the K attempts is right (no oracle;
   unparsed answers do not vote, ties go to the earliest answer).
 * ``uptake``: among problems wrong at t1 whose verdict asked for something checkable (the environment's
-  ``feedback_uptake``: a NameError's name to define, the arithmetic checker's direction), the share whose
-  second attempt did it. Counted against the environment's own verdict under *every* protocol, shown or
+  ``feedback_uptake``: a NameError's name to define, the arithmetic checker's direction, the arguments a
+  tool call's feedback names, the checks a travel plan failed), the share whose second attempt did it. Counted against the environment's own verdict under *every* protocol, shown or
   not: ``uptake`` under ``env`` above its value under ``binary``/``retry`` is feedback being read, even
   where the second attempt is still wrong (a right name with a wrong body), which ``delta_t1_t2`` cannot see.
 * ``oracle_stopped``: the protocol ended episodes at their first success (it used the verifier's
